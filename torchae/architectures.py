@@ -1,0 +1,208 @@
+"""The article's encoder/decoder networks as plain ``nn.Module``s, with Keras-equivalent initialisation.
+
+Layout convention (the one place it is decided): torchae works in NCHW, images are ``(N, 1, 28, 28)`` float32 in
+[0, 1]. Keras works in NHWC ``(N, 28, 28, 1)``. With a single channel, flattening NCHW gives the same pixel order as
+flattening NHWC, which is what lets a Keras ``Dense`` kernel be copied onto an ``nn.Linear`` by a plain transpose
+(see ``parity.transfer``).
+
+Each decoder ends in a sigmoid but also exposes its pre-sigmoid ``logits``, so that the loss can be computed with
+``binary_cross_entropy_with_logits`` (numerically stable; what Keras does when the sigmoid is the model's last op).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from torchae.errors import ConfigError
+
+__all__ = [
+    "IMAGE_SHAPE",
+    "Autoencoder",
+    "ConvAutoencoder",
+    "DeepDenseAutoencoder",
+    "DenseAutoencoder",
+    "SigmoidDecoder",
+    "build_architecture",
+    "ARCHITECTURES",
+    "keras_init_",
+    "same_conv",
+]
+
+IMAGE_SHAPE = (1, 28, 28)
+_PIXELS = 28 * 28
+
+
+def keras_init_(module: nn.Module) -> None:
+    """Initialise like Keras: ``glorot_uniform`` kernels and zero biases for every Linear and Conv2d layer.
+
+    PyTorch's fan computation for a ``(out, in, kh, kw)`` conv kernel (fan_in = in*kh*kw, fan_out = out*kh*kw)
+    equals Keras's for ``(kh, kw, in, out)``, so ``xavier_uniform_`` draws from Keras's interval.
+    """
+    for layer in module.modules():
+        if isinstance(layer, (nn.Linear, nn.Conv2d)):
+            nn.init.xavier_uniform_(layer.weight)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+
+
+class SigmoidDecoder(nn.Module):
+    """A decoder whose ``body`` maps a code to pre-sigmoid logits of shape ``(N, 1, 28, 28)``.
+
+    Args:
+        body: the layers from the code to the logits.
+    """
+
+    def __init__(self, body: nn.Module) -> None:
+        super().__init__()
+        self.body = body
+
+    def logits(self, code: torch.Tensor) -> torch.Tensor:
+        """Pre-sigmoid outputs, shape ``(N, 1, 28, 28)``."""
+        return self.body(code)
+
+    def forward(self, code: torch.Tensor) -> torch.Tensor:
+        """Pixel probabilities in [0, 1], shape ``(N, 1, 28, 28)``."""
+        return torch.sigmoid(self.logits(code))
+
+
+class Autoencoder(nn.Module):
+    """An encoder and a decoder; ``forward(x) == decoder(encoder(x))``.
+
+    Attributes:
+        encoder: maps images ``(N, 1, 28, 28)`` to codes of shape ``(N, *code_shape)``.
+        decoder: maps codes back to pixel probabilities ``(N, 1, 28, 28)``.
+        code_shape: the shape of one code, without the batch dimension.
+    """
+
+    code_shape: tuple[int, ...]
+
+    def __init__(self, encoder: nn.Module, decoder: SigmoidDecoder, code_shape: tuple[int, ...]) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.decoder = decoder
+        self.code_shape = tuple(code_shape)
+        keras_init_(self)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x)
+
+    def decode(self, code: torch.Tensor) -> torch.Tensor:
+        return self.decoder(code)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.encoder(x))
+
+
+def _dense_stack(widths: list[int], last_activation: nn.Module | None) -> list[nn.Module]:
+    """Linear layers ``widths[0] -> widths[1] -> ...`` with ReLU between them and ``last_activation`` at the end."""
+    layers: list[nn.Module] = []
+    for i, (fan_in, fan_out) in enumerate(zip(widths[:-1], widths[1:])):
+        layers.append(nn.Linear(fan_in, fan_out))
+        is_last = i == len(widths) - 2
+        if not is_last:
+            layers.append(nn.ReLU())
+        elif last_activation is not None:
+            layers.append(last_activation)
+    return layers
+
+
+def same_conv(in_channels: int, out_channels: int, kernel_size: int) -> nn.Module:
+    """A stride-1 convolution padded as Keras's ``padding='same'``: ``(k - 1) // 2`` zeros before, the rest after.
+
+    For odd kernels that is PyTorch's symmetric padding. For even kernels (the 2x2 ones) Keras pads 0 before and 1
+    after; the explicit ``ZeroPad2d`` says so (PyTorch's ``padding='same'`` would do the same through a hidden copy).
+    """
+    if kernel_size % 2:
+        return nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
+    before, after = (kernel_size - 1) // 2, kernel_size // 2
+    padding = nn.ZeroPad2d((before, after, before, after))
+    return nn.Sequential(padding, nn.Conv2d(in_channels, out_channels, kernel_size))
+
+
+class DenseAutoencoder(Autoencoder):
+    """The article's first model: ``Flatten, Dense(code_dim, relu)`` / ``Dense(784, sigmoid), Reshape``.
+
+    Args:
+        code_dim: size of the code (the article's ``encoding_dim``, 49).
+    """
+
+    def __init__(self, code_dim: int = 49) -> None:
+        _check_positive(code_dim=code_dim)
+        encoder = nn.Sequential(nn.Flatten(), *_dense_stack([_PIXELS, code_dim], nn.ReLU()))
+        decoder = SigmoidDecoder(nn.Sequential(nn.Linear(code_dim, _PIXELS), nn.Unflatten(1, IMAGE_SHAPE)))
+        super().__init__(encoder, decoder, (code_dim,))
+
+
+class DeepDenseAutoencoder(Autoencoder):
+    """The deep dense model: hidden widths ``3*code_dim, 2*code_dim``, a linear code, and the mirror decoder.
+
+    With ``code_dim=49`` this is the article's deep autoencoder; with ``code_dim=16`` it is the network of its
+    sparse autoencoder (the L1 penalty lives in the training module, not here).
+
+    Args:
+        code_dim: size of the (linear) code.
+    """
+
+    def __init__(self, code_dim: int = 49) -> None:
+        _check_positive(code_dim=code_dim)
+        hidden = [3 * code_dim, 2 * code_dim]
+        encoder = nn.Sequential(nn.Flatten(), *_dense_stack([_PIXELS, *hidden, code_dim], None))
+        decoder_layers = _dense_stack([code_dim, *hidden[::-1], _PIXELS], None)
+        decoder = SigmoidDecoder(nn.Sequential(*decoder_layers, nn.Unflatten(1, IMAGE_SHAPE)))
+        super().__init__(encoder, decoder, (code_dim,))
+
+
+class ConvAutoencoder(Autoencoder):
+    """The article's convolutional model; the code is a ``(1, 7, 7)`` map (Keras: ``(7, 7, 1)``).
+
+    Convolutions pad as Keras's ``padding='same'`` (see :func:`same_conv`). Max pooling never needs padding here
+    (28 and 14 are even).
+    """
+
+    def __init__(self) -> None:
+        encoder = nn.Sequential(
+            same_conv(1, 128, 7), nn.ReLU(), nn.MaxPool2d(2),
+            same_conv(128, 32, 2), nn.ReLU(), nn.MaxPool2d(2),
+            same_conv(32, 1, 7), nn.ReLU(),
+        )  # fmt: skip
+        decoder = SigmoidDecoder(
+            nn.Sequential(
+                same_conv(1, 32, 7), nn.ReLU(), nn.Upsample(scale_factor=2, mode="nearest"),
+                same_conv(32, 128, 2), nn.ReLU(), nn.Upsample(scale_factor=2, mode="nearest"),
+                same_conv(128, 1, 7),
+            )  # fmt: skip
+        )
+        super().__init__(encoder, decoder, (1, 7, 7))
+
+
+ARCHITECTURES: dict[str, type[Autoencoder]] = {
+    "dense": DenseAutoencoder,
+    "deep": DeepDenseAutoencoder,
+    "conv": ConvAutoencoder,
+}
+
+
+def build_architecture(name: str, code_dim: int | None = None) -> Autoencoder:
+    """Build one of the wrappable architectures by name (``dense``, ``deep``, ``conv``).
+
+    Args:
+        name: architecture name.
+        code_dim: code size for the dense ones; ``None`` keeps the article's. The conv code is fixed.
+
+    Raises:
+        ValueError: on an unknown name, or a ``code_dim`` given for ``conv``.
+    """
+    if name not in ARCHITECTURES:
+        raise ConfigError(f"unknown architecture {name!r}: choose one of {', '.join(ARCHITECTURES)}")
+    if name == "conv":
+        if code_dim is not None:
+            raise ConfigError("the conv architecture has a fixed (1, 7, 7) code: leave code_dim unset")
+        return ConvAutoencoder()
+    return ARCHITECTURES[name]() if code_dim is None else ARCHITECTURES[name](code_dim)
+
+
+def _check_positive(**values: int) -> None:
+    for key, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ConfigError(f"{key} must be a positive integer, got {value!r}")

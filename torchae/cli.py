@@ -1,0 +1,161 @@
+"""The ``torchae`` command: Lightning's CLI over the five models, plus ``torchae figures CHECKPOINT``.
+
+``torchae fit --config configs/dense.yaml`` trains the article's dense autoencoder; ``--model`` takes any of
+DenseAE, DeepDenseAE, ConvAE, DenoisingAE, SparseAE. Runs go to ``<default_root_dir>/version_N/`` (metrics.csv,
+history.csv, config.yaml, checkpoints/, the figures). ``--ckpt_path last`` resumes the newest run under
+``default_root_dir`` from its ``last.ckpt``.
+
+User errors (bad data, bad settings, bad checkpoints) print one line and exit 2; set ``TORCHAE_DEBUG=1`` for the
+traceback.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from pytorch_lightning import Trainer
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint
+from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+
+from torchae.data import MNISTDataModule
+from torchae.errors import CheckpointError, NonFiniteLossError, UserError
+from torchae.figures import ArticleFigures
+from torchae.modules import MODELS, AutoencoderModule, read_checkpoint
+from torchae.safety import AtomicCheckpointIO, StopOnNonFiniteLoss
+
+__all__ = ["AutoencoderCLI", "main", "find_last_checkpoint"]
+
+_MODEL_NAMES = ", ".join(cls.__name__ for cls in MODELS.values())
+DEBUG_VARIABLE = "TORCHAE_DEBUG"
+
+
+def find_last_checkpoint(root: str | Path) -> Path | None:
+    """The newest ``last.ckpt`` of the runs under ``root`` (``root/version_*/checkpoints/last.ckpt``)."""
+    candidates = [p for p in Path(root).glob("**/checkpoints/last.ckpt") if p.is_file()]
+    return max(candidates, key=lambda p: p.stat().st_mtime_ns) if candidates else None
+
+
+class AutoencoderCLI(LightningCLI):
+    """``LightningCLI`` in subclass mode over :class:`AutoencoderModule`, with MNIST, checkpoints every epoch
+    (``last.ckpt`` included, written atomically), a stop on non-finite losses, and the article's figures."""
+
+    def __init__(self, args: list[str] | None = None, run: bool = True) -> None:
+        super().__init__(
+            AutoencoderModule,
+            MNISTDataModule,
+            subclass_mode_model=True,
+            seed_everything_default=0,
+            save_config_kwargs={"overwrite": True},
+            parser_kwargs={"description": f"Train and use the article's autoencoders. Models: {_MODEL_NAMES}."},
+            trainer_defaults={"default_root_dir": "runs"},
+            args=args,
+            run=run,
+        )
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_lightning_class_args(ArticleFigures, "figures")
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(StopOnNonFiniteLoss, "nan_guard")
+        # Save after the whole epoch (validation included), so a checkpoint is always an epoch boundary.
+        parser.set_defaults({"checkpoint.save_last": True, "checkpoint.save_on_train_epoch_end": True})
+
+    def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Callback]) -> Trainer:
+        root = Path(config.get("default_root_dir") or "runs")
+        if config.get("logger") in (None, True):
+            loggers: list[Any] = [CSVLogger(save_dir=str(root), name="")]
+            if importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX"):
+                loggers.append(TensorBoardLogger(save_dir=str(root), name="", version=loggers[0].version))
+            config["logger"] = loggers
+        if config.get("plugins") is None:
+            config["plugins"] = [AtomicCheckpointIO()]
+        return super()._instantiate_trainer(config, callbacks)
+
+    def _resolve_checkpoint(self) -> None:
+        """Check ``--ckpt_path`` before anything runs: ``last`` means the newest run's ``last.ckpt``."""
+        config = self.config_init[self.subcommand]
+        ckpt_path = config.get("ckpt_path")
+        if "weights_only" in config and config.get("weights_only") is None:
+            config["weights_only"] = True
+        if ckpt_path is None:
+            return
+        if ckpt_path == "last":
+            found = find_last_checkpoint(self.trainer.default_root_dir)
+            if found is None:
+                print(f"torchae: no last.ckpt under {self.trainer.default_root_dir}: starting a new run",
+                      file=sys.stderr)  # fmt: skip
+                config["ckpt_path"] = None
+                return
+            print(f"torchae: resuming from {found}", file=sys.stderr)
+            config["ckpt_path"] = ckpt_path = str(found)
+        checkpoint = read_checkpoint(ckpt_path)
+        saved = checkpoint.get("torchae_model")
+        expected = type(self.model).__name__
+        if saved != expected:
+            raise CheckpointError(
+                f"checkpoint {ckpt_path!r} holds a {saved or 'non-torchae model'}, but the model is a {expected}: "
+                f"use the config of the run that wrote it (--model {saved})"
+            )
+
+    def before_fit(self) -> None:
+        self._resolve_checkpoint()
+
+    def before_validate(self) -> None:
+        self._resolve_checkpoint()
+
+    def before_test(self) -> None:
+        self._resolve_checkpoint()
+
+    def before_predict(self) -> None:
+        self._resolve_checkpoint()
+
+
+def figures_command(
+    checkpoint: str, out_dir: str | None = None, data_dir: str | None = None, n: int = 10, seed: int = 0
+) -> None:
+    """Draw the article's figures from a checkpoint of any torchae model.
+
+    Args:
+        checkpoint: a ``.ckpt`` written by ``torchae fit``.
+        out_dir: where to write the PNG files; default: a ``figures`` folder beside the checkpoint's folder.
+        data_dir: MNIST source (default: the embedded copy).
+        n: digits per row.
+        seed: seed of the noise in the denoising figure.
+    """
+    from torchae.data import load_mnist, to_image_tensor
+    from torchae.figures import draw_figures
+    from torchae.modules import load_checkpoint
+
+    model = load_checkpoint(checkpoint)
+    state = read_checkpoint(checkpoint)
+    history = next((cb.get("history") for key, cb in state.get("callbacks", {}).items() if "ArticleFigures" in key),
+                   None)  # fmt: skip
+    images = to_image_tensor(load_mnist(data_dir).x_test)
+    target = Path(out_dir) if out_dir else Path(checkpoint).resolve().parent.parent / "figures"
+    for path in draw_figures(model, images, target, history, n=n, seed=seed):
+        print(path)
+
+
+def _run(args: list[str] | None) -> None:
+    words = sys.argv[1:] if args is None else args
+    if words[:1] == ["figures"]:
+        from jsonargparse import auto_cli
+
+        auto_cli(figures_command, args=words[1:], as_positional=True)
+        return
+    AutoencoderCLI(args=args)
+
+
+def main(args: list[str] | None = None) -> None:
+    """Entry point of ``torchae`` and ``python -m torchae``; ``args`` defaults to the command line."""
+    try:
+        _run(args)
+    except (UserError, NonFiniteLossError, FileNotFoundError) as err:
+        if os.environ.get(DEBUG_VARIABLE):
+            raise
+        print(f"torchae: error: {err}", file=sys.stderr)
+        sys.exit(2 if isinstance(err, (UserError, FileNotFoundError)) else 1)

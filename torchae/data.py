@@ -1,0 +1,343 @@
+"""MNIST, read offline from the four IDX files or a Keras ``mnist.npz``, served as whole-tensor batches.
+
+The whole split is one float32 tensor ``(N, 1, 28, 28)`` in [0, 1] (``uint8 / 255``, as the article). Batches are
+slices of it (validation) or ``index_select`` with a seeded permutation (training): no per-sample ``__getitem__``,
+no worker processes, no collation. When the model sits on a GPU the tensors are moved there once.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import struct
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+
+from torchae.errors import ConfigError, DataError
+
+__all__ = ["MNISTDataModule", "MNISTSplits", "TensorBatches", "load_mnist", "embedded_mnist_dir", "DataError"]
+
+
+# sha256 of the decompressed canonical files (the same bytes torchvision and Keras download).
+MNIST_FILES: dict[str, tuple[str, int, str]] = {
+    # name: (sha256, IDX magic, split)
+    "train-images-idx3-ubyte": ("ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db", 2051, "train"),
+    "train-labels-idx1-ubyte": ("65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5", 2049, "train"),
+    "t10k-images-idx3-ubyte": ("0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7", 2051, "test"),
+    "t10k-labels-idx1-ubyte": ("ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2", 2049, "test"),
+}
+NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+def embedded_mnist_dir() -> Path:
+    """The folder of the MNIST files shipped inside the package."""
+    return Path(str(resources.files("torchae") / "data" / "mnist"))
+
+
+@dataclass(frozen=True)
+class MNISTSplits:
+    """MNIST as uint8 arrays: images ``(N, 28, 28)``, labels ``(N,)``."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise DataError(f"cannot read {path}: {err.strerror}; check the path and its permissions") from None
+    if path.suffix != ".gz":
+        return raw
+    try:
+        return gzip.decompress(raw)
+    except (OSError, EOFError, zlib.error) as err:
+        raise DataError(f"{path} is not a complete gzip file ({err}); copy it again from the MNIST source") from None
+
+
+def _parse_idx(name: str, data: bytes, path: Path, verify_checksum: bool) -> np.ndarray:
+    sha256, magic, _ = MNIST_FILES[name]
+    if len(data) < 8:
+        raise DataError(f"{path} is too short to be an IDX file; copy it again from the MNIST source")
+    found_magic = struct.unpack(">I", data[:4])[0]
+    if found_magic != magic:
+        raise DataError(
+            f"{path} has IDX magic number {found_magic}, expected {magic}: it is not the file its name says"
+        )
+    ndim = magic & 0xFF
+    header = 4 + 4 * ndim
+    shape = struct.unpack(f">{ndim}I", data[4:header])
+    if len(data) != header + int(np.prod(shape)):
+        raise DataError(f"{path} holds {len(data) - header} bytes of data for shape {shape}: the file is truncated")
+    if verify_checksum and hashlib.sha256(data).hexdigest() != sha256:
+        raise DataError(
+            f"{path} does not match MNIST's sha256 checksum: replace it with the canonical file, "
+            "or pass verify_checksums=False for other data in the MNIST format"
+        )
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def _find_idx(folder: Path, name: str) -> Path | None:
+    for candidate in (folder / name, folder / f"{name}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _load_idx_folder(folder: Path, verify_checksums: bool) -> MNISTSplits:
+    found = {name: _find_idx(folder, name) for name in MNIST_FILES}
+    missing = [name for name, path in found.items() if path is None]
+    if missing:
+        raise DataError(
+            f"{folder} lacks {', '.join(missing)} (plain or .gz): put all four MNIST IDX files there, "
+            "or point data_dir at a Keras mnist.npz"
+        )
+    arrays = {name: _parse_idx(name, _read_bytes(path), path, verify_checksums) for name, path in found.items()}
+    return MNISTSplits(
+        x_train=arrays["train-images-idx3-ubyte"],
+        y_train=arrays["train-labels-idx1-ubyte"],
+        x_test=arrays["t10k-images-idx3-ubyte"],
+        y_test=arrays["t10k-labels-idx1-ubyte"],
+    )
+
+
+def _load_npz(path: Path) -> MNISTSplits:
+    try:
+        # allow_pickle=False: an .npz from elsewhere can never run code here.
+        with np.load(path, allow_pickle=False) as archive:
+            missing = [key for key in NPZ_KEYS if key not in archive.files]
+            if missing:
+                raise DataError(
+                    f"{path} lacks the arrays {', '.join(missing)}: a Keras mnist.npz holds {', '.join(NPZ_KEYS)}"
+                )
+            arrays = {key: archive[key] for key in NPZ_KEYS}
+    except (OSError, ValueError, zlib.error, EOFError) as err:
+        if isinstance(err, DataError):
+            raise
+        raise DataError(f"{path} is not a readable .npz archive ({err}); copy it again") from None
+    return MNISTSplits(**arrays)
+
+
+def _validate(splits: MNISTSplits, source: Path) -> MNISTSplits:
+    for split in ("train", "test"):
+        images, labels = getattr(splits, f"x_{split}"), getattr(splits, f"y_{split}")
+        if images.ndim != 3 or images.shape[1:] != (28, 28):
+            raise DataError(
+                f"{source}: {split} images have shape {tuple(images.shape)}, expected (N, 28, 28): "
+                "MNIST images are 28x28"
+            )
+        if images.dtype != np.uint8:
+            raise DataError(f"{source}: {split} images are {images.dtype}, expected uint8 pixels 0..255")
+        if labels.shape != (images.shape[0],):
+            raise DataError(
+                f"{source}: {images.shape[0]} {split} images but labels of shape {tuple(labels.shape)}; "
+                "images and labels must come in pairs"
+            )
+    return splits
+
+
+def load_mnist(data_dir: str | Path | None = None, verify_checksums: bool = True) -> MNISTSplits:
+    """Read MNIST from the package, a folder of IDX files, or a Keras ``mnist.npz``.
+
+    Args:
+        data_dir: ``None`` for the embedded copy; a folder with the four IDX files (gzipped or not); or the path
+            of a Keras ``mnist.npz``.
+        verify_checksums: check IDX files against MNIST's sha256 sums (turn off for other data in MNIST's format).
+
+    Raises:
+        DataError: the source is missing, incomplete, damaged or of the wrong shape; the message says which.
+    """
+    path = embedded_mnist_dir() if data_dir is None else Path(data_dir).expanduser()
+    if not path.exists():
+        raise DataError(
+            f"data_dir {str(path)!r} does not exist: give a folder with the MNIST IDX files or a Keras mnist.npz, "
+            "or leave data_dir unset for the embedded copy"
+        )
+    if path.is_dir():
+        splits = _load_idx_folder(path, verify_checksums)
+    elif path.suffix == ".npz":
+        splits = _load_npz(path)
+    else:
+        raise DataError(f"data_dir {str(path)!r} is a file but not an .npz: give a folder of IDX files or mnist.npz")
+    return _validate(splits, path)
+
+
+def to_image_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 ``(N, 28, 28)`` to float32 ``(N, 1, 28, 28)`` in [0, 1], as the article's ``astype('float32') / 255``."""
+    return torch.from_numpy(np.array(images, dtype=np.uint8)).unsqueeze(1).float().div_(255.0)
+
+
+class TensorBatches:
+    """An iterable of image batches cut from one resident tensor.
+
+    Training order is a permutation drawn from ``(seed, epoch)`` alone, so any epoch can be replayed exactly
+    (a resumed run sees the same batches) and every rank of a distributed run agrees on it; each rank then takes
+    its own interleaved shard (``perm[rank::world_size]``), so no sample is seen twice in an epoch.
+
+    Args:
+        images: ``(N, 1, 28, 28)`` tensor, on the device the batches should be on.
+        batch_size: images per batch; the last batch may be smaller (as Keras).
+        shuffle: draw a new permutation every epoch.
+        seed: base seed of the permutations.
+        rank: this process's rank.
+        world_size: number of processes sharing the data.
+    """
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        batch_size: int,
+        shuffle: bool,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        self.images = images
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.epoch = 0
+        # Lightning calls ``dataloader.sampler.set_epoch(epoch)`` before every epoch; this object is its own sampler.
+        self.sampler = self
+        self.batch_sampler = None
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def indices(self) -> torch.Tensor | None:
+        """This rank's sample indices for the current epoch (``None`` means all, in order)."""
+        n = self.images.shape[0]
+        if not self.shuffle and self.world_size == 1:
+            return None
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(_mix_seed(self.seed, self.epoch))
+            order = torch.randperm(n, generator=generator)
+        else:
+            order = torch.arange(n)
+        return order[self.rank :: self.world_size].to(self.images.device, non_blocking=True)
+
+    def num_samples(self) -> int:
+        n = self.images.shape[0]
+        return len(range(self.rank, n, self.world_size))
+
+    def __len__(self) -> int:
+        return -(-self.num_samples() // self.batch_size)
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        order = self.indices()
+        size = self.num_samples()
+        for start in range(0, size, self.batch_size):
+            stop = min(start + self.batch_size, size)
+            if order is None:
+                yield self.images[start:stop]
+            else:
+                yield self.images.index_select(0, order[start:stop])
+
+
+def _mix_seed(seed: int, *salt: int) -> int:
+    """A 63-bit seed from a base seed and integers (epoch, stage...), stable across runs and platforms."""
+    digest = hashlib.blake2b(repr((seed, *salt)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & ((1 << 63) - 1)
+
+
+class MNISTDataModule(pl.LightningDataModule):
+    """MNIST for autoencoders: inputs only (targets are the inputs), trained on 60,000, validated on the 10,000
+    test images as the article does.
+
+    ``__init__`` only stores settings; the files are read in ``setup``.
+
+    Args:
+        data_dir: ``None`` for the embedded copy, a folder of IDX files, or a Keras ``mnist.npz``.
+        batch_size: training batch size (the article: 256; 16 for denoising).
+        val_batch_size: validation batch size; ``None`` uses ``batch_size`` (as Keras's ``fit``).
+        seed: seed of the epoch permutations; ``None`` takes the process seed (``seed_everything``) at setup.
+        shuffle: shuffle the training set every epoch.
+        train_size: use only the first ``train_size`` training images (quick runs); ``None`` for all.
+        val_size: use only the first ``val_size`` test images; ``None`` for all.
+        verify_checksums: check IDX files against MNIST's sha256 sums.
+    """
+
+    def __init__(
+        self,
+        data_dir: str | None = None,
+        batch_size: int = 256,
+        val_batch_size: int | None = None,
+        seed: int | None = None,
+        shuffle: bool = True,
+        train_size: int | None = None,
+        val_size: int | None = None,
+        verify_checksums: bool = True,
+    ) -> None:
+        super().__init__()
+        _check_positive_int("batch_size", batch_size)
+        for name, value in (("val_batch_size", val_batch_size), ("train_size", train_size), ("val_size", val_size)):
+            if value is not None:
+                _check_positive_int(name, value)
+        self.save_hyperparameters()
+        self.data_dir = data_dir
+        self.batch_size = batch_size
+        self.val_batch_size = val_batch_size or batch_size
+        self.seed = seed
+        self.shuffle = shuffle
+        self.train_size = train_size
+        self.val_size = val_size
+        self.verify_checksums = verify_checksums
+        self.train_images: torch.Tensor | None = None
+        self.val_images: torch.Tensor | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.seed is None:
+            self.seed = torch.initial_seed()
+        if self.train_images is not None:
+            return
+        splits = load_mnist(self.data_dir, self.verify_checksums)
+        self.train_images = to_image_tensor(splits.x_train[: self.train_size])
+        self.val_images = to_image_tensor(splits.x_test[: self.val_size])
+
+    def _device(self) -> torch.device:
+        trainer = self.trainer
+        return trainer.strategy.root_device if trainer is not None else torch.device("cpu")
+
+    def _loader(self, images: torch.Tensor | None, batch_size: int, shuffle: bool) -> TensorBatches:
+        if images is None:
+            raise RuntimeError("MNISTDataModule.setup() must run before its dataloaders are asked for")
+        device = self._device()
+        trainer = self.trainer
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        return TensorBatches(images.to(device), batch_size, shuffle, int(self.seed or 0), rank, world)
+
+    def train_dataloader(self) -> TensorBatches:
+        return self._loader(self.train_images, self.batch_size, self.shuffle)
+
+    def val_dataloader(self) -> TensorBatches:
+        return self._loader(self.val_images, self.val_batch_size, False)
+
+    def test_dataloader(self) -> TensorBatches:
+        return self.val_dataloader()
+
+    def predict_dataloader(self) -> TensorBatches:
+        return self.val_dataloader()
+
+    def state_dict(self) -> dict[str, Any]:
+        # The seed decides every epoch's order: a resumed run must keep it even if seed_everything picked it.
+        return {"seed": self.seed}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.seed = state_dict["seed"]
+
+
+def _check_positive_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"{name} must be a positive integer, got {value!r}")

@@ -1,0 +1,91 @@
+"""Keeping runs safe: checkpoints that a crash cannot corrupt, and a stop on a NaN or infinite loss."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.plugins.io import TorchCheckpointIO
+
+from torchae.errors import NonFiniteLossError
+
+__all__ = ["AtomicCheckpointIO", "StopOnNonFiniteLoss"]
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes each checkpoint to a temporary file in the same folder, fsyncs it, then renames it into place.
+
+    A rename within one folder is atomic, so a crash at any moment leaves either the old file or the complete new
+    one, never a truncated checkpoint. (Lightning's own writer moves a temporary file from the system's temp
+    folder, which is a copy, not an atomic rename, when that folder is on another filesystem.)
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+        try:
+            with partial.open("wb") as file:
+                torch.save(checkpoint, file)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(partial, target)
+        finally:
+            partial.unlink(missing_ok=True)
+        directory = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+
+
+class StopOnNonFiniteLoss(pl.Callback):
+    """Stops training with :class:`NonFiniteLossError` (epoch and step named) when the training loss is NaN or
+    infinite, before the epoch's checkpoint is written, so the last checkpoint on disk stays the last good one.
+
+    The test runs on the device and is read back every ``check_every_n_steps`` steps and at the end of every
+    epoch, so the hot loop does not wait for the GPU at every step.
+
+    Args:
+        check_every_n_steps: how often the flag is read back (1 checks every step).
+    """
+
+    def __init__(self, check_every_n_steps: int = 50) -> None:
+        if check_every_n_steps <= 0:
+            raise ValueError(f"check_every_n_steps must be positive, got {check_every_n_steps}")
+        self.check_every_n_steps = check_every_n_steps
+        self._first_bad: torch.Tensor | None = None
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._first_bad = None
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        if loss is None:
+            return
+        step = torch.full((), batch_idx, device=loss.device, dtype=torch.long)
+        bad = ~torch.isfinite(loss.detach())
+        if self._first_bad is None:
+            self._first_bad = torch.where(bad, step, torch.full_like(step, -1))
+        else:
+            self._first_bad = torch.where(bad & (self._first_bad < 0), step, self._first_bad)
+        if (batch_idx + 1) % self.check_every_n_steps == 0:
+            self._raise_if_bad(trainer)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._raise_if_bad(trainer)
+
+    def _raise_if_bad(self, trainer: pl.Trainer) -> None:
+        if self._first_bad is None:
+            return
+        batch = int(self._first_bad)
+        if batch >= 0:
+            raise NonFiniteLossError(
+                f"the training loss became NaN or infinite at epoch {trainer.current_epoch}, batch {batch}: "
+                "training stopped and the last good checkpoint was kept; lower the learning rate or check the data"
+            )
