@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import struct
+import zipfile
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -121,9 +122,9 @@ def _load_npz(path: Path) -> MNISTSplits:
                     f"{path} lacks the arrays {', '.join(missing)}: a Keras mnist.npz holds {', '.join(NPZ_KEYS)}"
                 )
             arrays = {key: archive[key] for key in NPZ_KEYS}
-    except (OSError, ValueError, zlib.error, EOFError) as err:
-        if isinstance(err, DataError):
-            raise
+    except DataError:
+        raise
+    except (OSError, ValueError, zlib.error, EOFError, zipfile.BadZipFile) as err:
         raise DataError(f"{path} is not a readable .npz archive ({err}); copy it again") from None
     return MNISTSplits(**arrays)
 

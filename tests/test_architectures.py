@@ -1,0 +1,125 @@
+"""The networks: parameter counts, shapes, initialisation and padding, as SPEC.md states them."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F  # noqa: N812
+from torch import nn
+
+import torchae
+from torchae.architectures import ConvAutoencoder, DenseAutoencoder, build_architecture, same_conv
+
+MODEL_NAMES = ["dense", "deep", "conv", "denoising", "sparse"]
+
+# SPEC.md, "The models": encoder / decoder / total parameters (denoising wraps the dense model).
+PARAMETERS = {
+    "dense": (38_465, 39_200, 77_665),
+    "deep": (134_750, 135_485, 270_235),
+    "conv": (24_385, 24_385, 48_770),
+    "denoising": (38_465, 39_200, 77_665),
+    "sparse": (39_776, 40_544, 80_320),
+}
+CODE_SHAPES = {"dense": (49,), "deep": (49,), "conv": (1, 7, 7), "denoising": (49,), "sparse": (16,)}
+
+
+def count(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_parameter_counts_match_spec(name):
+    model = torchae.MODELS[name]()
+    encoder, decoder, total = PARAMETERS[name]
+    assert count(model.encoder) == encoder
+    assert count(model.decoder) == decoder
+    assert count(model) == total
+
+
+@pytest.mark.parametrize("architecture", ["dense", "deep", "conv"])
+def test_denoising_has_exactly_the_parameters_of_what_it_wraps(architecture):
+    wrapped = torchae.DenoisingAE(architecture=architecture)
+    plain = build_architecture(architecture)
+    assert count(wrapped) == count(plain)
+    assert [p.shape for p in wrapped.parameters()] == [p.shape for p in plain.parameters()]
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_shapes_and_forward_is_decode_of_encode(name):
+    torch.manual_seed(0)
+    model = torchae.MODELS[name]().eval()
+    x = torch.rand(5, 1, 28, 28)
+    code = model.encode(x)
+    assert tuple(code.shape) == (5, *CODE_SHAPES[name])
+    assert model.code_shape == CODE_SHAPES[name]
+    decoded = model.decode(code)
+    assert decoded.shape == (5, 1, 28, 28)
+    assert float(decoded.min()) >= 0.0 and float(decoded.max()) <= 1.0
+    torch.testing.assert_close(model(x), decoded, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_initialisation_is_glorot_uniform_with_zero_biases(name):
+    torch.manual_seed(1)
+    model = torchae.MODELS[name]()
+    layers = [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    assert layers
+    for layer in layers:
+        weight = layer.weight
+        receptive = weight[0][0].numel() if weight.dim() > 2 else 1
+        fan_in, fan_out = weight.shape[1] * receptive, weight.shape[0] * receptive
+        bound = math.sqrt(6.0 / (fan_in + fan_out))
+        assert float(weight.abs().max()) <= bound
+        # uniform on [-bound, bound]: the largest draw comes close to the bound (PyTorch's default is far inside)
+        assert float(weight.abs().max()) > 0.9 * bound
+        assert torch.count_nonzero(layer.bias) == 0
+
+
+def test_pytorch_default_init_would_fail_the_glorot_check():
+    """The check above can fail: PyTorch's own default init draws from a much narrower interval."""
+    layer = nn.Linear(784, 49)
+    bound = math.sqrt(6.0 / (784 + 49))
+    assert float(layer.weight.abs().max()) < 0.5 * bound
+    assert torch.count_nonzero(layer.bias) > 0
+
+
+@pytest.mark.parametrize("kernel", [2, 7])
+def test_same_padding_matches_keras(kernel):
+    """Keras 'same' pads (k-1)//2 before and the rest after, in each spatial axis."""
+    torch.manual_seed(2)
+    conv = same_conv(3, 4, kernel)
+    x = torch.randn(2, 3, 14, 14)
+    core = conv[1] if isinstance(conv, nn.Sequential) else conv
+    before, after = (kernel - 1) // 2, kernel // 2
+    expected = F.conv2d(F.pad(x, (before, after, before, after)), core.weight, core.bias)
+    torch.testing.assert_close(conv(x), expected)
+    assert conv(x).shape == x.shape[:1] + (4, 14, 14)
+    if kernel == 2:  # and it is what PyTorch's own padding='same' does
+        reference = nn.Conv2d(3, 4, 2, padding="same")
+        reference.load_state_dict(core.state_dict())
+        with pytest.warns(UserWarning):
+            torch.testing.assert_close(reference(x), expected)
+
+
+def test_conv_code_is_seven_by_seven():
+    model = ConvAutoencoder()
+    assert model.encode(torch.rand(2, 1, 28, 28)).shape == (2, 1, 7, 7)
+
+
+def test_flatten_order_of_nchw_equals_nhwc_for_one_channel():
+    """Relied on by the Dense kernel transfer: NCHW flatten == NHWC flatten when C == 1."""
+    x = torch.rand(3, 1, 28, 28)
+    assert torch.equal(x.flatten(1), x.permute(0, 2, 3, 1).flatten(1))
+
+
+def test_code_dim_is_configurable_and_validated():
+    assert DenseAutoencoder(32).encode(torch.rand(1, 1, 28, 28)).shape == (1, 32)
+    assert torchae.DeepDenseAE(code_dim=10).code_shape == (10,)
+    with pytest.raises(ValueError, match="code_dim must be a positive integer"):
+        DenseAutoencoder(0)
+    with pytest.raises(ValueError, match="fixed"):
+        build_architecture("conv", code_dim=49)
+    with pytest.raises(ValueError, match="unknown architecture 'mlp'"):
+        build_architecture("mlp")

@@ -1,0 +1,233 @@
+"""The Lightning modules: loss, one step, overfitting, checkpoints, input checks, noise, the sparse penalty."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import pytorch_lightning as pl
+import torch
+
+import torchae
+from torchae.data import TensorBatches
+from torchae.modules import AutoencoderModule
+
+MODEL_NAMES = ["dense", "deep", "conv", "denoising", "sparse"]
+
+
+def make(name: str, **kwargs) -> AutoencoderModule:
+    torch.manual_seed(0)
+    return torchae.MODELS[name](**kwargs)
+
+
+def hand_bce(probabilities: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """-mean(t log p + (1 - t) log(1 - p)), in float64, straight from the definition."""
+    p, t = probabilities.double(), target.double()
+    return -(t * p.log() + (1 - t) * (1 - p).log()).mean()
+
+
+def trainer(tmp_path, **kwargs) -> pl.Trainer:
+    options = dict(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                   enable_model_summary=False, num_sanity_val_steps=0, default_root_dir=tmp_path)  # fmt: skip
+    options.update(kwargs)
+    return pl.Trainer(**options)
+
+
+@pytest.mark.parametrize("name", ["dense", "deep", "conv"])
+def test_loss_is_mean_binary_cross_entropy_over_pixels(name, test_images):
+    model = make(name)
+    x = test_images[:32]
+    loss = model.loss_terms(x, "val")["loss"]
+    torch.testing.assert_close(loss.double(), hand_bce(model(x), x), rtol=1e-5, atol=0)
+
+
+def test_sparse_loss_adds_the_l1_penalty_divided_by_batch_size(test_images):
+    model = make("sparse", l1=1e-3)
+    x = test_images[:32]
+    terms = model.loss_terms(x, "val")
+    code = model.encode(x).double()
+    penalty = 1e-3 * code.abs().sum() / 32
+    torch.testing.assert_close(terms["l1_penalty"].double(), penalty, rtol=1e-5, atol=0)
+    torch.testing.assert_close(terms["reconstruction_loss"].double(), hand_bce(model(x), x), rtol=1e-5, atol=0)
+    torch.testing.assert_close(terms["loss"], terms["reconstruction_loss"] + terms["l1_penalty"])
+    assert float(terms["l1_penalty"]) > 0
+
+
+def test_denoising_loss_compares_the_denoised_noisy_input_with_the_clean_target(test_images):
+    model = make("denoising")
+    x = test_images[:32]
+    generator = torch.Generator().manual_seed(5)
+    noisy = model.add_noise(x, torch.Generator().manual_seed(5))
+    model._noise["val"] = generator
+    loss = model.loss_terms(x, "val")["loss"]
+    torch.testing.assert_close(loss.double(), hand_bce(model(noisy), x), rtol=1e-5, atol=0)
+    assert not torch.allclose(loss.double(), hand_bce(model(x), x), rtol=1e-3)
+
+
+def test_noise_statistics_and_clipping():
+    model = torchae.DenoisingAE(noise_mean=0.5, noise_std=0.5)
+    zeros = torch.zeros(2000, 1, 28, 28)
+    noisy = model.add_noise(zeros, torch.Generator().manual_seed(0))
+    assert float(noisy.min()) == 0.0 and float(noisy.max()) == 1.0
+    # clip(N(0.5, 0.5), 0, 1) of zeros: P(0) = P(1) = Phi(-1) = 0.1587, and the mean is 0.5 by symmetry
+    assert abs(float((noisy == 0).float().mean()) - 0.1587) < 0.005
+    assert abs(float((noisy == 1).float().mean()) - 0.1587) < 0.005
+    assert abs(float(noisy.mean()) - 0.5) < 0.005
+    unclipped = torchae.DenoisingAE(noise_mean=0.0, noise_std=0.1).add_noise(torch.full((2000, 1, 28, 28), 0.5))
+    assert abs(float(unclipped.std()) - 0.1) < 0.002
+    assert abs(float(unclipped.mean()) - 0.5) < 0.002
+
+
+def test_noise_is_fresh_per_batch_seeded_per_epoch_and_stage(test_images):
+    model = torchae.DenoisingAE(seed=3)
+    x = test_images[:8]
+    model._start_noise_stream("train")
+    first, second = model.corrupt(x, "train"), model.corrupt(x, "train")
+    assert not torch.equal(first, second)
+    model._start_noise_stream("train")
+    assert torch.equal(model.corrupt(x, "train"), first)
+    model._start_noise_stream("val")
+    assert not torch.equal(model.corrupt(x, "val"), first)
+    assert torch.equal(torchae.DenseAE().corrupt(x, "train"), x)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_training_step_changes_weights_and_validation_does_not(name, test_images, tmp_path):
+    model = make(name)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    trainer(tmp_path, limit_train_batches=1, limit_val_batches=0).fit(model, TensorBatches(test_images, 16, False))
+    changed = [k for k, v in model.state_dict().items() if not torch.equal(v, before[k])]
+    assert len(changed) == len(before)  # every weight and bias moved
+    after_fit = {k: v.clone() for k, v in model.state_dict().items()}
+    trainer(tmp_path).validate(model, TensorBatches(test_images, 16, False), verbose=False)
+    assert all(torch.equal(v, after_fit[k]) for k, v in model.state_dict().items())
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_overfitting_one_batch_drives_the_loss_down(name, test_images):
+    model = make(name, learning_rate=3e-3)
+    x = test_images[:16]
+    optimizer = model.configure_optimizers()
+    losses = []
+    for _ in range(60):
+        optimizer.zero_grad()
+        loss = model.loss_terms(x, "train")["loss"]
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss))
+    assert losses[-1] < 0.6 * losses[0], losses[::10]
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_checkpoint_round_trip_gives_identical_outputs(name, test_images, tmp_path):
+    model = make(name)
+    fit = trainer(tmp_path, limit_train_batches=2, limit_val_batches=1)
+    fit.fit(model, TensorBatches(test_images, 16, True, seed=1), TensorBatches(test_images, 64, False))
+    path = tmp_path / "model.ckpt"
+    fit.save_checkpoint(path)
+    for loaded in (type(model).load_from_checkpoint(path, weights_only=True), torchae.load_checkpoint(path)):
+        assert type(loaded) is type(model)
+        assert loaded.hparams == model.hparams
+        model.eval(), loaded.eval()
+        with torch.no_grad():
+            assert torch.equal(loaded(test_images), model(test_images))
+            assert torch.equal(loaded.encode(test_images), model.encode(test_images))
+
+
+def test_checkpoint_of_another_model_is_refused_with_a_clear_error(test_images, tmp_path):
+    model = make("conv")
+    fit = trainer(tmp_path, limit_train_batches=1, limit_val_batches=0)
+    fit.fit(model, TensorBatches(test_images, 16, False))
+    fit.save_checkpoint(tmp_path / "conv.ckpt")
+    with pytest.raises(torchae.CheckpointError, match="holds a ConvAE, not a DenseAE"):
+        torchae.DenseAE.load_from_checkpoint(tmp_path / "conv.ckpt", weights_only=True)
+
+
+def test_hyperparameters_reach_the_optimizer_and_are_saved():
+    model = torchae.SparseAE(l1=2e-5, learning_rate=5e-4, epsilon=1e-6)
+    optimizer = model.configure_optimizers()
+    assert isinstance(optimizer, torchae.KerasAdam)
+    assert optimizer.param_groups[0]["lr"] == 5e-4 and optimizer.param_groups[0]["keras_eps"] == 1e-6
+    assert dict(model.hparams) == {"code_dim": 16, "l1": 2e-5, "learning_rate": 5e-4, "epsilon": 1e-6}
+
+
+@pytest.mark.parametrize("bad_value", [0.0, -1e-3, float("nan")])
+def test_bad_hyperparameters_are_refused(bad_value):
+    with pytest.raises(ValueError, match="learning_rate must be positive"):
+        torchae.DenseAE(learning_rate=bad_value)
+
+
+@pytest.mark.parametrize(
+    ("x", "message"),
+    [
+        (torch.rand(4, 28, 28), r"shape \(4, 28, 28\) \(rank 3\), expected .*\(N, 1, 28, 28\)"),
+        (torch.rand(4, 28, 28, 1), r"NHWC, use x.permute\(0, 3, 1, 2\)"),
+        (torch.rand(4, 1, 32, 32), r"shape \(4, 1, 32, 32\)"),
+        ((torch.rand(4, 1, 28, 28) * 255).to(torch.uint8), r"dtype torch.uint8.*x.float\(\) / 255"),
+        (torch.full((2, 1, 28, 28), float("nan")), r"NaN or infinite"),
+        (torch.full((2, 1, 28, 28), float("inf")), r"NaN or infinite"),
+        ([[0.0]], r"model input is a list"),
+    ],
+)
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_bad_model_input_names_the_expected_shape(name, x, message):
+    model = make(name)
+    for call in (model, model.encode):
+        with pytest.raises(ValueError, match=message):
+            call(x)
+
+
+def test_bad_code_is_refused_with_the_expected_shape():
+    with pytest.raises(ValueError, match=r"shape \(3, 16\), expected a float tensor of shape \(N, 49\)"):
+        make("dense").decode(torch.rand(3, 16))
+    with pytest.raises(ValueError, match=r"expected a float tensor of shape \(N, 1, 7, 7\)"):
+        make("conv").decode(torch.rand(3, 49))
+
+
+def test_keras_adam_follows_keras_update_rule():
+    """Reference: Keras 3's Adam, written out (epsilon on the uncorrected sqrt(v))."""
+    torch.manual_seed(0)
+    w = torch.nn.Parameter(torch.tensor([1.0, -2.0, 1e-4, 0.0], dtype=torch.float64))
+    optimizer = torchae.KerasAdam([w], lr=1e-2, eps=1e-3)
+    ref, m, v = w.detach().clone(), torch.zeros(4, dtype=torch.float64), torch.zeros(4, dtype=torch.float64)
+    for t in range(1, 6):
+        grad = torch.tensor([0.3, -1.0, 1e-6, 0.0], dtype=torch.float64) * t
+        w.grad = grad.clone()
+        optimizer.step()
+        m = m + (grad - m) * 0.1
+        v = v + (grad * grad - v) * 0.001
+        alpha = 1e-2 * math.sqrt(1 - 0.999**t) / (1 - 0.9**t)
+        ref = ref - alpha * m / (v.sqrt() + 1e-3)
+        torch.testing.assert_close(w.detach(), ref, rtol=1e-12, atol=1e-15)
+    plain = torch.nn.Parameter(torch.tensor([1e-4], dtype=torch.float64))
+    torch_adam = torch.optim.Adam([plain], lr=1e-2, eps=1e-3)
+    plain.grad = torch.tensor([1e-6], dtype=torch.float64)
+    torch_adam.step()
+    # PyTorch's own placement differs: the check above would fail for plain torch.optim.Adam
+    assert abs(float(plain) - (1e-4 - 1e-2 * 1e-6 / (1e-6 + 1e-3 / math.sqrt(1e-3)))) > 1e-9
+
+
+def test_keras_adam_step_count_survives_state_dict_round_trip():
+    w = torch.nn.Parameter(torch.ones(3))
+    optimizer = torchae.KerasAdam([w])
+    for _ in range(3):
+        w.grad = torch.ones(3)
+        optimizer.step()
+    restored = torchae.KerasAdam([w])
+    restored.load_state_dict(optimizer.state_dict())
+    assert restored.param_groups[0]["keras_step"] == 3
+
+
+def test_denoising_starts_from_a_trained_checkpoint(test_images, tmp_path):
+    dense = make("dense")
+    fit = trainer(tmp_path, limit_train_batches=2, limit_val_batches=0)
+    fit.fit(dense, TensorBatches(test_images, 16, False))
+    fit.save_checkpoint(tmp_path / "dense.ckpt")
+    denoising = torchae.DenoisingAE(init_from=str(tmp_path / "dense.ckpt"))
+    assert not torch.equal(denoising.encoder[1].weight, dense.encoder[1].weight)
+    denoising.setup("fit")
+    for (key, value), (_, expected) in zip(denoising.net.state_dict().items(), dense.net.state_dict().items()):
+        assert torch.equal(value, expected), key
+    mismatched = torchae.DenoisingAE(architecture="deep", init_from=str(tmp_path / "dense.ckpt"))
+    with pytest.raises(torchae.CheckpointError, match="holds another network"):
+        mismatched.setup("fit")
