@@ -7,9 +7,9 @@ file before any test module, so every test order is safe; ``test_import_order.py
 
 from __future__ import annotations
 
-import torch._dynamo  # noqa: F401  (must precede any TensorFlow import; see the module docstring)
 import pytest
 import torch
+import torch._dynamo  # noqa: F401  (must precede any TensorFlow import; see the module docstring)
 
 from torchae.data import load_mnist, to_image_tensor
 

@@ -168,8 +168,12 @@ class ConvAutoencoder(Autoencoder):
         )  # fmt: skip
         decoder = SigmoidDecoder(
             nn.Sequential(
-                same_conv(1, 32, 7), nn.ReLU(), nn.Upsample(scale_factor=2, mode="nearest"),
-                same_conv(32, 128, 2), nn.ReLU(), nn.Upsample(scale_factor=2, mode="nearest"),
+                same_conv(1, 32, 7),
+                nn.ReLU(),
+                nn.Upsample(scale_factor=2, mode="nearest"),
+                same_conv(32, 128, 2),
+                nn.ReLU(),
+                nn.Upsample(scale_factor=2, mode="nearest"),
                 same_conv(128, 1, 7),
             )  # fmt: skip
         )
