@@ -128,10 +128,14 @@ class AutoencoderModule(pl.LightningModule):
 
     # ----------------------------------------------------------------- the one step
     def loss_terms(self, x: torch.Tensor, stage: Stage = "train") -> dict[str, torch.Tensor]:
-        """The loss of clean images ``x``: ``{"loss"}``, plus ``"reconstruction_loss"`` and ``"l1_penalty"``
-        when there is an activity penalty."""
-        code = self.net.encode(self.corrupt(x, stage))
-        reconstruction = F.binary_cross_entropy_with_logits(self.net.decoder.logits(code), x)
+        """The loss of clean images ``x`` during ``stage`` (inputs corrupted as the model does, target ``x``)."""
+        return self.reconstruction_terms(self.corrupt(x, stage), x)
+
+    def reconstruction_terms(self, inputs: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The loss of reconstructing ``target`` from ``inputs``: ``{"loss"}``, plus ``"reconstruction_loss"`` and
+        ``"l1_penalty"`` when there is an activity penalty."""
+        code = self.net.encode(inputs)
+        reconstruction = F.binary_cross_entropy_with_logits(self.net.decoder.logits(code), target)
         penalty = self.activity_penalty(code)
         if penalty is None:
             return {"loss": reconstruction}
