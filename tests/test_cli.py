@@ -105,3 +105,9 @@ def test_python_dash_m_and_user_errors_exit_without_traceback(tmp_path):
         env={"TORCHAE_DEBUG": "1"},
     )
     assert debug.returncode != 0 and "Traceback" in debug.stderr
+
+
+@pytest.mark.parametrize("name", list(ARTICLE))
+def test_configs_set_steps_per_execution(name):
+    config = yaml.safe_load((CONFIGS / f"{name}.yaml").read_text())
+    assert config["data"]["steps_per_execution"] == (32 if name == "denoising" else 8)

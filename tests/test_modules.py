@@ -147,7 +147,7 @@ def test_hyperparameters_reach_the_optimizer_and_are_saved():
     model = torchae.SparseAE(l1=2e-5, learning_rate=5e-4, epsilon=1e-6)
     optimizer = model.configure_optimizers()
     assert isinstance(optimizer, torchae.KerasAdam)
-    assert optimizer.param_groups[0]["lr"] == 5e-4 and optimizer.param_groups[0]["keras_eps"] == 1e-6
+    assert optimizer.param_groups[0]["lr"] == 5e-4 and optimizer.param_groups[0]["eps"] == 1e-6
     assert dict(model.hparams) == {"code_dim": 16, "l1": 2e-5, "learning_rate": 5e-4, "epsilon": 1e-6}
 
 
@@ -215,7 +215,7 @@ def test_keras_adam_step_count_survives_state_dict_round_trip():
         optimizer.step()
     restored = torchae.KerasAdam([w])
     restored.load_state_dict(optimizer.state_dict())
-    assert restored.param_groups[0]["keras_step"] == 3
+    assert restored.param_groups[0]["step"] == 3
 
 
 def test_denoising_starts_from_a_trained_checkpoint(test_images, tmp_path):

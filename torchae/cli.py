@@ -27,6 +27,7 @@ from torchae.errors import CheckpointError, NonFiniteLossError, UserError
 from torchae.figures import ArticleFigures
 from torchae.modules import MODELS, AutoencoderModule, read_checkpoint
 from torchae.safety import AtomicCheckpointIO, StopOnNonFiniteLoss
+from torchae.timing import EpochTimer
 
 __all__ = ["AutoencoderCLI", "main", "find_last_checkpoint"]
 
@@ -61,6 +62,7 @@ class AutoencoderCLI(LightningCLI):
         parser.add_lightning_class_args(ArticleFigures, "figures")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.add_lightning_class_args(StopOnNonFiniteLoss, "nan_guard")
+        parser.add_lightning_class_args(EpochTimer, "epoch_timer")
         # Save after the whole epoch (validation included), so a checkpoint is always an epoch boundary.
         parser.set_defaults({"checkpoint.save_last": True, "checkpoint.save_on_train_epoch_end": True})
 

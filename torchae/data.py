@@ -24,7 +24,15 @@ import torch
 
 from torchae.errors import ConfigError, DataError
 
-__all__ = ["MNISTDataModule", "MNISTSplits", "TensorBatches", "load_mnist", "embedded_mnist_dir", "DataError"]
+__all__ = [
+    "BatchGroup",
+    "MNISTDataModule",
+    "MNISTSplits",
+    "TensorBatches",
+    "load_mnist",
+    "embedded_mnist_dir",
+    "DataError",
+]
 
 
 # sha256 of the decompressed canonical files (the same bytes torchvision and Keras download).
@@ -178,6 +186,15 @@ def to_image_tensor(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.array(images, dtype=np.uint8)).unsqueeze(1).float().div_(255.0)
 
 
+class BatchGroup(list):
+    """Several image batches delivered as one Lightning step; the model takes one optimizer step per batch.
+
+    Keras's ``steps_per_execution`` in Lightning's terms: the per-step cost of the training loop (hooks, logging,
+    progress bar) is paid once per group instead of once per batch, which matters for the article's small models
+    (at batch 16 Lightning's own work per step takes longer than the model's).
+    """
+
+
 class TensorBatches:
     """An iterable of image batches cut from one resident tensor.
 
@@ -192,6 +209,7 @@ class TensorBatches:
         seed: base seed of the permutations.
         rank: this process's rank.
         world_size: number of processes sharing the data.
+        steps_per_execution: batches per item; above 1 the items are :class:`BatchGroup` lists of batches.
     """
 
     def __init__(
@@ -202,6 +220,7 @@ class TensorBatches:
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        steps_per_execution: int = 1,
     ) -> None:
         self.images = images
         self.batch_size = batch_size
@@ -209,6 +228,7 @@ class TensorBatches:
         self.seed = seed
         self.rank = rank
         self.world_size = world_size
+        self.steps_per_execution = steps_per_execution
         self.epoch = 0
         # Lightning calls ``dataloader.sampler.set_epoch(epoch)`` before every epoch; this object is its own sampler.
         self.sampler = self
@@ -233,10 +253,14 @@ class TensorBatches:
         n = self.images.shape[0]
         return len(range(self.rank, n, self.world_size))
 
-    def __len__(self) -> int:
+    def num_batches(self) -> int:
         return -(-self.num_samples() // self.batch_size)
 
-    def __iter__(self) -> Iterator[torch.Tensor]:
+    def __len__(self) -> int:
+        return -(-self.num_batches() // self.steps_per_execution)
+
+    def batches(self) -> Iterator[torch.Tensor]:
+        """The epoch's image batches, one by one."""
         order = self.indices()
         size = self.num_samples()
         for start in range(0, size, self.batch_size):
@@ -245,6 +269,19 @@ class TensorBatches:
                 yield self.images[start:stop]
             else:
                 yield self.images.index_select(0, order[start:stop])
+
+    def __iter__(self) -> Iterator[torch.Tensor | BatchGroup]:
+        if self.steps_per_execution == 1:
+            yield from self.batches()
+            return
+        group = BatchGroup()
+        for batch in self.batches():
+            group.append(batch)
+            if len(group) == self.steps_per_execution:
+                yield group
+                group = BatchGroup()
+        if group:
+            yield group
 
 
 def _mix_seed(seed: int, *salt: int) -> int:
@@ -268,6 +305,8 @@ class MNISTDataModule(pl.LightningDataModule):
         train_size: use only the first ``train_size`` training images (quick runs); ``None`` for all.
         val_size: use only the first ``val_size`` test images; ``None`` for all.
         verify_checksums: check IDX files against MNIST's sha256 sums.
+        steps_per_execution: image batches per Lightning step (Keras's ``steps_per_execution``); each batch still
+            gets its own optimizer step, so results do not change, only the loop's overhead.
     """
 
     def __init__(
@@ -280,9 +319,11 @@ class MNISTDataModule(pl.LightningDataModule):
         train_size: int | None = None,
         val_size: int | None = None,
         verify_checksums: bool = True,
+        steps_per_execution: int = 1,
     ) -> None:
         super().__init__()
         _check_positive_int("batch_size", batch_size)
+        _check_positive_int("steps_per_execution", steps_per_execution)
         for name, value in (("val_batch_size", val_batch_size), ("train_size", train_size), ("val_size", val_size)):
             if value is not None:
                 _check_positive_int(name, value)
@@ -295,6 +336,7 @@ class MNISTDataModule(pl.LightningDataModule):
         self.train_size = train_size
         self.val_size = val_size
         self.verify_checksums = verify_checksums
+        self.steps_per_execution = steps_per_execution
         self.train_images: torch.Tensor | None = None
         self.val_images: torch.Tensor | None = None
 
@@ -317,7 +359,14 @@ class MNISTDataModule(pl.LightningDataModule):
         device = self._device()
         trainer = self.trainer
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
-        return TensorBatches(images.to(device), batch_size, shuffle, int(self.seed or 0), rank, world)
+        if world > 1 and self.steps_per_execution > 1:
+            raise ConfigError(
+                f"steps_per_execution={self.steps_per_execution} runs several optimizer steps per Lightning step, "
+                "which DDP's gradient synchronisation does not allow: set --data.steps_per_execution 1 on several "
+                "devices"
+            )
+        return TensorBatches(images.to(device), batch_size, shuffle, int(self.seed or 0), rank, world,
+                             self.steps_per_execution)  # fmt: skip
 
     def train_dataloader(self) -> TensorBatches:
         return self._loader(self.train_images, self.batch_size, self.shuffle)

@@ -1,0 +1,62 @@
+"""``parity/RESULTS.md`` from the JSON records of the article runs (``parity/results/NAME.json``)."""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+from parity.train import ARTICLE_BUDGETS, TrainRecord, load_record
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+RESULTS_MD = Path(__file__).resolve().parent / "RESULTS.md"
+# SPEC.md: the article's last epoch (loss / val_loss); None where it gives none.
+ARTICLE_FIGURES = {"dense": (0.0784, 0.0777), "deep": (0.0721, 0.0720), "conv": (0.0697, 0.0693), "denoising": None,
+                   "sparse": None}  # fmt: skip
+FULL_LENGTH_TOLERANCE = 0.01
+
+
+def _median_seconds(seconds: list[float]) -> float:
+    later = seconds[1:] if len(seconds) > 1 else seconds  # the first epoch carries graph tracing and warm-up
+    return statistics.median(later)
+
+
+def _row(record: TrainRecord) -> str:
+    article_epochs = ARTICLE_BUDGETS[record.model][0]
+    full = record.epochs == article_epochs and record.train_size == 60_000 and record.val_size == 10_000
+    length = f"{record.epochs} (full)" if full else f"{record.epochs} of {article_epochs} (shorter run)"
+    figures = ARTICLE_FIGURES[record.model]
+    article = f"{figures[0]:.4f} / {figures[1]:.4f}" if figures and full else "—"
+    k, t = record.keras, record.torchae
+    diffs = [record.final_rel_diff(key) for key in ("loss", "val_loss")]
+    verdict = ("within 1%" if max(diffs) <= FULL_LENGTH_TOLERANCE else "OUTSIDE 1%") if full else "not full length"
+    ks, ts = _median_seconds(k["seconds"]), _median_seconds(t["seconds"])
+    return (f"| {record.model} | {length} | {record.train_size:,} / {record.val_size:,} | {record.batch_size} | {article} "
+            f"| {k['loss'][-1]:.4f} / {k['val_loss'][-1]:.4f} | {t['loss'][-1]:.4f} / {t['val_loss'][-1]:.4f} "
+            f"| {diffs[0]:.2%} / {diffs[1]:.2%} ({verdict}) | {ks:.2f} | {ts:.2f} | {ts / ks:.2f} |")  # fmt: skip
+
+
+def write_results(results_dir: Path = RESULTS_DIR, out: Path = RESULTS_MD) -> Path:
+    records = [load_record(results_dir / f"{name}.json") for name in ARTICLE_BUDGETS
+               if (results_dir / f"{name}.json").is_file()]  # fmt: skip
+    machines = sorted({r.machine for r in records})
+    version_sets = sorted({", ".join(f"{k} {v}" for k, v in r.versions.items()) for r in records})
+    lines = [
+        "# Training parity: Keras 3 and torchae, the article's runs",
+        "",
+        "Written by `python -m parity article` (re-render with `python -m parity report`); the per-epoch curves are",
+        "in `parity/results/NAME.json`. Both frameworks start from the same initial weights (Keras's, copied into",
+        "torchae), train on the same images with the article's batch size and Adam settings, and validate on the",
+        "test images every epoch. Losses are the last epoch's `loss / val_loss`; seconds per epoch are medians over",
+        "the epochs after the first (training plus validation), measured in the same process, one after the other.",
+        "",
+        "| model | epochs | train / val images | batch | article | Keras 3 | torchae | rel. diff | Keras s/epoch "
+        "| torchae s/epoch | ratio |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+        *[_row(r) for r in records],
+        "",
+        f"Machine: {'; '.join(machines) or '—'}.",
+        f"Versions: {'; '.join(version_sets) or '—'}.",
+        "",
+    ]
+    out.write_text("\n".join(lines))
+    return out

@@ -1,0 +1,154 @@
+"""Training parity: Keras 3 and torchae trained side by side from the same initial weights on the same data.
+
+Both see the article's settings (Adam with Keras's defaults, BCE, the article's batch size, shuffling every epoch,
+validation on the test images after every epoch). The shuffling orders and, for denoising, the noise draws come
+from each framework's own generator: the curves are compared statistically (final ``val_loss`` within a relative
+tolerance), while ``python -m parity check`` pins the arithmetic exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+
+import torchae
+from parity._keras import import_keras
+from parity.keras_models import build_keras
+from parity.transfer import keras_to_torch, to_nhwc
+from torchae.data import MNISTDataModule, load_mnist, to_image_tensor
+from torchae.figures import ArticleFigures
+from torchae.timing import EpochTimer
+
+__all__ = ["ARTICLE_BUDGETS", "TrainRecord", "machine_description", "train_both"]
+
+# SPEC.md, "Training, as the article runs it": epochs and batch size; and the configs' steps_per_execution.
+ARTICLE_BUDGETS = {"dense": (50, 256), "deep": (100, 256), "conv": (64, 256), "denoising": (200, 16),
+                   "sparse": (400, 256)}  # fmt: skip
+STEPS_PER_EXECUTION = {"dense": 8, "deep": 8, "conv": 8, "denoising": 32, "sparse": 8}
+
+
+@dataclass
+class TrainRecord:
+    model: str
+    epochs: int
+    train_size: int
+    val_size: int
+    batch_size: int
+    seed: int
+    keras: dict[str, list[float]]
+    torchae: dict[str, list[float]]
+    machine: str
+    versions: dict[str, str]
+
+    def final_rel_diff(self, key: str) -> float:
+        k, t = self.keras[key][-1], self.torchae[key][-1]
+        return abs(t - k) / abs(k)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "final_rel_diff": {k: self.final_rel_diff(k) for k in ("loss", "val_loss")}}
+
+
+def machine_description() -> str:
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model}, {torch.get_num_threads()} threads, {platform.system()}"
+
+
+def versions() -> dict[str, str]:
+    keras = import_keras()
+    import tensorflow as tf
+
+    return {"torch": torch.__version__, "pytorch_lightning": pl.__version__, "keras": keras.__version__,
+            "tensorflow": tf.__version__, "torchae": torchae.__version__}  # fmt: skip
+
+
+def _train_keras(models: Any, x_train: np.ndarray, x_val: np.ndarray, epochs: int, batch_size: int
+                 ) -> dict[str, list[float]]:  # fmt: skip
+    keras = import_keras()
+
+    class Timer(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.seconds: list[float] = []
+
+        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+            self._start = time.perf_counter()
+
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            self.seconds.append(time.perf_counter() - self._start)  # after validation
+
+    timer = Timer()
+    history = models.autoencoder.fit(x_train, x_train, epochs=epochs, batch_size=batch_size, shuffle=True,
+                                     validation_data=(x_val, x_val), verbose=0, callbacks=[timer])  # fmt: skip
+    return {"loss": [float(v) for v in history.history["loss"]],
+            "val_loss": [float(v) for v in history.history["val_loss"]], "seconds": timer.seconds}  # fmt: skip
+
+
+def _train_torch(model: torchae.AutoencoderModule, epochs: int, batch_size: int, train_size: int, val_size: int,
+                 seed: int, steps_per_execution: int) -> dict[str, list[float]]:  # fmt: skip
+    pl.seed_everything(seed, verbose=False)
+    data = MNISTDataModule(batch_size=batch_size, seed=seed, train_size=train_size, val_size=val_size,
+                           steps_per_execution=steps_per_execution)  # fmt: skip
+    history, timer = ArticleFigures(enabled=False), EpochTimer()
+    trainer = pl.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, num_sanity_val_steps=0, callbacks=[history, timer],
+                         accelerator="cpu")  # fmt: skip
+    trainer.fit(model, datamodule=data)
+    return {"loss": [row["train_loss"] for row in history.history],
+            "val_loss": [row["val_loss"] for row in history.history], "seconds": timer.seconds}  # fmt: skip
+
+
+def train_both(name: str, epochs: int, train_size: int = 60_000, val_size: int = 10_000, seed: int = 0,
+               batch_size: int | None = None) -> TrainRecord:  # fmt: skip
+    """Train the Keras reference and torchae from the same initial weights; returns both curves."""
+    batch_size = batch_size or ARTICLE_BUDGETS[name][1]
+    data = load_mnist()
+    x_train, x_val = data.x_train[:train_size], data.x_test[:val_size]
+    keras_models = build_keras(name, seed=seed)
+    torch_model = torchae.MODELS[name](seed=seed) if name == "denoising" else torchae.MODELS[name]()
+    keras_to_torch(keras_models.inner, torch_model)
+    keras_curves = _train_keras(keras_models, to_nhwc(to_image_tensor(x_train)), to_nhwc(to_image_tensor(x_val)),
+                                epochs, batch_size)  # fmt: skip
+    torch_curves = _train_torch(torch_model, epochs, batch_size, len(x_train), len(x_val), seed,
+                                STEPS_PER_EXECUTION[name])  # fmt: skip
+    return TrainRecord(name, epochs, len(x_train), len(x_val), batch_size, seed, keras_curves, torch_curves,
+                       machine_description(), versions())  # fmt: skip
+
+
+def format_curves(record: TrainRecord) -> str:
+    lines = [f"{record.model}: {record.epochs} epochs, {record.train_size:,} training / {record.val_size:,} "
+             f"validation images, batch {record.batch_size}, seed {record.seed}",
+             f"{'epoch':>5} {'keras loss':>11} {'torchae':>9} {'rel':>7}  {'keras val':>10} {'torchae':>9} "
+             f"{'rel':>7}  {'keras s':>8} {'torchae s':>9}"]  # fmt: skip
+    k, t = record.keras, record.torchae
+    for e in range(record.epochs):
+        rel = [abs(t[key][e] - k[key][e]) / abs(k[key][e]) for key in ("loss", "val_loss")]
+        lines.append(f"{e + 1:>5} {k['loss'][e]:>11.5f} {t['loss'][e]:>9.5f} {rel[0]:>7.2%}  {k['val_loss'][e]:>10.5f}"
+                     f" {t['val_loss'][e]:>9.5f} {rel[1]:>7.2%}  {k['seconds'][e]:>8.2f} {t['seconds'][e]:>9.2f}")  # fmt: skip
+    return "\n".join(lines)
+
+
+def save_record(record: TrainRecord, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record.as_dict(), indent=1))
+    return path
+
+
+def load_record(path: Path) -> TrainRecord:
+    data = json.loads(path.read_text())
+    data.pop("final_rel_diff", None)
+    return TrainRecord(**data)
