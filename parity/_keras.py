@@ -38,6 +38,8 @@ def import_keras() -> ModuleType:
     import keras
 
     if keras.backend.backend() != "tensorflow":
-        raise RuntimeError(f"the parity suite needs Keras's TensorFlow backend, not {keras.backend.backend()!r}: "
-                           "unset KERAS_BACKEND or set it to tensorflow")  # fmt: skip
+        raise RuntimeError(
+            f"the parity suite needs Keras's TensorFlow backend, not {keras.backend.backend()!r}: "
+            "unset KERAS_BACKEND or set it to tensorflow"
+        )
     return keras

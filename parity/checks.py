@@ -72,7 +72,7 @@ def check_structure(name: str, keras_models: KerasModels, torch_model: torchae.A
         "encoder": (keras_models.encoder.count_params(), sum(p.numel() for p in torch_model.encoder.parameters()), enc),
         "decoder": (keras_models.decoder.count_params(), sum(p.numel() for p in torch_model.decoder.parameters()), dec),
         "total": (keras_models.autoencoder.count_params(), sum(p.numel() for p in torch_model.parameters()), total),
-    }  # fmt: skip
+    }
     rows = [
         Check(name, f"{part} params keras={k} torch={t} spec={s}", float(max(abs(k - s), abs(t - s))), 0.0, "exact")
         for part, (k, t, s) in counts.items()
@@ -82,10 +82,24 @@ def check_structure(name: str, keras_models: KerasModels, torch_model: torchae.A
     with torch.no_grad():
         x = torch.zeros(2, 1, 28, 28)
         torch_shapes = (tuple(torch_model.encode(x).shape[1:]), tuple(torch_model(x).shape[1:]))
-    rows.append(Check(name, f"code shape keras={code_nchw} torch={torch_shapes[0]} (NCHW)",
-                      float(code_nchw != torch_shapes[0]), 0.0, "exact"))  # fmt: skip
-    rows.append(Check(name, f"output shape keras={image_nchw} torch={torch_shapes[1]} (NCHW)",
-                      float(image_nchw != torch_shapes[1] or image_nchw != (1, 28, 28)), 0.0, "exact"))  # fmt: skip
+    rows.append(
+        Check(
+            name,
+            f"code shape keras={code_nchw} torch={torch_shapes[0]} (NCHW)",
+            float(code_nchw != torch_shapes[0]),
+            0.0,
+            "exact",
+        )
+    )
+    rows.append(
+        Check(
+            name,
+            f"output shape keras={image_nchw} torch={torch_shapes[1]} (NCHW)",
+            float(image_nchw != torch_shapes[1] or image_nchw != (1, 28, 28)),
+            0.0,
+            "exact",
+        )
+    )
     return rows
 
 
@@ -94,10 +108,14 @@ def check_round_trip(name: str, keras_models: KerasModels, torch_model: torchae.
     fresh = build_keras(name, seed=12345, compile=False)
     torch_to_keras(torch_model, fresh.inner)
     worst = 0.0
-    for (k_ref, _, _), (k_new, _, _) in zip(layer_pairs(keras_models.inner, torch_model),
-                                            layer_pairs(fresh.inner, torch_model)):  # fmt: skip
-        worst = max(worst, _max_abs(k_ref.kernel.numpy(), k_new.kernel.numpy()),
-                    _max_abs(k_ref.bias.numpy(), k_new.bias.numpy()))  # fmt: skip
+    for (k_ref, _, _), (k_new, _, _) in zip(
+        layer_pairs(keras_models.inner, torch_model), layer_pairs(fresh.inner, torch_model)
+    ):
+        worst = max(
+            worst,
+            _max_abs(k_ref.kernel.numpy(), k_new.kernel.numpy()),
+            _max_abs(k_ref.bias.numpy(), k_new.bias.numpy()),
+        )
     return [Check(name, "weights keras -> torch -> keras", worst, 0.0, "exact")]
 
 
@@ -105,8 +123,9 @@ def _noisy(images: torch.Tensor, seed: int = 7) -> torch.Tensor:
     return torchae.DenoisingAE().add_noise(images, torch.Generator().manual_seed(seed))
 
 
-def check_forward(name: str, keras_models: KerasModels, torch_model: torchae.AutoencoderModule,
-                  images: torch.Tensor) -> list[Check]:  # fmt: skip
+def check_forward(
+    name: str, keras_models: KerasModels, torch_model: torchae.AutoencoderModule, images: torch.Tensor
+) -> list[Check]:
     """Codes and reconstructions of ``images`` (for denoising: one noise tensor fed to both)."""
     inputs = _noisy(images) if name == "denoising" else images
     nhwc = to_nhwc(inputs)
@@ -122,14 +141,13 @@ def check_forward(name: str, keras_models: KerasModels, torch_model: torchae.Aut
     n = f"{inputs.shape[0]:,} test images" + (" (same noise)" if name == "denoising" else "")
     return [
         Check(name, f"codes, {n}", _max_abs(to_nchw(keras_codes), torch_codes), TOLERANCES["forward"], "abs"),
-        Check(
-            name, f"reconstructions, {n}", _max_abs(to_nchw(keras_recon), torch_recon), TOLERANCES["forward"], "abs"
-        ),  # fmt: skip
+        Check(name, f"reconstructions, {n}", _max_abs(to_nchw(keras_recon), torch_recon), TOLERANCES["forward"], "abs"),
     ]
 
 
-def check_step(name: str, keras_models: KerasModels, torch_model: torchae.AutoencoderModule,
-               batch: torch.Tensor) -> list[Check]:  # fmt: skip
+def check_step(
+    name: str, keras_models: KerasModels, torch_model: torchae.AutoencoderModule, batch: torch.Tensor
+) -> list[Check]:
     """Loss, gradients and weights after one Adam step, from the same weights and the same batch."""
     keras = import_keras()
     import tensorflow as tf
@@ -160,22 +178,28 @@ def check_step(name: str, keras_models: KerasModels, torch_model: torchae.Autoen
     terms = {key: value.detach() for key, value in terms.items()}
     rows = [Check(name, "batch loss (total)", _rel(terms["loss"], k_total), tol["loss"], "rel")]
     if k_penalty is not None:
-        rows.append(Check(name, "batch reconstruction loss", _rel(terms["reconstruction_loss"], k_recon),
-                          tol["loss"], "rel"))  # fmt: skip
+        rows.append(
+            Check(name, "batch reconstruction loss", _rel(terms["reconstruction_loss"], k_recon), tol["loss"], "rel")
+        )
         rows.append(Check(name, "batch L1 penalty", _rel(terms["l1_penalty"], k_penalty), tol["loss"], "rel"))
-    grad_worst = max(_max_abs(kernel_to_torch(k.numpy()) if k.ndim > 1 else k.numpy(), t.numpy())
-                     for k, t in zip(k_grads, t_grads))  # fmt: skip
+    grad_worst = max(
+        _max_abs(kernel_to_torch(k.numpy()) if k.ndim > 1 else k.numpy(), t.numpy()) for k, t in zip(k_grads, t_grads)
+    )
     rows.append(Check(name, "gradients", grad_worst, tol["gradient"], "abs"))
     weight_worst = 0.0
     for k_layer, _, t_module in pairs:
-        weight_worst = max(weight_worst, _max_abs(kernel_to_torch(k_layer.kernel.numpy()), t_module.weight.detach()),
-                           _max_abs(k_layer.bias.numpy(), t_module.bias.detach()))  # fmt: skip
+        weight_worst = max(
+            weight_worst,
+            _max_abs(kernel_to_torch(k_layer.kernel.numpy()), t_module.weight.detach()),
+            _max_abs(k_layer.bias.numpy(), t_module.bias.detach()),
+        )
     rows.append(Check(name, "weights after one Adam step", weight_worst, tol["adam_step"], "abs"))
     return rows
 
 
-def run_checks(names: tuple[str, ...] = MODEL_NAMES, n_images: int = 10_000, batch_size: int = 256,
-               seed: int = 0) -> list[Check]:  # fmt: skip
+def run_checks(
+    names: tuple[str, ...] = MODEL_NAMES, n_images: int = 10_000, batch_size: int = 256, seed: int = 0
+) -> list[Check]:
     """All checks for ``names``: structure, weight round trip, forward on ``n_images`` test images, one step."""
     data = load_mnist()
     images = to_image_tensor(data.x_test[:n_images])
@@ -193,8 +217,10 @@ def run_checks(names: tuple[str, ...] = MODEL_NAMES, n_images: int = 10_000, bat
 def format_table(rows: list[Check]) -> str:
     lines = [f"{'model':<10} {'check':<58} {'worst':>10} {'tolerance':>10}  result", "-" * 100]
     for row in rows:
-        lines.append(f"{row.model:<10} {row.check:<58} {row.worst:>10.3g} {row.tolerance:>10.3g}  "
-                     f"{'ok' if row.passed else 'FAIL'} ({row.kind})")  # fmt: skip
+        lines.append(
+            f"{row.model:<10} {row.check:<58} {row.worst:>10.3g} {row.tolerance:>10.3g}  "
+            f"{'ok' if row.passed else 'FAIL'} ({row.kind})"
+        )
     failed = sum(not r.passed for r in rows)
     lines.append("-" * 100)
     lines.append(f"{len(rows) - failed} passed, {failed} failed")

@@ -27,8 +27,9 @@ def _models(parser: argparse.ArgumentParser, names: list[str]) -> tuple[str, ...
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m parity", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="python -m parity", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     check = sub.add_parser("check", help="structure, weight transfer, forward and one-step parity")
     check.add_argument("models", nargs="*", metavar="MODEL", help=f"any of {', '.join(MODEL_NAMES)} (default: all)")

@@ -92,8 +92,9 @@ def create_sparse_ae(encoding_dim: int = 16, lambda_l1: float = 1e-5) -> KerasMo
     return create_deep_dense_ae(encoding_dim, activity_regularizer=keras.regularizers.L1L2(l1=lambda_l1))
 
 
-def create_denoising_model(wrapped: KerasModels, mean: float = 0.5, stddev: float = 0.5, seed: int | None = None
-                           ) -> KerasModels:  # fmt: skip
+def create_denoising_model(
+    wrapped: KerasModels, mean: float = 0.5, stddev: float = 0.5, seed: int | None = None
+) -> KerasModels:
     input_img = keras.Input(shape=(28, 28, 1))
     noiser = Model(input_img, AddClippedNoise(mean, stddev, seed)(input_img), name="noiser")
     denoiser = Model(input_img, wrapped.autoencoder(noiser(input_img)), name="denoiser")
@@ -112,8 +113,12 @@ def build_keras(name: str, seed: int | None = None, compile: bool = True) -> Ker
         raise ValueError(f"unknown model {name!r}: choose one of {', '.join(MODEL_NAMES)}")
     if seed is not None:
         keras.utils.set_random_seed(seed)
-    builders = {"dense": create_dense_ae, "deep": create_deep_dense_ae, "conv": create_deep_conv_ae,
-                "sparse": create_sparse_ae}  # fmt: skip
+    builders = {
+        "dense": create_dense_ae,
+        "deep": create_deep_dense_ae,
+        "conv": create_deep_conv_ae,
+        "sparse": create_sparse_ae,
+    }
     if name == "denoising":
         models = create_denoising_model(create_dense_ae(), seed=seed)
     else:

@@ -10,8 +10,13 @@ from parity.train import ARTICLE_BUDGETS, TrainRecord, load_record
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 RESULTS_MD = Path(__file__).resolve().parent / "RESULTS.md"
 # SPEC.md: the article's last epoch (loss / val_loss); None where it gives none.
-ARTICLE_FIGURES = {"dense": (0.0784, 0.0777), "deep": (0.0721, 0.0720), "conv": (0.0697, 0.0693), "denoising": None,
-                   "sparse": None}  # fmt: skip
+ARTICLE_FIGURES = {
+    "dense": (0.0784, 0.0777),
+    "deep": (0.0721, 0.0720),
+    "conv": (0.0697, 0.0693),
+    "denoising": None,
+    "sparse": None,
+}
 FULL_LENGTH_TOLERANCE = 0.01
 
 
@@ -30,14 +35,19 @@ def _row(record: TrainRecord) -> str:
     diffs = [record.final_rel_diff(key) for key in ("loss", "val_loss")]
     verdict = ("within 1%" if max(diffs) <= FULL_LENGTH_TOLERANCE else "OUTSIDE 1%") if full else "not full length"
     ks, ts = _median_seconds(k["seconds"]), _median_seconds(t["seconds"])
-    return (f"| {record.model} | {length} | {record.train_size:,} / {record.val_size:,} | {record.batch_size} | {article} "
-            f"| {k['loss'][-1]:.4f} / {k['val_loss'][-1]:.4f} | {t['loss'][-1]:.4f} / {t['val_loss'][-1]:.4f} "
-            f"| {diffs[0]:.2%} / {diffs[1]:.2%} ({verdict}) | {ks:.2f} | {ts:.2f} | {ts / ks:.2f} |")  # fmt: skip
+    return (
+        f"| {record.model} | {length} | {record.train_size:,} / {record.val_size:,} | {record.batch_size} | {article} "
+        f"| {k['loss'][-1]:.4f} / {k['val_loss'][-1]:.4f} | {t['loss'][-1]:.4f} / {t['val_loss'][-1]:.4f} "
+        f"| {diffs[0]:.2%} / {diffs[1]:.2%} ({verdict}) | {ks:.2f} | {ts:.2f} | {ts / ks:.2f} |"
+    )
 
 
 def write_results(results_dir: Path = RESULTS_DIR, out: Path = RESULTS_MD) -> Path:
-    records = [load_record(results_dir / f"{name}.json") for name in ARTICLE_BUDGETS
-               if (results_dir / f"{name}.json").is_file()]  # fmt: skip
+    records = [
+        load_record(results_dir / f"{name}.json")
+        for name in ARTICLE_BUDGETS
+        if (results_dir / f"{name}.json").is_file()
+    ]
     machines = sorted({r.machine for r in records})
     version_sets = sorted({", ".join(f"{k} {v}" for k, v in r.versions.items()) for r in records})
     lines = [

@@ -30,8 +30,13 @@ from torchae.timing import EpochTimer
 __all__ = ["ARTICLE_BUDGETS", "TrainRecord", "machine_description", "train_both"]
 
 # SPEC.md, "Training, as the article runs it": epochs and batch size; and the configs' steps_per_execution.
-ARTICLE_BUDGETS = {"dense": (50, 256), "deep": (100, 256), "conv": (64, 256), "denoising": (200, 16),
-                   "sparse": (400, 256)}  # fmt: skip
+ARTICLE_BUDGETS = {
+    "dense": (50, 256),
+    "deep": (100, 256),
+    "conv": (64, 256),
+    "denoising": (200, 16),
+    "sparse": (400, 256),
+}
 STEPS_PER_EXECUTION = {"dense": 8, "deep": 8, "conv": 8, "denoising": 32, "sparse": 8}
 
 
@@ -72,12 +77,18 @@ def versions() -> dict[str, str]:
     keras = import_keras()
     import tensorflow as tf
 
-    return {"torch": torch.__version__, "pytorch_lightning": pl.__version__, "keras": keras.__version__,
-            "tensorflow": tf.__version__, "torchae": torchae.__version__}  # fmt: skip
+    return {
+        "torch": torch.__version__,
+        "pytorch_lightning": pl.__version__,
+        "keras": keras.__version__,
+        "tensorflow": tf.__version__,
+        "torchae": torchae.__version__,
+    }
 
 
-def _train_keras(models: Any, x_train: np.ndarray, x_val: np.ndarray, epochs: int, batch_size: int
-                 ) -> dict[str, list[float]]:  # fmt: skip
+def _train_keras(
+    models: Any, x_train: np.ndarray, x_val: np.ndarray, epochs: int, batch_size: int
+) -> dict[str, list[float]]:
     keras = import_keras()
 
     class Timer(keras.callbacks.Callback):
@@ -92,28 +103,67 @@ def _train_keras(models: Any, x_train: np.ndarray, x_val: np.ndarray, epochs: in
             self.seconds.append(time.perf_counter() - self._start)  # after validation
 
     timer = Timer()
-    history = models.autoencoder.fit(x_train, x_train, epochs=epochs, batch_size=batch_size, shuffle=True,
-                                     validation_data=(x_val, x_val), verbose=0, callbacks=[timer])  # fmt: skip
-    return {"loss": [float(v) for v in history.history["loss"]],
-            "val_loss": [float(v) for v in history.history["val_loss"]], "seconds": timer.seconds}  # fmt: skip
+    history = models.autoencoder.fit(
+        x_train,
+        x_train,
+        epochs=epochs,
+        batch_size=batch_size,
+        shuffle=True,
+        validation_data=(x_val, x_val),
+        verbose=0,
+        callbacks=[timer],
+    )
+    return {
+        "loss": [float(v) for v in history.history["loss"]],
+        "val_loss": [float(v) for v in history.history["val_loss"]],
+        "seconds": timer.seconds,
+    }
 
 
-def _train_torch(model: torchae.AutoencoderModule, epochs: int, batch_size: int, train_size: int, val_size: int,
-                 seed: int, steps_per_execution: int) -> dict[str, list[float]]:  # fmt: skip
+def _train_torch(
+    model: torchae.AutoencoderModule,
+    epochs: int,
+    batch_size: int,
+    train_size: int,
+    val_size: int,
+    seed: int,
+    steps_per_execution: int,
+) -> dict[str, list[float]]:
     pl.seed_everything(seed, verbose=False)
-    data = MNISTDataModule(batch_size=batch_size, seed=seed, train_size=train_size, val_size=val_size,
-                           steps_per_execution=steps_per_execution)  # fmt: skip
+    data = MNISTDataModule(
+        batch_size=batch_size,
+        seed=seed,
+        train_size=train_size,
+        val_size=val_size,
+        steps_per_execution=steps_per_execution,
+    )
     history, timer = ArticleFigures(enabled=False), EpochTimer()
-    trainer = pl.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, num_sanity_val_steps=0, callbacks=[history, timer],
-                         accelerator="cpu")  # fmt: skip
+    trainer = pl.Trainer(
+        max_epochs=epochs,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        callbacks=[history, timer],
+        accelerator="cpu",
+    )
     trainer.fit(model, datamodule=data)
-    return {"loss": [row["train_loss"] for row in history.history],
-            "val_loss": [row["val_loss"] for row in history.history], "seconds": timer.seconds}  # fmt: skip
+    return {
+        "loss": [row["train_loss"] for row in history.history],
+        "val_loss": [row["val_loss"] for row in history.history],
+        "seconds": timer.seconds,
+    }
 
 
-def train_both(name: str, epochs: int, train_size: int = 60_000, val_size: int = 10_000, seed: int = 0,
-               batch_size: int | None = None) -> TrainRecord:  # fmt: skip
+def train_both(
+    name: str,
+    epochs: int,
+    train_size: int = 60_000,
+    val_size: int = 10_000,
+    seed: int = 0,
+    batch_size: int | None = None,
+) -> TrainRecord:
     """Train the Keras reference and torchae from the same initial weights; returns both curves."""
     batch_size = batch_size or ARTICLE_BUDGETS[name][1]
     data = load_mnist()
@@ -121,24 +171,40 @@ def train_both(name: str, epochs: int, train_size: int = 60_000, val_size: int =
     keras_models = build_keras(name, seed=seed)
     torch_model = torchae.MODELS[name](seed=seed) if name == "denoising" else torchae.MODELS[name]()
     keras_to_torch(keras_models.inner, torch_model)
-    keras_curves = _train_keras(keras_models, to_nhwc(to_image_tensor(x_train)), to_nhwc(to_image_tensor(x_val)),
-                                epochs, batch_size)  # fmt: skip
-    torch_curves = _train_torch(torch_model, epochs, batch_size, len(x_train), len(x_val), seed,
-                                STEPS_PER_EXECUTION[name])  # fmt: skip
-    return TrainRecord(name, epochs, len(x_train), len(x_val), batch_size, seed, keras_curves, torch_curves,
-                       machine_description(), versions())  # fmt: skip
+    keras_curves = _train_keras(
+        keras_models, to_nhwc(to_image_tensor(x_train)), to_nhwc(to_image_tensor(x_val)), epochs, batch_size
+    )
+    torch_curves = _train_torch(
+        torch_model, epochs, batch_size, len(x_train), len(x_val), seed, STEPS_PER_EXECUTION[name]
+    )
+    return TrainRecord(
+        name,
+        epochs,
+        len(x_train),
+        len(x_val),
+        batch_size,
+        seed,
+        keras_curves,
+        torch_curves,
+        machine_description(),
+        versions(),
+    )
 
 
 def format_curves(record: TrainRecord) -> str:
-    lines = [f"{record.model}: {record.epochs} epochs, {record.train_size:,} training / {record.val_size:,} "
-             f"validation images, batch {record.batch_size}, seed {record.seed}",
-             f"{'epoch':>5} {'keras loss':>11} {'torchae':>9} {'rel':>7}  {'keras val':>10} {'torchae':>9} "
-             f"{'rel':>7}  {'keras s':>8} {'torchae s':>9}"]  # fmt: skip
+    lines = [
+        f"{record.model}: {record.epochs} epochs, {record.train_size:,} training / {record.val_size:,} "
+        f"validation images, batch {record.batch_size}, seed {record.seed}",
+        f"{'epoch':>5} {'keras loss':>11} {'torchae':>9} {'rel':>7}  {'keras val':>10} {'torchae':>9} "
+        f"{'rel':>7}  {'keras s':>8} {'torchae s':>9}",
+    ]
     k, t = record.keras, record.torchae
     for e in range(record.epochs):
         rel = [abs(t[key][e] - k[key][e]) / abs(k[key][e]) for key in ("loss", "val_loss")]
-        lines.append(f"{e + 1:>5} {k['loss'][e]:>11.5f} {t['loss'][e]:>9.5f} {rel[0]:>7.2%}  {k['val_loss'][e]:>10.5f}"
-                     f" {t['val_loss'][e]:>9.5f} {rel[1]:>7.2%}  {k['seconds'][e]:>8.2f} {t['seconds'][e]:>9.2f}")  # fmt: skip
+        lines.append(
+            f"{e + 1:>5} {k['loss'][e]:>11.5f} {t['loss'][e]:>9.5f} {rel[0]:>7.2%}  {k['val_loss'][e]:>10.5f}"
+            f" {t['val_loss'][e]:>9.5f} {rel[1]:>7.2%}  {k['seconds'][e]:>8.2f} {t['seconds'][e]:>9.2f}"
+        )
     return "\n".join(lines)
 
 

@@ -48,8 +48,10 @@ def _keras_weighted_layers(model: Any) -> list[Any]:
         elif isinstance(layer, (keras.layers.Dense, keras.layers.Conv2D)):
             found.append(layer)
         elif layer.weights:
-            raise TransferError(f"Keras layer {layer.name!r} ({type(layer).__name__}) has weights but no torchae "
-                                "counterpart: the article's models hold only Dense and Conv2D weights")  # fmt: skip
+            raise TransferError(
+                f"Keras layer {layer.name!r} ({type(layer).__name__}) has weights but no torchae "
+                "counterpart: the article's models hold only Dense and Conv2D weights"
+            )
     return found
 
 
@@ -75,8 +77,10 @@ def layer_pairs(keras_model: Any, torch_model: nn.Module) -> list[tuple[Any, str
     for index, (k_layer, t_entry) in enumerate(zip_longest(keras_layers, torch_layers)):
         if k_layer is None or t_entry is None:
             extra = f"Keras layer {k_layer.name!r}" if t_entry is None else f"torch layer {t_entry[0]!r}"
-            raise TransferError(f"weighted layer {index}: {extra} has no counterpart (Keras has {len(keras_layers)}"
-                                f" Dense/Conv2D layers, torchae {len(torch_layers)})")  # fmt: skip
+            raise TransferError(
+                f"weighted layer {index}: {extra} has no counterpart (Keras has {len(keras_layers)}"
+                f" Dense/Conv2D layers, torchae {len(torch_layers)})"
+            )
         t_name, t_module = t_entry
         same_kind = isinstance(k_layer, keras.layers.Dense) == isinstance(t_module, nn.Linear)
         kernel_shape = tuple(k_layer.kernel.shape)

@@ -15,8 +15,18 @@ from torchae.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
-TINY = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "2",
-        "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]  # fmt: skip
+TINY = [
+    "--trainer.max_epochs",
+    "1",
+    "--trainer.limit_train_batches",
+    "3",
+    "--trainer.limit_val_batches",
+    "2",
+    "--trainer.enable_progress_bar",
+    "false",
+    "--trainer.enable_model_summary",
+    "false",
+]
 ARTICLE = {  # SPEC.md, "Training, as the article runs it"
     "dense": ("DenseAE", 50, 256),
     "deep": ("DeepDenseAE", 100, 256),
@@ -27,8 +37,14 @@ ARTICLE = {  # SPEC.md, "Training, as the article runs it"
 
 
 def run_cli(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "torchae", *args], cwd=cwd, capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=600)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "torchae", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=600,
+    )
 
 
 @pytest.mark.parametrize("name", list(ARTICLE))
@@ -42,8 +58,15 @@ def test_configs_reproduce_the_article_settings(name):
 
 @pytest.mark.slow
 def test_fit_end_to_end_writes_checkpoints_logs_and_figures(tmp_path):
-    result = run_cli("fit", "--config", str(CONFIGS / "denoising.yaml"), *TINY,
-                     "--trainer.default_root_dir", str(tmp_path / "runs"), cwd=tmp_path)  # fmt: skip
+    result = run_cli(
+        "fit",
+        "--config",
+        str(CONFIGS / "denoising.yaml"),
+        *TINY,
+        "--trainer.default_root_dir",
+        str(tmp_path / "runs"),
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     run = tmp_path / "runs" / "version_0"
     for name in ("reconstructions.png", "denoising.png", "loss_curves.png"):
@@ -53,11 +76,9 @@ def test_fit_end_to_end_writes_checkpoints_logs_and_figures(tmp_path):
     history = (run / "history.csv").read_text().splitlines()
     assert history[0].startswith("epoch,") and "train_loss" in history[0] and len(history) == 2
     # and the figures can be drawn again from the checkpoint alone
-    again = run_cli("figures", str(run / "checkpoints" / "last.ckpt"), "--out_dir", str(tmp_path / "fig"),
-                    cwd=tmp_path)  # fmt: skip
+    again = run_cli("figures", str(run / "checkpoints" / "last.ckpt"), "--out_dir", str(tmp_path / "fig"), cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert {p.name for p in (tmp_path / "fig").iterdir()} == {"reconstructions.png", "denoising.png",
-                                                               "loss_curves.png"}  # fmt: skip
+    assert {p.name for p in (tmp_path / "fig").iterdir()} == {"reconstructions.png", "denoising.png", "loss_curves.png"}
 
 
 def test_fit_in_process_for_sparse_draws_the_code_experiment(tmp_path):
@@ -69,8 +90,22 @@ def test_fit_in_process_for_sparse_draws_the_code_experiment(tmp_path):
 
 
 def test_overrides_reach_the_model(tmp_path):
-    main(["fit", "--config", str(CONFIGS / "dense.yaml"), *TINY, "--trainer.default_root_dir", str(tmp_path),
-          "--model.code_dim", "32", "--model.learning_rate", "0.002", "--figures.enabled", "false"])  # fmt: skip
+    main(
+        [
+            "fit",
+            "--config",
+            str(CONFIGS / "dense.yaml"),
+            *TINY,
+            "--trainer.default_root_dir",
+            str(tmp_path),
+            "--model.code_dim",
+            "32",
+            "--model.learning_rate",
+            "0.002",
+            "--figures.enabled",
+            "false",
+        ]
+    )
     model = torchae.load_checkpoint(tmp_path / "version_0" / "checkpoints" / "last.ckpt")
     assert model.code_shape == (32,) and model.hparams.learning_rate == 0.002
     assert not (tmp_path / "version_0" / "reconstructions.png").exists()
@@ -87,8 +122,17 @@ def test_help_lists_the_models(capsys):
 
 @pytest.mark.slow
 def test_python_dash_m_and_user_errors_exit_without_traceback(tmp_path):
-    result = run_cli("fit", "--config", str(CONFIGS / "dense.yaml"), "--data.data_dir", str(tmp_path / "nowhere"),
-                     *TINY, "--trainer.default_root_dir", str(tmp_path), cwd=tmp_path)  # fmt: skip
+    result = run_cli(
+        "fit",
+        "--config",
+        str(CONFIGS / "dense.yaml"),
+        "--data.data_dir",
+        str(tmp_path / "nowhere"),
+        *TINY,
+        "--trainer.default_root_dir",
+        str(tmp_path),
+        cwd=tmp_path,
+    )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "does not exist: give a folder with the MNIST IDX files" in result.stderr

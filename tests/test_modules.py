@@ -27,8 +27,15 @@ def hand_bce(probabilities: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def trainer(tmp_path, **kwargs) -> pl.Trainer:
-    options = dict(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                   enable_model_summary=False, num_sanity_val_steps=0, default_root_dir=tmp_path)  # fmt: skip
+    options = dict(
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        default_root_dir=tmp_path,
+    )
     options.update(kwargs)
     return pl.Trainer(**options)
 

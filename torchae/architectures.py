@@ -258,10 +258,15 @@ class ConvAutoencoder(Autoencoder):
     def __init__(self) -> None:
         encoder = nn.Sequential(
             ChannelsLast(),
-            same_conv(1, 128, 7), nn.ReLU(), MaxPool2x2(),
-            same_conv(128, 32, 2), nn.ReLU(), MaxPool2x2(),
-            same_conv(32, 1, 7), nn.ReLU(),
-        )  # fmt: skip
+            same_conv(1, 128, 7),
+            nn.ReLU(),
+            MaxPool2x2(),
+            same_conv(128, 32, 2),
+            nn.ReLU(),
+            MaxPool2x2(),
+            same_conv(32, 1, 7),
+            nn.ReLU(),
+        )
         decoder = SigmoidDecoder(
             nn.Sequential(
                 ChannelsLast(),
@@ -272,7 +277,7 @@ class ConvAutoencoder(Autoencoder):
                 nn.ReLU(),
                 Upsample2x(),
                 same_conv(128, 1, 7),
-            )  # fmt: skip
+            )
         )
         super().__init__(encoder, decoder, (1, 7, 7))
 

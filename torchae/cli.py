@@ -88,8 +88,9 @@ class AutoencoderCLI(LightningCLI):
         if ckpt_path == "last":
             found = find_last_checkpoint(self.trainer.default_root_dir)
             if found is None:
-                print(f"torchae: no last.ckpt under {self.trainer.default_root_dir}: starting a new run",
-                      file=sys.stderr)  # fmt: skip
+                print(
+                    f"torchae: no last.ckpt under {self.trainer.default_root_dir}: starting a new run", file=sys.stderr
+                )
                 config["ckpt_path"] = None
                 return
             print(f"torchae: resuming from {found}", file=sys.stderr)
@@ -134,8 +135,9 @@ def figures_command(
 
     model = load_checkpoint(checkpoint)
     state = read_checkpoint(checkpoint)
-    history = next((cb.get("history") for key, cb in state.get("callbacks", {}).items() if "ArticleFigures" in key),
-                   None)  # fmt: skip
+    history = next(
+        (cb.get("history") for key, cb in state.get("callbacks", {}).items() if "ArticleFigures" in key), None
+    )
     images = to_image_tensor(load_mnist(data_dir).x_test)
     target = Path(out_dir) if out_dir else Path(checkpoint).resolve().parent.parent / "figures"
     for path in draw_figures(model, images, target, history, n=n, seed=seed):

@@ -365,8 +365,9 @@ class MNISTDataModule(pl.LightningDataModule):
                 "which DDP's gradient synchronisation does not allow: set --data.steps_per_execution 1 on several "
                 "devices"
             )
-        return TensorBatches(images.to(device), batch_size, shuffle, int(self.seed or 0), rank, world,
-                             self.steps_per_execution)  # fmt: skip
+        return TensorBatches(
+            images.to(device), batch_size, shuffle, int(self.seed or 0), rank, world, self.steps_per_execution
+        )
 
     def train_dataloader(self) -> TensorBatches:
         return self._loader(self.train_images, self.batch_size, self.shuffle)

@@ -98,8 +98,13 @@ def draw_figures(
     model.eval()
     device = model.device
     shown = images[:n].to(device)
-    written = [plot_digit_rows([("original", shown), ("decoded", model(shown))], out / "reconstructions.png",
-                               f"{name}: test digits and their reconstructions")]  # fmt: skip
+    written = [
+        plot_digit_rows(
+            [("original", shown), ("decoded", model(shown))],
+            out / "reconstructions.png",
+            f"{name}: test digits and their reconstructions",
+        )
+    ]
     if isinstance(model, DenoisingAE):
         generator = torch.Generator(device=device).manual_seed(seed)
         noisy = model.add_noise(shown, generator)

@@ -172,8 +172,15 @@ class AutoencoderModule(pl.LightningModule):
                 sums[name] = weighted if name not in sums else sums[name] + weighted
             count += n
         for name, total in sums.items():
-            self.log(f"{stage}_{name}", total / count, on_step=False, on_epoch=True, prog_bar=name == "loss",
-                     batch_size=count, sync_dist=True)  # fmt: skip
+            self.log(
+                f"{stage}_{name}",
+                total / count,
+                on_step=False,
+                on_epoch=True,
+                prog_bar=name == "loss",
+                batch_size=count,
+                sync_dist=True,
+            )
         return sums["loss"] / count
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
@@ -376,13 +383,16 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {str(path)!r} does not exist: check the path (runs keep theirs in "
-                              "<log dir>/checkpoints/)")  # fmt: skip
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} does not exist: check the path (runs keep theirs in <log dir>/checkpoints/)"
+        )
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for damaged files; all mean the same to the user
-        raise CheckpointError(f"checkpoint {str(path)!r} cannot be read ({type(err).__name__}): the file is "
-                              "truncated or not a torch checkpoint; use another one") from None  # fmt: skip
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} cannot be read ({type(err).__name__}): the file is "
+            "truncated or not a torch checkpoint; use another one"
+        ) from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise CheckpointError(f"{str(path)!r} is not a Lightning checkpoint (no state_dict): use a .ckpt from a run")
     return checkpoint

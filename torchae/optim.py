@@ -43,9 +43,14 @@ class _FlatGroup:
         self.grad_views = list(self.grads.split(sizes))
         weight_views = self.weights.split(sizes)
         for p, weight, grad, m, v, view_m, view_v in zip(
-            params, weight_views, self.grad_views, self.moments.split(sizes), self.squares.split(sizes),
-            self.moments.split(sizes), self.squares.split(sizes),
-        ):  # fmt: skip
+            params,
+            weight_views,
+            self.grad_views,
+            self.moments.split(sizes),
+            self.squares.split(sizes),
+            self.moments.split(sizes),
+            self.squares.split(sizes),
+        ):
             if p.grad is not None:
                 grad.copy_(p.grad.reshape(-1))
             old = state.get(p, {})
@@ -112,8 +117,10 @@ class KerasAdam(torch.optim.Optimizer):
                 raise RuntimeError("KerasAdam does not support sparse gradients")
             flat = self._flat[index] = _FlatGroup(list(group["params"]), self.state)
         elif not flat.intact():
-            raise RuntimeError("a parameter was moved or replaced after KerasAdam flattened it: create the optimizer "
-                               "after moving the model to its device")  # fmt: skip
+            raise RuntimeError(
+                "a parameter was moved or replaced after KerasAdam flattened it: create the optimizer "
+                "after moving the model to its device"
+            )
         return flat
 
     @torch.no_grad()
