@@ -1,11 +1,14 @@
 """parity: the article's Keras 3 models, and proof that each torchae model is the same model.
 
-Importing this package loads ``torch._dynamo`` before Keras/TensorFlow (see ``parity._keras``).
+Importing this package loads ``torch._dynamo`` before Keras/TensorFlow, and refuses a process where TensorFlow was
+imported first (see ``parity._keras``).
 """
 
-import torch._dynamo  # noqa: F401  (must precede TensorFlow: see parity._keras)
+from parity._keras import load_torch_first
 
-from parity.keras_models import build_keras, load_keras
-from parity.transfer import TransferError, keras_to_torch, torch_to_keras
+load_torch_first()  # before anything below imports TensorFlow
+
+from parity.keras_models import build_keras, load_keras  # noqa: E402
+from parity.transfer import TransferError, keras_to_torch, torch_to_keras  # noqa: E402
 
 __all__ = ["TransferError", "build_keras", "keras_to_torch", "load_keras", "torch_to_keras"]

@@ -12,11 +12,21 @@ import os
 import sys
 from types import ModuleType
 
-__all__ = ["ImportOrderError", "import_keras"]
+__all__ = ["ImportOrderError", "import_keras", "load_torch_first"]
 
 
 class ImportOrderError(RuntimeError):
     """TensorFlow was imported before ``torch._dynamo``; creating a torch optimizer would crash the process."""
+
+
+def load_torch_first() -> None:
+    """Load ``torch._dynamo`` unless TensorFlow came first, in which case raise :class:`ImportOrderError`."""
+    if "tensorflow" in sys.modules and "torch._dynamo" not in sys.modules:
+        raise ImportOrderError(
+            "TensorFlow was imported before torch._dynamo, which crashes the process when a torch optimizer is "
+            "created: import parity (or torch._dynamo) before tensorflow or keras"
+        )
+    import torch._dynamo  # noqa: F401  (must be loaded before TensorFlow)
 
 
 def import_keras() -> ModuleType:
@@ -26,13 +36,7 @@ def import_keras() -> ModuleType:
         ImportOrderError: TensorFlow is already loaded but ``torch._dynamo`` is not.
         RuntimeError: Keras is set to another backend.
     """
-    if "tensorflow" in sys.modules and "torch._dynamo" not in sys.modules:
-        raise ImportOrderError(
-            "TensorFlow was imported before torch._dynamo, which crashes the process when a torch optimizer is "
-            "created: import parity (or torch._dynamo) before tensorflow or keras"
-        )
-    import torch._dynamo  # noqa: F401  (must be loaded before TensorFlow)
-
+    load_torch_first()
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras

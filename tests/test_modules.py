@@ -238,3 +238,21 @@ def test_denoising_starts_from_a_trained_checkpoint(test_images, tmp_path):
     mismatched = torchae.DenoisingAE(architecture="deep", init_from=str(tmp_path / "dense.ckpt"))
     with pytest.raises(torchae.CheckpointError, match="holds another network"):
         mismatched.setup("fit")
+
+
+@pytest.mark.parametrize("name", ["conv", "sparse"])
+def test_cpu_micro_batches_give_the_loss_and_gradients_of_one_pass(name, test_images, monkeypatch):
+    x = test_images[:200]
+    results = []
+    for chunk in (None, 64):
+        model = make(name)
+        monkeypatch.setattr(model, "cpu_micro_batch_size", chunk)
+        monkeypatch.setattr(model, "manual_backward", lambda loss: loss.backward())
+        terms = model._loss_and_backward(x, "train")
+        results.append((terms, [p.grad.clone() for p in model.parameters()]))
+    (whole, whole_grads), (parts, part_grads) = results
+    assert whole.keys() == parts.keys()
+    for key in whole:
+        torch.testing.assert_close(parts[key], whole[key], rtol=1e-6, atol=0)
+    for a, b in zip(part_grads, whole_grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-8)

@@ -11,6 +11,8 @@ Each decoder ends in a sigmoid but also exposes its pre-sigmoid ``logits``, so t
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
@@ -168,27 +170,44 @@ def _conv_one_output_channel(x: torch.Tensor, weight: torch.Tensor) -> torch.Ten
     return F.fold(taps.view(n, h * w, k * k).transpose(1, 2), (h, w), k, padding=k // 2)
 
 
-class Upsample2x(nn.Module):
-    """Nearest-neighbour 2x upsampling (Keras ``UpSampling2D((2, 2))``), as one broadcast copy that keeps the
-    channels-last order (``nn.Upsample`` converts it at the cost of an extra copy on the CPU)."""
+class _NearestUpsample2x(torch.autograd.Function):
+    """Nearest 2x upsampling whose forward and backward both run in the channels-last order, each as one pass."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
         nhwc = x.permute(0, 2, 3, 1)[:, :, None, :, None, :].expand(n, h, 2, w, 2, c)
         return nhwc.reshape(n, 2 * h, 2 * w, c).permute(0, 3, 1, 2)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        n, c, h2, w2 = grad.shape
+        blocks = grad.permute(0, 2, 3, 1).reshape(n, h2 // 2, 2, w2 // 2, 2, c)
+        summed = blocks[:, :, 0, :, 0] + blocks[:, :, 0, :, 1] + blocks[:, :, 1, :, 0] + blocks[:, :, 1, :, 1]
+        return summed.permute(0, 3, 1, 2)
+
+
+class Upsample2x(nn.Module):
+    """Nearest-neighbour 2x upsampling (Keras ``UpSampling2D((2, 2))``) that keeps the channels-last order; each
+    direction is one pass over the data (``nn.Upsample`` and autograd's own backward of a broadcast copy both make
+    extra passes on the CPU)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _NearestUpsample2x.apply(x)
 
 
 class MaxPool2x2(nn.Module):
     """2x2 max pooling with stride 2 (Keras ``MaxPooling2D((2, 2))``; no padding is needed for even sizes).
 
-    Computed as the elementwise maximum of the four strided sub-grids, which is 5x faster than
-    ``nn.MaxPool2d`` on channels-last CPU tensors here. The value is identical; the gradient differs from
-    ``nn.MaxPool2d`` only on exact ties, which after a ReLU are zeros whose gradient the ReLU discards anyway.
+    Without gradients (inference) it is the elementwise maximum of the four strided sub-grids, 5x faster than
+    ``F.max_pool2d`` on channels-last CPU tensors here; with gradients it is ``F.max_pool2d``. Same values.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] % 2 or x.shape[-2] % 2:
             raise ValueError(f"MaxPool2x2 needs even spatial sizes, got {tuple(x.shape[-2:])}")
+        if torch.is_grad_enabled() and x.requires_grad:
+            return F.max_pool2d(x, 2)  # its index-based backward is far cheaper than that of the maxima below
         top = torch.maximum(x[..., 0::2, 0::2], x[..., 0::2, 1::2])
         bottom = torch.maximum(x[..., 1::2, 0::2], x[..., 1::2, 1::2])
         return torch.maximum(top, bottom)

@@ -17,13 +17,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from jsonargparse import ArgumentError
 from pytorch_lightning import Trainer
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
 from torchae.data import MNISTDataModule
-from torchae.errors import CheckpointError, NonFiniteLossError, UserError
+from torchae.errors import CheckpointError, ConfigError, NonFiniteLossError, UserError
 from torchae.figures import ArticleFigures
 from torchae.modules import MODELS, AutoencoderModule, read_checkpoint
 from torchae.safety import AtomicCheckpointIO, StopOnNonFiniteLoss
@@ -52,7 +53,10 @@ class AutoencoderCLI(LightningCLI):
             subclass_mode_model=True,
             seed_everything_default=0,
             save_config_kwargs={"overwrite": True},
-            parser_kwargs={"description": f"Train and use the article's autoencoders. Models: {_MODEL_NAMES}."},
+            parser_kwargs={
+                "description": f"Train and use the article's autoencoders. Models: {_MODEL_NAMES}.",
+                "exit_on_error": False,  # parse errors reach main(), which prints them as one line
+            },
             trainer_defaults={"default_root_dir": "runs"},
             args=args,
             run=run,
@@ -77,44 +81,56 @@ class AutoencoderCLI(LightningCLI):
             config["plugins"] = [AtomicCheckpointIO()]
         return super()._instantiate_trainer(config, callbacks)
 
-    def _resolve_checkpoint(self) -> None:
-        """Check ``--ckpt_path`` before anything runs: ``last`` means the newest run's ``last.ckpt``."""
-        config = self.config_init[self.subcommand]
-        ckpt_path = config.get("ckpt_path")
-        if "weights_only" in config and config.get("weights_only") is None:
-            config["weights_only"] = True
+    def _parse_ckpt_path(self) -> None:
+        """Check ``--ckpt_path`` before anything is built: ``last`` means the newest ``last.ckpt`` under
+        ``default_root_dir``; the file must be a readable checkpoint of the configured model class. Then
+        Lightning reads the run's hyperparameters from it (``weights_only=True``)."""
+        subcommand = self.config.get("subcommand")
+        config = self.config[subcommand] if subcommand else None
+        ckpt_path = config.get("ckpt_path") if config is not None else None
         if ckpt_path is None:
             return
         if ckpt_path == "last":
-            found = find_last_checkpoint(self.trainer.default_root_dir)
+            root = config.trainer.default_root_dir or "runs"
+            found = find_last_checkpoint(root)
             if found is None:
-                print(
-                    f"torchae: no last.ckpt under {self.trainer.default_root_dir}: starting a new run", file=sys.stderr
-                )
-                config["ckpt_path"] = None
+                print(f"torchae: no last.ckpt under {root}: starting a new run", file=sys.stderr)
+                config.ckpt_path = None
                 return
             print(f"torchae: resuming from {found}", file=sys.stderr)
-            config["ckpt_path"] = ckpt_path = str(found)
+            config.ckpt_path = ckpt_path = str(found)
         checkpoint = read_checkpoint(ckpt_path)
         saved = checkpoint.get("torchae_model")
-        expected = type(self.model).__name__
+        class_path = str(config.model.class_path) if config.get("model") is not None else ""
+        expected = class_path.rsplit(".", 1)[-1]
         if saved != expected:
             raise CheckpointError(
                 f"checkpoint {ckpt_path!r} holds a {saved or 'non-torchae model'}, but the model is a {expected}: "
                 f"use the config of the run that wrote it (--model {saved})"
             )
+        super()._parse_ckpt_path()
+
+    def _check_trainer_settings(self) -> None:
+        max_epochs = self.trainer.max_epochs
+        if max_epochs is not None and max_epochs <= 0:
+            raise ConfigError(
+                f"trainer.max_epochs must be a positive integer, got {max_epochs}: set --trainer.max_epochs N"
+            )
+        config = self.config_init[self.subcommand]
+        if "weights_only" in config and config.get("weights_only") is None:
+            config["weights_only"] = True  # never unpickle code from a checkpoint file
 
     def before_fit(self) -> None:
-        self._resolve_checkpoint()
+        self._check_trainer_settings()
 
     def before_validate(self) -> None:
-        self._resolve_checkpoint()
+        self._check_trainer_settings()
 
     def before_test(self) -> None:
-        self._resolve_checkpoint()
+        self._check_trainer_settings()
 
     def before_predict(self) -> None:
-        self._resolve_checkpoint()
+        self._check_trainer_settings()
 
 
 def figures_command(
@@ -154,12 +170,24 @@ def _run(args: list[str] | None) -> None:
     AutoencoderCLI(args=args)
 
 
+def describe_parse_error(err: ArgumentError) -> str:
+    """One line for a command-line or config error, naming the fix."""
+    text = " ".join(str(err).split())
+    if text.startswith('Parser key "model"'):
+        given = text.rsplit("Given value:", 1)[-1].strip()
+        return f"unknown model {given!r}: choose one of {_MODEL_NAMES} (or a class path such as torchae.DenseAE)"
+    if text.startswith("unrecognized arguments"):
+        return f"{text}: check the spelling of the keys (torchae fit --help lists them)"
+    return f"{text} (torchae fit --help lists the settings)"
+
+
 def main(args: list[str] | None = None) -> None:
     """Entry point of ``torchae`` and ``python -m torchae``; ``args`` defaults to the command line."""
     try:
         _run(args)
-    except (UserError, NonFiniteLossError, FileNotFoundError) as err:
+    except (UserError, NonFiniteLossError, FileNotFoundError, ArgumentError) as err:
         if os.environ.get(DEBUG_VARIABLE):
             raise
-        print(f"torchae: error: {err}", file=sys.stderr)
-        sys.exit(2 if isinstance(err, (UserError, FileNotFoundError)) else 1)
+        message = describe_parse_error(err) if isinstance(err, ArgumentError) else str(err)
+        print(f"torchae: error: {message}", file=sys.stderr)
+        sys.exit(1 if isinstance(err, NonFiniteLossError) else 2)

@@ -391,4 +391,4 @@ class MNISTDataModule(pl.LightningDataModule):
 
 def _check_positive_int(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        raise ConfigError(f"{name} must be a positive integer, got {value!r}: set --data.{name} to 1 or more")

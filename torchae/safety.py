@@ -43,7 +43,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 class StopOnNonFiniteLoss(pl.Callback):
-    """Stops training with :class:`NonFiniteLossError` (epoch and step named) when the training loss is NaN or
+    """Stops training with :class:`NonFiniteLossError` (epoch and step within it named) when the training loss is NaN or
     infinite, before the epoch's checkpoint is written, so the last checkpoint on disk stays the last good one.
 
     The test runs on the device and is read back every ``check_every_n_steps`` steps and at the end of every
@@ -86,6 +86,7 @@ class StopOnNonFiniteLoss(pl.Callback):
         batch = int(self._first_bad)
         if batch >= 0:
             raise NonFiniteLossError(
-                f"the training loss became NaN or infinite at epoch {trainer.current_epoch}, batch {batch}: "
-                "training stopped and the last good checkpoint was kept; lower the learning rate or check the data"
+                f"the training loss became NaN or infinite at epoch {trainer.current_epoch}, step {batch} "
+                f"(global step {trainer.global_step}): training stopped and the last good checkpoint was kept; "
+                "lower the learning rate or check the data"
             )

@@ -1,0 +1,228 @@
+"""Seconds per epoch, torchae against the Keras 3 reference, measured side by side on one machine.
+
+    python benchmarks/bench.py                      # all five, writes benchmarks/RESULTS.md
+    python benchmarks/bench.py dense --epochs 4     # some models, prints the table only
+
+Each measurement runs in its own process (Keras's, torchae's loop, and torchae's real user path
+``torchae fit --config configs/NAME.yaml``), one after the other, so neither framework's threads or memory
+disturb the other's. An epoch is training plus validation on the test images, as Keras's ``fit`` reports it; the
+figure is the median over the epochs after the first (warm-up: graph tracing, allocator). Peak memory is the
+process's peak resident set size above what it held before training began.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = ("dense", "deep", "conv", "denoising", "sparse")
+BATCH = {"dense": 256, "deep": 256, "conv": 256, "denoising": 16, "sparse": 256}
+# Conv is ~150 s per full epoch for Keras on a 2-core CPU: time it on a stated subset there.
+CPU_SUBSET = {"conv": (6_000, 1_000)}
+TARGETS = {"dense": 0.5, "deep": 0.5, "conv": 0.8, "denoising": 0.5, "sparse": 0.5}
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def worker_keras(name: str, epochs: int, train_size: int, val_size: int) -> dict:
+    from parity.keras_models import build_keras
+    from parity.train import _train_keras
+    from parity.transfer import to_nhwc
+    from torchae.data import load_mnist, to_image_tensor
+
+    data = load_mnist()
+    x_train = to_nhwc(to_image_tensor(data.x_train[:train_size]))
+    x_val = to_nhwc(to_image_tensor(data.x_test[:val_size]))
+    models = build_keras(name, seed=0)
+    before = _rss_mb()
+    curves = _train_keras(models, x_train, x_val, epochs, BATCH[name])
+    return {"seconds": curves["seconds"], "peak_mb": _peak_mb() - before, "val_loss": curves["val_loss"][-1]}
+
+
+def worker_torch(name: str, epochs: int, train_size: int, val_size: int) -> dict:
+    import pytorch_lightning as pl
+
+    import torchae
+    from parity.train import STEPS_PER_EXECUTION
+    from torchae.data import MNISTDataModule
+    from torchae.figures import ArticleFigures
+    from torchae.timing import EpochTimer
+
+    pl.seed_everything(0, verbose=False)
+    data = MNISTDataModule(
+        batch_size=BATCH[name],
+        seed=0,
+        train_size=train_size,
+        val_size=val_size,
+        steps_per_execution=STEPS_PER_EXECUTION[name],
+    )
+    data.setup("fit")
+    timer, history = EpochTimer(), ArticleFigures(enabled=False)
+    trainer = pl.Trainer(
+        max_epochs=epochs,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        callbacks=[timer, history],
+        accelerator="cpu",
+    )
+    before = _rss_mb()
+    trainer.fit(torchae.MODELS[name](), datamodule=data)
+    return {"seconds": timer.seconds, "peak_mb": _peak_mb() - before, "val_loss": history.history[-1]["val_loss"]}
+
+
+def worker_cli(name: str, epochs: int, train_size: int, val_size: int) -> dict:
+    """The real user path: ``torchae fit --config configs/NAME.yaml``, progress bar, logger and checkpoints on."""
+    import csv
+
+    with tempfile.TemporaryDirectory() as tmp:
+        command = [
+            sys.executable,
+            "-m",
+            "torchae",
+            "fit",
+            "--config",
+            str(ROOT / "configs" / f"{name}.yaml"),
+            "--trainer.max_epochs",
+            str(epochs),
+            "--trainer.default_root_dir",
+            tmp,
+            "--data.train_size",
+            str(train_size),
+            "--data.val_size",
+            str(val_size),
+            "--figures.enabled",
+            "false",
+        ]
+        subprocess.run(command, check=True, cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        with open(Path(tmp) / "version_0" / "metrics.csv") as f:
+            seconds = [float(row["epoch_seconds"]) for row in csv.DictReader(f) if row.get("epoch_seconds")]
+    return {"seconds": seconds, "peak_mb": float("nan"), "val_loss": float("nan")}
+
+
+WORKERS = {"keras": worker_keras, "torch": worker_torch, "cli": worker_cli}
+
+
+def run_worker(kind: str, name: str, epochs: int, train_size: int, val_size: int) -> dict:
+    command = [
+        sys.executable,
+        __file__,
+        "--worker",
+        kind,
+        name,
+        "--epochs",
+        str(epochs),
+        "--train-size",
+        str(train_size),
+        "--val-size",
+        str(val_size),
+    ]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)}
+    out = subprocess.run(command, check=True, capture_output=True, text=True, env=env, cwd=ROOT).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def median_after_warmup(seconds: list[float]) -> float:
+    return statistics.median(seconds[1:])
+
+
+def machine() -> str:
+    model = platform.machine()
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    return (
+        f"{model}, {os.cpu_count()} cores, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("models", nargs="*", default=list(MODELS))
+    parser.add_argument("--epochs", type=int, default=4, help="epochs per measurement; the first is warm-up")
+    parser.add_argument("--train-size", type=int, default=None)
+    parser.add_argument("--val-size", type=int, default=None)
+    parser.add_argument("--worker", choices=list(WORKERS), help=argparse.SUPPRESS)
+    parser.add_argument("--no-write", action="store_true", help="print only; do not write benchmarks/RESULTS.md")
+    args = parser.parse_args()
+    if args.epochs < 2:
+        parser.error("--epochs must be at least 2 (the first epoch is warm-up)")
+    if args.worker:
+        print(json.dumps(WORKERS[args.worker](args.models[0], args.epochs, args.train_size, args.val_size)))
+        return
+    rows = []
+    header = (
+        "| model | train / val images | batch | Keras s/epoch | torchae s/epoch | ratio (target) "
+        "| `torchae fit` s/epoch | CLI / loop | Keras peak MB | torchae peak MB |"
+    )
+    print(header, flush=True)
+    for name in args.models:
+        train_size, val_size = CPU_SUBSET.get(name, (60_000, 10_000))
+        train_size, val_size = args.train_size or train_size, args.val_size or val_size
+        started = time.perf_counter()
+        keras = run_worker("keras", name, args.epochs, train_size, val_size)
+        torch_loop = run_worker("torch", name, args.epochs, train_size, val_size)
+        cli = run_worker("cli", name, args.epochs, train_size, val_size)
+        k, t, c = (median_after_warmup(r["seconds"]) for r in (keras, torch_loop, cli))
+        ratio = t / k
+        verdict = "met" if ratio <= TARGETS[name] else "MISSED"
+        row = (
+            f"| {name} | {train_size:,} / {val_size:,} | {BATCH[name]} | {k:.2f} | {t:.2f} "
+            f"| **{ratio:.2f}** ({TARGETS[name]}, {verdict}) | {c:.2f} | {c / t:.2f} "
+            f"| {keras['peak_mb']:.0f} | {torch_loop['peak_mb']:.0f} |"
+        )
+        rows.append(row)
+        print(row, f"  ({time.perf_counter() - started:.0f} s)", flush=True)
+    if args.no_write:
+        return
+    import keras as keras_module
+    import pytorch_lightning
+    import torch
+
+    command = "python benchmarks/bench.py " + " ".join(sys.argv[1:])
+    text = "\n".join(
+        [
+            "# Benchmark: seconds per epoch, torchae vs the Keras 3 reference",
+            "",
+            f"Command: `{command.strip()}`. Machine: {machine()}. Date: {time.strftime('%Y-%m-%d')}.",
+            f"Versions: torch {torch.__version__}, pytorch-lightning {pytorch_lightning.__version__}, "
+            f"keras {keras_module.__version__}.",
+            "",
+            "An epoch is training plus validation; each figure is the median of the epochs after the first, each"
+            " framework in its own process, one after the other. Ratio = torchae / Keras (lower is faster). The"
+            " `torchae fit` column is the real user path (progress bar, CSV logger, checkpoints every epoch) and"
+            " `CLI / loop` its cost over the bare loop. Peak MB: peak resident memory above the process's baseline"
+            " before training.",
+            "",
+            header,
+            "|---|---|---|---|---|---|---|---|---|---|",
+            *rows,
+            "",
+        ]
+    )
+    (ROOT / "benchmarks" / "RESULTS.md").write_text(text)
+    print("wrote benchmarks/RESULTS.md")
+
+
+if __name__ == "__main__":
+    main()

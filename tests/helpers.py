@@ -1,0 +1,42 @@
+"""Fault injection for the reliability tests, loaded by the CLI through ``--trainer.callbacks+=helpers.KillAt``
+and ``--model helpers.NaNAfter`` (the tests put this folder on PYTHONPATH)."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytorch_lightning as pl
+import torch
+
+import torchae
+
+
+class KillAt(pl.Callback):
+    """SIGKILLs its own process at the start of training batch ``batch`` of epoch ``epoch``: a real crash, in the
+    middle of an epoch, with no chance to clean up."""
+
+    def __init__(self, epoch: int, batch: int) -> None:
+        self.epoch = epoch
+        self.batch = batch
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int) -> None:
+        if trainer.current_epoch == self.epoch and batch_idx == self.batch:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+class NaNAfter(torchae.DenseAE):
+    """A dense autoencoder whose loss turns NaN from training step ``step`` of epoch ``epoch`` on."""
+
+    def __init__(self, epoch: int = 1, step: int = 3) -> None:
+        super().__init__()
+        self.nan_epoch = epoch
+        self.nan_step = step
+
+    def loss_terms(self, x: torch.Tensor, stage: str = "train") -> dict[str, torch.Tensor]:
+        terms = super().loss_terms(x, stage)
+        trainer = self._trainer
+        if stage == "train" and trainer is not None and trainer.current_epoch == self.nan_epoch:
+            if trainer.fit_loop.epoch_loop.batch_idx >= self.nan_step:
+                terms["loss"] = terms["loss"] * float("nan")
+        return terms

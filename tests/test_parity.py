@@ -1,0 +1,160 @@
+"""The parity suite: Keras 3 references, weight transfer both ways, step and training parity.
+
+These tests need the ``[parity]`` extra (keras, tensorflow); CI installs it. Without keras they are skipped, and
+the skip says why.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("keras", reason="the parity tests need the [parity] extra: pip install -e '.[parity]'")
+
+import parity  # noqa: E402  (after the skip)
+import torchae  # noqa: E402
+from parity.checks import build_pair, check_forward, check_step, check_structure, format_table  # noqa: E402
+from parity.keras_models import MODEL_NAMES, build_keras, load_keras  # noqa: E402
+from parity.transfer import TransferError, to_nhwc  # noqa: E402
+
+pytestmark = pytest.mark.parity
+
+
+@pytest.fixture(scope="module")
+def images(test_images):
+    return test_images[:128]
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_structure_matches_spec_and_keras(name):
+    keras_models, torch_model = build_pair(name)
+    rows = check_structure(name, keras_models, torch_model)
+    assert all(row.passed for row in rows), format_table(rows)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_forward_parity_after_transfer(name, images):
+    keras_models, torch_model = build_pair(name)
+    rows = check_forward(name, keras_models, torch_model, images)
+    assert all(row.passed for row in rows), format_table(rows)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_step_parity(name, mnist):
+    keras_models, torch_model = build_pair(name)
+    from torchae.data import to_image_tensor
+
+    rows = check_step(name, keras_models, torch_model, to_image_tensor(mnist.x_train[:256]))
+    assert all(row.passed for row in rows), format_table(rows)
+    checked = {row.check for row in rows}
+    assert {"batch loss (total)", "gradients", "weights after one Adam step"} <= checked
+    if name == "sparse":
+        assert {"batch reconstruction loss", "batch L1 penalty"} <= checked
+
+
+def test_checks_can_fail_when_the_models_differ(images):
+    """A check is worth something only if it can fail: perturb one torch weight and the forward check fails."""
+    keras_models, torch_model = build_pair("dense")
+    with torch.no_grad():
+        torch_model.decoder.body[0].bias[0] += 1e-3
+    rows = check_forward("dense", keras_models, torch_model, images)
+    assert not all(row.passed for row in rows)
+
+
+@pytest.mark.parametrize("name", ["dense", "conv"])
+def test_torch_to_keras_gives_the_same_outputs(name, images):
+    torch.manual_seed(3)
+    torch_model = torchae.MODELS[name]().eval()
+    keras_models = build_keras(name, seed=5, compile=False)
+    parity.torch_to_keras(torch_model, keras_models.autoencoder)
+    with torch.no_grad():
+        expected = to_nhwc(torch_model(images))
+    got = keras_models.autoencoder.predict(to_nhwc(images), verbose=0)
+    assert np.max(np.abs(got - expected)) < 1e-5
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_transfer_from_a_saved_article_model_matched_by_order_and_shape(tmp_path, images, suffix):
+    """Someone else's model, built from the article's code with other layer names and saved to a file."""
+    keras = parity.keras_models.keras
+    inputs = keras.Input(shape=(28, 28, 1))
+    code = keras.layers.Dense(49, activation="relu", name="my_code")(keras.layers.Flatten(name="flat")(inputs))
+    outputs = keras.layers.Reshape((28, 28, 1))(keras.layers.Dense(784, activation="sigmoid", name="out")(code))
+    model = keras.Model(inputs, outputs, name="somebody_else")
+    path = tmp_path / f"model{suffix}"
+    model.save(path)
+    loaded = load_keras(str(path))
+    torch_model = parity.keras_to_torch(loaded, torchae.DenseAE()).eval()
+    with torch.no_grad():
+        ours = to_nhwc(torch_model(images))
+    assert np.max(np.abs(loaded.predict(to_nhwc(images), verbose=0) - ours)) < 1e-5
+
+
+def test_transfer_names_the_first_layer_that_does_not_fit():
+    with pytest.raises(TransferError, match=r"weighted layer 0 does not fit: Keras .*kernel \(784, 147\)"):
+        parity.keras_to_torch(build_keras("deep", compile=False).autoencoder, torchae.DenseAE())
+    with pytest.raises(TransferError, match="weighted layer 2: Keras layer .* has no counterpart"):
+        parity.keras_to_torch(build_keras("deep", compile=False).autoencoder, _two_layer_deep())
+
+
+def _two_layer_deep() -> torch.nn.Module:
+    from torchae.architectures import Autoencoder, SigmoidDecoder
+
+    net = Autoencoder(
+        torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 147)),
+        SigmoidDecoder(torch.nn.Sequential(torch.nn.Linear(147, 98))),
+        (147,),
+    )
+    return net
+
+
+def test_keras_files_are_loaded_in_safe_mode(tmp_path):
+    """A Lambda layer holds Python code; safe mode refuses to deserialise it."""
+    keras = parity.keras_models.keras
+    inputs = keras.Input(shape=(28, 28, 1))
+    model = keras.Model(inputs, keras.layers.Lambda(lambda x: x * 2)(inputs))
+    model.save(tmp_path / "lambda.keras")
+    with pytest.raises(ValueError, match="(?i)unsafe|safe_mode"):
+        load_keras(str(tmp_path / "lambda.keras"))
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_short_training_parity(name):
+    """Keras and torchae trained from the same weights on the same data end within 2% on val_loss."""
+    from parity.train import train_both
+
+    record = train_both(name, epochs=2, train_size=2048, val_size=1024)
+    assert record.final_rel_diff("val_loss") <= 0.02, (record.keras, record.torchae)
+    assert record.final_rel_diff("loss") <= 0.02
+    assert len(record.keras["val_loss"]) == len(record.torchae["val_loss"]) == 2
+
+
+def test_import_order_hazard_is_handled():
+    """TensorFlow first, then a torch optimizer, crashes this torch build; importing parity first does not, and
+    parity refuses (with a clear error, not a crash) a process where TensorFlow came first."""
+    safe = (
+        "import parity, torch; from parity.keras_models import build_keras; build_keras('dense');"
+        "m = torch.nn.Linear(2, 2); o = torch.optim.Adam(m.parameters()); m(torch.ones(1, 2)).sum().backward();"
+        "o.step(); print('alive')"
+    )
+    result = subprocess.run([sys.executable, "-c", safe], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and "alive" in result.stdout, result.stderr[-2000:]
+    wrong_order = "import tensorflow; import parity"
+    result = subprocess.run([sys.executable, "-c", wrong_order], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    assert "ImportOrderError" in result.stderr and "import parity (or torch._dynamo) before tensorflow" in result.stderr
+
+
+def test_check_command_prints_the_table_and_exits_zero():
+    result = subprocess.run(
+        [sys.executable, "-m", "parity", "check", "dense", "--images", "500"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "weights after one Adam step" in result.stdout and "0 failed" in result.stdout
