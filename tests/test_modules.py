@@ -256,3 +256,25 @@ def test_cpu_micro_batches_give_the_loss_and_gradients_of_one_pass(name, test_im
         torch.testing.assert_close(parts[key], whole[key], rtol=1e-6, atol=0)
     for a, b in zip(part_grads, whole_grads):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-8)
+
+
+def test_keras_adam_flushes_denormal_moments_on_the_cpu():
+    from torchae.optim import FLUSH_DENORMALS_EVERY
+
+    tiny = torch.finfo(torch.float32).tiny
+    w = torch.nn.Parameter(torch.ones(3))
+    optimizer = torchae.KerasAdam([w])
+    w.grad = torch.tensor([1.2e-37, 1.0, 1e-20])
+    optimizer.step()  # m = 0.1 * grad: 1.2e-38 is just above the smallest normal float
+    m = optimizer.state[w]["exp_avg"]
+    assert float(m[0]) >= tiny
+    w.grad = torch.tensor([0.0, 1.0, 0.0])
+    optimizer.step()
+    assert 0 < float(m[0]) < tiny  # decayed into the denormal range...
+    for _ in range(FLUSH_DENORMALS_EVERY - 3):
+        optimizer.step()
+    assert optimizer.param_groups[0]["step"] == FLUSH_DENORMALS_EVERY - 1
+    assert 0 < float(m[0]) < tiny  # ...and still there without a flush (0.9**14 of it)
+    optimizer.step()  # step 16: flushed
+    assert float(m[0]) == 0.0
+    assert float(m[2]) > 0 and float(m[1]) > 0  # normal values are kept

@@ -122,15 +122,32 @@ def test_keras_files_are_loaded_in_safe_mode(tmp_path):
         load_keras(str(tmp_path / "lambda.keras"))
 
 
+# Short budgets: a few epochs on a subset. The shuffling orders (and for denoising the noise draws) come from each
+# framework's own generator, so the curves agree statistically, not bitwise. Denoising is the noisiest: at 2,048
+# images its final val_loss moves by ~2.5% from one seed to another within Keras alone, so it trains longer and is
+# compared on the mean over two seeds (measured on 16,384 images x 3 epochs: 1.96%, 0.70%, 0.88% for seeds 0-2).
+SHORT_BUDGETS = {
+    "dense": (2, 2048, (0,)),
+    "deep": (2, 2048, (0,)),
+    "conv": (2, 2048, (0,)),
+    "sparse": (2, 2048, (0,)),
+    "denoising": (3, 16384, (0, 1)),
+}
+
+
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_short_training_parity(name):
     """Keras and torchae trained from the same weights on the same data end within 2% on val_loss."""
     from parity.train import train_both
 
-    record = train_both(name, epochs=2, train_size=2048, val_size=1024)
-    assert record.final_rel_diff("val_loss") <= 0.02, (record.keras, record.torchae)
-    assert record.final_rel_diff("loss") <= 0.02
-    assert len(record.keras["val_loss"]) == len(record.torchae["val_loss"]) == 2
+    epochs, train_size, seeds = SHORT_BUDGETS[name]
+    records = [train_both(name, epochs=epochs, train_size=train_size, val_size=1024, seed=seed) for seed in seeds]
+    for record in records:
+        assert len(record.keras["val_loss"]) == len(record.torchae["val_loss"]) == epochs
+    for key in ("loss", "val_loss"):
+        keras_final = np.mean([r.keras[key][-1] for r in records])
+        torch_final = np.mean([r.torchae[key][-1] for r in records])
+        assert abs(torch_final - keras_final) / keras_final <= 0.02, (key, keras_final, torch_final)
 
 
 def test_import_order_hazard_is_handled():

@@ -26,6 +26,24 @@ import torch
 
 __all__ = ["KerasAdam"]
 
+FLUSH_DENORMALS_EVERY = 16
+"""CPU steps between flushes of denormal moments to zero (see :func:`_flush_denormals_`)."""
+
+
+def _flush_denormals_(buffer: torch.Tensor) -> None:
+    """Set the denormal (subnormal) entries of ``buffer`` to zero, in place.
+
+    The first moment of a weight whose gradient is rarely non-zero decays through the denormal range for ~150
+    steps, and CPU arithmetic on denormals is 10-20x slower (Adam's step went from 0.03 to 0.7 ms here with 20% of
+    them). TensorFlow's CPU kernels flush denormals to zero; ``torch.set_flush_denormal`` only reaches the calling
+    thread, not the OpenMP workers that run these ops. The change to an update is below 1e-30.
+    """
+    if buffer.dtype == torch.float32:
+        bits = buffer.view(torch.int32)
+        bits.mul_(bits.bitwise_and(0x7F800000) != 0)  # exponent bits all zero: zero or denormal
+    else:
+        buffer.masked_fill_(buffer.abs() < torch.finfo(buffer.dtype).tiny, 0.0)
+
 
 class _FlatGroup:
     """One parameter group's weights, gradients and moments, each in one contiguous buffer."""
@@ -141,6 +159,9 @@ class KerasAdam(torch.optim.Optimizer):
             flat.moments.lerp_(flat.grads, 1.0 - beta_1)
             flat.squares.mul_(beta_2).addcmul_(flat.grads, flat.grads, value=1.0 - beta_2)
             flat.weights.addcdiv_(flat.moments, flat.squares.sqrt().add_(group["eps"]), value=-alpha)
+            if flat.weights.device.type == "cpu" and group["step"] % FLUSH_DENORMALS_EVERY == 0:
+                _flush_denormals_(flat.moments)
+                _flush_denormals_(flat.squares)
         return loss
 
     def zero_grad(self, set_to_none: bool = True) -> None:
