@@ -71,6 +71,11 @@ class AutoencoderCLI(LightningCLI):
         parser.set_defaults({"checkpoint.save_last": True, "checkpoint.save_on_train_epoch_end": True})
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Callback]) -> Trainer:
+        max_epochs = config.get("max_epochs")
+        if max_epochs is not None and max_epochs <= 0:
+            raise ConfigError(
+                f"trainer.max_epochs must be a positive integer, got {max_epochs}: set --trainer.max_epochs N"
+            )
         root = Path(config.get("default_root_dir") or "runs")
         if config.get("logger") in (None, True):
             loggers: list[Any] = [CSVLogger(save_dir=str(root), name="")]
@@ -110,27 +115,22 @@ class AutoencoderCLI(LightningCLI):
             )
         super()._parse_ckpt_path()
 
-    def _check_trainer_settings(self) -> None:
-        max_epochs = self.trainer.max_epochs
-        if max_epochs is not None and max_epochs <= 0:
-            raise ConfigError(
-                f"trainer.max_epochs must be a positive integer, got {max_epochs}: set --trainer.max_epochs N"
-            )
+    def _load_checkpoints_weights_only(self) -> None:
         config = self.config_init[self.subcommand]
         if "weights_only" in config and config.get("weights_only") is None:
             config["weights_only"] = True  # never unpickle code from a checkpoint file
 
     def before_fit(self) -> None:
-        self._check_trainer_settings()
+        self._load_checkpoints_weights_only()
 
     def before_validate(self) -> None:
-        self._check_trainer_settings()
+        self._load_checkpoints_weights_only()
 
     def before_test(self) -> None:
-        self._check_trainer_settings()
+        self._load_checkpoints_weights_only()
 
     def before_predict(self) -> None:
-        self._check_trainer_settings()
+        self._load_checkpoints_weights_only()
 
 
 def figures_command(

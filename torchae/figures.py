@@ -136,7 +136,7 @@ class ArticleFigures(pl.Callback):
     ends, writes ``history.csv`` and the article's figures into the run's log folder.
 
     Args:
-        enabled: draw the figures at the end of ``fit``.
+        enabled: draw the figures at the end of ``fit`` (``history.csv`` is written either way).
         n: digits per row.
     """
 
@@ -155,12 +155,14 @@ class ArticleFigures(pl.Callback):
         self.history = [r for r in self.history if r["epoch"] < row["epoch"]] + [row]
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not self.enabled or not trainer.is_global_zero:
+        if not trainer.is_global_zero:
             return
         out = Path(trainer.log_dir or trainer.default_root_dir)
         out.mkdir(parents=True, exist_ok=True)
         if self.history:
             write_history_csv(self.history, out / "history.csv")
+        if not self.enabled:
+            return
         datamodule = trainer.datamodule
         images = getattr(datamodule, "val_images", None)
         if images is None:

@@ -68,6 +68,8 @@ class AutoencoderModule(pl.LightningModule):
         if not epsilon > 0:
             raise ConfigError(f"epsilon must be positive, got {epsilon!r}")
         self.save_hyperparameters(ignore=["net"])
+        self.learning_rate = learning_rate
+        self.epsilon = epsilon
         self.net = net
         self.example_input_array = torch.zeros(2, *IMAGE_SHAPE)
 
@@ -226,9 +228,22 @@ class AutoencoderModule(pl.LightningModule):
         return torch.cat([self(x) for x in self._image_batches(batch)])
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return KerasAdam(self.parameters(), lr=self.hparams.learning_rate, eps=self.hparams.epsilon)
+        return KerasAdam(self.parameters(), lr=self.learning_rate, eps=self.epsilon)
 
     # ----------------------------------------------------------------- checkpoints
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path: Any, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        """Lightning's ``load_from_checkpoint``, after checking (with ``weights_only=True``) that the file is a
+        readable checkpoint of this class; raises :class:`CheckpointError` naming the class it holds otherwise."""
+        if isinstance(checkpoint_path, (str, Path)) and cls is not AutoencoderModule:
+            saved = read_checkpoint(checkpoint_path).get("torchae_model")
+            if saved is not None and saved != cls.__name__:
+                raise CheckpointError(
+                    f"this checkpoint holds a {saved}, not a {cls.__name__}: load it with "
+                    f"{saved}.load_from_checkpoint(...) or torchae.load_checkpoint(...)"
+                )
+        return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["torchae_model"] = type(self).__name__
 
