@@ -24,9 +24,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from torchae.article import ARTICLE_RUNS
+
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ("dense", "deep", "conv", "denoising", "sparse")
-BATCH = {"dense": 256, "deep": 256, "conv": 256, "denoising": 16, "sparse": 256}
 # Conv is ~150 s per full epoch for Keras on a 2-core CPU: time it on a stated subset there.
 CPU_SUBSET = {"conv": (6_000, 1_000)}
 TARGETS = {"dense": 0.5, "deep": 0.5, "conv": 0.8, "denoising": 0.5, "sparse": 0.5}
@@ -52,42 +53,18 @@ def worker_keras(name: str, epochs: int, train_size: int, val_size: int) -> dict
     x_val = to_nhwc(to_image_tensor(data.x_test[:val_size]))
     models = build_keras(name, seed=0)
     before = _rss_mb()
-    curves = _train_keras(models, x_train, x_val, epochs, BATCH[name])
+    curves = _train_keras(models, x_train, x_val, epochs, ARTICLE_RUNS[name].batch_size)
     return {"seconds": curves["seconds"], "peak_mb": _peak_mb() - before, "val_loss": curves["val_loss"][-1]}
 
 
 def worker_torch(name: str, epochs: int, train_size: int, val_size: int) -> dict:
-    import pytorch_lightning as pl
-
     import torchae
-    from parity.train import STEPS_PER_EXECUTION
-    from torchae.data import MNISTDataModule
-    from torchae.figures import ArticleFigures
-    from torchae.timing import EpochTimer
+    from torchae.article import fit_quietly
 
-    pl.seed_everything(0, verbose=False)
-    data = MNISTDataModule(
-        batch_size=BATCH[name],
-        seed=0,
-        train_size=train_size,
-        val_size=val_size,
-        steps_per_execution=STEPS_PER_EXECUTION[name],
-    )
-    data.setup("fit")
-    timer, history = EpochTimer(), ArticleFigures(enabled=False)
-    trainer = pl.Trainer(
-        max_epochs=epochs,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        callbacks=[timer, history],
-        accelerator="cpu",
-    )
+    model = torchae.MODELS[name]()
     before = _rss_mb()
-    trainer.fit(torchae.MODELS[name](), datamodule=data)
-    return {"seconds": timer.seconds, "peak_mb": _peak_mb() - before, "val_loss": history.history[-1]["val_loss"]}
+    history, seconds = fit_quietly(model, name, epochs, train_size, val_size)
+    return {"seconds": seconds, "peak_mb": _peak_mb() - before, "val_loss": history[-1]["val_loss"]}
 
 
 def worker_cli(name: str, epochs: int, train_size: int, val_size: int) -> dict:
@@ -187,7 +164,7 @@ def main() -> None:
         ratio = t / k
         verdict = "met" if ratio <= TARGETS[name] else "MISSED"
         row = (
-            f"| {name} | {train_size:,} / {val_size:,} | {BATCH[name]} | {k:.2f} | {t:.2f} "
+            f"| {name} | {train_size:,} / {val_size:,} | {ARTICLE_RUNS[name].batch_size} | {k:.2f} | {t:.2f} "
             f"| **{ratio:.2f}** ({TARGETS[name]}, {verdict}) | {c:.2f} | {c / t:.2f} "
             f"| {keras['peak_mb']:.0f} | {torch_loop['peak_mb']:.0f} |"
         )

@@ -21,17 +21,13 @@ import pytorch_lightning as pl
 import torch
 
 import torchae
-from torchae.data import MNISTDataModule, load_mnist, to_image_tensor
-from torchae.timing import EpochTimer
-
-ARTICLE_EPOCHS = {"dense": 50, "deep": 100, "conv": 64, "denoising": 200, "sparse": 400}
-BATCH = {"dense": 256, "deep": 256, "conv": 256, "denoising": 16, "sparse": 256}
-STEPS_PER_EXECUTION = {"dense": 8, "deep": 8, "conv": 8, "denoising": 32, "sparse": 8}
+from torchae.article import ARTICLE_RUNS, fit_quietly
+from torchae.data import load_mnist, to_image_tensor
 
 
 def check_step_on_device(name: str, device: torch.device) -> tuple[float, float]:
     """Loss (relative) and weights (absolute) difference between one step on ``device`` and one on the CPU."""
-    batch = to_image_tensor(load_mnist().x_train[: BATCH[name]])
+    batch = to_image_tensor(load_mnist().x_train[: ARTICLE_RUNS[name].batch_size])
     results = []
     for where in (torch.device("cpu"), device):
         torch.manual_seed(0)
@@ -80,37 +76,18 @@ class SyncCounter(pl.Callback):
 def time_model(
     name: str, device: torch.device, epochs: int, train_size: int, val_size: int, compile_model: bool
 ) -> tuple[float, int, int]:
-    pl.seed_everything(0, verbose=False)
-    data = MNISTDataModule(
-        batch_size=BATCH[name],
-        seed=0,
-        train_size=train_size,
-        val_size=val_size,
-        steps_per_execution=STEPS_PER_EXECUTION[name],
-    )
     model = torchae.MODELS[name]()
     if compile_model:
         model.net = torch.compile(model.net)
-    timer, syncs = EpochTimer(), SyncCounter()
-    callbacks = [timer, syncs] if device.type == "cuda" else [timer]
-    trainer = pl.Trainer(
-        max_epochs=epochs,
-        accelerator=device.type,
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        callbacks=callbacks,
-    )
-    trainer.fit(model, datamodule=data)
-    return statistics.median(timer.seconds[1:]), syncs.syncs, syncs.steps
+    syncs = SyncCounter()
+    callbacks = [syncs] if device.type == "cuda" else []
+    _, seconds = fit_quietly(model, name, epochs, train_size, val_size, accelerator=device.type, callbacks=callbacks)
+    return statistics.median(seconds[1:]), syncs.syncs, syncs.steps
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("models", nargs="*", default=list(ARTICLE_EPOCHS))
+    parser.add_argument("models", nargs="*", default=list(ARTICLE_RUNS))
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--train-size", type=int, default=60_000)
@@ -133,12 +110,12 @@ def main() -> None:
         failures += not ok
         started = time.perf_counter()
         seconds, syncs, steps = time_model(name, device, args.epochs, args.train_size, args.val_size, args.compile)
-        projected = seconds * scale * ARTICLE_EPOCHS[name]
+        projected = seconds * scale * ARTICLE_RUNS[name].epochs
         total += projected
         per_step = f"{syncs / steps:.2f}" if steps else "n/a (CPU)"
         print(
             f"| {name} | {loss_rel:.1e} / {weight_abs:.1e} {'ok' if ok else 'MISMATCH'} | {seconds:.2f} | {per_step} "
-            f"| {ARTICLE_EPOCHS[name]} | {projected:.0f} |  ({time.perf_counter() - started:.0f} s)",
+            f"| {ARTICLE_RUNS[name].epochs} | {projected:.0f} |  ({time.perf_counter() - started:.0f} s)",
             flush=True,
         )
     print(f"projected time of the whole article (all five at full epochs): {total / 60:.1f} min", flush=True)

@@ -23,21 +23,12 @@ import torchae
 from parity._keras import import_keras
 from parity.keras_models import build_keras
 from parity.transfer import keras_to_torch, to_nhwc
-from torchae.data import MNISTDataModule, load_mnist, to_image_tensor
-from torchae.figures import ArticleFigures
-from torchae.timing import EpochTimer
+from torchae.article import ARTICLE_RUNS, fit_quietly
+from torchae.data import load_mnist, to_image_tensor
 
 __all__ = ["ARTICLE_BUDGETS", "TrainRecord", "machine_description", "train_both"]
 
-# SPEC.md, "Training, as the article runs it": epochs and batch size; and the configs' steps_per_execution.
-ARTICLE_BUDGETS = {
-    "dense": (50, 256),
-    "deep": (100, 256),
-    "conv": (64, 256),
-    "denoising": (200, 16),
-    "sparse": (400, 256),
-}
-STEPS_PER_EXECUTION = {"dense": 8, "deep": 8, "conv": 8, "denoising": 32, "sparse": 8}
+ARTICLE_BUDGETS = {name: (run.epochs, run.batch_size) for name, run in ARTICLE_RUNS.items()}
 
 
 @dataclass
@@ -121,38 +112,13 @@ def _train_keras(
 
 
 def _train_torch(
-    model: torchae.AutoencoderModule,
-    epochs: int,
-    batch_size: int,
-    train_size: int,
-    val_size: int,
-    seed: int,
-    steps_per_execution: int,
+    model: torchae.AutoencoderModule, name: str, epochs: int, train_size: int, val_size: int, seed: int
 ) -> dict[str, list[float]]:
-    pl.seed_everything(seed, verbose=False)
-    data = MNISTDataModule(
-        batch_size=batch_size,
-        seed=seed,
-        train_size=train_size,
-        val_size=val_size,
-        steps_per_execution=steps_per_execution,
-    )
-    history, timer = ArticleFigures(enabled=False), EpochTimer()
-    trainer = pl.Trainer(
-        max_epochs=epochs,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        callbacks=[history, timer],
-        accelerator="cpu",
-    )
-    trainer.fit(model, datamodule=data)
+    history, seconds = fit_quietly(model, name, epochs, train_size, val_size, seed)
     return {
-        "loss": [row["train_loss"] for row in history.history],
-        "val_loss": [row["val_loss"] for row in history.history],
-        "seconds": timer.seconds,
+        "loss": [row["train_loss"] for row in history],
+        "val_loss": [row["val_loss"] for row in history],
+        "seconds": seconds,
     }
 
 
@@ -162,10 +128,10 @@ def train_both(
     train_size: int = 60_000,
     val_size: int = 10_000,
     seed: int = 0,
-    batch_size: int | None = None,
 ) -> TrainRecord:
-    """Train the Keras reference and torchae from the same initial weights; returns both curves."""
-    batch_size = batch_size or ARTICLE_BUDGETS[name][1]
+    """Train the Keras reference and torchae from the same initial weights, with the article's batch size and
+    the configs' steps_per_execution; returns both curves."""
+    batch_size = ARTICLE_RUNS[name].batch_size
     data = load_mnist()
     x_train, x_val = data.x_train[:train_size], data.x_test[:val_size]
     keras_models = build_keras(name, seed=seed)
@@ -174,9 +140,7 @@ def train_both(
     keras_curves = _train_keras(
         keras_models, to_nhwc(to_image_tensor(x_train)), to_nhwc(to_image_tensor(x_val)), epochs, batch_size
     )
-    torch_curves = _train_torch(
-        torch_model, epochs, batch_size, len(x_train), len(x_val), seed, STEPS_PER_EXECUTION[name]
-    )
+    torch_curves = _train_torch(torch_model, name, epochs, len(x_train), len(x_val), seed)
     return TrainRecord(
         name,
         epochs,

@@ -152,6 +152,10 @@ def test_python_dash_m_and_user_errors_exit_without_traceback(tmp_path):
 
 
 @pytest.mark.parametrize("name", list(ARTICLE))
-def test_configs_set_steps_per_execution(name):
+def test_configs_and_article_runs_agree(name):
+    from torchae.article import ARTICLE_RUNS
+
     config = yaml.safe_load((CONFIGS / f"{name}.yaml").read_text())
-    assert config["data"]["steps_per_execution"] == (32 if name == "denoising" else 8)
+    run = ARTICLE_RUNS[name]
+    assert (run.epochs, run.batch_size) == ARTICLE[name][1:]
+    assert config["data"]["steps_per_execution"] == run.steps_per_execution == (32 if name == "denoising" else 8)
