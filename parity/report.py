@@ -57,7 +57,10 @@ def write_results(results_dir: Path = RESULTS_DIR, out: Path = RESULTS_MD) -> Pa
         "in `parity/results/NAME.json`. Both frameworks start from the same initial weights (Keras's, copied into",
         "torchae), train on the same images with the article's batch size and Adam settings, and validate on the",
         "test images every epoch. Losses are the last epoch's `loss / val_loss`; seconds per epoch are medians over",
-        "the epochs after the first (training plus validation), measured in the same process, one after the other.",
+        "the epochs after the first (training plus validation), measured in the same process, one after the other,",
+        "while other work shared this 2-core machine: for speed, `benchmarks/RESULTS.md` has quiet side-by-side",
+        "timings. Conv and denoising at full length (64 and 200 epochs) are hours of Keras on this CPU: their rows",
+        "here are shorter runs, stated as such, until a GPU run records them (`python -m parity article --full`).",
         "",
         "| model | epochs | train / val images | batch | article | Keras 3 | torchae | rel. diff | Keras s/epoch "
         "| torchae s/epoch | ratio |",

@@ -73,6 +73,7 @@ def test_fit_end_to_end_writes_checkpoints_logs_and_figures(tmp_path):
         assert (run / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     assert (run / "checkpoints" / "last.ckpt").is_file()
     assert "val_loss" in (run / "metrics.csv").read_text()
+    assert list(run.glob("events.out.tfevents.*"))  # TensorBoard too (the dev extra installs it)
     history = (run / "history.csv").read_text().splitlines()
     assert history[0].startswith("epoch,") and "train_loss" in history[0] and len(history) == 2
     # and the figures can be drawn again from the checkpoint alone

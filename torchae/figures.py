@@ -18,6 +18,7 @@ import pytorch_lightning as pl
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from torchvision.utils import make_grid
 
 from torchae.modules import DenoisingAE, SparseAE
@@ -54,7 +55,8 @@ def plot_loss_curves(history: Sequence[dict[str, float]], path: Path, title: str
             epochs, values = zip(*points)
             ax.plot(epochs, values, marker="o" if len(points) < 30 else None, label=label)
     ax.set_xlabel("epoch")
-    ax.set_ylabel("binary cross-entropy")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel("loss")
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
