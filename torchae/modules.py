@@ -173,9 +173,8 @@ class AutoencoderModule(pl.LightningModule):
             else:
                 terms = self._loss_and_backward(x, stage)
             n = x.shape[0]
-            for name, value in terms.items():
-                weighted = value.detach() * n
-                sums[name] = weighted if name not in sums else sums[name] + weighted
+            for name, value in terms.items():  # already detached
+                sums[name] = value * n if name not in sums else sums[name] + value * n
             count += n
         for name, total in sums.items():
             self.log(
@@ -236,24 +235,24 @@ class AutoencoderModule(pl.LightningModule):
         """Lightning's ``load_from_checkpoint``, after checking (with ``weights_only=True``) that the file is a
         readable checkpoint of this class; raises :class:`CheckpointError` naming the class it holds otherwise."""
         if isinstance(checkpoint_path, (str, Path)) and cls is not AutoencoderModule:
-            saved = read_checkpoint(checkpoint_path).get("torchae_model")
-            if saved is not None and saved != cls.__name__:
-                raise CheckpointError(
-                    f"this checkpoint holds a {saved}, not a {cls.__name__}: load it with "
-                    f"{saved}.load_from_checkpoint(...) or torchae.load_checkpoint(...)"
-                )
+            _require_model_class(read_checkpoint(checkpoint_path), cls)
         return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["torchae_model"] = type(self).__name__
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        saved = checkpoint.get("torchae_model")
-        if saved is not None and saved != type(self).__name__:
-            raise CheckpointError(
-                f"this checkpoint holds a {saved}, not a {type(self).__name__}: load it with "
-                f"{saved}.load_from_checkpoint(...) or torchae.load_checkpoint(...)"
-            )
+        _require_model_class(checkpoint, type(self))
+
+
+def _require_model_class(checkpoint: dict[str, Any], cls: type) -> None:
+    """Raise :class:`CheckpointError` if ``checkpoint`` was saved by another torchae model class than ``cls``."""
+    saved = checkpoint.get("torchae_model")
+    if saved is not None and saved != cls.__name__:
+        raise CheckpointError(
+            f"this checkpoint holds a {saved}, not a {cls.__name__}: load it with "
+            f"{saved}.load_from_checkpoint(...) or torchae.load_checkpoint(...)"
+        )
 
 
 class DenseAE(AutoencoderModule):
