@@ -59,11 +59,13 @@ def worker_keras(name: str, epochs: int, train_size: int, val_size: int) -> dict
 
 def worker_torch(name: str, epochs: int, train_size: int, val_size: int) -> dict:
     import torchae
-    from torchae.article import fit_quietly
+    from torchae.article import article_data, fit_quietly
 
     model = torchae.MODELS[name]()
+    data = article_data(name, train_size, val_size)
+    data.setup("fit")  # as the Keras worker, the data is in memory before the baseline is taken
     before = _rss_mb()
-    history, seconds = fit_quietly(model, name, epochs, train_size, val_size)
+    history, seconds = fit_quietly(model, name, epochs, train_size, val_size, data=data)
     return {"seconds": seconds, "peak_mb": _peak_mb() - before, "val_loss": history[-1]["val_loss"]}
 
 
@@ -136,7 +138,7 @@ def machine() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", nargs="*", default=list(MODELS))
-    parser.add_argument("--epochs", type=int, default=4, help="epochs per measurement; the first is warm-up")
+    parser.add_argument("--epochs", type=int, default=6, help="epochs per measurement; the first is warm-up")
     parser.add_argument("--train-size", type=int, default=None)
     parser.add_argument("--val-size", type=int, default=None)
     parser.add_argument("--worker", choices=list(WORKERS), help=argparse.SUPPRESS)

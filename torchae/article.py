@@ -12,7 +12,7 @@ from torchae.figures import ArticleFigures
 from torchae.modules import AutoencoderModule
 from torchae.timing import EpochTimer
 
-__all__ = ["ARTICLE_RUNS", "ArticleRun", "fit_quietly"]
+__all__ = ["ARTICLE_RUNS", "ArticleRun", "article_data", "fit_quietly"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,18 @@ ARTICLE_RUNS = {
 }
 
 
+def article_data(name: str, train_size: int = 60_000, val_size: int = 10_000, seed: int = 0) -> MNISTDataModule:
+    """MNIST with article model ``name``'s batch size and steps_per_execution."""
+    run = ARTICLE_RUNS[name]
+    return MNISTDataModule(
+        batch_size=run.batch_size,
+        seed=seed,
+        train_size=train_size,
+        val_size=val_size,
+        steps_per_execution=run.steps_per_execution,
+    )
+
+
 def fit_quietly(
     model: AutoencoderModule,
     name: str,
@@ -42,21 +54,18 @@ def fit_quietly(
     seed: int = 0,
     accelerator: str = "cpu",
     callbacks: Sequence[pl.Callback] = (),
+    data: MNISTDataModule | None = None,
 ) -> tuple[list[dict[str, float]], list[float]]:
     """Train ``model`` with article model ``name``'s settings, without logger, checkpoints or progress bar.
+
+    Args:
+        data: a datamodule from :func:`article_data` (made here when ``None``).
 
     Returns:
         The per-epoch metrics (``train_loss``, ``val_loss``, ...) and the seconds of each epoch.
     """
-    run = ARTICLE_RUNS[name]
     pl.seed_everything(seed, verbose=False)
-    data = MNISTDataModule(
-        batch_size=run.batch_size,
-        seed=seed,
-        train_size=train_size,
-        val_size=val_size,
-        steps_per_execution=run.steps_per_execution,
-    )
+    data = data or article_data(name, train_size, val_size, seed)
     history, timer = ArticleFigures(enabled=False), EpochTimer()
     trainer = pl.Trainer(
         max_epochs=epochs,
