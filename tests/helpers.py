@@ -1,5 +1,6 @@
-"""Fault injection for the reliability tests, loaded by the CLI through ``--trainer.callbacks+=helpers.KillAt``
-and ``--model helpers.NaNAfter`` (the tests put this folder on PYTHONPATH)."""
+"""Test helpers: a quiet Trainer, and fault injection for the reliability tests, loaded by the CLI through
+``--trainer.callbacks+=helpers.KillAt`` and ``--model helpers.NaNAfter`` (the tests put this folder on
+PYTHONPATH)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,21 @@ import pytorch_lightning as pl
 import torch
 
 import torchae
+
+
+def quiet_trainer(tmp_path, **kwargs) -> pl.Trainer:
+    """A Trainer without logger, checkpoints, progress bar, summary or sanity check; ``kwargs`` override."""
+    options = dict(
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        default_root_dir=tmp_path,
+    )
+    options.update(kwargs)
+    return pl.Trainer(**options)
 
 
 class KillAt(pl.Callback):

@@ -123,7 +123,7 @@ def test_help_lists_the_models(capsys):
 
 @pytest.mark.slow
 def test_python_dash_m_and_user_errors_exit_without_traceback(tmp_path):
-    result = run_cli(
+    args = [
         "fit",
         "--config",
         str(CONFIGS / "dense.yaml"),
@@ -132,23 +132,12 @@ def test_python_dash_m_and_user_errors_exit_without_traceback(tmp_path):
         *TINY,
         "--trainer.default_root_dir",
         str(tmp_path),
-        cwd=tmp_path,
-    )
+    ]
+    result = run_cli(*args, cwd=tmp_path)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "does not exist: give a folder with the MNIST IDX files" in result.stderr
-    debug = run_cli(
-        "fit",
-        "--config",
-        str(CONFIGS / "dense.yaml"),
-        "--data.data_dir",
-        str(tmp_path / "nowhere"),
-        *TINY,
-        "--trainer.default_root_dir",
-        str(tmp_path),
-        cwd=tmp_path,
-        env={"TORCHAE_DEBUG": "1"},
-    )
+    debug = run_cli(*args, cwd=tmp_path, env={"TORCHAE_DEBUG": "1"})
     assert debug.returncode != 0 and "Traceback" in debug.stderr
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 
 import pytest
-import pytorch_lightning as pl
 import torch
+from helpers import quiet_trainer
 
 import torchae
 from torchae.data import TensorBatches
@@ -26,18 +26,7 @@ def hand_bce(probabilities: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return -(t * p.log() + (1 - t) * (1 - p).log()).mean()
 
 
-def trainer(tmp_path, **kwargs) -> pl.Trainer:
-    options = dict(
-        max_epochs=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        default_root_dir=tmp_path,
-    )
-    options.update(kwargs)
-    return pl.Trainer(**options)
+trainer = quiet_trainer
 
 
 @pytest.mark.parametrize("name", ["dense", "deep", "conv"])

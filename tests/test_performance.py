@@ -50,21 +50,13 @@ def test_steps_per_execution_groups_batches_without_changing_them():
 
 
 def test_steps_per_execution_gives_the_same_training(tmp_path, test_images):
-    import pytorch_lightning as pl
+    from helpers import quiet_trainer
 
     results = []
     for k in (1, 4):
-        pl.seed_everything(0, verbose=False)
+        torch.manual_seed(0)
         model = torchae.DenseAE()
-        trainer = pl.Trainer(
-            max_epochs=2,
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            num_sanity_val_steps=0,
-            default_root_dir=tmp_path,
-        )
+        trainer = quiet_trainer(tmp_path, max_epochs=2)
         train = TensorBatches(test_images, 16, shuffle=True, seed=1, steps_per_execution=k)
         trainer.fit(model, train, TensorBatches(test_images, 64, False, steps_per_execution=k))
         results.append((model.state_dict(), float(trainer.callback_metrics["val_loss"]), trainer.global_step))
