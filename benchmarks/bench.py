@@ -92,7 +92,10 @@ def worker_cli(name: str, epochs: int, train_size: int, val_size: int) -> dict:
             "--figures.enabled",
             "false",
         ]
-        subprocess.run(command, check=True, cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+        done = subprocess.run(command, cwd=tmp, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if done.returncode:
+            raise RuntimeError(f"torchae fit failed ({done.returncode}):\n{done.stderr[-3000:]}")
         with open(Path(tmp) / "version_0" / "metrics.csv") as f:
             seconds = [float(row["epoch_seconds"]) for row in csv.DictReader(f) if row.get("epoch_seconds")]
     return {"seconds": seconds, "peak_mb": float("nan"), "val_loss": float("nan")}

@@ -56,7 +56,8 @@ def fit_quietly(
     callbacks: Sequence[pl.Callback] = (),
     data: MNISTDataModule | None = None,
 ) -> tuple[list[dict[str, float]], list[float]]:
-    """Train ``model`` with article model ``name``'s settings, without logger, checkpoints or progress bar.
+    """Train ``model`` with article model ``name``'s settings, without logger, checkpoints, progress bar or any
+    file written.
 
     Args:
         data: a datamodule from :func:`article_data` (made here when ``None``).
@@ -66,7 +67,7 @@ def fit_quietly(
     """
     pl.seed_everything(seed, verbose=False)
     data = data or article_data(name, train_size, val_size, seed)
-    history, timer = ArticleFigures(enabled=False), EpochTimer()
+    history, timer = ArticleFigures(enabled=False, write_history=False), EpochTimer()
     trainer = pl.Trainer(
         max_epochs=epochs,
         accelerator=accelerator,

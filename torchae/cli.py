@@ -23,9 +23,11 @@ from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
+from torchae.compile import CompileLoss  # noqa: F401  (importing makes --trainer.callbacks+=CompileLoss resolve)
 from torchae.data import MNISTDataModule
 from torchae.errors import CheckpointError, ConfigError, NonFiniteLossError, UserError
 from torchae.figures import ArticleFigures
+from torchae.graphs import CUDAGraphs  # noqa: F401  (likewise --trainer.callbacks+=CUDAGraphs)
 from torchae.modules import MODELS, AutoencoderModule, read_checkpoint
 from torchae.safety import AtomicCheckpointIO, StopOnNonFiniteLoss
 from torchae.timing import EpochTimer

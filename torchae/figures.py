@@ -140,11 +140,13 @@ class ArticleFigures(pl.Callback):
     Args:
         enabled: draw the figures at the end of ``fit`` (``history.csv`` is written either way).
         n: digits per row.
+        write_history: write ``history.csv`` at the end of ``fit`` (``False`` keeps the history in memory only).
     """
 
-    def __init__(self, enabled: bool = True, n: int = 10) -> None:
+    def __init__(self, enabled: bool = True, n: int = 10, write_history: bool = True) -> None:
         self.enabled = enabled
         self.n = n
+        self.write_history = write_history
         self.history: list[dict[str, float]] = []
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -157,11 +159,11 @@ class ArticleFigures(pl.Callback):
         self.history = [r for r in self.history if r["epoch"] < row["epoch"]] + [row]
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not trainer.is_global_zero:
+        if not trainer.is_global_zero or not (self.enabled or self.write_history):
             return
         out = Path(trainer.log_dir or trainer.default_root_dir)
         out.mkdir(parents=True, exist_ok=True)
-        if self.history:
+        if self.history and self.write_history:
             write_history_csv(self.history, out / "history.csv")
         if not self.enabled:
             return

@@ -9,7 +9,7 @@ Keras 3 does and added to it; ``train_loss``/``val_loss`` are epoch means weight
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import pytorch_lightning as pl
 import torch
@@ -27,6 +27,9 @@ from torchae.architectures import (
 from torchae.data import BatchGroup, _mix_seed
 from torchae.errors import CheckpointError, ConfigError, InputError
 from torchae.optim import KerasAdam
+
+if TYPE_CHECKING:
+    from torchae.graphs import StepGraphs
 
 __all__ = [
     "AutoencoderModule",
@@ -57,6 +60,9 @@ class AutoencoderModule(pl.LightningModule):
 
     cpu_micro_batch_size: int | None = None
     """Run CPU batches in parts of this size (see :meth:`_loss_and_backward`); ``None`` runs them whole."""
+
+    step_graphs: StepGraphs | None = None
+    """Set by the :class:`~torchae.graphs.CUDAGraphs` callback: steps then replay captured CUDA graphs."""
 
     def __init__(self, net: Autoencoder, learning_rate: float = 1e-3, epsilon: float = 1e-7) -> None:
         super().__init__()
@@ -166,12 +172,10 @@ class AutoencoderModule(pl.LightningModule):
         for x in self._image_batches(batch):
             # The finiteness test would synchronise with the device every step; the datamodule checks its data once.
             x = self.check_images(x, check_finite=False)
-            if optimizer is not None:
-                optimizer.zero_grad()
-                terms = self._loss_and_backward(x, stage)
-                optimizer.step()
+            if self.step_graphs is not None:
+                terms = self.step_graphs.run(self, x, stage, optimizer, self._eager_step)
             else:
-                terms = self._loss_and_backward(x, stage)
+                terms = self._eager_step(x, stage, optimizer)
             n = x.shape[0]
             for name, value in terms.items():  # already detached
                 sums[name] = value * n if name not in sums else sums[name] + value * n
@@ -187,6 +191,15 @@ class AutoencoderModule(pl.LightningModule):
                 sync_dist=True,
             )
         return sums["loss"] / count
+
+    def _eager_step(self, x: torch.Tensor, stage: Stage, optimizer: Any) -> dict[str, torch.Tensor]:
+        """One step on batch ``x``: the loss terms (detached), and an optimizer step when ``optimizer`` is given."""
+        if optimizer is None:
+            return self._loss_and_backward(x, stage)
+        optimizer.zero_grad()
+        terms = self._loss_and_backward(x, stage)
+        optimizer.step()
+        return terms
 
     def _loss_and_backward(self, x: torch.Tensor, stage: Stage) -> dict[str, torch.Tensor]:
         """The loss terms of batch ``x`` (detached), back-propagated when training.

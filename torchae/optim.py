@@ -45,41 +45,50 @@ def _flush_denormals_(buffer: torch.Tensor) -> None:
         buffer.masked_fill_(buffer.abs() < torch.finfo(buffer.dtype).tiny, 0.0)
 
 
+ALIGN_BYTES = 64
+"""Each parameter's slice of a flat buffer starts at a multiple of this many bytes: compiled kernels (inductor)
+assume 16-byte aligned parameters, and a slice that starts mid cache line is slower to read."""
+
+
 class _FlatGroup:
-    """One parameter group's weights, gradients and moments, each in one contiguous buffer."""
+    """One parameter group's weights, gradients and moments, each in one contiguous buffer.
+
+    Each parameter's slice is padded to :data:`ALIGN_BYTES`; the padding holds zeros in every buffer, and a zero
+    gradient leaves a zero weight unchanged, so it never affects an update.
+    """
 
     def __init__(self, params: list[torch.Tensor], state: dict[torch.Tensor, dict[str, Any]]) -> None:
         first = params[0]
         if any(p.device != first.device or p.dtype != first.dtype for p in params):
             raise ValueError("KerasAdam needs every parameter of a group on one device with one dtype")
+        step = max(1, ALIGN_BYTES // first.element_size())
         sizes = [p.numel() for p in params]
+        offsets = [0]
+        for size in sizes:
+            offsets.append(offsets[-1] + -(-size // step) * step)
         self.params = params
-        self.weights = torch.cat([p.detach().reshape(-1) for p in params])
+        self.weights = torch.zeros(offsets[-1], dtype=first.dtype, device=first.device)
         self.grads = torch.zeros_like(self.weights)
         self.moments = torch.zeros_like(self.weights)
         self.squares = torch.zeros_like(self.weights)
-        self.grad_views = list(self.grads.split(sizes))
-        weight_views = self.weights.split(sizes)
-        for p, weight, grad, m, v, view_m, view_v in zip(
-            params,
-            weight_views,
-            self.grad_views,
-            self.moments.split(sizes),
-            self.squares.split(sizes),
-            self.moments.split(sizes),
-            self.squares.split(sizes),
-        ):
+        self.grad_views = []
+        for p, start, size in zip(params, offsets, sizes):
+            weight, grad, m, v = (buffer[start : start + size].view_as(p) for buffer in self.buffers())
+            weight.copy_(p.detach())
             if p.grad is not None:
-                grad.copy_(p.grad.reshape(-1))
+                grad.copy_(p.grad)
             old = state.get(p, {})
             if "exp_avg" in old:
-                m.copy_(old["exp_avg"].reshape(-1))
-                v.copy_(old["exp_avg_sq"].reshape(-1))
-            p.data = weight.view_as(p)
-            p.grad = grad.view_as(p)
-            state[p] = {"exp_avg": view_m.view_as(p), "exp_avg_sq": view_v.view_as(p)}
-        self.grad_views = [p.grad for p in params]
+                m.copy_(old["exp_avg"])
+                v.copy_(old["exp_avg_sq"])
+            p.data = weight
+            p.grad = grad
+            state[p] = {"exp_avg": m, "exp_avg_sq": v}
+            self.grad_views.append(grad)
         self.pointers = [p.data_ptr() for p in params]
+
+    def buffers(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.weights, self.grads, self.moments, self.squares
 
     def intact(self) -> bool:
         return all(p.data_ptr() == ptr for p, ptr in zip(self.params, self.pointers))
@@ -153,16 +162,40 @@ class KerasAdam(torch.optim.Optimizer):
                 continue
             flat = self._flat_group(index, group)
             flat.gather_grads()
-            group["step"] += 1
-            beta_1, beta_2 = group["betas"]
-            alpha = group["lr"] * math.sqrt(1.0 - beta_2 ** group["step"]) / (1.0 - beta_1 ** group["step"])
-            flat.moments.lerp_(flat.grads, 1.0 - beta_1)
-            flat.squares.mul_(beta_2).addcmul_(flat.grads, flat.grads, value=1.0 - beta_2)
-            flat.weights.addcdiv_(flat.moments, flat.squares.sqrt().add_(group["eps"]), value=-alpha)
-            if flat.weights.device.type == "cpu" and group["step"] % FLUSH_DENORMALS_EVERY == 0:
-                _flush_denormals_(flat.moments)
-                _flush_denormals_(flat.squares)
+            self._update(flat, group, -self.advance_step(group))
         return loss
+
+    @staticmethod
+    def advance_step(group: dict[str, Any]) -> float:
+        """Count one more step of ``group`` and return its step size (the learning rate with Adam's bias
+        corrections, as Keras folds them in)."""
+        group["step"] += 1
+        beta_1, beta_2 = group["betas"]
+        return group["lr"] * math.sqrt(1.0 - beta_2 ** group["step"]) / (1.0 - beta_1 ** group["step"])
+
+    @staticmethod
+    def _update(flat: _FlatGroup, group: dict[str, Any], neg_alpha: float | torch.Tensor) -> None:
+        beta_1, beta_2 = group["betas"]
+        flat.moments.lerp_(flat.grads, 1.0 - beta_1)
+        flat.squares.mul_(beta_2).addcmul_(flat.grads, flat.grads, value=1.0 - beta_2)
+        if isinstance(neg_alpha, torch.Tensor):  # read from the device at run time (CUDA graphs)
+            flat.weights.addcmul_(flat.moments / flat.squares.sqrt().add_(group["eps"]), neg_alpha)
+        else:
+            flat.weights.addcdiv_(flat.moments, flat.squares.sqrt().add_(group["eps"]), value=neg_alpha)
+        if flat.weights.device.type == "cpu" and group["step"] % FLUSH_DENORMALS_EVERY == 0:
+            _flush_denormals_(flat.moments)
+            _flush_denormals_(flat.squares)
+
+    def flat_groups(self) -> list[tuple[dict[str, Any], _FlatGroup]]:
+        """Every parameter group with its flat buffers, flattening them now if no step has yet."""
+        return [(group, self._flat_group(index, group)) for index, group in enumerate(self.param_groups)]
+
+    def update_from_device(self, neg_alphas: list[torch.Tensor]) -> None:
+        """The update of :meth:`step`, with each group's step size read from a device scalar (``-alpha``, see
+        :meth:`advance_step`) when the kernels run, not when they are launched: what a captured CUDA graph needs.
+        Gradients are used as they are (they must be the flat buffers' views)."""
+        for (group, flat), neg_alpha in zip(self.flat_groups(), neg_alphas):
+            self._update(flat, group, neg_alpha)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Zero the gradients; flattened groups keep their gradient buffer (zeroed in one operation)."""
