@@ -149,3 +149,23 @@ def test_configs_and_article_runs_agree(name):
     run = ARTICLE_RUNS[name]
     assert (run.epochs, run.batch_size) == ARTICLE[name][1:]
     assert config["data"]["steps_per_execution"] == run.steps_per_execution == (32 if name == "denoising" else 8)
+
+
+@pytest.mark.parity
+def test_fit_keeps_tensorflow_out_of_the_process(tmp_path):
+    """TensorBoard imports TensorFlow when it is installed (the [parity] extra), which cost 6 s per `torchae fit`;
+    the CLI makes it write with its own stub, and the event file is still written."""
+    import importlib.util
+
+    assert importlib.util.find_spec("tensorflow") is not None  # the [parity] extra: the case this guards
+    script = (
+        "import sys; from torchae.cli import main; main(sys.argv[1:]); print('tensorflow' in sys.modules)"
+    )
+    args = ["fit", "--config", str(CONFIGS / "dense.yaml"), "--trainer.max_epochs", "1", "--data.train_size", "256",
+            "--data.val_size", "128", "--trainer.default_root_dir", str(tmp_path), "--figures.enabled", "false",
+            "--trainer.enable_progress_bar", "false"]
+    result = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "False"
+    assert list((tmp_path / "version_0").glob("events.out.tfevents.*"))
+    assert "log_every_n_steps" not in result.stderr  # no warning about the logging interval

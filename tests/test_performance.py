@@ -182,7 +182,7 @@ def test_cuda_graphs_refuses_what_it_cannot_run(tmp_path):
             pass
 
     data = MNISTDataModule(batch_size=32, train_size=64, val_size=32)
-    with pytest.raises(ConfigError, match="GradientWatcher overrides on_after_backward"):
+    with pytest.raises(ConfigError, match="GradientWatcher.on_after_backward cannot run inside a CUDA graph"):
         quiet_trainer(tmp_path, callbacks=[CUDAGraphs(), GradientWatcher()]).fit(torchae.DenseAE(), datamodule=data)
     with pytest.raises(ConfigError, match="needs one CUDA device"):
         quiet_trainer(tmp_path, callbacks=[CUDAGraphs()]).fit(torchae.DenseAE(), datamodule=data)
@@ -237,3 +237,31 @@ def test_the_quiet_run_writes_no_file(tmp_path, monkeypatch):
     history, seconds = fit_quietly(torchae.DenseAE(), "dense", 2, train_size=256, val_size=128)
     assert [row["epoch"] for row in history] == [0, 1] and len(seconds) == 2
     assert list(tmp_path.iterdir()) == []
+
+
+def test_direct_steps_when_no_hook_listens_give_the_lightning_steps(tmp_path):
+    """With no per-step hook in use, a training step calls backward and Adam directly (less Python per step);
+    with one (here a callback counting backward passes) Lightning's wrappers run it. Same weights, same step
+    count, and the hook sees every backward pass."""
+
+    class CountBackward(pl.Callback):
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def on_after_backward(self, trainer, pl_module):
+            self.calls += 1
+
+    runs = []
+    for callbacks in ([], [CountBackward()]):
+        torch.manual_seed(0)
+        model = torchae.DenoisingAE(seed=3)
+        data = MNISTDataModule(batch_size=16, train_size=160, val_size=64, seed=0, steps_per_execution=4)
+        trainer = quiet_trainer(tmp_path, max_epochs=2, callbacks=callbacks)
+        trainer.fit(model, datamodule=data)
+        runs.append((model, trainer))
+    (direct, direct_trainer), (wrapped, wrapped_trainer) = runs
+    assert direct._direct_steps and not wrapped._direct_steps
+    assert direct_trainer.global_step == wrapped_trainer.global_step == 20
+    assert wrapped_trainer.callbacks[0].calls == 20
+    for p, q in zip(direct.parameters(), wrapped.parameters()):
+        assert torch.equal(p, q)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+import types
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,16 @@ _MODEL_NAMES = ", ".join(cls.__name__ for cls in MODELS.values())
 DEBUG_VARIABLE = "TORCHAE_DEBUG"
 
 
+def _tensorboard_without_tensorflow() -> None:
+    """Keep TensorBoard's event writer from importing TensorFlow (6 s here, when the [parity] extra installed it).
+
+    TensorBoard imports TensorFlow when it is installed unless a module ``tensorboard.compat.notf`` exists (its
+    ``no_tensorflow`` build provides one); it then writes with its own stub, as it does wherever TensorFlow is
+    absent. This registers that empty marker module, unless TensorBoard already chose.
+    """
+    sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
+
+
 def find_last_checkpoint(root: str | Path) -> Path | None:
     """The newest ``last.ckpt`` of the runs under ``root`` (``root/version_*/checkpoints/last.ckpt``)."""
     candidates = [p for p in Path(root).glob("**/checkpoints/last.ckpt") if p.is_file()]
@@ -59,7 +70,8 @@ class AutoencoderCLI(LightningCLI):
                 "description": f"Train and use the article's autoencoders. Models: {_MODEL_NAMES}.",
                 "exit_on_error": False,  # parse errors reach main(), which prints them as one line
             },
-            trainer_defaults={"default_root_dir": "runs"},
+            # Metrics are logged once per epoch; a step interval longer than an epoch only makes Lightning warn.
+            trainer_defaults={"default_root_dir": "runs", "log_every_n_steps": 1},
             args=args,
             run=run,
         )
@@ -82,6 +94,7 @@ class AutoencoderCLI(LightningCLI):
         if config.get("logger") in (None, True):
             loggers: list[Any] = [CSVLogger(save_dir=str(root), name="")]
             if importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX"):
+                _tensorboard_without_tensorflow()
                 loggers.append(TensorBoardLogger(save_dir=str(root), name="", version=loggers[0].version))
             config["logger"] = loggers
         if config.get("plugins") is None:

@@ -19,15 +19,12 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.strategies import SingleDeviceStrategy
-from pytorch_lightning.utilities.model_helpers import is_overridden
 
 from torchae.errors import ConfigError
-from torchae.modules import AutoencoderModule
+from torchae.modules import AutoencoderModule, plain_single_device, step_hooks_in_use
 from torchae.optim import KerasAdam
 
 __all__ = ["CUDAGraphs", "StepGraphs"]
-
-PER_STEP_HOOKS = ("on_before_backward", "on_after_backward", "on_before_optimizer_step", "on_before_zero_grad")
 
 EagerStep = Callable[[torch.Tensor, str, Any], dict[str, torch.Tensor]]
 
@@ -196,22 +193,19 @@ class CUDAGraphs(pl.Callback):
             raise ConfigError(f"CUDAGraphs runs torchae models, not {type(pl_module).__name__}")
         if type(pl_module).loss_terms is not AutoencoderModule.loss_terms:
             raise ConfigError(f"{type(pl_module).__name__} overrides loss_terms, which CUDAGraphs does not capture")
-        for hook in PER_STEP_HOOKS:
-            owners = [type(cb).__name__ for cb in trainer.callbacks if is_overridden(hook, cb, pl.Callback)]
-            if is_overridden(hook, pl_module, pl.LightningModule):
-                owners.append(type(pl_module).__name__)
-            if owners:
-                raise ConfigError(
-                    f"{', '.join(owners)} overrides {hook}, which cannot run inside a CUDA graph replay: "
-                    "remove the CUDAGraphs callback or that hook"
-                )
+        in_use = step_hooks_in_use(trainer, pl_module)
+        if in_use:
+            raise ConfigError(
+                f"{', '.join(in_use)} cannot run inside a CUDA graph replay: remove the CUDAGraphs callback or "
+                "that hook"
+            )
         device = trainer.strategy.root_device
         if device.type != "cuda" or not isinstance(trainer.strategy, SingleDeviceStrategy):
             raise ConfigError(
                 f"CUDAGraphs needs one CUDA device (--trainer.accelerator gpu --trainer.devices 1), this run uses "
                 f"{type(trainer.strategy).__name__} on {device}: remove the CUDAGraphs callback"
             )
-        if trainer.precision != "32-true":
+        if not plain_single_device(trainer):
             raise ConfigError(f"CUDAGraphs supports precision 32-true only, got {trainer.precision!r}")
         pl_module.step_graphs = StepGraphs(self.warmup_steps)
 

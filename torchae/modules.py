@@ -14,6 +14,9 @@ from typing import TYPE_CHECKING, Any, Literal
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F  # noqa: N812
+from pytorch_lightning.plugins.precision import Precision
+from pytorch_lightning.strategies import SingleDeviceStrategy
+from pytorch_lightning.utilities.model_helpers import is_overridden
 from torch import nn
 
 from torchae.architectures import (
@@ -63,6 +66,9 @@ class AutoencoderModule(pl.LightningModule):
 
     step_graphs: StepGraphs | None = None
     """Set by the :class:`~torchae.graphs.CUDAGraphs` callback: steps then replay captured CUDA graphs."""
+
+    _direct_steps = False
+    """Whether a training step calls ``backward`` and the optimizer directly (see :meth:`on_fit_start`)."""
 
     def __init__(self, net: Autoencoder, learning_rate: float = 1e-3, epsilon: float = 1e-7) -> None:
         super().__init__()
@@ -198,8 +204,25 @@ class AutoencoderModule(pl.LightningModule):
             return self._loss_and_backward(x, stage)
         optimizer.zero_grad()
         terms = self._loss_and_backward(x, stage)
-        optimizer.step()
+        if self._direct_steps:
+            optimizer._on_before_step()  # Lightning's step count (global_step), as LightningOptimizer.step does
+            optimizer.optimizer.step()
+            optimizer._on_after_step()
+        else:
+            optimizer.step()
         return terms
+
+    def _backward(self, loss: torch.Tensor) -> None:
+        if self._direct_steps:
+            loss.backward()
+        else:
+            self.manual_backward(loss)
+
+    def on_fit_start(self) -> None:
+        # Lightning's manual_backward and LightningOptimizer.step exist to run per-step hooks, precision plugins and
+        # strategies around the two calls; when none of them is in play, calling backward and step directly gives
+        # the same step for ~0.1 ms less Python (14% of a batch-16 epoch on a 2-core CPU).
+        self._direct_steps = step_hooks_in_use(self.trainer, self) == [] and plain_single_device(self.trainer)
 
     def _loss_and_backward(self, x: torch.Tensor, stage: Stage) -> dict[str, torch.Tensor]:
         """The loss terms of batch ``x`` (detached), back-propagated when training.
@@ -215,14 +238,14 @@ class AutoencoderModule(pl.LightningModule):
         if chunk is None or x.device.type != "cpu" or x.shape[0] <= chunk or not single_process:
             terms = self.loss_terms(x, stage)
             if training:
-                self.manual_backward(terms["loss"])
+                self._backward(terms["loss"])
             return {name: value.detach() for name, value in terms.items()}
         totals: dict[str, torch.Tensor] = {}
         for part in x.split(chunk):
             share = part.shape[0] / x.shape[0]
             terms = self.loss_terms(part, stage)
             if training:
-                self.manual_backward(terms["loss"] * share)
+                self._backward(terms["loss"] * share)
             for name, value in terms.items():
                 totals[name] = value.detach() * share + (totals[name] if name in totals else 0.0)
         return totals
@@ -256,6 +279,39 @@ class AutoencoderModule(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         _require_model_class(checkpoint, type(self))
+
+
+PER_STEP_HOOKS = (
+    "backward",
+    "on_before_backward",
+    "on_after_backward",
+    "on_before_optimizer_step",
+    "on_before_zero_grad",
+)
+"""The hooks Lightning runs around each backward pass and optimizer step of a manual-optimization training step."""
+
+
+def step_hooks_in_use(trainer: pl.Trainer, module: pl.LightningModule) -> list[str]:
+    """``"Owner.hook"`` for each per-step hook that a callback of ``trainer`` or ``module`` overrides."""
+    in_use = [
+        f"{type(callback).__name__}.{hook}"
+        for hook in PER_STEP_HOOKS
+        for callback in trainer.callbacks
+        if hook != "backward" and is_overridden(hook, callback, pl.Callback)
+    ]
+    in_use += [
+        f"{type(module).__name__}.{hook}" for hook in PER_STEP_HOOKS if is_overridden(hook, module, pl.LightningModule)
+    ]
+    return in_use
+
+
+def plain_single_device(trainer: pl.Trainer) -> bool:
+    """Whether ``trainer`` runs on one device at 32-bit precision with no precision plugin of its own."""
+    return (
+        isinstance(trainer.strategy, SingleDeviceStrategy)
+        and type(trainer.strategy.precision_plugin) is Precision
+        and trainer.precision == "32-true"
+    )
 
 
 def _require_model_class(checkpoint: dict[str, Any], cls: type) -> None:
