@@ -148,7 +148,7 @@ def test_configs_and_article_runs_agree(name):
     config = yaml.safe_load((CONFIGS / f"{name}.yaml").read_text())
     run = ARTICLE_RUNS[name]
     assert (run.epochs, run.batch_size) == ARTICLE[name][1:]
-    assert config["data"]["steps_per_execution"] == run.steps_per_execution == (32 if name == "denoising" else 8)
+    assert config["data"]["steps_per_execution"] == run.steps_per_execution == (128 if name == "denoising" else 32)
 
 
 @pytest.mark.parity

@@ -25,11 +25,11 @@ class ArticleRun:
 
 
 ARTICLE_RUNS = {
-    "dense": ArticleRun(epochs=50, batch_size=256, steps_per_execution=8),
-    "deep": ArticleRun(epochs=100, batch_size=256, steps_per_execution=8),
-    "conv": ArticleRun(epochs=64, batch_size=256, steps_per_execution=8),
-    "denoising": ArticleRun(epochs=200, batch_size=16, steps_per_execution=32),
-    "sparse": ArticleRun(epochs=400, batch_size=256, steps_per_execution=8),
+    "dense": ArticleRun(epochs=50, batch_size=256, steps_per_execution=32),
+    "deep": ArticleRun(epochs=100, batch_size=256, steps_per_execution=32),
+    "conv": ArticleRun(epochs=64, batch_size=256, steps_per_execution=32),
+    "denoising": ArticleRun(epochs=200, batch_size=16, steps_per_execution=128),
+    "sparse": ArticleRun(epochs=400, batch_size=256, steps_per_execution=32),
 }
 
 
