@@ -170,9 +170,10 @@ def main() -> None:
         rounds = []  # each round runs the three back to back, so the machine's load is alike for all three
         for _ in range(args.repeats):
             rounds.append([run_worker(kind, name, args.epochs, train_size, val_size) for kind in WORKERS])
-        k, t, c = (statistics.median(median_after_warmup(r[i]["seconds"]) for r in rounds) for i in range(3))
-        ratios = [median_after_warmup(t_["seconds"]) / median_after_warmup(k_["seconds"]) for k_, t_, _ in rounds]
-        overheads = [median_after_warmup(c_["seconds"]) / median_after_warmup(t_["seconds"]) for _, t_, c_ in rounds]
+        per_round = [[median_after_warmup(run["seconds"]) for run in round_] for round_ in rounds]  # Keras, loop, CLI
+        k, t, c = (statistics.median(column) for column in zip(*per_round))
+        ratios = [loop / keras for keras, loop, _ in per_round]
+        overheads = [cli / loop for _, loop, cli in per_round]
         ratio, overhead = statistics.median(ratios), statistics.median(overheads)
         verdict = "met" if ratio <= TARGETS[name] else "MISSED"
         keras_mb = statistics.median(r[0]["peak_mb"] for r in rounds)

@@ -7,10 +7,10 @@ import json
 import sys
 from pathlib import Path
 
-import pytorch_lightning as pl
 import torch
 
 import torchae
+from torchae.article import quiet_trainer
 from torchae.data import MNISTDataModule
 
 
@@ -27,17 +27,7 @@ class Recorder(torchae.DenseAE):
 def main(out: Path) -> None:
     data = MNISTDataModule(batch_size=8, train_size=100, val_size=40, seed=3)
     model = Recorder()
-    trainer = pl.Trainer(
-        strategy="ddp",
-        accelerator="cpu",
-        devices=2,
-        max_epochs=2,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-    )
+    trainer = quiet_trainer(strategy="ddp", accelerator="cpu", devices=2, max_epochs=2)
     trainer.fit(model, datamodule=data)
     index = {data.train_images[i].numpy().tobytes(): i for i in range(data.train_images.shape[0])}
     per_epoch: dict[int, list[int]] = {}

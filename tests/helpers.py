@@ -11,21 +11,12 @@ import pytorch_lightning as pl
 import torch
 
 import torchae
+from torchae import article
 
 
 def quiet_trainer(tmp_path, **kwargs) -> pl.Trainer:
-    """A Trainer without logger, checkpoints, progress bar, summary or sanity check; ``kwargs`` override."""
-    options = dict(
-        max_epochs=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        default_root_dir=tmp_path,
-    )
-    options.update(kwargs)
-    return pl.Trainer(**options)
+    """torchae's quiet Trainer for one epoch under ``tmp_path``; ``kwargs`` override."""
+    return article.quiet_trainer(**{"max_epochs": 1, "default_root_dir": tmp_path, **kwargs})
 
 
 class KillAt(pl.Callback):

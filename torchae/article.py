@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pytorch_lightning as pl
 
@@ -12,7 +13,7 @@ from torchae.figures import ArticleFigures
 from torchae.modules import AutoencoderModule
 from torchae.timing import EpochTimer
 
-__all__ = ["ARTICLE_RUNS", "ArticleRun", "article_data", "fit_quietly"]
+__all__ = ["ARTICLE_RUNS", "ArticleRun", "article_data", "fit_quietly", "quiet_trainer"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,19 @@ def article_data(name: str, train_size: int = 60_000, val_size: int = 10_000, se
     )
 
 
+def quiet_trainer(**options: Any) -> pl.Trainer:
+    """A ``pl.Trainer`` without logger, checkpoints, progress bar, model summary or sanity check; ``options`` are
+    further Trainer arguments (and may override those)."""
+    quiet = {
+        "logger": False,
+        "enable_checkpointing": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "num_sanity_val_steps": 0,
+    }
+    return pl.Trainer(**{**quiet, **options})
+
+
 def fit_quietly(
     model: AutoencoderModule,
     name: str,
@@ -68,16 +82,8 @@ def fit_quietly(
     pl.seed_everything(seed, verbose=False)
     data = data or article_data(name, train_size, val_size, seed)
     history, timer = ArticleFigures(enabled=False, write_history=False), EpochTimer()
-    trainer = pl.Trainer(
-        max_epochs=epochs,
-        accelerator=accelerator,
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        callbacks=[history, timer, *callbacks],
+    trainer = quiet_trainer(
+        max_epochs=epochs, accelerator=accelerator, devices=1, callbacks=[history, timer, *callbacks]
     )
     trainer.fit(model, datamodule=data)
     return history.history, timer.seconds

@@ -21,7 +21,7 @@ import torch
 from pytorch_lightning.strategies import SingleDeviceStrategy
 
 from torchae.errors import ConfigError
-from torchae.modules import AutoencoderModule, plain_single_device, step_hooks_in_use
+from torchae.modules import AutoencoderModule, counted_step, plain_single_device, step_hooks_in_use
 from torchae.optim import KerasAdam
 
 __all__ = ["CUDAGraphs", "StepGraphs"]
@@ -67,8 +67,7 @@ class _Captured:
             if not isinstance(self.adam, KerasAdam):
                 raise ConfigError(f"CUDAGraphs needs torchae's KerasAdam, the model uses {type(self.adam).__name__}")
             self.groups = self.adam.flat_groups()
-            for _, flat in self.groups:  # backward must accumulate into the flat buffers, captured or not
-                flat.gather_grads()
+            self.adam.zero_grad()  # makes the gradients the flat buffer's views: backward must accumulate there
             self.neg_alphas = [torch.zeros((), dtype=flat.weights.dtype, device=x.device) for _, flat in self.groups]
         self.outputs: dict[str, torch.Tensor] = {}
         self.pointers = _parameter_pointers(module)
@@ -79,8 +78,7 @@ class _Captured:
     def _step(self, module: AutoencoderModule) -> None:
         """The captured work: zero the gradients, forward, loss, backward and the Adam update (training)."""
         if self.adam is not None:
-            for _, flat in self.groups:
-                flat.grads.zero_()
+            self.adam.zero_grad()
             terms = module.reconstruction_terms(self.inputs, self.target)
             terms["loss"].backward()
             self.adam.update_from_device(self.neg_alphas)
@@ -101,12 +99,12 @@ class _Captured:
         if self.adam is not None:
             for _, flat in self.groups:  # the gradients must be the flat buffer's views (Lightning may reset them)
                 flat.gather_grads()
-            optimizer._on_before_step()  # Lightning's step count (global_step), as LightningOptimizer.step does
             for (group, _), neg_alpha in zip(self.groups, self.neg_alphas):
                 neg_alpha.fill_(-KerasAdam.advance_step(group))
-        self.graph.replay()
-        if self.adam is not None:
-            optimizer._on_after_step()
+            with counted_step(optimizer):
+                self.graph.replay()
+        else:
+            self.graph.replay()
         return self.outputs
 
 

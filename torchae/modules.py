@@ -8,6 +8,8 @@ Keras 3 does and added to it; ``train_loss``/``val_loss`` are epoch means weight
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -205,9 +207,8 @@ class AutoencoderModule(pl.LightningModule):
         optimizer.zero_grad()
         terms = self._loss_and_backward(x, stage)
         if self._direct_steps:
-            optimizer._on_before_step()  # Lightning's step count (global_step), as LightningOptimizer.step does
-            optimizer.optimizer.step()
-            optimizer._on_after_step()
+            with counted_step(optimizer):
+                optimizer.optimizer.step()
         else:
             optimizer.step()
         return terms
@@ -303,6 +304,15 @@ def step_hooks_in_use(trainer: pl.Trainer, module: pl.LightningModule) -> list[s
         f"{type(module).__name__}.{hook}" for hook in PER_STEP_HOOKS if is_overridden(hook, module, pl.LightningModule)
     ]
     return in_use
+
+
+@contextmanager
+def counted_step(optimizer: Any) -> Iterator[None]:
+    """Around an optimizer step that bypasses ``LightningOptimizer.step`` (``optimizer`` is that wrapper): count it
+    in Lightning's step progress (``global_step``), with the calls that ``LightningOptimizer.step`` makes."""
+    optimizer._on_before_step()
+    yield
+    optimizer._on_after_step()
 
 
 def plain_single_device(trainer: pl.Trainer) -> bool:
