@@ -2,6 +2,7 @@
 
     python benchmarks/bench.py                      # all five, writes benchmarks/RESULTS.md
     python benchmarks/bench.py dense --epochs 4     # some models, prints the table only
+    python benchmarks/bench.py --baseline ../old    # this checkout's torchae against another's, interleaved
 
 Each measurement runs in its own process (Keras's, torchae's loop, and torchae's real user path
 ``torchae fit --config configs/NAME.yaml``), one after the other, so neither framework's threads or memory
@@ -23,11 +24,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-from torchae.article import ARTICLE_RUNS
+from torchae.registry import EXPERIMENTS
 
 ROOT = Path(__file__).resolve().parents[1]
-MODELS = ("dense", "deep", "conv", "denoising", "sparse")
 # Conv is ~150 s per full epoch for Keras on a 2-core CPU: time it on a stated subset there.
 CPU_SUBSET = {"conv": (6_000, 1_000)}
 TARGETS = {"dense": 0.5, "deep": 0.5, "conv": 0.8, "denoising": 0.5, "sparse": 0.5}
@@ -53,16 +54,15 @@ def worker_keras(name: str, epochs: int, train_size: int, val_size: int) -> dict
     x_val = to_nhwc(to_image_tensor(data.x_test[:val_size]))
     models = build_keras(name, seed=0)
     before = _rss_mb()
-    curves = _train_keras(models, x_train, x_val, epochs, ARTICLE_RUNS[name].batch_size)
+    curves = _train_keras(models, x_train, x_val, epochs, EXPERIMENTS[name].batch_size)
     return {"seconds": curves["seconds"], "peak_mb": _peak_mb() - before, "val_loss": curves["val_loss"][-1]}
 
 
 def worker_torch(name: str, epochs: int, train_size: int, val_size: int) -> dict:
-    import torchae
-    from torchae.article import article_data, fit_quietly
+    from torchae.runs import fit_quietly
 
-    model = torchae.MODELS[name]()
-    data = article_data(name, train_size, val_size)
+    model = EXPERIMENTS[name].model()
+    data = EXPERIMENTS[name].build_data(train_size, val_size)
     data.setup("fit")  # as the Keras worker, the data is in memory before the baseline is taken
     before = _rss_mb()
     history, seconds = fit_quietly(model, name, epochs, train_size, val_size, data=data)
@@ -104,10 +104,11 @@ def worker_cli(name: str, epochs: int, train_size: int, val_size: int) -> dict:
 WORKERS = {"keras": worker_keras, "torch": worker_torch, "cli": worker_cli}
 
 
-def run_worker(kind: str, name: str, epochs: int, train_size: int, val_size: int) -> dict:
+def run_worker(kind: str, name: str, epochs: int, train_size: int, val_size: int, root: Path = ROOT) -> dict:
+    """One measurement in its own process, with the torchae (and bench.py) of checkout ``root``."""
     command = [
         sys.executable,
-        __file__,
+        str(root / "benchmarks" / "bench.py"),
         "--worker",
         kind,
         name,
@@ -118,8 +119,8 @@ def run_worker(kind: str, name: str, epochs: int, train_size: int, val_size: int
         "--val-size",
         str(val_size),
     ]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)}
-    out = subprocess.run(command, check=True, capture_output=True, text=True, env=env, cwd=ROOT).stdout
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(root)}
+    out = subprocess.run(command, check=True, capture_output=True, text=True, env=env, cwd=root).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -138,9 +139,38 @@ def machine() -> str:
     )
 
 
+def compare_with_baseline(baseline: Path, models: list[str], epochs: int, repeats: int, args: Any) -> None:
+    """Seconds per epoch of this checkout's loop and `torchae fit` against ``baseline``'s, measured in interleaved
+    rounds (the order within a round alternates); prints one row per model with the per-round ratios."""
+    print(f"this checkout: {ROOT}; baseline: {baseline}; machine: {machine()}; {epochs} epochs, {repeats} rounds")
+    print(
+        "| model | train / val images | loop s/epoch (this / baseline) | this / baseline per round "
+        "| `torchae fit` s/epoch (this / baseline) | this / baseline per round |"
+    )
+    print("|---|---|---|---|---|---|", flush=True)
+    for name in models:
+        train_size, val_size = CPU_SUBSET.get(name, (60_000, 10_000))
+        train_size, val_size = args.train_size or train_size, args.val_size or val_size
+        ratios: dict[str, list[float]] = {"torch": [], "cli": []}
+        seconds: dict[tuple[str, Path], list[float]] = {}
+        for round_index in range(repeats):
+            roots = (ROOT, baseline) if round_index % 2 == 0 else (baseline, ROOT)
+            for kind in ratios:
+                for root in roots:
+                    run = run_worker(kind, name, epochs, train_size, val_size, root)
+                    seconds.setdefault((kind, root), []).append(median_after_warmup(run["seconds"]))
+                ratios[kind].append(seconds[(kind, ROOT)][-1] / seconds[(kind, baseline)][-1])
+        cells = []
+        for kind in ratios:
+            this, base = (statistics.median(seconds[(kind, root)]) for root in (ROOT, baseline))
+            per_round = ", ".join(f"{r:.2f}" for r in ratios[kind])
+            cells += [f"{this:.2f} / {base:.2f}", f"**{statistics.median(ratios[kind]):.2f}** ({per_round})"]
+        print(f"| {name} | {train_size:,} / {val_size:,} | {' | '.join(cells)} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("models", nargs="*", default=list(MODELS))
+    parser.add_argument("models", nargs="*", default=list(EXPERIMENTS))
     parser.add_argument("--epochs", type=int, default=6, help="epochs per measurement; the first is warm-up")
     parser.add_argument("--train-size", type=int, default=None)
     parser.add_argument("--val-size", type=int, default=None)
@@ -149,6 +179,12 @@ def main() -> None:
         "--repeats", type=int, default=3, help="rounds of (Keras, torchae, torchae fit) per model, interleaved"
     )
     parser.add_argument("--no-write", action="store_true", help="print only; do not write benchmarks/RESULTS.md")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="another checkout of torchae: time its loop and `torchae fit` against this one's, interleaved, and "
+        "print the table of both (no Keras)",
+    )
     args = parser.parse_args()
     if args.epochs < 2:
         parser.error("--epochs must be at least 2 (the first epoch is warm-up)")
@@ -156,6 +192,9 @@ def main() -> None:
         parser.error("--repeats must be at least 1")
     if args.worker:
         print(json.dumps(WORKERS[args.worker](args.models[0], args.epochs, args.train_size, args.val_size)))
+        return
+    if args.baseline:
+        compare_with_baseline(args.baseline.resolve(), args.models, args.epochs, args.repeats, args)
         return
     rows = []
     header = (
@@ -179,7 +218,7 @@ def main() -> None:
         keras_mb = statistics.median(r[0]["peak_mb"] for r in rounds)
         torch_mb = statistics.median(r[1]["peak_mb"] for r in rounds)
         row = (
-            f"| {name} | {train_size:,} / {val_size:,} | {ARTICLE_RUNS[name].batch_size} | {k:.2f} | {t:.2f} "
+            f"| {name} | {train_size:,} / {val_size:,} | {EXPERIMENTS[name].batch_size} | {k:.2f} | {t:.2f} "
             f"| **{ratio:.2f}** ({TARGETS[name]}, {verdict}) | {', '.join(f'{r:.2f}' for r in ratios)} | {c:.2f} "
             f"| **{overhead:.2f}** ({', '.join(f'{o:.2f}' for o in overheads)}) | {keras_mb:.0f} | {torch_mb:.0f} |"
         )

@@ -10,10 +10,9 @@
 3. Timing: seconds per epoch (training plus validation on the 10,000 test images), median after a warm-up epoch,
    for the bare loop and for the real user path (``torchae fit --config configs/NAME.yaml``), and the projected
    time of the whole article (every model at its article epochs).
-4. Variants (``--variants``): whole-step CUDA graphs (:class:`torchae.graphs.CUDAGraphs`, checked against eager
-   training on a subset), ``torch.compile`` of the step (:class:`torchae.compile.CompileLoss`, default mode and
-   ``reduce-overhead``, i.e. CUDA graphs) and, for conv, contiguous (NCHW) activations instead of channels-last,
-   each timed against the eager loop.
+4. Variants (``--variants``): the engine's whole-step CUDA graphs (``Engine(cuda_graphs=True)``, checked against
+   eager training on a subset) and ``torch.compile`` of the step (``Engine(compile=True)``, default mode and
+   ``reduce-overhead``, i.e. CUDA graphs), each timed against the eager loop.
 """
 
 from __future__ import annotations
@@ -28,19 +27,21 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from torch import nn
 
-import torchae
-from torchae.architectures import ChannelsLast
-from torchae.article import ARTICLE_RUNS, fit_quietly
-from torchae.compile import CompileLoss
 from torchae.data import load_mnist, to_image_tensor
-from torchae.graphs import CUDAGraphs
+from torchae.registry import EXPERIMENTS
+from torchae.runs import fit_quietly
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench import worker_cli  # noqa: E402
 
-VARIANTS = ("graphs", "compile", "compile-reduce-overhead", "contiguous")
+VARIANTS = {
+    "eager": {},
+    "graphs": {"cuda_graphs": True},
+    "compile": {"compile": True},
+    "compile-reduce-overhead": {"compile": True, "compile_mode": "reduce-overhead"},
+}
+"""Engine settings of each variant, on top of the experiment's."""
 
 
 def check_step_on_device(name: str, device: torch.device) -> tuple[float, float, float]:
@@ -52,18 +53,20 @@ def check_step_on_device(name: str, device: torch.device) -> tuple[float, float,
         +-lr in Adam's first step whatever its size, so summation order alone can move it by up to 2e-3: the
         gradients are the test, the weights are reported.)
     """
-    batch = to_image_tensor(load_mnist().x_train[: ARTICLE_RUNS[name].batch_size])
+    batch = to_image_tensor(load_mnist().x_train[: EXPERIMENTS[name].batch_size])
     tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     results = []
     try:
         for where in (torch.device("cpu"), device):
             torch.manual_seed(0)
-            model = torchae.MODELS[name]().to(where)
+            model = EXPERIMENTS[name].model()
+            # what the encoder sees, drawn on the CPU from one seed (the denoising noise): both devices see it
+            torch.manual_seed(1)
+            inputs = model.corrupt(batch, "test").to(where)
+            model = model.to(where)
             optimizer = model.configure_optimizers()
             x = batch.to(where)
-            # a fixed noise tensor for denoising: both devices see the same noisy inputs
-            inputs = model.add_noise(batch, torch.Generator().manual_seed(1)).to(where) if name == "denoising" else x
             loss = model.reconstruction_terms(inputs, x)["loss"]
             loss.backward()
             grads = torch.cat([p.grad.detach().cpu().reshape(-1) for p in model.parameters()])
@@ -81,10 +84,11 @@ def check_step_on_device(name: str, device: torch.device) -> tuple[float, float,
 def compare_graphs(name: str, device: torch.device, train_size: int = 4096, val_size: int = 1024) -> str:
     """Train 3 epochs on a subset eagerly and with CUDA graphs, from the same seed; the largest differences."""
     runs = []
-    for callbacks in ([], [CUDAGraphs()]):
+    for graphs in (False, True):
         pl.seed_everything(0, verbose=False)
-        model = torchae.MODELS[name]()
-        history, _ = fit_quietly(model, name, 3, train_size, val_size, accelerator=device.type, callbacks=callbacks)
+        model = EXPERIMENTS[name].model()
+        engine = EXPERIMENTS[name].build_engine(cuda_graphs=graphs)
+        history, _ = fit_quietly(model, name, 3, train_size, val_size, accelerator=device.type, engine=engine)
         runs.append((torch.cat([p.detach().reshape(-1) for p in model.parameters()]).cpu(), history))
     (eager_w, eager_h), (graph_w, graph_h) = runs
     loss_rel = max(abs(g["val_loss"] - e["val_loss"]) / e["val_loss"] for e, g in zip(eager_h, graph_h))
@@ -124,24 +128,14 @@ def time_loop(
     """Seconds per epoch of the bare loop, host syncs per training step (as text) and the last val_loss."""
     torch._dynamo.reset()
     pl.seed_everything(0, verbose=False)  # the same initial weights for every variant
-    model = torchae.MODELS[name]()
+    model = EXPERIMENTS[name].model()
+    engine = EXPERIMENTS[name].build_engine(**VARIANTS[variant])
     callbacks: list[pl.Callback] = []
-    if variant == "graphs":
-        callbacks.append(CUDAGraphs())
-    elif variant == "compile":
-        callbacks.append(CompileLoss())
-    elif variant == "compile-reduce-overhead":
-        callbacks.append(CompileLoss(mode="reduce-overhead"))
-    elif variant == "contiguous":
-        for module in model.net.modules():
-            for child_name, child in module.named_children():
-                if isinstance(child, ChannelsLast):
-                    setattr(module, child_name, nn.Identity())
     syncs = SyncCounter()
     if device.type == "cuda":
         callbacks.append(syncs)
     history, seconds = fit_quietly(
-        model, name, epochs, train_size, val_size, accelerator=device.type, callbacks=callbacks
+        model, name, epochs, train_size, val_size, accelerator=device.type, callbacks=callbacks, engine=engine
     )
     per_step = f"{syncs.syncs / syncs.steps:.2f}" if syncs.steps else "n/a"
     return statistics.median(seconds[1:]), history[-1]["val_loss"], per_step
@@ -149,7 +143,7 @@ def time_loop(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("models", nargs="*", default=list(ARTICLE_RUNS))
+    parser.add_argument("models", nargs="*", default=list(EXPERIMENTS))
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--train-size", type=int, default=60_000)
@@ -164,17 +158,21 @@ def main() -> None:
         parser.error("--epochs must be at least 2 (the first is warm-up)")
     for spec in args.variants:
         model_name, _, variant = spec.partition(":")
-        if model_name not in ARTICLE_RUNS or variant not in VARIANTS:
-            parser.error(f"--variants takes MODEL:VARIANT with a model of {list(ARTICLE_RUNS)} and a variant of "
-                         f"{list(VARIANTS)}, got {spec!r}")
+        if model_name not in EXPERIMENTS or variant not in VARIANTS:
+            parser.error(
+                f"--variants takes MODEL:VARIANT with a model of {list(EXPERIMENTS)} and a variant of "
+                f"{list(VARIANTS)}, got {spec!r}"
+            )
     name_of_device = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(f"device: {name_of_device}; torch {torch.__version__}; pytorch-lightning {pl.__version__}", flush=True)
     scale = 60_000 / args.train_size
     total = 0.0
     failures = 0
     best: dict[str, float] = {}
-    print("| model | step vs CPU: loss rel / grads rel / weights abs | loop s/epoch | syncs per step "
-          "| `torchae fit` s/epoch | fit / loop | val_loss | article epochs | projected s |")
+    print(
+        "| model | step vs CPU: loss rel / grads rel / weights abs | loop s/epoch | syncs per step "
+        "| `torchae fit` s/epoch | fit / loop | val_loss | article epochs | projected s |"
+    )
     print("|---|---|---|---|---|---|---|---|---|", flush=True)
     for name in args.models:
         started = time.perf_counter()
@@ -194,20 +192,23 @@ def main() -> None:
             continue
         failures += not ok
         best[name] = seconds
-        projected = seconds * scale * ARTICLE_RUNS[name].epochs
+        projected = seconds * scale * EXPERIMENTS[name].epochs
         total += projected
         print(
             f"| {name} | {loss_rel:.1e} / {grad_rel:.1e} / {weight_abs:.1e} {'ok' if ok else 'MISMATCH'} "
             f"| {seconds:.3f} | {per_step} "
-            f"| {fit_seconds:.3f} | {fit_seconds / seconds:.2f} | {val_loss:.4f} | {ARTICLE_RUNS[name].epochs} "
+            f"| {fit_seconds:.3f} | {fit_seconds / seconds:.2f} | {val_loss:.4f} | {EXPERIMENTS[name].epochs} "
             f"| {projected:.0f} |  ({time.perf_counter() - started:.0f} s)",
             flush=True,
         )
-    print(f"projected time of the whole article, eager loop (all five at full epochs): {total / 60:.1f} min",
-          flush=True)
+    print(
+        f"projected time of the whole article, eager loop (all five at full epochs): {total / 60:.1f} min", flush=True
+    )
     if args.variants:
-        print("\n| model | variant | s/epoch | vs eager | syncs per step | val_loss "
-              "| same as eager (3 epochs, 4096 images) |\n|---|---|---|---|---|---|---|")
+        print(
+            "\n| model | variant | s/epoch | vs eager | syncs per step | val_loss "
+            "| same as eager (3 epochs, 4096 images) |\n|---|---|---|---|---|---|---|"
+        )
     for spec in args.variants:
         name, _, variant = spec.partition(":")
         started = time.perf_counter()
@@ -219,13 +220,15 @@ def main() -> None:
             print(f"| {name} | {variant} | FAILED (traceback above) |", flush=True)
             continue
         eager = best.get(name, float("nan"))
-        print(f"| {name} | {variant} | {seconds:.3f} | {seconds / eager:.2f} | {per_step} | {val_loss:.4f} | {same} |"
-              f"  ({time.perf_counter() - started:.0f} s)", flush=True)
+        print(
+            f"| {name} | {variant} | {seconds:.3f} | {seconds / eager:.2f} | {per_step} | {val_loss:.4f} | {same} |"
+            f"  ({time.perf_counter() - started:.0f} s)",
+            flush=True,
+        )
         best[name] = min(eager, seconds) if name in best else seconds
     if args.variants and len(best) == len(args.models):
-        total_best = sum(best[n] * scale * ARTICLE_RUNS[n].epochs for n in args.models)
-        print(f"projected time of the whole article, fastest variant per model: {total_best / 60:.1f} min",
-              flush=True)
+        total_best = sum(best[n] * scale * EXPERIMENTS[n].epochs for n in args.models)
+        print(f"projected time of the whole article, fastest variant per model: {total_best / 60:.1f} min", flush=True)
     raise SystemExit(1 if failures else 0)
 
 

@@ -16,20 +16,14 @@ import torch
 
 import torchae
 from parity._keras import import_keras
-from parity.keras_models import MODEL_NAMES, KerasModels, build_keras
+from parity.keras_models import KerasModels, build_keras
 from parity.transfer import keras_to_torch, kernel_to_torch, layer_pairs, to_nchw, to_nhwc, torch_to_keras
 from torchae.data import load_mnist, to_image_tensor
+from torchae.registry import EXPERIMENTS
 
-__all__ = ["Check", "SPEC_PARAMETERS", "TOLERANCES", "format_table", "run_checks"]
+__all__ = ["Check", "TOLERANCES", "format_table", "run_checks"]
 
-# SPEC.md: encoder / decoder / total parameters.
-SPEC_PARAMETERS = {
-    "dense": (38_465, 39_200, 77_665),
-    "deep": (134_750, 135_485, 270_235),
-    "conv": (24_385, 24_385, 48_770),
-    "denoising": (38_465, 39_200, 77_665),
-    "sparse": (39_776, 40_544, 80_320),
-}
+MODEL_NAMES = tuple(EXPERIMENTS)
 TOLERANCES = {"forward": 1e-5, "loss": 1e-6, "gradient": 1e-5, "adam_step": 1e-5}
 
 
@@ -61,13 +55,13 @@ def build_pair(name: str, seed: int = 0) -> tuple[KerasModels, torchae.Autoencod
     """The Keras reference and a torchae model holding the same weights (copied from Keras)."""
     keras_models = build_keras(name, seed=seed)
     torch.manual_seed(seed + 1)  # a different draw, so that the copy is what makes them equal
-    torch_model = torchae.MODELS[name]()
+    torch_model = EXPERIMENTS[name].model()
     keras_to_torch(keras_models.inner, torch_model)
     return keras_models, torch_model
 
 
 def check_structure(name: str, keras_models: KerasModels, torch_model: torchae.AutoencoderModule) -> list[Check]:
-    enc, dec, total = SPEC_PARAMETERS[name]
+    enc, dec, total = EXPERIMENTS[name].parameters
     counts = {
         "encoder": (keras_models.encoder.count_params(), sum(p.numel() for p in torch_model.encoder.parameters()), enc),
         "decoder": (keras_models.decoder.count_params(), sum(p.numel() for p in torch_model.decoder.parameters()), dec),
@@ -119,15 +113,18 @@ def check_round_trip(name: str, keras_models: KerasModels, torch_model: torchae.
     return [Check(name, "weights keras -> torch -> keras", worst, 0.0, "exact")]
 
 
-def _noisy(images: torch.Tensor, seed: int = 7) -> torch.Tensor:
-    return torchae.DenoisingAE().add_noise(images, torch.Generator().manual_seed(seed))
+def _encoder_inputs(model: torchae.AutoencoderModule, images: torch.Tensor) -> torch.Tensor:
+    """What ``model``'s encoder sees for ``images`` (its ``corrupt``), drawn once and fed to both frameworks."""
+    with torch.no_grad():
+        return model.corrupt(images, "test")
 
 
 def check_forward(
     name: str, keras_models: KerasModels, torch_model: torchae.AutoencoderModule, images: torch.Tensor
 ) -> list[Check]:
-    """Codes and reconstructions of ``images`` (for denoising: one noise tensor fed to both)."""
-    inputs = _noisy(images) if name == "denoising" else images
+    """Codes and reconstructions of what the encoder sees for ``images`` (``corrupt``: for denoising, one noise
+    tensor fed to both)."""
+    inputs = _encoder_inputs(torch_model, images)
     nhwc = to_nhwc(inputs)
     # Chunks of 64 keep the conv activations in cache (3x faster than 1000 on this CPU).
     # The autoencoder is decoder(encoder(x)) on both sides (checked in check_structure's shapes and by
@@ -138,7 +135,7 @@ def check_forward(
     with torch.no_grad():
         torch_codes = torch.cat([torch_model.encode(chunk) for chunk in inputs.split(64)])
         torch_recon = torch.cat([torch_model.decode(chunk) for chunk in torch_codes.split(64)])
-    n = f"{inputs.shape[0]:,} test images" + (" (same noise)" if name == "denoising" else "")
+    n = f"{inputs.shape[0]:,} test images" + (" (same noise)" if inputs is not images else "")
     return [
         Check(name, f"codes, {n}", _max_abs(to_nchw(keras_codes), torch_codes), TOLERANCES["forward"], "abs"),
         Check(name, f"reconstructions, {n}", _max_abs(to_nchw(keras_recon), torch_recon), TOLERANCES["forward"], "abs"),
@@ -152,7 +149,7 @@ def check_step(
     keras = import_keras()
     import tensorflow as tf
 
-    inputs = _noisy(batch) if name == "denoising" else batch
+    inputs = _encoder_inputs(torch_model, batch)
     model = keras_models.inner
     model.compile(optimizer=keras.optimizers.Adam(), loss="binary_crossentropy")
     pairs = layer_pairs(model, torch_model)

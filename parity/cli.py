@@ -12,10 +12,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from parity.keras_models import MODEL_NAMES
+from torchae.registry import EXPERIMENTS
 
+MODEL_NAMES = tuple(EXPERIMENTS)
 # The article's budget on this 2-core CPU: conv (hours) and denoising (over half an hour for Keras alone) run
-# shorter here, stated as such in RESULTS.md; pass --full to run them at full length (a GPU or a long run).
+# shorter here unless --full, stated as such in RESULTS.md (a GPU or a long background run does them in full).
 SHORT_CPU_EPOCHS = {"conv": 3, "denoising": 10}
 
 
@@ -52,14 +53,14 @@ def main(argv: list[str] | None = None) -> None:
 
         sys.exit(main_check(_models(parser, args.models), args.images))
     if args.command == "train":
-        from parity.train import ARTICLE_BUDGETS, format_curves, save_record, train_both
+        from parity.train import format_curves, save_record, train_both
 
         (name,) = _models(parser, [args.name])
         for key in ("epochs", "train_size", "val_size"):
             value = getattr(args, key)
             if value is not None and value <= 0:
                 parser.error(f"--{key.replace('_', '-')} must be positive, got {value}")
-        epochs = args.epochs or ARTICLE_BUDGETS[name][0]
+        epochs = args.epochs or EXPERIMENTS[name].epochs
         record = train_both(name, epochs, args.train_size, args.val_size, args.seed)
         print(format_curves(record))
         out = args.out or Path(__file__).resolve().parent / "results" / "runs" / (
@@ -72,10 +73,11 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.command == "article":
         from parity.report import RESULTS_DIR, write_results
-        from parity.train import ARTICLE_BUDGETS, format_curves, save_record, train_both
+        from parity.train import format_curves, save_record, train_both
 
         for name in _models(parser, args.models):
-            epochs = ARTICLE_BUDGETS[name][0] if args.full else SHORT_CPU_EPOCHS.get(name, ARTICLE_BUDGETS[name][0])
+            full = EXPERIMENTS[name].epochs
+            epochs = full if args.full else SHORT_CPU_EPOCHS.get(name, full)
             record = train_both(name, epochs)
             print(format_curves(record), flush=True)
             save_record(record, RESULTS_DIR / f"{name}.json")

@@ -15,9 +15,7 @@ keras = import_keras()
 layers = keras.layers
 Model = keras.Model
 
-__all__ = ["AddClippedNoise", "KerasModels", "MODEL_NAMES", "build_keras", "load_keras"]
-
-MODEL_NAMES = ("dense", "deep", "conv", "denoising", "sparse")
+__all__ = ["AddClippedNoise", "KERAS_BUILDERS", "KerasModels", "build_keras", "load_keras"]
 
 
 class KerasModels(NamedTuple):
@@ -101,28 +99,34 @@ def create_denoising_model(
     return KerasModels(wrapped.encoder, wrapped.decoder, denoiser, wrapped.autoencoder)
 
 
+def create_denoising_ae(mean: float = 0.5, stddev: float = 0.5) -> KerasModels:
+    """The article's denoising model: its noise layer in front of the dense autoencoder."""
+    return create_denoising_model(create_dense_ae(), mean, stddev)
+
+
+KERAS_BUILDERS = {
+    "dense": create_dense_ae,
+    "deep": create_deep_dense_ae,
+    "conv": create_deep_conv_ae,
+    "denoising": create_denoising_ae,
+    "sparse": create_sparse_ae,
+}
+"""The article's Keras builder of each experiment of :data:`torchae.registry.EXPERIMENTS`, by the same name."""
+
+
 def build_keras(name: str, seed: int | None = None, compile: bool = True) -> KerasModels:
     """Build (and by default compile with Adam and binary cross-entropy, as the article) one of the five models.
 
     Args:
         name: ``dense``, ``deep``, ``conv``, ``denoising`` or ``sparse``.
-        seed: seeds Keras's initialisers and the noise (``keras.utils.set_random_seed``); ``None`` leaves them.
+        seed: seeds Keras's initialisers and noise (``keras.utils.set_random_seed``); ``None`` leaves them.
         compile: compile the trained model as the article does.
     """
-    if name not in MODEL_NAMES:
-        raise ValueError(f"unknown model {name!r}: choose one of {', '.join(MODEL_NAMES)}")
+    if name not in KERAS_BUILDERS:
+        raise ValueError(f"unknown model {name!r}: choose one of {', '.join(KERAS_BUILDERS)}")
     if seed is not None:
-        keras.utils.set_random_seed(seed)
-    builders = {
-        "dense": create_dense_ae,
-        "deep": create_deep_dense_ae,
-        "conv": create_deep_conv_ae,
-        "sparse": create_sparse_ae,
-    }
-    if name == "denoising":
-        models = create_denoising_model(create_dense_ae(), seed=seed)
-    else:
-        models = builders[name]()
+        keras.utils.set_random_seed(seed)  # the initialisers, and the noise layer's seed generator
+    models = KERAS_BUILDERS[name]()
     if compile:
         models.autoencoder.compile(optimizer=keras.optimizers.Adam(), loss="binary_crossentropy")
     return models

@@ -5,18 +5,11 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-from parity.train import ARTICLE_BUDGETS, TrainRecord, load_record
+from parity.train import TrainRecord, load_record
+from torchae.registry import EXPERIMENTS
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 RESULTS_MD = Path(__file__).resolve().parent / "RESULTS.md"
-# SPEC.md: the article's last epoch (loss / val_loss); None where it gives none.
-ARTICLE_FIGURES = {
-    "dense": (0.0784, 0.0777),
-    "deep": (0.0721, 0.0720),
-    "conv": (0.0697, 0.0693),
-    "denoising": None,
-    "sparse": None,
-}
 FULL_LENGTH_TOLERANCE = 0.01
 
 
@@ -26,10 +19,10 @@ def _median_seconds(seconds: list[float]) -> float:
 
 
 def _row(record: TrainRecord) -> str:
-    article_epochs = ARTICLE_BUDGETS[record.model][0]
+    article_epochs = EXPERIMENTS[record.model].epochs
     full = record.epochs == article_epochs and record.train_size == 60_000 and record.val_size == 10_000
     length = f"{record.epochs} (full)" if full else f"{record.epochs} of {article_epochs} (shorter run)"
-    figures = ARTICLE_FIGURES[record.model]
+    figures = EXPERIMENTS[record.model].article_losses
     article = f"{figures[0]:.4f} / {figures[1]:.4f}" if figures and full else "—"
     k, t = record.keras, record.torchae
     diffs = [record.final_rel_diff(key) for key in ("loss", "val_loss")]
@@ -44,9 +37,7 @@ def _row(record: TrainRecord) -> str:
 
 def write_results(results_dir: Path = RESULTS_DIR, out: Path = RESULTS_MD) -> Path:
     records = [
-        load_record(results_dir / f"{name}.json")
-        for name in ARTICLE_BUDGETS
-        if (results_dir / f"{name}.json").is_file()
+        load_record(results_dir / f"{name}.json") for name in EXPERIMENTS if (results_dir / f"{name}.json").is_file()
     ]
     machines = sorted({r.machine for r in records})
     version_sets = sorted({", ".join(f"{k} {v}" for k, v in r.versions.items()) for r in records})

@@ -23,12 +23,11 @@ import torchae
 from parity._keras import import_keras
 from parity.keras_models import build_keras
 from parity.transfer import keras_to_torch, to_nhwc
-from torchae.article import ARTICLE_RUNS, fit_quietly
 from torchae.data import load_mnist, to_image_tensor
+from torchae.registry import EXPERIMENTS
+from torchae.runs import fit_quietly
 
-__all__ = ["ARTICLE_BUDGETS", "TrainRecord", "machine_description", "train_both"]
-
-ARTICLE_BUDGETS = {name: (run.epochs, run.batch_size) for name, run in ARTICLE_RUNS.items()}
+__all__ = ["TrainRecord", "machine_description", "train_both"]
 
 
 @dataclass
@@ -131,11 +130,12 @@ def train_both(
 ) -> TrainRecord:
     """Train the Keras reference and torchae from the same initial weights, with the article's batch size and
     the configs' steps_per_execution; returns both curves."""
-    batch_size = ARTICLE_RUNS[name].batch_size
+    batch_size = EXPERIMENTS[name].batch_size
     data = load_mnist()
     x_train, x_val = data.x_train[:train_size], data.x_test[:val_size]
     keras_models = build_keras(name, seed=seed)
-    torch_model = torchae.MODELS[name](seed=seed) if name == "denoising" else torchae.MODELS[name]()
+    torch.manual_seed(seed)  # the denoising model's noise seed is the process seed
+    torch_model = EXPERIMENTS[name].model()
     keras_to_torch(keras_models.inner, torch_model)
     keras_curves = _train_keras(
         keras_models, to_nhwc(to_image_tensor(x_train)), to_nhwc(to_image_tensor(x_val)), epochs, batch_size

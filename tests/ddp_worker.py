@@ -10,8 +10,8 @@ from pathlib import Path
 import torch
 
 import torchae
-from torchae.article import quiet_trainer
 from torchae.data import MNISTDataModule
+from torchae.runs import quiet_trainer
 
 
 class Recorder(torchae.DenseAE):

@@ -11,12 +11,12 @@ import pytorch_lightning as pl
 import torch
 
 import torchae
-from torchae import article
+from torchae import runs
 
 
 def quiet_trainer(tmp_path, **kwargs) -> pl.Trainer:
     """torchae's quiet Trainer for one epoch under ``tmp_path``; ``kwargs`` override."""
-    return article.quiet_trainer(**{"max_epochs": 1, "default_root_dir": tmp_path, **kwargs})
+    return runs.quiet_trainer(**{"max_epochs": 1, "default_root_dir": tmp_path, **kwargs})
 
 
 class KillAt(pl.Callback):

@@ -25,7 +25,7 @@ from torchae.safety import AtomicCheckpointIO
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
-SMALL = ["--data.train_size", "1024", "--data.val_size", "256", "--data.steps_per_execution", "1"]
+SMALL = ["--data.train_size", "1024", "--data.val_size", "256", "--engine.steps_per_execution", "1"]
 
 
 def fit_args(tmp_path: Path, *extra: str, config: str = "dense", epochs: int = 1) -> list[str]:
@@ -193,7 +193,7 @@ def test_debug_variable_shows_the_traceback(tmp_path, monkeypatch):
 )
 def test_model_input_errors_name_the_expected_shape(x, fragment):
     with pytest.raises(torchae.InputError, match="expected a float tensor of shape \\(N, 1, 28, 28\\)") as info:
-        torchae.ConvAE()(x)
+        torchae.ConvAE().encode(x)
     assert fragment in str(info.value)
 
 

@@ -1,38 +1,34 @@
 """torchae: the five MNIST autoencoders of "Autoencoders in Keras, part 1" as PyTorch Lightning modules."""
 
-from torchae.architectures import Autoencoder, ConvAutoencoder, DeepDenseAutoencoder, DenseAutoencoder
 from torchae.data import MNISTDataModule, load_mnist
-from torchae.errors import CheckpointError, DataError, InputError, UserError
-from torchae.modules import (
-    MODELS,
-    AutoencoderModule,
-    ConvAE,
-    DeepDenseAE,
-    DenoisingAE,
-    DenseAE,
-    SparseAE,
-    load_checkpoint,
-)
+from torchae.engine import Engine
+from torchae.errors import CheckpointError, ConfigError, DataError, InputError, UserError
+from torchae.models import AutoencoderModule, ConvAE, DeepDenseAE, DenoisingAE, DenseAE, SparseAE
+from torchae.networks import Autoencoder, ConvAutoencoder, DeepDenseAutoencoder, DenseAutoencoder
 from torchae.optim import KerasAdam
+from torchae.registry import EXPERIMENTS, Experiment, load_checkpoint
 
 __all__ = [
-    "MODELS",
+    "EXPERIMENTS",
     "Autoencoder",
     "AutoencoderModule",
     "CheckpointError",
+    "ConfigError",
     "ConvAE",
-    "DataError",
-    "InputError",
-    "UserError",
     "ConvAutoencoder",
+    "DataError",
     "DeepDenseAE",
     "DeepDenseAutoencoder",
     "DenoisingAE",
     "DenseAE",
     "DenseAutoencoder",
+    "Engine",
+    "Experiment",
+    "InputError",
     "KerasAdam",
     "MNISTDataModule",
     "SparseAE",
+    "UserError",
     "load_checkpoint",
     "load_mnist",
 ]

@@ -20,22 +20,23 @@ from typing import Any
 
 from jsonargparse import ArgumentError
 from pytorch_lightning import Trainer
-from pytorch_lightning.callbacks import Callback, ModelCheckpoint
-from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
-from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.cli import ArgsType, LightningArgumentParser, LightningCLI
+from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger
 
-from torchae.compile import CompileLoss  # noqa: F401  (importing makes --trainer.callbacks+=CompileLoss resolve)
+from torchae.checkpoints import MODEL_KEY, read_checkpoint
 from torchae.data import MNISTDataModule
+from torchae.engine import Engine
 from torchae.errors import CheckpointError, ConfigError, NonFiniteLossError, UserError
 from torchae.figures import ArticleFigures
-from torchae.graphs import CUDAGraphs  # noqa: F401  (likewise --trainer.callbacks+=CUDAGraphs)
-from torchae.modules import MODELS, AutoencoderModule, read_checkpoint
+from torchae.models import AutoencoderModule
+from torchae.registry import EXPERIMENTS
 from torchae.safety import AtomicCheckpointIO, StopOnNonFiniteLoss
 from torchae.timing import EpochTimer
 
 __all__ = ["AutoencoderCLI", "main", "find_last_checkpoint"]
 
-_MODEL_NAMES = ", ".join(cls.__name__ for cls in MODELS.values())
+_MODEL_NAMES = ", ".join(experiment.model.__name__ for experiment in EXPERIMENTS.values())
 DEBUG_VARIABLE = "TORCHAE_DEBUG"
 
 
@@ -55,9 +56,19 @@ def find_last_checkpoint(root: str | Path) -> Path | None:
     return max(candidates, key=lambda p: p.stat().st_mtime_ns) if candidates else None
 
 
+def default_loggers(root: Path) -> list[Logger]:
+    """A CSV logger, and a TensorBoard logger in the same ``version_N`` folder when TensorBoard is installed."""
+    loggers: list[Logger] = [CSVLogger(save_dir=str(root), name="")]
+    if importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX"):
+        _tensorboard_without_tensorflow()
+        loggers.append(TensorBoardLogger(save_dir=str(root), name="", version=loggers[0].version))
+    return loggers
+
+
 class AutoencoderCLI(LightningCLI):
-    """``LightningCLI`` in subclass mode over :class:`AutoencoderModule`, with MNIST, checkpoints every epoch
-    (``last.ckpt`` included, written atomically), a stop on non-finite losses, and the article's figures."""
+    """``LightningCLI`` in subclass mode over :class:`AutoencoderModule`, with MNIST, torchae's engine
+    (``--engine.*``), checkpoints every epoch (``last.ckpt`` included, written atomically), a stop on non-finite
+    losses, and the article's figures. It customises Lightning's CLI through its public hooks only."""
 
     def __init__(self, args: list[str] | None = None, run: bool = True) -> None:
         super().__init__(
@@ -77,6 +88,7 @@ class AutoencoderCLI(LightningCLI):
         )
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_lightning_class_args(Engine, "engine")
         parser.add_lightning_class_args(ArticleFigures, "figures")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.add_lightning_class_args(StopOnNonFiniteLoss, "nan_guard")
@@ -84,27 +96,11 @@ class AutoencoderCLI(LightningCLI):
         # Save after the whole epoch (validation included), so a checkpoint is always an epoch boundary.
         parser.set_defaults({"checkpoint.save_last": True, "checkpoint.save_on_train_epoch_end": True})
 
-    def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Callback]) -> Trainer:
-        max_epochs = config.get("max_epochs")
-        if max_epochs is not None and max_epochs <= 0:
-            raise ConfigError(
-                f"trainer.max_epochs must be a positive integer, got {max_epochs}: set --trainer.max_epochs N"
-            )
-        root = Path(config.get("default_root_dir") or "runs")
-        if config.get("logger") in (None, True):
-            loggers: list[Any] = [CSVLogger(save_dir=str(root), name="")]
-            if importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX"):
-                _tensorboard_without_tensorflow()
-                loggers.append(TensorBoardLogger(save_dir=str(root), name="", version=loggers[0].version))
-            config["logger"] = loggers
-        if config.get("plugins") is None:
-            config["plugins"] = [AtomicCheckpointIO()]
-        return super()._instantiate_trainer(config, callbacks)
-
-    def _parse_ckpt_path(self) -> None:
-        """Check ``--ckpt_path`` before anything is built: ``last`` means the newest ``last.ckpt`` under
-        ``default_root_dir``; the file must be a readable checkpoint of the configured model class. Then
-        Lightning reads the run's hyperparameters from it (``weights_only=True``)."""
+    def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
+        """Lightning's parsing, then ``--ckpt_path`` checked before anything is built: ``last`` means the newest
+        ``last.ckpt`` under ``default_root_dir``; the file must be a readable checkpoint of the configured model
+        class. (Lightning then reads the run's hyperparameters from it, with ``weights_only=True``.)"""
+        super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
         config = self.config[subcommand] if subcommand else None
         ckpt_path = config.get("ckpt_path") if config is not None else None
@@ -119,8 +115,7 @@ class AutoencoderCLI(LightningCLI):
                 return
             print(f"torchae: resuming from {found}", file=sys.stderr)
             config.ckpt_path = ckpt_path = str(found)
-        checkpoint = read_checkpoint(ckpt_path)
-        saved = checkpoint.get("torchae_model")
+        saved = read_checkpoint(ckpt_path).get(MODEL_KEY)
         class_path = str(config.model.class_path) if config.get("model") is not None else ""
         expected = class_path.rsplit(".", 1)[-1]
         if saved != expected:
@@ -128,7 +123,21 @@ class AutoencoderCLI(LightningCLI):
                 f"checkpoint {ckpt_path!r} holds a {saved or 'non-torchae model'}, but the model is a {expected}: "
                 f"use the config of the run that wrote it (--model {saved})"
             )
-        super()._parse_ckpt_path()
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        """Lightning's Trainer with torchae's defaults where the config leaves them unset: CSV and TensorBoard
+        loggers writing into one ``version_N`` folder, and atomic checkpoint writes."""
+        config = (self.config_init[self.subcommand] if self.subcommand else self.config_init).get("trainer", {})
+        max_epochs = config.get("max_epochs")
+        if max_epochs is not None and max_epochs <= 0:
+            raise ConfigError(
+                f"trainer.max_epochs must be a positive integer, got {max_epochs}: set --trainer.max_epochs N"
+            )
+        if config.get("logger") in (None, True):
+            kwargs.setdefault("logger", default_loggers(Path(config.get("default_root_dir") or "runs")))
+        if config.get("plugins") is None:
+            kwargs.setdefault("plugins", [AtomicCheckpointIO()])
+        return super().instantiate_trainer(**kwargs)
 
     def _load_checkpoints_weights_only(self) -> None:
         config = self.config_init[self.subcommand]
@@ -162,7 +171,7 @@ def figures_command(
     """
     from torchae.data import load_mnist, to_image_tensor
     from torchae.figures import draw_figures
-    from torchae.modules import load_checkpoint
+    from torchae.registry import load_checkpoint
 
     model = load_checkpoint(checkpoint)
     state = read_checkpoint(checkpoint)

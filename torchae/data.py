@@ -243,7 +243,7 @@ class TensorBatches:
         if not self.shuffle and self.world_size == 1:
             return None
         if self.shuffle:
-            generator = torch.Generator().manual_seed(_mix_seed(self.seed, self.epoch))
+            generator = torch.Generator().manual_seed(mix_seed(self.seed, self.epoch))
             order = torch.randperm(n, generator=generator)
         else:
             order = torch.arange(n)
@@ -284,7 +284,7 @@ class TensorBatches:
             yield group
 
 
-def _mix_seed(seed: int, *salt: int) -> int:
+def mix_seed(seed: int, *salt: int) -> int:
     """A 63-bit seed from a base seed and integers (epoch, stage...), stable across runs and platforms."""
     digest = hashlib.blake2b(repr((seed, *salt)).encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") & ((1 << 63) - 1)
@@ -305,8 +305,11 @@ class MNISTDataModule(pl.LightningDataModule):
         train_size: use only the first ``train_size`` training images (quick runs); ``None`` for all.
         val_size: use only the first ``val_size`` test images; ``None`` for all.
         verify_checksums: check IDX files against MNIST's sha256 sums.
-        steps_per_execution: image batches per Lightning step (Keras's ``steps_per_execution``); each batch still
-            gets its own optimizer step, so results do not change, only the loop's overhead.
+
+    Attributes:
+        steps_per_execution: image batches per item of the training and validation loaders (1: plain batches).
+            :class:`torchae.engine.Engine` sets it to its own ``steps_per_execution`` (Keras's), and runs each
+            item as that many optimizer steps.
     """
 
     def __init__(
@@ -319,11 +322,9 @@ class MNISTDataModule(pl.LightningDataModule):
         train_size: int | None = None,
         val_size: int | None = None,
         verify_checksums: bool = True,
-        steps_per_execution: int = 1,
     ) -> None:
         super().__init__()
         _check_positive_int("batch_size", batch_size)
-        _check_positive_int("steps_per_execution", steps_per_execution)
         for name, value in (("val_batch_size", val_batch_size), ("train_size", train_size), ("val_size", val_size)):
             if value is not None:
                 _check_positive_int(name, value)
@@ -336,7 +337,7 @@ class MNISTDataModule(pl.LightningDataModule):
         self.train_size = train_size
         self.val_size = val_size
         self.verify_checksums = verify_checksums
-        self.steps_per_execution = steps_per_execution
+        self.steps_per_execution = 1
         self.train_images: torch.Tensor | None = None
         self.val_images: torch.Tensor | None = None
 
@@ -353,33 +354,26 @@ class MNISTDataModule(pl.LightningDataModule):
         trainer = self.trainer
         return trainer.strategy.root_device if trainer is not None else torch.device("cpu")
 
-    def _loader(self, images: torch.Tensor | None, batch_size: int, shuffle: bool) -> TensorBatches:
+    def _loader(self, images: torch.Tensor | None, batch_size: int, shuffle: bool, grouped: bool) -> TensorBatches:
         if images is None:
             raise RuntimeError("MNISTDataModule.setup() must run before its dataloaders are asked for")
         device = self._device()
         trainer = self.trainer
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
-        if world > 1 and self.steps_per_execution > 1:
-            raise ConfigError(
-                f"steps_per_execution={self.steps_per_execution} runs several optimizer steps per Lightning step, "
-                "which DDP's gradient synchronisation does not allow: set --data.steps_per_execution 1 on several "
-                "devices"
-            )
-        return TensorBatches(
-            images.to(device), batch_size, shuffle, int(self.seed or 0), rank, world, self.steps_per_execution
-        )
+        group = self.steps_per_execution if grouped else 1
+        return TensorBatches(images.to(device), batch_size, shuffle, int(self.seed or 0), rank, world, group)
 
     def train_dataloader(self) -> TensorBatches:
-        return self._loader(self.train_images, self.batch_size, self.shuffle)
+        return self._loader(self.train_images, self.batch_size, self.shuffle, grouped=True)
 
     def val_dataloader(self) -> TensorBatches:
-        return self._loader(self.val_images, self.val_batch_size, False)
+        return self._loader(self.val_images, self.val_batch_size, False, grouped=True)
 
     def test_dataloader(self) -> TensorBatches:
-        return self.val_dataloader()
+        return self._loader(self.val_images, self.val_batch_size, False, grouped=False)
 
     def predict_dataloader(self) -> TensorBatches:
-        return self.val_dataloader()
+        return self._loader(self.val_images, self.val_batch_size, False, grouped=False)
 
     def state_dict(self) -> dict[str, Any]:
         # The seed decides every epoch's order: a resumed run must keep it even if seed_everything picked it.

@@ -5,12 +5,14 @@
 - ``sparse_code_dimensions.png``: the mean code with one dimension at a time set to its maximum over the test set,
   decoded (sparse; all code dimensions);
 - ``loss_curves.png``: train and validation loss per epoch (every model, when a history is given).
+
+Which figures a model draws is its experiment's ``figures`` (:mod:`torchae.registry`).
 """
 
 from __future__ import annotations
 
 import csv
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +23,12 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from torchvision.utils import make_grid
 
-from torchae.modules import DenoisingAE, SparseAE
+from torchae.registry import experiment_of
 
-__all__ = ["ArticleFigures", "draw_figures", "plot_digit_rows", "plot_loss_curves", "sparse_dimension_codes"]
+Rows = tuple[list[tuple[str, torch.Tensor]], str]
+"""Labelled rows of images, and a title."""
+
+__all__ = ["FIGURES", "ArticleFigures", "draw_figures", "plot_digit_rows", "plot_loss_curves", "sparse_dimension_codes"]
 
 
 def plot_digit_rows(rows: Sequence[tuple[str, torch.Tensor]], path: Path, title: str) -> Path:
@@ -73,6 +78,32 @@ def sparse_dimension_codes(codes: torch.Tensor) -> torch.Tensor:
     return probes.reshape(-1, *codes.shape[1:])
 
 
+def reconstruction_rows(model: Any, shown: torch.Tensor, images: torch.Tensor, seed: int) -> Rows:
+    """Test digits over their reconstructions (every model)."""
+    return [("original", shown), ("decoded", model(shown))], "test digits and their reconstructions"
+
+
+def denoising_rows(model: Any, shown: torch.Tensor, images: torch.Tensor, seed: int) -> Rows:
+    """Originals, noisy inputs (noise seeded by ``seed``) and their denoising (a model with ``add_noise``)."""
+    noisy = model.add_noise(shown, torch.Generator(device=shown.device).manual_seed(seed))
+    return [("original", shown), ("noisy", noisy), ("denoised", model(noisy))], "noisy inputs and their denoising"
+
+
+def sparse_code_dimension_rows(model: Any, shown: torch.Tensor, images: torch.Tensor, seed: int) -> Rows:
+    """The mean code with one dimension at a time set to its maximum over ``images``, decoded."""
+    codes = torch.cat([model.encode(chunk.to(shown.device)) for chunk in images.split(1000)])
+    decoded = model.decode(sparse_dimension_codes(codes))
+    return [("max dim i", decoded)], f"the mean code with dimension i at its maximum, i = 0..{decoded.shape[0] - 1}"
+
+
+FIGURES: dict[str, Callable[[Any, torch.Tensor, torch.Tensor, int], Rows]] = {
+    "reconstructions": reconstruction_rows,
+    "denoising": denoising_rows,
+    "sparse_code_dimensions": sparse_code_dimension_rows,
+}
+"""The article's figures by name (the registry says which a model draws), each written to ``NAME.png``."""
+
+
 @torch.no_grad()
 def draw_figures(
     model: Any,
@@ -82,7 +113,8 @@ def draw_figures(
     n: int = 10,
     seed: int = 0,
 ) -> list[Path]:
-    """Draw every figure that applies to ``model`` into ``out_dir``; returns the written paths.
+    """Draw the figures of ``model``'s experiment (see :mod:`torchae.registry`) into ``out_dir``, and the loss
+    curves when ``history`` is given; returns the written paths.
 
     Args:
         model: a torchae ``AutoencoderModule``.
@@ -98,25 +130,11 @@ def draw_figures(
     name = type(model).__name__
     was_training = model.training
     model.eval()
-    device = model.device
-    shown = images[:n].to(device)
-    written = [
-        plot_digit_rows(
-            [("original", shown), ("decoded", model(shown))],
-            out / "reconstructions.png",
-            f"{name}: test digits and their reconstructions",
-        )
-    ]
-    if isinstance(model, DenoisingAE):
-        generator = torch.Generator(device=device).manual_seed(seed)
-        noisy = model.add_noise(shown, generator)
-        rows = [("original", shown), ("noisy", noisy), ("denoised", model(noisy))]
-        written.append(plot_digit_rows(rows, out / "denoising.png", f"{name}: noisy inputs and their denoising"))
-    if isinstance(model, SparseAE):
-        codes = torch.cat([model.encode(chunk.to(device)) for chunk in images.split(1000)])
-        decoded = model.decode(sparse_dimension_codes(codes))
-        title = f"{name}: the mean code with dimension i at its maximum, i = 0..{decoded.shape[0] - 1}"
-        written.append(plot_digit_rows([("max dim i", decoded)], out / "sparse_code_dimensions.png", title))
+    shown = images[:n].to(model.device)
+    written = []
+    for figure in experiment_of(model).figures:
+        rows, title = FIGURES[figure](model, shown, images, seed)
+        written.append(plot_digit_rows(rows, out / f"{figure}.png", f"{name}: {title}"))
     if history:
         written.append(plot_loss_curves(history, out / "loss_curves.png", f"{name}: loss per epoch"))
     model.train(was_training)

@@ -8,7 +8,8 @@ steps per batch shape on a side stream, then capture, then replay with inputs co
 What stays eager: the noise of the denoising model (drawn from its seeded stream, then copied in, so a run with
 graphs draws the same noise as one without), logging and everything Lightning does between steps. Per-step hooks
 (``on_before_backward``, ``on_after_backward``, ``on_before_optimizer_step``, ``on_before_zero_grad``) cannot run
-inside a replay, so :class:`CUDAGraphs` refuses to start when a callback or the model overrides one of them.
+inside a replay, so :class:`~torchae.engine.Engine` refuses ``cuda_graphs`` when a callback or the model overrides
+one of them.
 """
 
 from __future__ import annotations
@@ -16,15 +17,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
-from pytorch_lightning.strategies import SingleDeviceStrategy
 
+from torchae.engine.lightning_compat import counted_step
 from torchae.errors import ConfigError
-from torchae.modules import AutoencoderModule, counted_step, plain_single_device, step_hooks_in_use
+from torchae.models import AutoencoderModule
 from torchae.optim import KerasAdam
 
-__all__ = ["CUDAGraphs", "StepGraphs"]
+__all__ = ["StepGraphs", "capture"]
 
 EagerStep = Callable[[torch.Tensor, str, Any], dict[str, torch.Tensor]]
 
@@ -45,10 +45,9 @@ def _parameter_pointers(module: AutoencoderModule) -> list[int]:
 def _flatten_optimizers(module: AutoencoderModule) -> None:
     """Give every KerasAdam of the module's trainer its flat buffers now: flattening moves the parameters, and a
     graph captured before that (a validation step of the sanity check, say) would read their old memory."""
-    if module._trainer is not None:
-        for optimizer in module.trainer.optimizers:
-            if isinstance(optimizer, KerasAdam):
-                optimizer.flat_groups()
+    for optimizer in module.trainer.optimizers:
+        if isinstance(optimizer, KerasAdam):
+            optimizer.flat_groups()
 
 
 class _Captured:
@@ -65,7 +64,7 @@ class _Captured:
         if optimizer is not None:
             self.adam = optimizer.optimizer
             if not isinstance(self.adam, KerasAdam):
-                raise ConfigError(f"CUDAGraphs needs torchae's KerasAdam, the model uses {type(self.adam).__name__}")
+                raise ConfigError(f"cuda_graphs needs torchae's KerasAdam, the model uses {type(self.adam).__name__}")
             self.groups = self.adam.flat_groups()
             self.adam.zero_grad()  # makes the gradients the flat buffer's views: backward must accumulate there
             self.neg_alphas = [torch.zeros((), dtype=flat.weights.dtype, device=x.device) for _, flat in self.groups]
@@ -163,50 +162,3 @@ class StepGraphs:
         """How many captured steps read parameters where ``module``'s no longer are (0 after any step)."""
         pointers = _parameter_pointers(module)
         return sum(captured.pointers != pointers for captured in self._captured.values())
-
-
-class CUDAGraphs(pl.Callback):
-    """Runs every training and validation step of a torchae model as a replayed CUDA graph (see module docs).
-
-    Same results as eager steps (the same kernels run; Adam's step size is read from the device instead of being
-    passed at launch), several times faster for these small models. From the CLI::
-
-        torchae fit --config configs/denoising.yaml --trainer.accelerator gpu --trainer.callbacks+=CUDAGraphs
-
-    Args:
-        warmup_steps: eager steps per batch shape before it is captured.
-
-    Raises:
-        ConfigError: when fitting starts off a single CUDA device, with another precision than ``32-true``, or with
-            a callback or model that overrides a per-step hook (those could not run inside a replay).
-    """
-
-    def __init__(self, warmup_steps: int = 3) -> None:
-        if warmup_steps < 1:
-            raise ConfigError(f"CUDAGraphs warmup_steps must be at least 1, got {warmup_steps!r}")
-        self.warmup_steps = warmup_steps
-
-    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if not isinstance(pl_module, AutoencoderModule):
-            raise ConfigError(f"CUDAGraphs runs torchae models, not {type(pl_module).__name__}")
-        if type(pl_module).loss_terms is not AutoencoderModule.loss_terms:
-            raise ConfigError(f"{type(pl_module).__name__} overrides loss_terms, which CUDAGraphs does not capture")
-        in_use = step_hooks_in_use(trainer, pl_module)
-        if in_use:
-            raise ConfigError(
-                f"{', '.join(in_use)} cannot run inside a CUDA graph replay: remove the CUDAGraphs callback or "
-                "that hook"
-            )
-        device = trainer.strategy.root_device
-        if device.type != "cuda" or not isinstance(trainer.strategy, SingleDeviceStrategy):
-            raise ConfigError(
-                f"CUDAGraphs needs one CUDA device (--trainer.accelerator gpu --trainer.devices 1), this run uses "
-                f"{type(trainer.strategy).__name__} on {device}: remove the CUDAGraphs callback"
-            )
-        if not plain_single_device(trainer):
-            raise ConfigError(f"CUDAGraphs supports precision 32-true only, got {trainer.precision!r}")
-        pl_module.step_graphs = StepGraphs(self.warmup_steps)
-
-    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if isinstance(pl_module, AutoencoderModule):
-            pl_module.step_graphs = None

@@ -1,4 +1,5 @@
-"""The Lightning modules: loss, one step, overfitting, checkpoints, input checks, noise, the sparse penalty."""
+"""The Lightning modules on a plain Trainer (Lightning's public API alone): loss, one step, overfitting,
+checkpoints, input checks, noise, the sparse penalty."""
 
 from __future__ import annotations
 
@@ -10,14 +11,15 @@ from helpers import quiet_trainer
 
 import torchae
 from torchae.data import TensorBatches
-from torchae.modules import AutoencoderModule
+from torchae.models import AutoencoderModule
+from torchae.registry import EXPERIMENTS
 
-MODEL_NAMES = ["dense", "deep", "conv", "denoising", "sparse"]
+MODEL_NAMES = list(EXPERIMENTS)
 
 
 def make(name: str, **kwargs) -> AutoencoderModule:
     torch.manual_seed(0)
-    return torchae.MODELS[name](**kwargs)
+    return EXPERIMENTS[name].model(**kwargs)
 
 
 def hand_bce(probabilities: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -168,9 +170,15 @@ def test_bad_hyperparameters_are_refused(bad_value):
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_bad_model_input_names_the_expected_shape(name, x, message):
     model = make(name)
-    for call in (model, model.encode):
+    value_check = message == "NaN or infinite"  # encode/decode read the values; a traceable forward does not
+    for call in (model.encode,) if value_check else (model, model.encode):
         with pytest.raises(ValueError, match=message):
             call(x)
+
+
+def test_forward_checks_shapes_not_values():
+    """forward has no Python branch on tensor values (torch.export and ONNX trace it): NaN goes through."""
+    assert torch.isnan(make("dense")(torch.full((2, 1, 28, 28), float("nan")))).all()
 
 
 def test_bad_code_is_refused_with_the_expected_shape():
@@ -227,24 +235,6 @@ def test_denoising_starts_from_a_trained_checkpoint(test_images, tmp_path):
     mismatched = torchae.DenoisingAE(architecture="deep", init_from=str(tmp_path / "dense.ckpt"))
     with pytest.raises(torchae.CheckpointError, match="holds another network"):
         mismatched.setup("fit")
-
-
-@pytest.mark.parametrize("name", ["conv", "sparse"])
-def test_cpu_micro_batches_give_the_loss_and_gradients_of_one_pass(name, test_images, monkeypatch):
-    x = test_images[:200]
-    results = []
-    for chunk in (None, 64):
-        model = make(name)
-        monkeypatch.setattr(model, "cpu_micro_batch_size", chunk)
-        monkeypatch.setattr(model, "manual_backward", lambda loss: loss.backward())
-        terms = model._loss_and_backward(x, "train")
-        results.append((terms, [p.grad.clone() for p in model.parameters()]))
-    (whole, whole_grads), (parts, part_grads) = results
-    assert whole.keys() == parts.keys()
-    for key in whole:
-        torch.testing.assert_close(parts[key], whole[key], rtol=1e-6, atol=0)
-    for a, b in zip(part_grads, whole_grads):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-8)
 
 
 def test_keras_adam_flushes_denormal_moments_on_the_cpu():

@@ -1,0 +1,83 @@
+"""Reading checkpoints safely: ``weights_only=True`` always, and one clear error for every bad file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from torchae.errors import CheckpointError
+
+__all__ = ["MODEL_KEY", "NamedCheckpoints", "network_state", "read_checkpoint", "require_model_class"]
+
+MODEL_KEY = "torchae_model"
+"""The checkpoint entry that names the torchae model class that saved it."""
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a Lightning checkpoint with ``weights_only=True`` (no code from the file runs).
+
+    Raises:
+        CheckpointError: the file is missing, truncated or not a checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} does not exist: check the path (runs keep theirs in <log dir>/checkpoints/)"
+        )
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for damaged files; all mean the same to the user
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} cannot be read ({type(err).__name__}): the file is "
+            "truncated or not a torch checkpoint; use another one"
+        ) from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise CheckpointError(f"{str(path)!r} is not a Lightning checkpoint (no state_dict): use a .ckpt from a run")
+    return checkpoint
+
+
+def require_model_class(checkpoint: dict[str, Any], cls: type) -> None:
+    """Raise :class:`CheckpointError` if ``checkpoint`` was saved by another torchae model class than ``cls``."""
+    saved = checkpoint.get(MODEL_KEY)
+    if saved is not None and saved != cls.__name__:
+        raise CheckpointError(
+            f"this checkpoint holds a {saved}, not a {cls.__name__}: load it with "
+            f"{saved}.load_from_checkpoint(...) or torchae.load_checkpoint(...)"
+        )
+
+
+def network_state(path: str | Path, net: nn.Module) -> dict[str, torch.Tensor]:
+    """The ``net.*`` weights of a torchae checkpoint, checked against ``net``'s names and shapes."""
+    checkpoint = read_checkpoint(path)
+    state = {k.removeprefix("net."): v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
+    expected = net.state_dict()
+    mismatched = [k for k in expected if k not in state or state[k].shape != expected[k].shape]
+    if mismatched or len(state) != len(expected):
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} holds another network (first mismatch: {(mismatched or ['extra keys'])[0]}): "
+            "init_from must be a checkpoint of the architecture being wrapped"
+        )
+    return state
+
+
+class NamedCheckpoints(pl.LightningModule):
+    """A LightningModule whose checkpoints name its class, checked whenever one is loaded: a checkpoint of another
+    torchae model is refused with a :class:`CheckpointError` that names the class it holds."""
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path: Any, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        """Lightning's ``load_from_checkpoint``, after checking (with ``weights_only=True``) that the file is a
+        readable checkpoint of this class."""
+        if isinstance(checkpoint_path, (str, Path)):
+            require_model_class(read_checkpoint(checkpoint_path), cls)
+        return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[MODEL_KEY] = type(self).__name__
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        require_model_class(checkpoint, type(self))

@@ -1,0 +1,61 @@
+"""Checks of what a user hands a model: images and codes of the right type and shape, with clear errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from torchae.data import BatchGroup
+from torchae.errors import ConfigError, InputError
+from torchae.networks import IMAGE_SHAPE
+
+__all__ = ["check_codes", "check_images", "images_of"]
+
+_EXPECTED_IMAGES = "expected a float tensor of shape (N, 1, 28, 28) with pixels in [0, 1]"
+
+
+def check_images(x: Any, check_finite: bool = True) -> torch.Tensor:
+    """Return ``x`` if it is a float batch of shape ``(N, 1, 28, 28)``; else raise :class:`InputError` saying why.
+
+    Args:
+        x: the candidate batch.
+        check_finite: also refuse NaN or infinite pixels (this reads the values back, so a traced or exported
+            ``forward`` and the training loop leave it off).
+    """
+    if not isinstance(x, torch.Tensor):
+        raise InputError(f"model input is a {type(x).__name__}, {_EXPECTED_IMAGES}")
+    if not x.is_floating_point():
+        raise InputError(f"model input has dtype {x.dtype}, {_EXPECTED_IMAGES}; for uint8 pixels use x.float() / 255")
+    if x.dim() != 4 or tuple(x.shape[1:]) != IMAGE_SHAPE:
+        hint = "; it looks like Keras's NHWC, use x.permute(0, 3, 1, 2)" if tuple(x.shape[1:]) == (28, 28, 1) else ""
+        raise InputError(f"model input has shape {tuple(x.shape)} (rank {x.dim()}), {_EXPECTED_IMAGES}{hint}")
+    if check_finite and not bool(torch.isfinite(x).all()):
+        raise InputError(f"model input contains NaN or infinite values, {_EXPECTED_IMAGES}")
+    return x
+
+
+def check_codes(code: Any, code_shape: tuple[int, ...]) -> torch.Tensor:
+    """Return ``code`` if it is a finite float batch of shape ``(N, *code_shape)``; else raise :class:`InputError`."""
+    expected = f"expected a float tensor of shape (N, {', '.join(map(str, code_shape))})"
+    if not isinstance(code, torch.Tensor) or not code.is_floating_point():
+        raise InputError(f"code is not a float tensor, {expected}")
+    if code.dim() != 1 + len(code_shape) or tuple(code.shape[1:]) != code_shape:
+        raise InputError(f"code has shape {tuple(code.shape)}, {expected}")
+    if not bool(torch.isfinite(code).all()):
+        raise InputError(f"code contains NaN or infinite values, {expected}")
+    return code
+
+
+def images_of(batch: Any) -> torch.Tensor:
+    """The images of a batch: the batch itself, or the first item of an ``(images, labels)`` pair.
+
+    Raises:
+        ConfigError: ``batch`` is a :class:`~torchae.data.BatchGroup`, which only the engine runs.
+    """
+    if isinstance(batch, BatchGroup):
+        raise ConfigError(
+            f"the model got a group of {len(batch)} batches (steps_per_execution > 1), which only torchae's Engine "
+            "runs: add torchae.Engine(steps_per_execution=...) to the Trainer's callbacks"
+        )
+    return batch[0] if isinstance(batch, (tuple, list)) else batch

@@ -1,0 +1,251 @@
+"""The article's five autoencoders as Lightning modules: one base that owns the step, five small models.
+
+Lightning's autoencoder example grown up: a network (:mod:`torchae.networks`), one shared step that logs
+``f"{stage}_loss"``, ``save_hyperparameters()`` and Keras's Adam. Variants override ``corrupt`` (denoising: what
+the encoder sees) or ``activity_penalty`` (sparse: a loss on the code). The loss is BCE over every pixel from the
+decoder's logits, plus the penalty divided by the batch size (Keras 3); logged epoch means weigh batches by size.
+
+A plain ``pl.Trainer`` trains these through Lightning's public API alone. :class:`torchae.engine.Engine` (the CLI
+installs it) runs the same ``loss_terms`` and ``log_terms`` faster; the models never import it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F  # noqa: N812
+from torch import nn
+
+from torchae.checkpoints import NamedCheckpoints, network_state
+from torchae.data import mix_seed
+from torchae.errors import ConfigError
+from torchae.inputs import check_codes, check_images, images_of
+from torchae.networks import IMAGE_SHAPE, Autoencoder, DeepDenseAutoencoder, DenseAutoencoder, build_architecture
+from torchae.networks import ConvAutoencoder as ConvNetwork
+from torchae.optim import KerasAdam
+
+__all__ = ["AutoencoderModule", "ConvAE", "DeepDenseAE", "DenoisingAE", "DenseAE", "SparseAE", "Stage"]
+
+Stage = Literal["train", "val", "test"]
+EPOCH_MEANS = {"on_step": False, "on_epoch": True, "sync_dist": True}
+
+
+class AutoencoderModule(NamedCheckpoints, pl.LightningModule):
+    """Trains an :class:`~torchae.networks.Autoencoder` to reconstruct its input, with Keras's Adam.
+
+    Args:
+        net: the encoder/decoder network.
+        learning_rate: Adam's learning rate (Keras: 1e-3).
+        epsilon: Adam's epsilon, placed as Keras places it (Keras 3: 1e-7).
+    """
+
+    def __init__(self, net: Autoencoder, learning_rate: float = 1e-3, epsilon: float = 1e-7) -> None:
+        super().__init__()
+        # One optimizer step per image batch, written out (Lightning's manual optimization), as Keras's train_step.
+        self.automatic_optimization = False
+        if not learning_rate > 0:
+            raise ConfigError(f"learning_rate must be positive, got {learning_rate!r}")
+        if not epsilon > 0:
+            raise ConfigError(f"epsilon must be positive, got {epsilon!r}")
+        self.save_hyperparameters(ignore=["net"])
+        self.learning_rate, self.epsilon = learning_rate, epsilon
+        self.net = net
+        self.example_input_array = torch.zeros(2, *IMAGE_SHAPE)
+
+    @property
+    def encoder(self) -> nn.Module:
+        return self.net.encoder
+
+    @property
+    def decoder(self) -> nn.Module:
+        return self.net.decoder
+
+    @property
+    def code_shape(self) -> tuple[int, ...]:
+        return self.net.code_shape
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Codes of images ``x`` of shape ``(N, 1, 28, 28)`` (the article's ``encoder.predict``)."""
+        return self.net.encode(check_images(x))
+
+    def decode(self, code: torch.Tensor) -> torch.Tensor:
+        """Pixel probabilities ``(N, 1, 28, 28)`` in [0, 1] from codes (the article's ``decoder.predict``)."""
+        return self.net.decode(check_codes(code, self.code_shape))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Reconstructions of ``x``: ``decode(encode(x))``. Checks shapes, not values, so it can be traced."""
+        return self.net(check_images(x, check_finite=False))
+
+    def corrupt(self, x: torch.Tensor, stage: Stage) -> torch.Tensor:
+        """What the encoder sees for clean images ``x`` during ``stage``; the target stays ``x``."""
+        return x
+
+    def activity_penalty(self, code: torch.Tensor) -> torch.Tensor | None:
+        """A loss on the code, already divided by the batch size; ``None`` for none."""
+        return None
+
+    def loss_terms(self, x: torch.Tensor, stage: Stage = "train") -> dict[str, torch.Tensor]:
+        """The loss of clean images ``x`` during ``stage`` (inputs corrupted as the model does, target ``x``)."""
+        return self.reconstruction_terms(self.corrupt(x, stage), x)
+
+    def reconstruction_terms(self, inputs: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The loss of reconstructing ``target`` from ``inputs``, and with a penalty its two parts too."""
+        code = self.net.encode(inputs)
+        reconstruction = F.binary_cross_entropy_with_logits(self.net.decoder.logits(code), target)
+        penalty = self.activity_penalty(code)
+        if penalty is None:
+            return {"loss": reconstruction}
+        return {"loss": reconstruction + penalty, "reconstruction_loss": reconstruction, "l1_penalty": penalty}
+
+    def log_terms(self, terms: dict[str, torch.Tensor], stage: Stage, batch_size: int) -> None:
+        """Log each term as ``f"{stage}_{name}"``: epoch means weighted by ``batch_size``, reduced across devices."""
+        for name, value in terms.items():
+            on_bar = name == "loss"
+            self.log(f"{stage}_{name}", value.detach(), prog_bar=on_bar, batch_size=batch_size, **EPOCH_MEANS)
+
+    def shared_step(self, batch: Any, stage: Stage) -> torch.Tensor:
+        x = check_images(images_of(batch), check_finite=False)  # the datamodule checked its data once
+        terms = self.loss_terms(x, stage)
+        self.log_terms(terms, stage, batch_size=x.shape[0])
+        return terms["loss"]
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        optimizer = self.optimizers()
+        optimizer.zero_grad()
+        loss = self.shared_step(batch, "train")
+        self.manual_backward(loss)
+        optimizer.step()
+        return loss
+
+    def validation_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        return self.shared_step(batch, "val")
+
+    def test_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        return self.shared_step(batch, "test")
+
+    def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        return self(images_of(batch))
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return KerasAdam(self.parameters(), lr=self.learning_rate, eps=self.epsilon)
+
+
+class DenseAE(AutoencoderModule):
+    """The article's dense autoencoder: 784 -> ``code_dim`` = 49 (relu) -> 784 (sigmoid); 77,665 parameters."""
+
+    def __init__(self, code_dim: int = 49, learning_rate: float = 1e-3, epsilon: float = 1e-7) -> None:
+        super().__init__(DenseAutoencoder(code_dim), learning_rate=learning_rate, epsilon=epsilon)
+
+
+class DeepDenseAE(AutoencoderModule):
+    """The article's deep dense autoencoder: 784-147-98-``code_dim`` (49) and back; 270,235 parameters."""
+
+    def __init__(self, code_dim: int = 49, learning_rate: float = 1e-3, epsilon: float = 1e-7) -> None:
+        super().__init__(DeepDenseAutoencoder(code_dim), learning_rate=learning_rate, epsilon=epsilon)
+
+
+class ConvAE(AutoencoderModule):
+    """The article's convolutional autoencoder with a ``(1, 7, 7)`` code; 48,770 parameters."""
+
+    def __init__(self, learning_rate: float = 1e-3, epsilon: float = 1e-7) -> None:
+        super().__init__(ConvNetwork(), learning_rate=learning_rate, epsilon=epsilon)
+
+
+class SparseAE(AutoencoderModule):
+    """The article's sparse autoencoder: the deep layout, a 16-dimensional code and an L1 penalty; 80,320 parameters.
+
+    Args:
+        code_dim: size of the code.
+        l1: the L1 coefficient (the article's ``lambda_l1``); the penalty is ``l1 * sum(|code|) / batch_size``.
+    """
+
+    def __init__(
+        self, code_dim: int = 16, l1: float = 1e-5, learning_rate: float = 1e-3, epsilon: float = 1e-7
+    ) -> None:
+        if not l1 >= 0:
+            raise ConfigError(f"l1 must be zero or positive, got {l1!r}")
+        super().__init__(DeepDenseAutoencoder(code_dim), learning_rate=learning_rate, epsilon=epsilon)
+        self.l1 = l1
+
+    def activity_penalty(self, code: torch.Tensor) -> torch.Tensor:
+        return self.l1 * code.abs().sum() / code.shape[0]
+
+
+class DenoisingAE(AutoencoderModule):
+    """Another autoencoder trained to undo noise: ``clip(x + N(noise_mean, noise_std), 0, 1)`` goes in, the clean
+    ``x`` is the target. Fresh noise for every batch, in training and validation alike (the article's noise layer
+    is part of the model), from streams seeded by ``(seed, epoch, stage)``: a resumed run draws the same noise.
+
+    Args:
+        architecture: which network to wrap: ``dense`` (the article's choice), ``deep`` or ``conv``.
+        code_dim: code size of a dense network; ``None`` keeps the article's.
+        noise_mean: mean of the additive Gaussian noise.
+        noise_std: standard deviation of the noise.
+        init_from: a checkpoint of the same network to start from (the article retrains its dense model).
+        seed: seed of the noise; ``None`` takes the process seed (``seed_everything``).
+    """
+
+    def __init__(
+        self,
+        architecture: Literal["dense", "deep", "conv"] = "dense",
+        code_dim: int | None = None,
+        noise_mean: float = 0.5,
+        noise_std: float = 0.5,
+        init_from: str | None = None,
+        seed: int | None = None,
+        learning_rate: float = 1e-3,
+        epsilon: float = 1e-7,
+    ) -> None:
+        if not noise_std >= 0:
+            raise ConfigError(f"noise_std must be zero or positive, got {noise_std!r}")
+        super().__init__(build_architecture(architecture, code_dim), learning_rate=learning_rate, epsilon=epsilon)
+        self.noise_mean, self.noise_std = noise_mean, noise_std
+        self.init_from, self.seed = init_from, seed
+        self._init_loaded = False
+        self._noise: dict[str, torch.Generator] = {}
+
+    def setup(self, stage: str) -> None:
+        if stage == "fit" and self.init_from is not None and not self._init_loaded:
+            self.net.load_state_dict(network_state(self.init_from, self.net))
+            self._init_loaded = True
+
+    def noise_seed(self) -> int:
+        """The seed of the noise streams (the process seed, if none was given)."""
+        if self.seed is None:
+            self.seed = torch.initial_seed()
+        return int(self.seed)
+
+    def _start_noise_stream(self, stage: Stage) -> None:
+        generator = torch.Generator(device=self.device)
+        generator.manual_seed(mix_seed(self.noise_seed(), self.current_epoch, ("train", "val", "test").index(stage)))
+        self._noise[stage] = generator
+
+    def on_train_epoch_start(self) -> None:
+        self._start_noise_stream("train")
+
+    def on_validation_epoch_start(self) -> None:
+        self._start_noise_stream("val")
+
+    def on_test_epoch_start(self) -> None:
+        self._start_noise_stream("test")
+
+    def add_noise(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``clip(x + N(noise_mean, noise_std), 0, 1)``, drawn from ``generator`` (default: the global RNG)."""
+        noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        return (x + noise.mul_(self.noise_std).add_(self.noise_mean)).clamp_(0.0, 1.0)
+
+    def corrupt(self, x: torch.Tensor, stage: Stage) -> torch.Tensor:
+        if stage not in self._noise or self._noise[stage].device != x.device:
+            self._start_noise_stream(stage)
+        return self.add_noise(x, self._noise[stage])
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint["torchae_noise_seed"] = self.noise_seed()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
+        self.seed = checkpoint.get("torchae_noise_seed", self.seed)
+        self._init_loaded = True  # the checkpoint's weights win over init_from
