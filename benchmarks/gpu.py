@@ -44,8 +44,9 @@ VARIANTS = {
 """Engine settings of each variant, on top of the experiment's."""
 
 
-def check_step_on_device(name: str, device: torch.device) -> tuple[float, float, float]:
-    """One training step on ``device`` against the same step on the CPU, from the same weights and batch.
+def check_step_on_device(name: str, device: torch.device, perturb: float = 0.0) -> tuple[float, float, float]:
+    """One training step on ``device`` against the same step on the CPU, from the same weights and batch
+    (``perturb`` is added to every weight on the device side: a self-test that the check can fail).
 
     Returns:
         The loss's relative difference, the gradients' largest difference relative to the largest gradient, and
@@ -65,6 +66,10 @@ def check_step_on_device(name: str, device: torch.device) -> tuple[float, float,
             torch.manual_seed(1)
             inputs = model.corrupt(batch, "test").to(where)
             model = model.to(where)
+            if where is device and perturb:
+                with torch.no_grad():
+                    for parameter in model.parameters():
+                        parameter.add_(perturb)
             optimizer = model.configure_optimizers()
             x = batch.to(where)
             loss = model.reconstruction_terms(inputs, x)["loss"]
@@ -150,6 +155,9 @@ def main() -> None:
     parser.add_argument("--val-size", type=int, default=10_000)
     parser.add_argument("--no-cli", action="store_true", help="skip the `torchae fit` measurement")
     parser.add_argument(
+        "--perturb", type=float, default=0.0, help="add this to the device model's weights: proves the check fails"
+    )
+    parser.add_argument(
         "--variants", nargs="*", default=[], metavar="MODEL:VARIANT", help=f"e.g. denoising:compile; {VARIANTS}"
     )
     args = parser.parse_args()
@@ -177,7 +185,7 @@ def main() -> None:
     for name in args.models:
         started = time.perf_counter()
         try:
-            loss_rel, grad_rel, weight_abs = check_step_on_device(name, device)
+            loss_rel, grad_rel, weight_abs = check_step_on_device(name, device, args.perturb)
             ok = loss_rel <= 1e-5 and grad_rel <= 1e-5
             seconds, val_loss, per_step = time_loop(name, device, args.epochs, args.train_size, args.val_size)
             fit_seconds = float("nan")

@@ -33,7 +33,8 @@ def main(out: Path) -> None:
     per_epoch: dict[int, list[int]] = {}
     for epoch, batch in model.seen:
         per_epoch.setdefault(epoch, []).extend(index[image.numpy().tobytes()] for image in batch)
-    result = {"epochs": per_epoch, "val_loss": float(trainer.callback_metrics["val_loss"])}
+    weights = torch.cat([p.detach().reshape(-1) for p in model.parameters()]).tolist()
+    result = {"epochs": per_epoch, "val_loss": float(trainer.callback_metrics["val_loss"]), "weights": weights}
     (out / f"rank{trainer.global_rank}.json").write_text(json.dumps(result))
 
 

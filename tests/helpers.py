@@ -47,3 +47,16 @@ class NaNAfter(torchae.DenseAE):
             if trainer.fit_loop.epoch_loop.batch_idx >= self.nan_step:
                 terms["loss"] = terms["loss"] * float("nan")
         return terms
+
+
+class SaveWeights(pl.Callback):
+    """Writes this rank's final weights to ``folder/rank<N>-epoch<E>.pt`` when fitting ends (the DDP tests compare
+    the ranks)."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = folder
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        os.makedirs(self.folder, exist_ok=True)
+        name = f"rank{trainer.global_rank}-epoch{trainer.current_epoch}.pt"
+        torch.save({k: v.detach().cpu() for k, v in pl_module.state_dict().items()}, os.path.join(self.folder, name))

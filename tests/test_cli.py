@@ -52,7 +52,8 @@ def test_fit_end_to_end_writes_checkpoints_logs_and_figures(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     run = tmp_path / "runs" / "version_0"
-    for name in ("reconstructions.png", "denoising.png", "loss_curves.png"):
+    drawn = {"reconstructions.png", "denoising.png", "codes_2d.png", "interpolation.png", "loss_curves.png"}
+    for name in drawn:
         assert (run / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     assert (run / "checkpoints" / "last.ckpt").is_file()
     assert "val_loss" in (run / "metrics.csv").read_text()
@@ -62,7 +63,7 @@ def test_fit_end_to_end_writes_checkpoints_logs_and_figures(tmp_path):
     # and the figures can be drawn again from the checkpoint alone
     again = run_cli("figures", str(run / "checkpoints" / "last.ckpt"), "--out_dir", str(tmp_path / "fig"), cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert {p.name for p in (tmp_path / "fig").iterdir()} == {"reconstructions.png", "denoising.png", "loss_curves.png"}
+    assert {p.name for p in (tmp_path / "fig").iterdir()} == drawn
 
 
 def test_fit_in_process_for_sparse_draws_the_code_experiment(tmp_path):

@@ -151,7 +151,7 @@ def test_hyperparameters_reach_the_optimizer_and_are_saved():
 
 @pytest.mark.parametrize("bad_value", [0.0, -1e-3, float("nan")])
 def test_bad_hyperparameters_are_refused(bad_value):
-    with pytest.raises(ValueError, match="learning_rate must be positive"):
+    with pytest.raises(ValueError, match="model.learning_rate must be a positive number"):
         torchae.DenseAE(learning_rate=bad_value)
 
 

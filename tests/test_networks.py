@@ -114,7 +114,7 @@ def test_code_dim_is_configurable_and_validated():
         DenseAutoencoder(0)
     with pytest.raises(ValueError, match="fixed"):
         build_architecture("conv", code_dim=49)
-    with pytest.raises(ValueError, match="unknown architecture 'mlp'"):
+    with pytest.raises(ValueError, match="model.architecture must be one of dense, deep, conv, got 'mlp'"):
         build_architecture("mlp")
 
 

@@ -68,33 +68,31 @@ def test_ddp_on_two_cpu_processes_shards_every_epoch(tmp_path):
         assert sorted(seen[0] + seen[1]) == list(range(100))  # together: the whole epoch
     assert ranks[0]["epochs"]["0"] != ranks[0]["epochs"]["1"]  # reshuffled every epoch
     assert ranks[0]["val_loss"] == ranks[1]["val_loss"]  # reduced over both ranks
+    assert ranks[0]["weights"] == ranks[1]["weights"]  # gradients averaged: both ranks hold the same model
 
 
-@pytest.mark.slow
-def test_gpu_script_runs_on_the_cpu():
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "gpu.py"),
-            "dense",
-            "denoising",
-            "--device",
-            "cpu",
-            "--epochs",
-            "2",
-            "--train-size",
-            "1024",
-            "--val-size",
-            "256",
-        ],
+def run_gpu_script(*args: str) -> subprocess.CompletedProcess:
+    small = ["--device", "cpu", "--epochs", "2", "--train-size", "1024", "--val-size", "256"]
+    return subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "gpu.py"), *args, *small],
         capture_output=True,
         text=True,
         timeout=600,
         cwd=ROOT,
     )
+
+
+@pytest.mark.slow
+def test_gpu_script_runs_on_the_cpu_and_its_check_can_fail():
+    """On the CPU the device step is the CPU step: the script's check finds exactly no difference. With the
+    device model's weights perturbed, the same check reports a mismatch and the script exits 1."""
+    result = run_gpu_script("dense", "denoising")
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    assert result.stdout.count(" ok |") == 2
+    assert result.stdout.count("| 0.0e+00 / 0.0e+00 / 0.0e+00 ok |") == 2, result.stdout[-2000:]
     assert "projected time of the whole article" in result.stdout
+    perturbed = run_gpu_script("dense", "--no-cli", "--perturb", "1e-3")
+    assert perturbed.returncode == 1, perturbed.stdout[-2000:] + perturbed.stderr[-2000:]
+    assert "MISMATCH" in perturbed.stdout and " ok |" not in perturbed.stdout
 
 
 def test_flat_adam_buffers_are_aligned_and_device_step_sizes_match():

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import csv
 import gzip
+import inspect
 import os
 import pickle
+import re
 import shutil
 import signal
 import subprocess
@@ -19,7 +21,9 @@ import torch
 
 import torchae
 from torchae.cli import main
-from torchae.data import MNIST_FILES, embedded_mnist_dir
+from torchae.data import MNIST_FILES, MNISTDataModule, embedded_mnist_dir
+from torchae.engine import Engine
+from torchae.registry import EXPERIMENTS
 from torchae.safety import AtomicCheckpointIO
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -180,6 +184,81 @@ def test_debug_variable_shows_the_traceback(tmp_path, monkeypatch):
         main(fit_args(tmp_path, "--data.data_dir", str(tmp_path / "nowhere")))
 
 
+# ---------------------------------------------------------------------------------------------- every setting
+# Values out of range, for the settings that have a range; every setting also gets a value of the wrong type, and
+# a path setting one that does not exist. The arguments themselves are read from the signatures, so a new one is
+# covered without editing this test.
+OUT_OF_RANGE = {
+    "code_dim": "0",
+    "learning_rate": "-1",
+    "epsilon": "0",
+    "l1": "-1e-5",
+    "noise_std": "-0.5",
+    "noise_mean": "inf",
+    "batch_size": "0",
+    "val_batch_size": "-2",
+    "train_size": "0",
+    "val_size": "-1",
+    "steps_per_execution": "0",
+    "cpu_micro_batch_size": "0",
+    "graph_warmup_steps": "-3",
+}
+
+
+def _bad_values(name: str, annotation: object) -> list[str]:
+    if "str" in str(annotation) and "Literal" not in str(annotation):
+        return [f"/nowhere/{name}"]
+    return ["not-a-value", *([OUT_OF_RANGE[name]] if name in OUT_OF_RANGE else [])]
+
+
+def _bad_settings() -> list[tuple[str, str, str]]:
+    """(config, setting, bad value) for every __init__ argument of the five models, the datamodule and the engine."""
+    owners = [(name, "model", experiment.model) for name, experiment in EXPERIMENTS.items()]
+    owners += [("dense", "data", MNISTDataModule), ("conv", "engine", Engine)]
+    cases = []
+    for config, section, cls in owners:
+        for name, parameter in inspect.signature(cls.__init__).parameters.items():
+            if name != "self":
+                cases += [(config, f"{section}.{name}", bad) for bad in _bad_values(name, parameter.annotation)]
+    return cases
+
+
+@pytest.mark.parametrize(("config", "setting", "value"), _bad_settings())
+def test_every_bad_setting_is_one_line_naming_it_its_value_and_the_fix(tmp_path, capsys, config, setting, value):
+    code, err = run_main(fit_args(tmp_path, f"--{setting}={value}", config=config), capsys)
+    assert_one_line_error(code, err, setting.rsplit(".", 1)[-1])
+    line = next(line for line in err.splitlines() if line.startswith("torchae: error:"))
+    shown = {value, repr(value), str(float(value)) if value.lstrip("-").replace(".", "").isdigit() else value}
+    assert any(text in line for text in shown) or "e-05" in line, line  # the value as given, or as parsed
+    assert re.search(r": .*\b(set|give|leave|use|check|choose|put|pass)\b", line), line  # and what to do
+
+
+@pytest.mark.parametrize(
+    ("arguments", "fragments"),
+    [
+        (["--trainer.accelerator", "gpu"], ["trainer.accelerator='gpu'", "--trainer.accelerator cpu"]),
+        (["--trainer.accelerator", "gpu", "--trainer.devices", "4"], ["trainer.devices='4'", "--trainer.devices"]),
+        (["--trainer.strategy", "dpp"], ["trainer.strategy='dpp'", "--trainer.strategy auto or ddp"]),
+        (["--trainer.precision", "33"], ["trainer.precision = '33'", "32-true"]),
+        (["--trainer.devices", "0"], ["trainer.devices='0'", "--trainer.devices"]),
+    ],
+)
+def test_common_trainer_mistakes_are_one_line(tmp_path, capsys, arguments, fragments):
+    code, err = run_main(fit_args(tmp_path, *arguments), capsys)
+    assert_one_line_error(code, err, *fragments)
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [("", "is empty"), ("model: [unclosed\n", "is not valid YAML"), ("- dense\n- deep\n", "holds a list")],
+)
+def test_a_bad_config_file_says_what_a_config_looks_like(tmp_path, capsys, content, fragment):
+    path = tmp_path / "config.yaml"
+    path.write_text(content)
+    code, err = run_main(["fit", "--config", str(path)], capsys)
+    assert_one_line_error(code, err, fragment, "a YAML mapping of sections", "configs/dense.yaml", "--print_config")
+
+
 # ---------------------------------------------------------------------------------------------- bad input, Python
 @pytest.mark.parametrize(
     ("x", "fragment"),
@@ -214,36 +293,77 @@ def cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("config", ["dense", "denoising"])
 def test_killed_run_resumes_to_the_same_weights_and_metrics(tmp_path, config):
-    extra = ["--data.batch_size", "64", "--figures.enabled", "false"]
-    whole = cli(fit_args(tmp_path / "whole", *extra, config=config, epochs=3), tmp_path)
+    """With the config's own steps_per_execution (32, 128: the kill lands in the second group of an epoch) and a
+    seed other than the default: the seed travels in the checkpoint, the resumed run ends bitwise where an
+    uninterrupted one does, and the killed run's folder is left as it was."""
+    extra = [
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.enable_model_summary",
+        "false",
+        "--data.train_size",
+        "4096",
+        "--data.val_size",
+        "256",
+        "--data.batch_size",
+        "16",
+        "--seed_everything",
+        "7",
+        "--figures.enabled",
+        "false",
+    ]
+    base = ["fit", "--config", str(CONFIGS / f"{config}.yaml"), "--trainer.max_epochs", "3", *extra]
+    whole = cli([*base, "--trainer.default_root_dir", str(tmp_path / "whole")], tmp_path)
     assert whole.returncode == 0, whole.stderr[-3000:]
     crash_root = tmp_path / "crash"
-    killed = cli(
-        fit_args(
-            crash_root,
-            *extra,
-            "--trainer.callbacks+=helpers.KillAt",
-            "--trainer.callbacks.epoch=1",
-            "--trainer.callbacks.batch=7",
-            config=config,
-            epochs=3,
-        ),
-        tmp_path,
-    )
+    kill = ["--trainer.callbacks+=helpers.KillAt", "--trainer.callbacks.epoch=1", "--trainer.callbacks.batch=1"]
+    killed = cli([*base, "--trainer.default_root_dir", str(crash_root), *kill], tmp_path)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
-    assert (crash_root / "version_0" / "checkpoints" / "last.ckpt").is_file()  # written at the end of epoch 0
-    resumed = cli(fit_args(crash_root, *extra, "--ckpt_path", "last", config=config, epochs=3), tmp_path)
+    first = crash_root / "version_0"
+    checkpoint = torch.load(first / "checkpoints" / "last.ckpt", weights_only=True)  # written at the end of epoch 0
+    assert checkpoint["epoch"] == 0 and checkpoint["MNISTDataModule"] == {"seed": 7}
+    if config == "denoising":
+        assert checkpoint["torchae_noise_seed"] == 7
+    before = snapshot(first)
+    resumed = cli([*base, "--trainer.default_root_dir", str(crash_root), "--ckpt_path", "last"], tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming from" in resumed.stderr
+    assert snapshot(first) == before  # the killed run's folder: not a byte changed
     reference, after_crash = final_state(tmp_path / "whole" / "version_0"), final_state(crash_root / "version_1")
     assert reference.keys() == after_crash.keys()
     for key in reference:
         assert torch.equal(reference[key], after_crash[key]), key  # bitwise
     assert read_history(tmp_path / "whole" / "version_0") == read_history(crash_root / "version_1")
     assert len(read_history(crash_root / "version_1")) == 3
+
+
+@pytest.mark.slow
+def test_fit_under_ddp_through_the_cli_writes_everything_resumes_and_keeps_the_ranks_equal(tmp_path):
+    """The README's several-devices command on two CPU processes (gloo), with every callback the CLI installs."""
+    ddp = ["--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp"]
+    weights = tmp_path / "weights"
+    save = ["--trainer.callbacks+=helpers.SaveWeights", f"--trainer.callbacks.folder={weights}"]
+    first = cli(fit_args(tmp_path, *ddp, *save, epochs=2), tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    run = tmp_path / "version_0"
+    assert (run / "checkpoints" / "last.ckpt").is_file() and len(read_history(run)) == 2
+    assert (run / "reconstructions.png").is_file() and (run / "loss_curves.png").is_file()
+    assert "epoch_seconds" not in first.stderr  # reduced across ranks: Lightning has nothing to warn about
+    resumed = cli(fit_args(tmp_path, *ddp, *save, "--ckpt_path", "last", epochs=3), tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert [row["epoch"] for row in read_history(tmp_path / "version_1")] == ["0", "1", "2"]
+    for epoch in (2, 3):  # after the first fit and after the resumed one
+        rank0, rank1 = (torch.load(weights / f"rank{r}-epoch{epoch}.pt", weights_only=True) for r in (0, 1))
+        assert all(torch.equal(rank0[key], rank1[key]) for key in rank0)
+    final = torch.load(weights / "rank0-epoch3.pt", weights_only=True)
+    assert all(torch.equal(final[key], value) for key, value in final_state(tmp_path / "version_1").items())
 
 
 def test_a_crash_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatch):

@@ -51,8 +51,12 @@ def require_model_class(checkpoint: dict[str, Any], cls: type) -> None:
 
 
 def network_state(path: str | Path, net: nn.Module) -> dict[str, torch.Tensor]:
-    """The ``net.*`` weights of a torchae checkpoint, checked against ``net``'s names and shapes."""
-    checkpoint = read_checkpoint(path)
+    """The ``net.*`` weights of a torchae checkpoint (``model.init_from``), checked against ``net``'s names and
+    shapes."""
+    try:
+        checkpoint = read_checkpoint(path)
+    except CheckpointError as err:
+        raise CheckpointError(f"model.init_from: {err}") from None
     state = {k.removeprefix("net."): v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
     expected = net.state_dict()
     mismatched = [k for k in expected if k not in state or state[k].shape != expected[k].shape]

@@ -11,25 +11,32 @@ traceback.
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import os
+import re
 import sys
 import types
+import typing
 from pathlib import Path
 from typing import Any
 
+import yaml
 from jsonargparse import ArgumentError
 from pytorch_lightning import Trainer
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import ArgsType, LightningArgumentParser, LightningCLI
 from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger
+from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
 from torchae.checkpoints import MODEL_KEY, read_checkpoint
 from torchae.data import MNISTDataModule
 from torchae.engine import Engine
 from torchae.errors import CheckpointError, ConfigError, NonFiniteLossError, UserError
+from torchae.export import Format, Part
 from torchae.figures import ArticleFigures
 from torchae.models import AutoencoderModule
+from torchae.predictions import NpzPredictionWriter
 from torchae.registry import EXPERIMENTS
 from torchae.safety import AtomicCheckpointIO, StopOnNonFiniteLoss
 from torchae.timing import EpochTimer
@@ -93,6 +100,7 @@ class AutoencoderCLI(LightningCLI):
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.add_lightning_class_args(StopOnNonFiniteLoss, "nan_guard")
         parser.add_lightning_class_args(EpochTimer, "epoch_timer")
+        parser.add_lightning_class_args(NpzPredictionWriter, "predictions")
         # Save after the whole epoch (validation included), so a checkpoint is always an epoch boundary.
         parser.set_defaults({"checkpoint.save_last": True, "checkpoint.save_on_train_epoch_end": True})
 
@@ -137,7 +145,35 @@ class AutoencoderCLI(LightningCLI):
             kwargs.setdefault("logger", default_loggers(Path(config.get("default_root_dir") or "runs")))
         if config.get("plugins") is None:
             kwargs.setdefault("plugins", [AtomicCheckpointIO()])
-        return super().instantiate_trainer(**kwargs)
+        try:
+            return super().instantiate_trainer(**kwargs)
+        except (MisconfigurationException, ValueError, TypeError, ModuleNotFoundError) as err:
+            given = {key: config.get(key) for key in ("accelerator", "devices", "strategy", "precision")}
+            named = ", ".join(f"trainer.{key}={value!r}" for key, value in given.items() if value not in (None, "auto"))
+            raise ConfigError(
+                f"the trainer cannot start with {named or 'these settings'}: {' '.join(str(err).split())} Fix: "
+                "--trainer.accelerator cpu, gpu or auto; --trainer.devices a count this machine has; "
+                "--trainer.strategy auto or ddp (torchae fit --help lists the choices)"
+            ) from None
+
+    def instantiate_classes(self) -> None:
+        """Lightning's, except that a torchae setting out of range ends as its own one-line error (jsonargparse
+        would wrap it in a ValueError about union subtypes)."""
+        try:
+            super().instantiate_classes()
+        except ValueError:
+            self._raise_user_error()
+            raise
+
+    def _raise_user_error(self) -> None:
+        """Build the model and the datamodule again from the config, outside jsonargparse: the
+        :class:`~torchae.errors.UserError` behind a failed instantiation then propagates as it is."""
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        model = config.get("model")
+        if model is not None and model.get("class_path"):
+            module_name, _, class_name = str(model.class_path).rpartition(".")
+            getattr(importlib.import_module(module_name), class_name)(**dict(model.get("init_args") or {}))
+        MNISTDataModule(**dict(config.get("data") or {}))
 
     def _load_checkpoints_weights_only(self) -> None:
         config = self.config_init[self.subcommand]
@@ -169,6 +205,8 @@ def figures_command(
         n: digits per row.
         seed: seed of the noise in the denoising figure.
     """
+    import torch
+
     from torchae.data import load_mnist, to_image_tensor
     from torchae.figures import draw_figures
     from torchae.registry import load_checkpoint
@@ -178,31 +216,135 @@ def figures_command(
     history = next(
         (cb.get("history") for key, cb in state.get("callbacks", {}).items() if "ArticleFigures" in key), None
     )
-    images = to_image_tensor(load_mnist(data_dir).x_test)
+    splits = load_mnist(data_dir)
+    images, labels = to_image_tensor(splits.x_test), torch.from_numpy(splits.y_test.astype("int64"))
     target = Path(out_dir) if out_dir else Path(checkpoint).resolve().parent.parent / "figures"
-    for path in draw_figures(model, images, target, history, n=n, seed=seed):
+    for path in draw_figures(model, images, target, history, n=n, seed=seed, labels=labels):
         print(path)
+
+
+CONFIG_SHAPE = (
+    "a config is a YAML mapping of sections (seed_everything, model, data, engine, trainer) as in configs/dense.yaml; "
+    "torchae fit --print_config prints a complete one"
+)
+
+
+def check_config_file(path: str) -> None:
+    """Refuse, with one line that says what a config looks like, a config file that is missing, empty, not YAML, or
+    not a mapping."""
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"config file {path!r} does not exist: {CONFIG_SHAPE}")
+    try:
+        content = yaml.safe_load(file.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        problem = " ".join(str(err).split())
+        raise ConfigError(f"config file {path!r} is not valid YAML ({problem}): {CONFIG_SHAPE}") from None
+    if content is None:
+        raise ConfigError(f"config file {path!r} is empty: {CONFIG_SHAPE}")
+    if not isinstance(content, dict):
+        raise ConfigError(f"config file {path!r} holds a {type(content).__name__}, not a mapping: {CONFIG_SHAPE}")
+
+
+def _config_files(words: list[str]) -> list[str]:
+    paths = [word.split("=", 1)[1] for word in words if word.startswith("--config=")]
+    return paths + [after for word, after in zip(words, words[1:]) if word == "--config"]
+
+
+def export_command(
+    checkpoint: str, output: str | None = None, format: Format = "onnx", part: Part = "autoencoder"
+) -> None:
+    """Export the model of a checkpoint, or one half of it, with a dynamic batch dimension; then check the file
+    against torch at another batch size (onnxruntime for ONNX).
+
+    Args:
+        checkpoint: a ``.ckpt`` written by ``torchae fit``.
+        output: the file to write; default: beside the checkpoint, named after it, the part and the format.
+        format: ``onnx``, ``pt2`` (``torch.export``) or ``torchscript``.
+        part: ``autoencoder`` (images to reconstructions), ``encoder`` (images to codes) or ``decoder``.
+    """
+    from torchae.export import export_model
+    from torchae.registry import load_checkpoint
+
+    model = load_checkpoint(checkpoint)
+    suffix = {"onnx": ".onnx", "pt2": ".pt2", "torchscript": ".pt"}.get(format, "")
+    target = Path(output) if output else Path(checkpoint).with_name(f"{Path(checkpoint).stem}-{part}{suffix}")
+    difference = export_model(model, target, format, part)
+    print(f"{target}: the {part} of a {type(model).__name__} as {format}, batch dimension dynamic; at batch 7 the file")
+    print(f"gives the model's outputs to {difference:.1e} (largest absolute difference)")
 
 
 def _run(args: list[str] | None) -> None:
     words = sys.argv[1:] if args is None else args
-    if words[:1] == ["figures"]:
+    for path in _config_files(words):
+        check_config_file(path)
+    commands = {"figures": figures_command, "export": export_command}
+    if words[:1] and words[0] in commands:
         from jsonargparse import auto_cli
 
-        auto_cli(figures_command, args=words[1:], as_positional=True)
+        auto_cli(commands[words[0]], args=words[1:], as_positional=True)
         return
     AutoencoderCLI(args=args)
 
 
+def describe_type(annotation: Any) -> str:
+    """What a value of ``annotation`` looks like on the command line, in words."""
+    if annotation is type(None):
+        return "null"
+    if annotation is bool:
+        return "true or false"
+    if annotation is int:
+        return "an integer"
+    if annotation is float:
+        return "a number"
+    if annotation is str:
+        return "a text or path"
+    arguments = typing.get_args(annotation)
+    literals = [a for a in arguments if typing.get_origin(a) is typing.Literal]
+    if typing.get_origin(annotation) is typing.Literal or literals:
+        choices = [*(v for a in literals for v in typing.get_args(a)), *(a for a in arguments if not literals)]
+        others = [describe_type(a) for a in arguments if literals and typing.get_origin(a) is not typing.Literal]
+        return " or ".join(["one of " + ", ".join(dict.fromkeys(map(str, choices))), *others])
+    if arguments:
+        return " or ".join(dict.fromkeys(describe_type(argument) for argument in arguments))
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def _setting_type(setting: str) -> Any:
+    """The annotation of a ``section.name`` setting (``None`` if unknown)."""
+    section, _, name = setting.partition(".")
+    owners = {
+        "model": [experiment.model for experiment in EXPERIMENTS.values()],
+        "data": [MNISTDataModule],
+        "engine": [Engine],
+        "trainer": [Trainer],
+    }.get(section, [])
+    for owner in owners:
+        hints = typing.get_type_hints(owner.__init__)
+        if name in hints:
+            return hints[name]
+    return None
+
+
 def describe_parse_error(err: ArgumentError) -> str:
-    """One line for a command-line or config error, naming the fix."""
+    """One line for a command-line or config error: the setting, the value, and the fix."""
     text = " ".join(str(err).split())
-    if text.startswith('Parser key "model"'):
+    nested = re.search(r"Given value: NestedArg\(key='([\w.]+)', val='(.*?)'\)", text)
+    key = re.match(r'Parser key "([\w.]+)"', text)
+    if nested:
+        setting, value = f"model.{nested.group(1)}", nested.group(2)
+    elif key and key.group(1) == "model":
         given = text.rsplit("Given value:", 1)[-1].strip()
         return f"unknown model {given!r}: choose one of {_MODEL_NAMES} (or a class path such as torchae.DenseAE)"
-    if text.startswith("unrecognized arguments"):
+    elif key:
+        setting, value = key.group(1), text.rsplit("value:", 1)[-1].strip()
+    elif text.startswith("unrecognized arguments"):
         return f"{text}: check the spelling of the keys (torchae fit --help lists them)"
-    return f"{text} (torchae fit --help lists the settings)"
+    else:
+        return f"{text} (torchae fit --help lists the settings)"
+    annotation = _setting_type(setting)
+    expected = f"it takes {describe_type(annotation)}" if annotation is not None else "see torchae fit --help"
+    return f"{setting} = {value!r} is not a valid value: {expected}; set --{setting} to such a value"
 
 
 def main(args: list[str] | None = None) -> None:

@@ -210,6 +210,7 @@ class TensorBatches:
         rank: this process's rank.
         world_size: number of processes sharing the data.
         steps_per_execution: batches per item; above 1 the items are :class:`BatchGroup` lists of batches.
+        labels: ``(N,)`` labels of the images; given, each batch is an ``(images, labels)`` pair.
     """
 
     def __init__(
@@ -221,8 +222,10 @@ class TensorBatches:
         rank: int = 0,
         world_size: int = 1,
         steps_per_execution: int = 1,
+        labels: torch.Tensor | None = None,
     ) -> None:
         self.images = images
+        self.labels = labels
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.seed = seed
@@ -259,16 +262,18 @@ class TensorBatches:
     def __len__(self) -> int:
         return -(-self.num_batches() // self.steps_per_execution)
 
-    def batches(self) -> Iterator[torch.Tensor]:
-        """The epoch's image batches, one by one."""
+    def batches(self) -> Iterator[torch.Tensor | tuple[torch.Tensor, torch.Tensor]]:
+        """The epoch's batches, one by one: images, or ``(images, labels)`` pairs when there are labels."""
         order = self.indices()
         size = self.num_samples()
         for start in range(0, size, self.batch_size):
             stop = min(start + self.batch_size, size)
-            if order is None:
-                yield self.images[start:stop]
+            rows = None if order is None else order[start:stop]
+            images = self.images[start:stop] if rows is None else self.images.index_select(0, rows)
+            if self.labels is None:
+                yield images
             else:
-                yield self.images.index_select(0, order[start:stop])
+                yield images, self.labels[start:stop] if rows is None else self.labels.index_select(0, rows)
 
     def __iter__(self) -> Iterator[torch.Tensor | BatchGroup]:
         if self.steps_per_execution == 1:
@@ -291,8 +296,8 @@ def mix_seed(seed: int, *salt: int) -> int:
 
 
 class MNISTDataModule(pl.LightningDataModule):
-    """MNIST for autoencoders: inputs only (targets are the inputs), trained on 60,000, validated on the 10,000
-    test images as the article does.
+    """MNIST for autoencoders: images only for training and validation (the targets are the inputs), trained on
+    60,000 and validated on the 10,000 test images as the article does; predictions come with the test labels.
 
     ``__init__`` only stores settings; the files are read in ``setup``.
 
@@ -340,6 +345,7 @@ class MNISTDataModule(pl.LightningDataModule):
         self.steps_per_execution = 1
         self.train_images: torch.Tensor | None = None
         self.val_images: torch.Tensor | None = None
+        self.val_labels: torch.Tensor | None = None
 
     def setup(self, stage: str | None = None) -> None:
         if self.seed is None:
@@ -349,19 +355,29 @@ class MNISTDataModule(pl.LightningDataModule):
         splits = load_mnist(self.data_dir, self.verify_checksums)
         self.train_images = to_image_tensor(splits.x_train[: self.train_size])
         self.val_images = to_image_tensor(splits.x_test[: self.val_size])
+        self.val_labels = torch.from_numpy(np.array(splits.y_test[: self.val_size], dtype=np.int64))
 
     def _device(self) -> torch.device:
         trainer = self.trainer
         return trainer.strategy.root_device if trainer is not None else torch.device("cpu")
 
-    def _loader(self, images: torch.Tensor | None, batch_size: int, shuffle: bool, grouped: bool) -> TensorBatches:
+    def _loader(
+        self,
+        images: torch.Tensor | None,
+        batch_size: int,
+        shuffle: bool,
+        grouped: bool,
+        labels: torch.Tensor | None = None,
+    ) -> TensorBatches:
         if images is None:
             raise RuntimeError("MNISTDataModule.setup() must run before its dataloaders are asked for")
         device = self._device()
         trainer = self.trainer
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
         group = self.steps_per_execution if grouped else 1
-        return TensorBatches(images.to(device), batch_size, shuffle, int(self.seed or 0), rank, world, group)
+        labels = labels.to(device) if labels is not None else None
+        seed = int(self.seed or 0)
+        return TensorBatches(images.to(device), batch_size, shuffle, seed, rank, world, group, labels)
 
     def train_dataloader(self) -> TensorBatches:
         return self._loader(self.train_images, self.batch_size, self.shuffle, grouped=True)
@@ -373,7 +389,8 @@ class MNISTDataModule(pl.LightningDataModule):
         return self._loader(self.val_images, self.val_batch_size, False, grouped=False)
 
     def predict_dataloader(self) -> TensorBatches:
-        return self._loader(self.val_images, self.val_batch_size, False, grouped=False)
+        """The test images in MNIST's order, as ``(images, labels)`` pairs."""
+        return self._loader(self.val_images, self.val_batch_size, False, grouped=False, labels=self.val_labels)
 
     def state_dict(self) -> dict[str, Any]:
         # The seed decides every epoch's order: a resumed run must keep it even if seed_everything picked it.
@@ -385,4 +402,4 @@ class MNISTDataModule(pl.LightningDataModule):
 
 def _check_positive_int(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ConfigError(f"{name} must be a positive integer, got {value!r}: set --data.{name} to 1 or more")
+        raise ConfigError(f"data.{name} must be a positive integer, got {value!r}: set --data.{name} to 1 or more")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-__all__ = ["CheckpointError", "ConfigError", "DataError", "InputError", "NonFiniteLossError", "UserError"]
+from typing import Any
+
+__all__ = ["CheckpointError", "ConfigError", "DataError", "InputError", "NonFiniteLossError", "UserError", "require"]
 
 
 class UserError(ValueError):
@@ -27,3 +29,17 @@ class InputError(UserError):
 
 class NonFiniteLossError(RuntimeError):
     """Training produced a NaN or infinite loss."""
+
+
+def require(ok: bool, setting: str, value: Any, requirement: str, example: str) -> None:
+    """Raise a :class:`ConfigError` naming ``setting``, its ``value`` and the fix, unless ``ok``.
+
+    Args:
+        ok: whether the value is acceptable (write the test so that NaN fails it: ``not x > 0``).
+        setting: the setting as the CLI spells it, e.g. ``model.learning_rate``.
+        value: the value given.
+        requirement: what the value must be, e.g. ``a positive number``.
+        example: a good value, e.g. ``1e-3``.
+    """
+    if not ok:
+        raise ConfigError(f"{setting} must be {requirement}, got {value!r}: set --{setting} {example} or similar")

@@ -4,6 +4,9 @@
 - ``denoising.png``: originals / noisy / denoised rows (denoising);
 - ``sparse_code_dimensions.png``: the mean code with one dimension at a time set to its maximum over the test set,
   decoded (sparse; all code dimensions);
+- ``codes_2d.png``: the test codes projected to 2-D by PCA, coloured by digit (every model);
+- ``interpolation.png``: two test digits of different classes blended in 10 steps, in pixel space and in code
+  space (decoded), the figure that opens the next part of the article's series (every model);
 - ``loss_curves.png``: train and validation loss per epoch (every model, when a history is given).
 
 Which figures a model draws is its experiment's ``figures`` (:mod:`torchae.registry`).
@@ -13,9 +16,11 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import matplotlib
 import pytorch_lightning as pl
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -25,10 +30,17 @@ from torchvision.utils import make_grid
 
 from torchae.registry import experiment_of
 
-Rows = tuple[list[tuple[str, torch.Tensor]], str]
-"""Labelled rows of images, and a title."""
-
-__all__ = ["FIGURES", "ArticleFigures", "draw_figures", "plot_digit_rows", "plot_loss_curves", "sparse_dimension_codes"]
+__all__ = [
+    "FIGURES",
+    "ArticleFigures",
+    "TestSet",
+    "draw_figures",
+    "interpolation_rows",
+    "pca_2d",
+    "plot_digit_rows",
+    "plot_loss_curves",
+    "sparse_dimension_codes",
+]
 
 
 def plot_digit_rows(rows: Sequence[tuple[str, torch.Tensor]], path: Path, title: str) -> Path:
@@ -78,30 +90,116 @@ def sparse_dimension_codes(codes: torch.Tensor) -> torch.Tensor:
     return probes.reshape(-1, *codes.shape[1:])
 
 
-def reconstruction_rows(model: Any, shown: torch.Tensor, images: torch.Tensor, seed: int) -> Rows:
-    """Test digits over their reconstructions (every model)."""
-    return [("original", shown), ("decoded", model(shown))], "test digits and their reconstructions"
+@dataclass(frozen=True)
+class TestSet:
+    """What the figures are drawn from.
+
+    Attributes:
+        images: the test images ``(N, 1, 28, 28)``; the first ``n`` are shown, all are encoded where a figure
+            needs the code space.
+        labels: their digits ``(N,)``, or ``None``.
+        n: digits per row.
+        seed: seed of the noise in the denoising figure.
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor | None = None
+    n: int = 10
+    seed: int = 0
 
 
-def denoising_rows(model: Any, shown: torch.Tensor, images: torch.Tensor, seed: int) -> Rows:
-    """Originals, noisy inputs (noise seeded by ``seed``) and their denoising (a model with ``add_noise``)."""
-    noisy = model.add_noise(shown, torch.Generator(device=shown.device).manual_seed(seed))
-    return [("original", shown), ("noisy", noisy), ("denoised", model(noisy))], "noisy inputs and their denoising"
+def encode_all(model: Any, images: torch.Tensor, chunk: int = 1000) -> torch.Tensor:
+    """The codes of every image, encoded ``chunk`` at a time on the model's device."""
+    return torch.cat([model.encode(part.to(model.device)) for part in images.split(chunk)])
 
 
-def sparse_code_dimension_rows(model: Any, shown: torch.Tensor, images: torch.Tensor, seed: int) -> Rows:
-    """The mean code with one dimension at a time set to its maximum over ``images``, decoded."""
-    codes = torch.cat([model.encode(chunk.to(shown.device)) for chunk in images.split(1000)])
-    decoded = model.decode(sparse_dimension_codes(codes))
-    return [("max dim i", decoded)], f"the mean code with dimension i at its maximum, i = 0..{decoded.shape[0] - 1}"
+def pca_2d(codes: torch.Tensor) -> torch.Tensor:
+    """The codes projected onto their first two principal components, ``(N, 2)``; each component's sign is chosen
+    so that its largest loading is positive (an SVD's signs are arbitrary)."""
+    flat = codes.flatten(1).double()
+    centred = flat - flat.mean(0)
+    _, _, vh = torch.linalg.svd(centred, full_matrices=False)
+    components = vh[:2]
+    signs = torch.sign(components.gather(1, components.abs().argmax(1, keepdim=True)))
+    return (centred @ (components * signs).T).float()
 
 
-FIGURES: dict[str, Callable[[Any, torch.Tensor, torch.Tensor, int], Rows]] = {
-    "reconstructions": reconstruction_rows,
-    "denoising": denoising_rows,
-    "sparse_code_dimensions": sparse_code_dimension_rows,
+def interpolation_pair(images: torch.Tensor, labels: torch.Tensor | None) -> tuple[int, int]:
+    """Indices of two test digits to blend: the first image, and the first of another class after it."""
+    if labels is None:
+        return 0, 1
+    other = torch.nonzero(labels != labels[0])
+    return 0, int(other[0]) if len(other) else 1
+
+
+def interpolation_rows(model: Any, a: torch.Tensor, b: torch.Tensor, steps: int = 10) -> list[tuple[str, torch.Tensor]]:
+    """Images ``a`` and ``b`` (``(1, 28, 28)`` each) blended in ``steps`` steps: in pixel space, and in code space
+    (their codes blended, then decoded)."""
+    weights = torch.linspace(0.0, 1.0, steps, device=a.device).view(-1, 1, 1, 1)
+    pixels = (1 - weights) * a + weights * b
+    codes = model.encode(torch.stack([a, b]))
+    code_weights = weights.view(-1, *([1] * (codes.dim() - 1)))
+    blended = (1 - code_weights) * codes[:1] + code_weights * codes[1:]
+    return [("pixel space", pixels), ("code space", model.decode(blended))]
+
+
+def draw_reconstructions(model: Any, test: TestSet, path: Path) -> Path:
+    shown = test.images[: test.n].to(model.device)
+    rows = [("original", shown), ("decoded", model(shown))]
+    return plot_digit_rows(rows, path, f"{type(model).__name__}: test digits and their reconstructions")
+
+
+def draw_denoising(model: Any, test: TestSet, path: Path) -> Path:
+    shown = test.images[: test.n].to(model.device)
+    noisy = model.add_noise(shown, torch.Generator(device=shown.device).manual_seed(test.seed))
+    rows = [("original", shown), ("noisy", noisy), ("denoised", model(noisy))]
+    return plot_digit_rows(rows, path, f"{type(model).__name__}: noisy inputs and their denoising")
+
+
+def draw_sparse_code_dimensions(model: Any, test: TestSet, path: Path) -> Path:
+    decoded = model.decode(sparse_dimension_codes(encode_all(model, test.images)))
+    title = f"{type(model).__name__}: the mean code with dimension i at its maximum, i = 0..{decoded.shape[0] - 1}"
+    return plot_digit_rows([("max dim i", decoded)], path, title)
+
+
+def draw_codes_2d(model: Any, test: TestSet, path: Path) -> Path:
+    """The test codes by PCA onto two dimensions, coloured by digit."""
+    points = pca_2d(encode_all(model, test.images)).cpu()
+    figure = Figure(figsize=(6.5, 6), dpi=100)
+    FigureCanvasAgg(figure)
+    ax = figure.subplots()
+    if test.labels is None:
+        ax.scatter(points[:, 0], points[:, 1], s=2, alpha=0.5)
+    else:
+        colours = matplotlib.colormaps["tab10"]
+        for digit in range(10):
+            chosen = test.labels.cpu() == digit
+            ax.scatter(points[chosen, 0], points[chosen, 1], s=2, alpha=0.6, color=colours(digit), label=str(digit))
+        ax.legend(title="digit", markerscale=5, loc="best", fontsize=8)
+    ax.set_xlabel("principal component 1")
+    ax.set_ylabel("principal component 2")
+    ax.set_title(f"{type(model).__name__}: {len(points):,} test codes, PCA to 2-D")
+    figure.tight_layout()
+    figure.savefig(path)
+    return path
+
+
+def draw_interpolation(model: Any, test: TestSet, path: Path) -> Path:
+    """Two test digits of different classes blended in 10 steps, in pixel space and in code space."""
+    first, second = interpolation_pair(test.images, test.labels)
+    a, b = (test.images[i].to(model.device) for i in (first, second))
+    title = f"{type(model).__name__}: from one digit to another, in pixel space and in code space"
+    return plot_digit_rows(interpolation_rows(model, a, b), path, title)
+
+
+FIGURES: dict[str, Callable[[Any, TestSet, Path], Path]] = {
+    "reconstructions": draw_reconstructions,
+    "denoising": draw_denoising,
+    "sparse_code_dimensions": draw_sparse_code_dimensions,
+    "codes_2d": draw_codes_2d,
+    "interpolation": draw_interpolation,
 }
-"""The article's figures by name (the registry says which a model draws), each written to ``NAME.png``."""
+"""Every figure by name, each written to ``NAME.png`` (the registry says which a model draws)."""
 
 
 @torch.no_grad()
@@ -112,31 +210,28 @@ def draw_figures(
     history: Sequence[dict[str, float]] | None = None,
     n: int = 10,
     seed: int = 0,
+    labels: torch.Tensor | None = None,
 ) -> list[Path]:
     """Draw the figures of ``model``'s experiment (see :mod:`torchae.registry`) into ``out_dir``, and the loss
     curves when ``history`` is given; returns the written paths.
 
     Args:
         model: a torchae ``AutoencoderModule``.
-        images: the test images ``(N, 1, 28, 28)``; the first ``n`` are shown, all are encoded for the sparse
-            experiment.
+        images: the test images ``(N, 1, 28, 28)``.
         out_dir: folder for the PNG files (created if needed).
         history: per-epoch metrics (dicts with ``epoch``, ``train_loss``, ``val_loss``) for the loss curves.
         n: digits per row.
         seed: seed of the noise in the denoising figure.
+        labels: the digits of ``images``, for the code-space figures.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    name = type(model).__name__
     was_training = model.training
     model.eval()
-    shown = images[:n].to(model.device)
-    written = []
-    for figure in experiment_of(model).figures:
-        rows, title = FIGURES[figure](model, shown, images, seed)
-        written.append(plot_digit_rows(rows, out / f"{figure}.png", f"{name}: {title}"))
+    test = TestSet(images, labels, n, seed)
+    written = [FIGURES[figure](model, test, out / f"{figure}.png") for figure in experiment_of(model).figures]
     if history:
-        written.append(plot_loss_curves(history, out / "loss_curves.png", f"{name}: loss per epoch"))
+        written.append(plot_loss_curves(history, out / "loss_curves.png", f"{type(model).__name__}: loss per epoch"))
     model.train(was_training)
     return written
 
@@ -177,9 +272,11 @@ class ArticleFigures(pl.Callback):
         self.history = [r for r in self.history if r["epoch"] < row["epoch"]] + [row]
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not trainer.is_global_zero or not (self.enabled or self.write_history):
+        if not (self.enabled or self.write_history):
             return
-        out = Path(trainer.log_dir or trainer.default_root_dir)
+        out = Path(trainer.log_dir or trainer.default_root_dir)  # under DDP a collective call: every rank makes it
+        if not trainer.is_global_zero:
+            return
         out.mkdir(parents=True, exist_ok=True)
         if self.history and self.write_history:
             write_history_csv(self.history, out / "history.csv")
@@ -189,7 +286,8 @@ class ArticleFigures(pl.Callback):
         images = getattr(datamodule, "val_images", None)
         if images is None:
             return
-        paths = draw_figures(pl_module, images, out, self.history, n=self.n)
+        labels = getattr(datamodule, "val_labels", None)
+        paths = draw_figures(pl_module, images, out, self.history, n=self.n, labels=labels)
         print(f"figures: {', '.join(str(p) for p in paths)}")
 
     def state_dict(self) -> dict[str, Any]:

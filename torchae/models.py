@@ -1,16 +1,14 @@
 """The article's five autoencoders as Lightning modules: one base that owns the step, five small models.
 
 Lightning's autoencoder example grown up: a network (:mod:`torchae.networks`), one shared step that logs
-``f"{stage}_loss"``, ``save_hyperparameters()`` and Keras's Adam. Variants override ``corrupt`` (denoising: what
-the encoder sees) or ``activity_penalty`` (sparse: a loss on the code). The loss is BCE over every pixel from the
-decoder's logits, plus the penalty divided by the batch size (Keras 3); logged epoch means weigh batches by size.
-
-A plain ``pl.Trainer`` trains these through Lightning's public API alone. :class:`torchae.engine.Engine` (the CLI
-installs it) runs the same ``loss_terms`` and ``log_terms`` faster; the models never import it.
+``f"{stage}_loss"``, ``save_hyperparameters()`` and Keras's Adam. Variants override ``corrupt`` (denoising) or
+``activity_penalty`` (sparse). A plain ``pl.Trainer`` runs these steps through Lightning's public API alone;
+:class:`torchae.engine.Engine` (the CLI installs it) runs the same ``loss_terms`` faster, and is never imported here.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 import pytorch_lightning as pl
@@ -20,7 +18,8 @@ from torch import nn
 
 from torchae.checkpoints import NamedCheckpoints, network_state
 from torchae.data import mix_seed
-from torchae.errors import ConfigError
+from torchae.errors import require
+from torchae.export import Exportable
 from torchae.inputs import check_codes, check_images, images_of
 from torchae.networks import IMAGE_SHAPE, Autoencoder, DeepDenseAutoencoder, DenseAutoencoder, build_architecture
 from torchae.networks import ConvAutoencoder as ConvNetwork
@@ -32,7 +31,7 @@ Stage = Literal["train", "val", "test"]
 EPOCH_MEANS = {"on_step": False, "on_epoch": True, "sync_dist": True}
 
 
-class AutoencoderModule(NamedCheckpoints, pl.LightningModule):
+class AutoencoderModule(NamedCheckpoints, Exportable, pl.LightningModule):
     """Trains an :class:`~torchae.networks.Autoencoder` to reconstruct its input, with Keras's Adam.
 
     Args:
@@ -45,10 +44,8 @@ class AutoencoderModule(NamedCheckpoints, pl.LightningModule):
         super().__init__()
         # One optimizer step per image batch, written out (Lightning's manual optimization), as Keras's train_step.
         self.automatic_optimization = False
-        if not learning_rate > 0:
-            raise ConfigError(f"learning_rate must be positive, got {learning_rate!r}")
-        if not epsilon > 0:
-            raise ConfigError(f"epsilon must be positive, got {epsilon!r}")
+        require(learning_rate > 0, "model.learning_rate", learning_rate, "a positive number", "1e-3")
+        require(epsilon > 0, "model.epsilon", epsilon, "a positive number", "1e-7")
         self.save_hyperparameters(ignore=["net"])
         self.learning_rate, self.epsilon = learning_rate, epsilon
         self.net = net
@@ -125,8 +122,12 @@ class AutoencoderModule(NamedCheckpoints, pl.LightningModule):
     def test_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         return self.shared_step(batch, "test")
 
-    def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        return self(images_of(batch))
+    def predict_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
+        """Codes and reconstructions of what the encoder sees, and the labels when the batch has them."""
+        inputs = self.corrupt(images_of(batch), "test")
+        codes = self.net.encode(inputs)
+        labels = {"labels": batch[1]} if isinstance(batch, (tuple, list)) else {}
+        return {"codes": codes, "reconstructions": self.net.decode(codes), "inputs": inputs, **labels}
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return KerasAdam(self.parameters(), lr=self.learning_rate, eps=self.epsilon)
@@ -164,8 +165,7 @@ class SparseAE(AutoencoderModule):
     def __init__(
         self, code_dim: int = 16, l1: float = 1e-5, learning_rate: float = 1e-3, epsilon: float = 1e-7
     ) -> None:
-        if not l1 >= 0:
-            raise ConfigError(f"l1 must be zero or positive, got {l1!r}")
+        require(l1 >= 0, "model.l1", l1, "zero or a positive number", "1e-5")
         super().__init__(DeepDenseAutoencoder(code_dim), learning_rate=learning_rate, epsilon=epsilon)
         self.l1 = l1
 
@@ -198,8 +198,8 @@ class DenoisingAE(AutoencoderModule):
         learning_rate: float = 1e-3,
         epsilon: float = 1e-7,
     ) -> None:
-        if not noise_std >= 0:
-            raise ConfigError(f"noise_std must be zero or positive, got {noise_std!r}")
+        require(noise_std >= 0, "model.noise_std", noise_std, "zero or a positive number", "0.5")
+        require(math.isfinite(noise_mean), "model.noise_mean", noise_mean, "a finite number", "0.5")
         super().__init__(build_architecture(architecture, code_dim), learning_rate=learning_rate, epsilon=epsilon)
         self.noise_mean, self.noise_std = noise_mean, noise_std
         self.init_from, self.seed = init_from, seed
@@ -211,8 +211,7 @@ class DenoisingAE(AutoencoderModule):
             self.net.load_state_dict(network_state(self.init_from, self.net))
             self._init_loaded = True
 
-    def noise_seed(self) -> int:
-        """The seed of the noise streams (the process seed, if none was given)."""
+    def noise_seed(self) -> int:  # the process seed, if none was given
         if self.seed is None:
             self.seed = torch.initial_seed()
         return int(self.seed)

@@ -236,15 +236,21 @@ def build_architecture(name: str, code_dim: int | None = None) -> Autoencoder:
         ConfigError: on an unknown name, or a ``code_dim`` given for ``conv``.
     """
     if name not in ARCHITECTURES:
-        raise ConfigError(f"unknown architecture {name!r}: choose one of {', '.join(ARCHITECTURES)}")
+        raise ConfigError(
+            f"model.architecture must be one of {', '.join(ARCHITECTURES)}, got {name!r}: "
+            "set --model.architecture dense or similar"
+        )
     if code_dim is None:
         return ARCHITECTURES[name]()
     if name == "conv":
-        raise ConfigError("the conv architecture has a fixed (1, 7, 7) code: leave code_dim unset")
+        raise ConfigError(
+            f"model.code_dim must be unset for the conv architecture (its code is a fixed (1, 7, 7) map), got "
+            f"{code_dim!r}: leave --model.code_dim out, or set it to null"
+        )
     return ARCHITECTURES[name](code_dim)
 
 
 def _check_positive(**values: int) -> None:
     for key, value in values.items():
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ConfigError(f"{key} must be a positive integer, got {value!r}")
+            raise ConfigError(f"model.{key} must be a positive integer, got {value!r}: set --model.{key} 49 or similar")

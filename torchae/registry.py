@@ -38,7 +38,7 @@ class Experiment:
     epochs: int
     batch_size: int
     parameters: tuple[int, int, int]
-    figures: tuple[str, ...] = ("reconstructions",)
+    figures: tuple[str, ...] = ("reconstructions", "codes_2d", "interpolation")
     article_losses: tuple[float, float] | None = None
     engine: dict[str, Any] = field(default_factory=lambda: {"steps_per_execution": 32})
     retrains: str | None = None
@@ -72,7 +72,7 @@ EXPERIMENTS: dict[str, Experiment] = {
             200,
             16,
             (38_465, 39_200, 77_665),
-            figures=("reconstructions", "denoising"),
+            figures=("reconstructions", "denoising", "codes_2d", "interpolation"),
             engine={"steps_per_execution": 128},
             retrains="dense",
         ),
@@ -82,7 +82,7 @@ EXPERIMENTS: dict[str, Experiment] = {
             400,
             256,
             (39_776, 40_544, 80_320),
-            figures=("reconstructions", "sparse_code_dimensions"),
+            figures=("reconstructions", "sparse_code_dimensions", "codes_2d", "interpolation"),
         ),
     )
 }
@@ -103,7 +103,7 @@ def experiment_of(model: AutoencoderModule) -> Experiment:
 
 
 def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> AutoencoderModule:
-    """Load any torchae checkpoint as the model class that saved it (read with ``weights_only=True``).
+    """Load any torchae checkpoint as the model class that saved it (read with ``weights_only=True``), in eval mode.
 
     Raises:
         CheckpointError: the file is missing, unreadable, or not from a torchae model.
@@ -112,4 +112,4 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> AutoencoderM
     classes = {experiment.model.__name__: experiment.model for experiment in EXPERIMENTS.values()}
     if name not in classes:
         raise CheckpointError(f"{str(path)!r} was not saved by a torchae model: load it with its own class")
-    return classes[name].load_from_checkpoint(path, map_location=map_location, weights_only=True)
+    return classes[name].load_from_checkpoint(path, map_location=map_location, weights_only=True).eval()

@@ -11,7 +11,7 @@ __all__ = ["EpochTimer"]
 
 class EpochTimer(pl.Callback):
     """Logs ``epoch_seconds``: the wall-clock time of each training epoch, its validation included (Keras's
-    per-epoch figure). The last values are kept in ``seconds``."""
+    per-epoch figure; under DDP the mean over the ranks). This process's values are kept in ``seconds``."""
 
     def __init__(self) -> None:
         self.seconds: list[float] = []
@@ -23,4 +23,4 @@ class EpochTimer(pl.Callback):
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         elapsed = time.perf_counter() - self._start  # validation runs inside the training epoch
         self.seconds.append(elapsed)
-        pl_module.log("epoch_seconds", elapsed, on_step=False, on_epoch=True, batch_size=1)
+        pl_module.log("epoch_seconds", elapsed, on_step=False, on_epoch=True, batch_size=1, sync_dist=True)

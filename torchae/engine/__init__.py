@@ -96,7 +96,16 @@ class Engine(pl.Callback):
         _positive("graph_warmup_steps", graph_warmup_steps)
         modes = CompileMode.__args__  # type: ignore[attr-defined]
         if compile_mode not in modes:
-            raise ConfigError(f"engine.compile_mode must be one of {', '.join(modes)}, got {compile_mode!r}")
+            raise ConfigError(
+                f"engine.compile_mode must be one of {', '.join(modes)}, got {compile_mode!r}: "
+                "set --engine.compile_mode default"
+            )
+        backends = torch.compiler.list_backends(exclude_tags=())
+        if compile_backend not in backends:
+            raise ConfigError(
+                f"engine.compile_backend must be one of {', '.join(backends)}, got {compile_backend!r}: "
+                "set --engine.compile_backend inductor"
+            )
         self.steps_per_execution = steps_per_execution
         self.cpu_micro_batch_size = cpu_micro_batch_size
         self.cpu_kernels = cpu_kernels

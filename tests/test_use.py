@@ -1,0 +1,153 @@
+"""Using a trained model outside training: export (ONNX, torch.export, TorchScript), predictions on disk, and the
+code-space figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime
+import pytest
+import torch
+from helpers import quiet_trainer
+
+import torchae
+from torchae.cli import main
+from torchae.data import MNISTDataModule
+from torchae.export import FORMATS, PARTS, export_model, load_exported
+from torchae.figures import interpolation_pair, interpolation_rows, pca_2d
+from torchae.registry import EXPERIMENTS
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def trained(name: str, tmp_path: Path) -> torchae.AutoencoderModule:
+    """Experiment ``name``'s model after two training steps (weights away from their initial values)."""
+    torch.manual_seed(0)
+    model = EXPERIMENTS[name].model()
+    data = MNISTDataModule(batch_size=32, train_size=64, val_size=32, seed=0)
+    quiet_trainer(tmp_path, limit_val_batches=0).fit(model, datamodule=data)
+    return model.eval()
+
+
+# ---------------------------------------------------------------- export
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_lightning_export_methods_work_with_a_dynamic_batch(name, tmp_path):
+    """model.to_onnx at batch 4 runs in onnxruntime at batch 7; torch.export.export and model.to_torchscript
+    give torch's outputs; all to 1e-5."""
+    model = trained(name, tmp_path)
+    x4, x7 = torch.rand(4, 1, 28, 28), torch.rand(7, 1, 28, 28)
+    with torch.no_grad():
+        expected = model(x7).numpy()
+    model.to_onnx(tmp_path / "model.onnx", x4)
+    session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(session.run(None, {"images": x7.numpy()})[0], expected, atol=1e-5, rtol=0)
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    program = torch.export.export(model, (x4,), dynamic_shapes=({0: batch},))
+    np.testing.assert_allclose(program.module()(x7).detach().numpy(), expected, atol=1e-5, rtol=0)
+    scripted = model.to_torchscript()
+    np.testing.assert_allclose(scripted(x7).detach().numpy(), expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("format", FORMATS)
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_every_format_of_every_model_gives_torchs_outputs(name, format, tmp_path):
+    model = trained(name, tmp_path)
+    difference = export_model(model, tmp_path / f"model.{format}", format)
+    assert difference <= 1e-5
+    x = torch.rand(3, 1, 28, 28)
+    with torch.no_grad():
+        expected = model.net(x).numpy()
+    np.testing.assert_allclose(load_exported(tmp_path / f"model.{format}", format)(x.numpy()), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("part", PARTS)
+def test_the_export_command_writes_either_half(part, tmp_path, capsys):
+    model = trained("conv", tmp_path)
+    checkpoint = tmp_path / "conv.ckpt"
+    model.trainer.save_checkpoint(checkpoint)
+    output = tmp_path / f"{part}.onnx"
+    main(["export", str(checkpoint), "--format", "onnx", "--part", part, "--output", str(output)])
+    assert "batch dimension dynamic" in capsys.readouterr().out
+    run = load_exported(output, "onnx")
+    x = torch.rand(5, 1, 28, 28)
+    with torch.no_grad():
+        inputs = model.net.encode(x) if part == "decoder" else x
+        expected = {"autoencoder": model.net, "encoder": model.net.encoder, "decoder": model.net.decoder}[part](inputs)
+    np.testing.assert_allclose(run(inputs.numpy()), expected.numpy(), atol=1e-5)
+
+
+def test_the_export_command_refuses_an_unknown_format(tmp_path, capsys):
+    model = trained("dense", tmp_path)
+    model.trainer.save_checkpoint(tmp_path / "dense.ckpt")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", str(tmp_path / "dense.ckpt"), "--format", "tflite"])
+    assert exit_info.value.code == 2
+    assert "tflite" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- predictions on disk
+@pytest.mark.parametrize("name", ["dense", "conv", "denoising"])
+def test_predict_writes_codes_reconstructions_and_labels_in_mnist_order(name, tmp_path, mnist):
+    quiet = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+    small = ["--data.train_size", "256", "--data.val_size", "300", "--figures.enabled", "false"]
+    root = ["--trainer.default_root_dir", str(tmp_path)]
+    config = ["--config", str(CONFIGS / f"{name}.yaml")]
+    main(["fit", *config, *root, *quiet, *small, "--trainer.max_epochs", "1"])
+    checkpoint = tmp_path / "version_0" / "checkpoints" / "last.ckpt"
+    main(["predict", *config, *root, *quiet, *small, "--ckpt_path", str(checkpoint)])
+    with np.load(tmp_path / "version_1" / "predictions.npz") as found:
+        arrays = dict(found)
+    model = torchae.load_checkpoint(checkpoint).eval()
+    expected = {"codes", "reconstructions", "labels"} | ({"noisy"} if name == "denoising" else set())
+    assert set(arrays) == expected
+    assert arrays["codes"].shape == (300, *model.code_shape) and arrays["codes"].dtype == np.float32
+    assert arrays["reconstructions"].shape == (300, 1, 28, 28) and arrays["reconstructions"].dtype == np.float32
+    assert arrays["labels"].dtype == np.int64 and np.array_equal(arrays["labels"], mnist.y_test[:300])
+    inputs = torch.from_numpy(arrays.get("noisy", mnist.x_test[:300, None] / np.float32(255)))
+    with torch.no_grad():
+        codes = model.net.encode(inputs)
+    np.testing.assert_allclose(arrays["codes"], codes.numpy(), atol=1e-5)
+    np.testing.assert_allclose(arrays["reconstructions"], model.net.decode(codes).detach().numpy(), atol=1e-5)
+    if name == "denoising":
+        clean = mnist.x_test[:300, None] / np.float32(255)
+        assert not np.allclose(arrays["noisy"], clean) and arrays["noisy"].min() >= 0 and arrays["noisy"].max() <= 1
+
+
+# ---------------------------------------------------------------- the code-space figures
+def test_pca_projection_is_numpys_svd():
+    torch.manual_seed(0)
+    codes = torch.randn(500, 7) @ torch.randn(7, 7)
+    projected = pca_2d(codes).double().numpy()
+    centred = codes.double().numpy() - codes.double().numpy().mean(0)
+    _, _, vh = np.linalg.svd(centred, full_matrices=False)
+    reference = centred @ vh[:2].T
+    for k in range(2):  # an SVD's signs are arbitrary: compare up to the sign of each component
+        sign = np.sign(reference[:, k] @ projected[:, k])
+        np.testing.assert_allclose(projected[:, k], sign * reference[:, k], rtol=1e-4, atol=1e-4)
+    assert projected[:, 0].var() >= projected[:, 1].var()  # the first component carries the most variance
+
+
+@pytest.mark.parametrize("name", ["dense", "conv"])
+def test_interpolation_ends_at_the_two_digits_and_their_reconstructions(name, tmp_path, test_images, mnist):
+    model = trained(name, tmp_path)
+    labels = torch.from_numpy(mnist.y_test[:256].astype(np.int64))
+    first, second = interpolation_pair(test_images, labels)
+    assert labels[first] != labels[second]
+    a, b = test_images[first], test_images[second]
+    with torch.no_grad():
+        (_, pixels), (_, decoded) = interpolation_rows(model, a, b)
+        ends = model(torch.stack([a, b]))
+    assert pixels.shape == decoded.shape == (10, 1, 28, 28)
+    assert torch.equal(pixels[0], a) and torch.equal(pixels[-1], b)
+    torch.testing.assert_close(decoded[[0, -1]], ends, atol=1e-6, rtol=1e-5)
+    assert not torch.allclose(decoded[4], pixels[4], atol=1e-2)  # the code row is not the pixel row
+
+
+def test_figures_command_draws_the_code_space_for_every_model(tmp_path, capsys):
+    model = trained("sparse", tmp_path)
+    model.trainer.save_checkpoint(tmp_path / "sparse.ckpt")
+    main(["figures", str(tmp_path / "sparse.ckpt"), "--out_dir", str(tmp_path / "figures")])
+    drawn = {Path(line).name for line in capsys.readouterr().out.split()}
+    assert {"codes_2d.png", "interpolation.png", "reconstructions.png", "sparse_code_dimensions.png"} <= drawn
+    assert all((tmp_path / "figures" / name).stat().st_size > 10_000 for name in drawn)

@@ -1,0 +1,121 @@
+"""A trained model outside training: ONNX, ``torch.export`` (``.pt2``) and TorchScript, with a dynamic batch.
+
+The five models export as they are (``model.to_onnx(path)``, ``torch.export.export(model, (x,), ...)``,
+``model.to_torchscript()``): their ``forward`` checks shapes, never values, so it traces. :func:`export_model`
+exports the whole autoencoder or one half (``torchae export CKPT --format onnx --part encoder``) and checks the
+file against torch at another batch size (onnxruntime for ONNX).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from torchae.errors import ConfigError
+
+__all__ = ["FORMATS", "PARTS", "Exportable", "export_model", "load_exported", "part_of"]
+
+Format = Literal["onnx", "pt2", "torchscript"]
+Part = Literal["autoencoder", "encoder", "decoder"]
+FORMATS: tuple[str, ...] = Format.__args__  # type: ignore[attr-defined]
+PARTS: tuple[str, ...] = Part.__args__  # type: ignore[attr-defined]
+NAMES = {"autoencoder": ("images", "reconstructions"), "encoder": ("images", "codes"), "decoder": ("codes", "images")}
+"""The input and output names of each part's exported graph."""
+
+
+class Exportable(pl.LightningModule):
+    """Lightning's export methods with a dynamic batch dimension by default (``to_onnx``) and tracing, which these
+    models support, instead of scripting (``to_torchscript``)."""
+
+    def to_onnx(self, file_path: str | Path, input_sample: Any | None = None, **kwargs: Any) -> Any:
+        """Lightning's ``to_onnx``: inputs named ``images``, outputs ``reconstructions``, batch dimension dynamic."""
+        kwargs.setdefault("input_names", ["images"])
+        kwargs.setdefault("output_names", ["reconstructions"])
+        if "dynamic_axes" not in kwargs:
+            kwargs.setdefault("dynamic_shapes", ({0: batch_dimension()},))
+        kwargs.setdefault("verbose", False)
+        return super().to_onnx(file_path, input_sample, **kwargs)
+
+    def to_torchscript(self, file_path: str | Path | None = None, method: str | None = "trace", **kwargs: Any) -> Any:
+        """Lightning's ``to_torchscript``, traced from ``example_input_array`` by default."""
+        return super().to_torchscript(file_path, method, **kwargs)
+
+
+def batch_dimension() -> Any:
+    """The dynamic batch dimension of every export (``torch.export.Dim``)."""
+    return torch.export.Dim("batch", min=1, max=1 << 20)
+
+
+def part_of(model: Any, part: str) -> nn.Module:
+    """The plain ``nn.Module`` of ``part`` (``autoencoder``, ``encoder`` or ``decoder``) of a torchae model."""
+    if part not in PARTS:
+        raise ConfigError(f"part must be one of {', '.join(PARTS)}, got {part!r}: set --part autoencoder")
+    return {"autoencoder": model.net, "encoder": model.net.encoder, "decoder": model.net.decoder}[part]
+
+
+def _sample(model: Any, part: str, batch: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(batch)
+    if part == "decoder":
+        return torch.rand(batch, *model.code_shape, generator=generator)
+    return torch.rand(batch, 1, 28, 28, generator=generator)
+
+
+def export_model(model: Any, output: str | Path, format: str = "onnx", part: str = "autoencoder") -> float:
+    """Export ``part`` of a torchae model to ``output`` with a dynamic batch dimension, then check the file.
+
+    The graph is traced at batch 4 and run again at batch 7 from the file (onnxruntime for ONNX, torch for the
+    others) against the model itself.
+
+    Returns:
+        The largest absolute difference between the file's outputs and the model's, at batch 7.
+
+    Raises:
+        ConfigError: an unknown format or part.
+    """
+    if format not in FORMATS:
+        raise ConfigError(f"format must be one of {', '.join(FORMATS)}, got {format!r}: set --format onnx")
+    module = part_of(model, part).eval()
+    path = Path(output)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sample = _sample(model, part, 4)
+    input_name, output_name = NAMES[part]
+    with torch.no_grad():
+        if format == "onnx":
+            torch.onnx.export(
+                module,
+                (sample,),
+                str(path),
+                input_names=[input_name],
+                output_names=[output_name],
+                dynamic_shapes=({0: batch_dimension()},),
+                verbose=False,
+            )
+        elif format == "pt2":
+            program = torch.export.export(module, (sample,), dynamic_shapes=({0: batch_dimension()},))
+            torch.export.save(program, str(path))
+        else:
+            torch.jit.trace(module, sample).save(str(path))
+        check = _sample(model, part, 7)
+        expected = module(check).numpy()
+    found = load_exported(path, format)(check.numpy())
+    return float(np.abs(found - expected).max())
+
+
+def load_exported(path: str | Path, format: str) -> Any:
+    """A function from a NumPy batch to the exported graph's NumPy output (onnxruntime for ONNX)."""
+    if format == "onnx":
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        name = session.get_inputs()[0].name
+        return lambda x: session.run(None, {name: x})[0]
+    if format == "pt2":
+        program = torch.export.load(str(path)).module()
+    else:
+        program = torch.jit.load(str(path))
+    return lambda x: program(torch.from_numpy(x)).detach().numpy()

@@ -1,0 +1,59 @@
+"""Predictions on disk: ``torchae predict`` writes the codes, reconstructions and labels of the test set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import BasePredictionWriter
+
+from torchae.errors import ConfigError
+from torchae.models import AutoencoderModule
+
+__all__ = ["NpzPredictionWriter"]
+
+
+class NpzPredictionWriter(BasePredictionWriter):
+    """Writes ``predictions.npz`` into the run's folder when predicting ends (Lightning's prediction writer):
+
+    - ``codes``: ``(N, *code_shape)`` float32;
+    - ``reconstructions``: ``(N, 1, 28, 28)`` float32;
+    - ``labels``: ``(N,)`` int64, when the batches carry labels (``MNISTDataModule``'s prediction batches do);
+    - ``noisy``: the noisy inputs, for a model that corrupts what its encoder sees (denoising).
+
+    N follows the prediction dataloader (``MNISTDataModule``: the 10,000 test images, in MNIST's order).
+
+    Args:
+        filename: the file's name in the run's folder.
+    """
+
+    def __init__(self, filename: str = "predictions.npz") -> None:
+        super().__init__(write_interval="epoch")
+        self.filename = filename
+        self.path: Path | None = None
+        """Where the last predictions were written."""
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage == "predict" and trainer.world_size > 1:
+            raise ConfigError(
+                "torchae predict writes one file from one process: set --trainer.devices 1 (the test set takes "
+                "seconds on one device)"
+            )
+
+    def write_on_epoch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, predictions: Any, batch_indices: Any
+    ) -> None:
+        batches = predictions[0] if predictions and isinstance(predictions[0], list) else predictions
+        arrays = {key: torch.cat([batch[key] for batch in batches]).cpu().numpy() for key in batches[0]}
+        inputs = arrays.pop("inputs")
+        if type(pl_module).corrupt is not AutoencoderModule.corrupt:
+            arrays["noisy"] = inputs
+        arrays = {key: value.astype(np.int64 if key == "labels" else np.float32) for key, value in arrays.items()}
+        folder = Path(trainer.log_dir or trainer.default_root_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.path = folder / self.filename
+        np.savez(self.path, **arrays)
+        print(f"predictions: {self.path} ({', '.join(f'{k} {v.shape}' for k, v in arrays.items())})")
