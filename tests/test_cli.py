@@ -155,3 +155,15 @@ def test_fit_keeps_tensorflow_out_of_the_process(tmp_path):
     assert result.stdout.strip().splitlines()[-1] == "False"
     assert list((tmp_path / "version_0").glob("events.out.tfevents.*"))
     assert "log_every_n_steps" not in result.stderr  # no warning about the logging interval
+
+
+def test_the_progress_bar_counts_image_batches_as_keras_does(tmp_path, capsys):
+    """1,024 images at batch 256 are 4 batches, run as one Lightning step of steps_per_execution 32: the bar
+    says 4/4 (Keras's count), not 1/1."""
+    args = ["fit", "--config", str(CONFIGS / "dense.yaml"), "--trainer.max_epochs", "1"]
+    args += ["--data.train_size", "1024", "--data.val_size", "512", "--figures.enabled", "false"]
+    main([*args, "--trainer.enable_model_summary", "false", "--trainer.default_root_dir", str(tmp_path)])
+    captured = capsys.readouterr()
+    shown = captured.out + captured.err  # Lightning's bars write to stdout
+    assert "4/4" in shown and "2/2" in shown, shown[-2000:]  # training, and validation: 512 images, 2 batches
+    assert " 1/1 " not in shown

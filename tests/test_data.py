@@ -145,16 +145,23 @@ def test_shuffling_follows_the_seed_and_the_epoch():
     assert sorted(order(3, 2).tolist()) == list(range(100))  # a permutation: every sample once
 
 
-def test_distributed_shards_cover_each_sample_once_per_epoch():
+def test_distributed_shards_take_each_sample_at_most_once_and_equal_steps():
+    """103 images on 2 ranks: 51 each (a rank that ran one step more would leave DDP waiting for the other), no
+    sample twice, and the one left over changes with the epoch's permutation."""
     images = torch.arange(103, dtype=torch.float32).reshape(103, 1, 1, 1)
     for shuffle in (True, False):
-        shards = []
-        for rank in range(2):
-            batches = TensorBatches(images, 8, shuffle=shuffle, seed=4, rank=rank, world_size=2)
-            batches.set_epoch(5)
-            shards.append(torch.cat(list(batches)).flatten().tolist())
-        assert not set(shards[0]) & set(shards[1])
-        assert sorted(shards[0] + shards[1]) == list(range(103))
+        left_over = set()
+        for epoch in (5, 6):
+            shards = []
+            for rank in range(2):
+                batches = TensorBatches(images, 8, shuffle=shuffle, seed=4, rank=rank, world_size=2)
+                batches.set_epoch(epoch)
+                assert len(list(batches)) == len(batches) == 7
+                shards.append(torch.cat(list(batches)).flatten().tolist())
+            assert len(shards[0]) == len(shards[1]) == 51
+            assert not set(shards[0]) & set(shards[1])
+            left_over |= set(range(103)) - set(shards[0] + shards[1])
+        assert len(left_over) == (2 if shuffle else 1)
 
 
 def test_datamodule_seed_defaults_to_the_process_seed_and_is_checkpointed():

@@ -449,3 +449,19 @@ def test_same_seed_same_metrics_other_seed_other_metrics(tmp_path):
     a, b, c = (read_history(tmp_path / name / "version_0") for name in "abc")
     assert a == b
     assert a != c
+
+
+def test_a_nan_on_another_rank_stops_this_one_too():
+    """Under DDP the ranks decide together (a rank that stopped alone would leave the others waiting)."""
+    from types import SimpleNamespace
+
+    from torchae.safety import StopOnNonFiniteLoss
+
+    guard = StopOnNonFiniteLoss()
+    guard._first_bad = torch.tensor(-1)  # this rank saw only finite losses
+    other_rank_bad = SimpleNamespace(reduce_boolean_decision=lambda decision, all: True)
+    trainer = SimpleNamespace(strategy=other_rank_bad, current_epoch=2, global_step=40)
+    with pytest.raises(torchae.errors.NonFiniteLossError, match="epoch 2, on another rank"):
+        guard._raise_if_bad(trainer)
+    trainer.strategy = SimpleNamespace(reduce_boolean_decision=lambda decision, all: decision)
+    guard._raise_if_bad(trainer)  # no rank bad: goes on

@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 from jsonargparse import ArgumentError
 from pytorch_lightning import Trainer
-from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
 from pytorch_lightning.cli import ArgsType, LightningArgumentParser, LightningCLI
 from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
@@ -32,6 +32,7 @@ from pytorch_lightning.utilities.exceptions import MisconfigurationException
 from torchae.checkpoints import MODEL_KEY, read_checkpoint
 from torchae.data import MNISTDataModule
 from torchae.engine import Engine
+from torchae.engine.progress import ImageBatchProgressBar
 from torchae.errors import CheckpointError, ConfigError, NonFiniteLossError, UserError
 from torchae.export import Format, Part
 from torchae.figures import ArticleFigures
@@ -134,7 +135,8 @@ class AutoencoderCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         """Lightning's Trainer with torchae's defaults where the config leaves them unset: CSV and TensorBoard
-        loggers writing into one ``version_N`` folder, and atomic checkpoint writes."""
+        loggers writing into one ``version_N`` folder, atomic checkpoint writes, and a progress bar that counts
+        image batches."""
         config = (self.config_init[self.subcommand] if self.subcommand else self.config_init).get("trainer", {})
         max_epochs = config.get("max_epochs")
         if max_epochs is not None and max_epochs <= 0:
@@ -145,6 +147,9 @@ class AutoencoderCLI(LightningCLI):
             kwargs.setdefault("logger", default_loggers(Path(config.get("default_root_dir") or "runs")))
         if config.get("plugins") is None:
             kwargs.setdefault("plugins", [AtomicCheckpointIO()])
+        callbacks = list(config.get("callbacks") or [])
+        if config.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
+            kwargs.setdefault("callbacks", [*callbacks, ImageBatchProgressBar()])
         try:
             return super().instantiate_trainer(**kwargs)
         except (MisconfigurationException, ValueError, TypeError, ModuleNotFoundError) as err:

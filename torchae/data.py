@@ -200,7 +200,8 @@ class TensorBatches:
 
     Training order is a permutation drawn from ``(seed, epoch)`` alone, so any epoch can be replayed exactly
     (a resumed run sees the same batches) and every rank of a distributed run agrees on it; each rank then takes
-    its own interleaved shard (``perm[rank::world_size]``), so no sample is seen twice in an epoch.
+    its own interleaved shard (``perm[rank::world_size]``, cut to ``N // world_size`` so that every rank runs as
+    many steps), so no sample is seen twice in an epoch.
 
     Args:
         images: ``(N, 1, 28, 28)`` tensor, on the device the batches should be on.
@@ -250,11 +251,13 @@ class TensorBatches:
             order = torch.randperm(n, generator=generator)
         else:
             order = torch.arange(n)
-        return order[self.rank :: self.world_size].to(self.images.device, non_blocking=True)
+        shard = order[self.rank :: self.world_size][: self.num_samples()]
+        return shard.to(self.images.device, non_blocking=True)
 
     def num_samples(self) -> int:
-        n = self.images.shape[0]
-        return len(range(self.rank, n, self.world_size))
+        """Samples per rank: ``N // world_size`` (every rank must run as many steps as the others under DDP, so
+        the ``N % world_size`` samples left over by this epoch's permutation sit the epoch out)."""
+        return self.images.shape[0] // self.world_size
 
     def num_batches(self) -> int:
         return -(-self.num_samples() // self.batch_size)

@@ -84,9 +84,11 @@ class StopOnNonFiniteLoss(pl.Callback):
         if self._first_bad is None:
             return
         batch = int(self._first_bad)
-        if batch >= 0:
+        # Under DDP every rank must stop together: one rank raising alone would leave the others waiting for it.
+        if trainer.strategy.reduce_boolean_decision(batch >= 0, all=False):
             raise NonFiniteLossError(
-                f"the training loss became NaN or infinite at epoch {trainer.current_epoch}, step {batch} "
+                f"the training loss became NaN or infinite at epoch {trainer.current_epoch}, "
+                f"{f'step {batch}' if batch >= 0 else 'on another rank'} "
                 f"(global step {trainer.global_step}): training stopped and the last good checkpoint was kept; "
                 "lower the learning rate or check the data"
             )

@@ -100,8 +100,9 @@ class Engine(pl.Callback):
                 f"engine.compile_mode must be one of {', '.join(modes)}, got {compile_mode!r}: "
                 "set --engine.compile_mode default"
             )
-        backends = torch.compiler.list_backends(exclude_tags=())
-        if compile_backend not in backends:
+        # Listing the backends imports torch._dynamo and inductor (seconds): only for a backend other than the default.
+        backends = () if compile_backend == "inductor" else torch.compiler.list_backends(exclude_tags=())
+        if compile_backend != "inductor" and compile_backend not in backends:
             raise ConfigError(
                 f"engine.compile_backend must be one of {', '.join(backends)}, got {compile_backend!r}: "
                 "set --engine.compile_backend inductor"
