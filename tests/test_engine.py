@@ -247,3 +247,23 @@ def test_compile_trains_the_same_model(tmp_path):
         assert spy.compiled == compiled and "reconstruction_terms" not in vars(model)
         losses.append(fit.callback_metrics["val_loss"])
     torch.testing.assert_close(losses[1], losses[0], atol=1e-6, rtol=1e-5)
+
+
+def test_a_failed_run_leaves_the_model_as_it_was(tmp_path):
+    """A refusal at setup changes nothing; an error in the middle of fitting is undone too."""
+
+    class Boom(pl.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            raise RuntimeError("boom")
+
+    stock = {type(m) for m in EXPERIMENTS["conv"].model().net.modules()}
+    with pytest.raises(ConfigError, match="needs one CUDA device"):
+        train("conv", tmp_path, EXPERIMENTS["conv"].build_engine(cuda_graphs=True), sizes=(64, 32))
+    engine = EXPERIMENTS["conv"].build_engine()
+    torch.manual_seed(0)
+    model = EXPERIMENTS["conv"].model()
+    data = MNISTDataModule(batch_size=16, train_size=64, val_size=32, seed=0)
+    with pytest.raises(RuntimeError, match="boom"):
+        quiet_trainer(tmp_path, callbacks=[engine, Boom()]).fit(model, datamodule=data)
+    assert {type(m) for m in model.net.modules()} == stock and "training_step" not in vars(model)
+    assert data.steps_per_execution == 1

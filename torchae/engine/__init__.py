@@ -133,16 +133,15 @@ class Engine(pl.Callback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if not isinstance(pl_module, AutoencoderModule):
             raise ConfigError(f"torchae's Engine runs torchae models, not {type(pl_module).__name__}")
-        device = trainer.strategy.root_device
+        graphs = StepGraphs(self.graph_warmup_steps) if self._check_graphs(trainer, pl_module) else None
         if self.steps_per_execution > 1:
-            self._group_batches(trainer)
-        if self.cpu_kernels and device.type == "cpu":
+            self._group_batches(trainer)  # checks before it changes anything, as _check_graphs
+        if self.cpu_kernels and trainer.strategy.root_device.type == "cpu":
             self._undo.append(use_cpu_kernels(pl_module.net))
         if self.compile:
             self._compile(pl_module)
         self.runner = None
         if self.runs_steps:
-            graphs = StepGraphs(self.graph_warmup_steps) if self._check_graphs(trainer, pl_module) else None
             micro = self.cpu_micro_batch_size if trainer.world_size == 1 else None
             self.runner = StepRunner(pl_module, micro, graphs)
             self._install(pl_module, self.runner)
@@ -156,6 +155,9 @@ class Engine(pl.Callback):
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         while self._undo:
             self._undo.pop()()
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        self.teardown(trainer, pl_module, "fit")  # a failed run leaves the model as it was, too
 
     # ----------------------------------------------------------------- setup, one technique at a time
     def _group_batches(self, trainer: pl.Trainer) -> None:
