@@ -132,7 +132,7 @@ def test_pca_projection_is_numpys_svd():
 def test_interpolation_ends_at_the_two_digits_and_their_reconstructions(name, tmp_path, test_images, mnist):
     model = trained(name, tmp_path)
     labels = torch.from_numpy(mnist.y_test[:256].astype(np.int64))
-    first, second = interpolation_pair(test_images, labels)
+    first, second = interpolation_pair(labels)
     assert labels[first] != labels[second]
     a, b = test_images[first], test_images[second]
     with torch.no_grad():

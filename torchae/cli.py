@@ -305,14 +305,15 @@ def describe_type(annotation: Any) -> str:
     if annotation is str:
         return "a text or path"
     arguments = typing.get_args(annotation)
-    literals = [a for a in arguments if typing.get_origin(a) is typing.Literal]
-    if typing.get_origin(annotation) is typing.Literal or literals:
-        choices = [*(v for a in literals for v in typing.get_args(a)), *(a for a in arguments if not literals)]
-        others = [describe_type(a) for a in arguments if literals and typing.get_origin(a) is not typing.Literal]
-        return " or ".join(["one of " + ", ".join(dict.fromkeys(map(str, choices))), *others])
-    if arguments:
-        return " or ".join(dict.fromkeys(describe_type(argument) for argument in arguments))
-    return getattr(annotation, "__name__", str(annotation))
+    if typing.get_origin(annotation) is typing.Literal:
+        return "one of " + ", ".join(map(str, arguments))
+    if not arguments:
+        return getattr(annotation, "__name__", str(annotation))
+    # A union: its Literal members' values become one list of choices, the other members are described in turn.
+    choices = [value for a in arguments if typing.get_origin(a) is typing.Literal for value in typing.get_args(a)]
+    parts = ["one of " + ", ".join(dict.fromkeys(map(str, choices)))] if choices else []
+    parts += [describe_type(a) for a in arguments if typing.get_origin(a) is not typing.Literal]
+    return " or ".join(dict.fromkeys(parts))
 
 
 def _setting_type(setting: str) -> Any:

@@ -95,14 +95,15 @@ class TestSet:
     """What the figures are drawn from.
 
     Attributes:
-        images: the test images ``(N, 1, 28, 28)``; the first ``n`` are shown, all are encoded where a figure
-            needs the code space.
+        images: the test images ``(N, 1, 28, 28)``; the first ``n`` are shown.
+        codes: the codes of all of them (encoded once, for every figure of the code space).
         labels: their digits ``(N,)``, or ``None``.
         n: digits per row.
         seed: seed of the noise in the denoising figure.
     """
 
     images: torch.Tensor
+    codes: torch.Tensor
     labels: torch.Tensor | None = None
     n: int = 10
     seed: int = 0
@@ -124,7 +125,7 @@ def pca_2d(codes: torch.Tensor) -> torch.Tensor:
     return (centred @ (components * signs).T).float()
 
 
-def interpolation_pair(images: torch.Tensor, labels: torch.Tensor | None) -> tuple[int, int]:
+def interpolation_pair(labels: torch.Tensor | None) -> tuple[int, int]:
     """Indices of two test digits to blend: the first image, and the first of another class after it."""
     if labels is None:
         return 0, 1
@@ -157,14 +158,14 @@ def draw_denoising(model: Any, test: TestSet, path: Path) -> Path:
 
 
 def draw_sparse_code_dimensions(model: Any, test: TestSet, path: Path) -> Path:
-    decoded = model.decode(sparse_dimension_codes(encode_all(model, test.images)))
+    decoded = model.decode(sparse_dimension_codes(test.codes))
     title = f"{type(model).__name__}: the mean code with dimension i at its maximum, i = 0..{decoded.shape[0] - 1}"
     return plot_digit_rows([("max dim i", decoded)], path, title)
 
 
 def draw_codes_2d(model: Any, test: TestSet, path: Path) -> Path:
     """The test codes by PCA onto two dimensions, coloured by digit."""
-    points = pca_2d(encode_all(model, test.images)).cpu()
+    points = pca_2d(test.codes).cpu()
     figure = Figure(figsize=(6.5, 6), dpi=100)
     FigureCanvasAgg(figure)
     ax = figure.subplots()
@@ -186,7 +187,7 @@ def draw_codes_2d(model: Any, test: TestSet, path: Path) -> Path:
 
 def draw_interpolation(model: Any, test: TestSet, path: Path) -> Path:
     """Two test digits of different classes blended in 10 steps, in pixel space and in code space."""
-    first, second = interpolation_pair(test.images, test.labels)
+    first, second = interpolation_pair(test.labels)
     a, b = (test.images[i].to(model.device) for i in (first, second))
     title = f"{type(model).__name__}: from one digit to another, in pixel space and in code space"
     return plot_digit_rows(interpolation_rows(model, a, b), path, title)
@@ -228,7 +229,7 @@ def draw_figures(
     out.mkdir(parents=True, exist_ok=True)
     was_training = model.training
     model.eval()
-    test = TestSet(images, labels, n, seed)
+    test = TestSet(images, encode_all(model, images), labels, n, seed)
     written = [FIGURES[figure](model, test, out / f"{figure}.png") for figure in experiment_of(model).figures]
     if history:
         written.append(plot_loss_curves(history, out / "loss_curves.png", f"{type(model).__name__}: loss per epoch"))
