@@ -1,0 +1,124 @@
+"""The article's five models, trained to full length and shipped inside the package.
+
+``torchae.pretrained("conv")`` returns the trained :class:`~torchae.models.ConvAE` in eval mode on the CPU. The
+weights are files of this package (``NAME-SHA8.pt``, tensors only: loaded with ``weights_only=True``), so loading
+never touches the network; every load checks the file's sha256 against ``weights.json``, which also holds each
+model's metadata in the manner of torchvision's weights (parameter count, the loss on the 10,000 test images, the
+recipe, the commit and the Keras 3 row). ``python -m torchae.weights.build`` rebuilds them.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from torchae.errors import CheckpointError, ConfigError
+from torchae.models import AutoencoderModule
+from torchae.registry import EXPERIMENTS
+
+__all__ = ["METADATA_FILE", "WEIGHTS_DIR", "Weights", "available", "get_weights", "pretrained", "test_loss"]
+
+WEIGHTS_DIR = Path(__file__).resolve().parent
+METADATA_FILE = "weights.json"
+REINSTALL = "reinstall torchae (pip install --force-reinstall --no-deps torchae) or rebuild the weights"
+
+
+@dataclass(frozen=True)
+class Weights:
+    """One shipped model: its file, checksum and metadata.
+
+    Attributes:
+        name: the experiment (``dense``, ``deep``, ``conv``, ``denoising``, ``sparse``).
+        path: the weights file inside the package.
+        sha256: the file's expected checksum.
+        meta: ``num_params``, ``val_loss`` (the loss on the 10,000 test images), ``epochs``, ``batch_size``,
+            ``seed``, ``config``, ``commit``, ``article`` and ``keras`` (last-epoch losses), and more.
+    """
+
+    name: str
+    path: Path
+    sha256: str
+    meta: dict[str, Any]
+
+    def verify(self) -> None:
+        """Check the file against its sha256.
+
+        Raises:
+            CheckpointError: the file is missing or its checksum differs.
+        """
+        if not self.path.is_file():
+            raise CheckpointError(f"the pretrained {self.name} weights {str(self.path)!r} are missing: {REINSTALL}")
+        digest = hashlib.sha256(self.path.read_bytes()).hexdigest()
+        if digest != self.sha256:
+            raise CheckpointError(
+                f"the pretrained {self.name} weights {str(self.path)!r} fail their checksum (sha256 {digest[:16]}..., "
+                f"expected {self.sha256[:16]}...): the file was damaged or changed; {REINSTALL}"
+            )
+
+    def load(self) -> AutoencoderModule:
+        """The trained model, after :meth:`verify`, in eval mode on the CPU."""
+        self.verify()
+        state = torch.load(self.path, map_location="cpu", weights_only=True)
+        model = EXPERIMENTS[self.name].model(**self.meta["model_arguments"])
+        model.load_state_dict(state)
+        return model.eval()
+
+
+@functools.cache
+def _metadata(directory: Path) -> dict[str, dict[str, Any]]:
+    path = directory / METADATA_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{str(path)!r} is missing: {REINSTALL}")
+    return json.loads(path.read_text())
+
+
+def available(directory: Path = WEIGHTS_DIR) -> tuple[str, ...]:
+    """The names of the shipped models, in the article's order."""
+    shipped = _metadata(directory)
+    return tuple(name for name in EXPERIMENTS if name in shipped)
+
+
+def get_weights(name: str, directory: Path = WEIGHTS_DIR) -> Weights:
+    """The shipped weights of experiment ``name``, with their metadata (nothing is read but ``weights.json``).
+
+    Raises:
+        ConfigError: ``name`` is not a shipped model.
+    """
+    shipped = available(directory)
+    if name not in shipped:
+        raise ConfigError(f"no pretrained model {name!r}: choose one of {', '.join(shipped)}")
+    entry = _metadata(directory)[name]
+    return Weights(name, directory / entry["file"], entry["sha256"], entry)
+
+
+def pretrained(name: str) -> AutoencoderModule:
+    """The article's model ``name`` trained to full length, in eval mode on the CPU, from this package's files.
+
+    Example::
+
+        model = torchae.pretrained("conv")
+        reconstructions = model(images)  # images: (N, 1, 28, 28) in [0, 1]
+
+    Raises:
+        ConfigError: ``name`` is not one of ``dense``, ``deep``, ``conv``, ``denoising``, ``sparse``.
+        CheckpointError: the file is missing or fails its sha256 check (reinstall torchae).
+    """
+    return get_weights(name).load()
+
+
+def test_loss(model: AutoencoderModule, name: str | None = None) -> float:
+    """``val_loss`` of ``model`` on the 10,000 MNIST test images, as ``trainer.validate`` logs it, with the
+    experiment's batch size (the denoising model draws its validation noise of epoch 0)."""
+    from torchae.registry import experiment_of
+    from torchae.runs import quiet_trainer
+
+    experiment = EXPERIMENTS[name] if name is not None else experiment_of(model)
+    data = experiment.build_data()
+    (metrics,) = quiet_trainer(accelerator="cpu", devices=1).validate(model, datamodule=data, verbose=False)
+    return float(metrics["val_loss"])

@@ -1,0 +1,152 @@
+"""Rebuild the shipped weights and their metadata from the configs.
+
+    python -m torchae.weights.build [NAME ...] [--work DIR]
+
+Each model trains with ``torchae fit --config configs/NAME.yaml`` (seed 0, the article's full budget); the denoising
+model retrains the dense model just built, as the article does. A run that stops resumes from its ``last.ckpt`` in
+``--work`` when the command runs again. The weights land in ``torchae/weights/`` as ``NAME-SHA8.pt``
+(weights only) and ``weights.json`` gets their metadata: checksum, parameter count, the loss on the 10,000 test
+images, the recipe, the commit and the Keras 3 row of ``parity/results/NAME.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from torchae.cli import AutoencoderCLI, find_last_checkpoint
+from torchae.models import AutoencoderModule
+from torchae.registry import EXPERIMENTS
+from torchae.weights import METADATA_FILE, WEIGHTS_DIR, test_loss
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIGS = REPO / "configs"
+PARITY_RESULTS = REPO / "parity" / "results"
+
+
+def train(name: str, work: Path, init_from: Path | None = None) -> tuple[AutoencoderModule, dict[str, float]]:
+    """Train experiment ``name`` with its config into ``work/name`` (resuming from its ``last.ckpt``); returns the
+    trained model and the last epoch's logged metrics."""
+    root = work / name
+    args = ["--config", str(CONFIGS / f"{name}.yaml"), "--trainer.default_root_dir", str(root)]
+    args += ["--trainer.enable_progress_bar", "false"]
+    if init_from is not None:
+        args += ["--model.init_from", str(init_from)]
+    cli = AutoencoderCLI(args=args, run=False)
+    root.mkdir(parents=True, exist_ok=True)
+    initial = root / "initial_weights.pt"
+    if not initial.exists():  # the starting point, for a Keras run from the same weights (parity)
+        torch.save(cli.model.net.state_dict(), initial)
+    last = find_last_checkpoint(root)
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=last, weights_only=True)
+    metrics = {key: float(value) for key, value in cli.trainer.callback_metrics.items()}
+    return cli.model, metrics
+
+
+def model_arguments(model: AutoencoderModule) -> dict[str, Any]:
+    """The constructor arguments that rebuild ``model`` from its weights alone (no ``init_from``)."""
+    arguments = dict(model.hparams)
+    if "init_from" in arguments:
+        arguments["init_from"] = None
+    if "seed" in arguments:  # the denoising noise seed: the process seed when none was configured
+        arguments["seed"] = int(model.noise_seed())
+    return arguments
+
+
+def commit() -> str:
+    return subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def keras_row(name: str) -> dict[str, Any] | None:
+    """The last epoch of the Keras 3 run in ``parity/results/NAME.json`` when it ran the article's full length."""
+    path = PARITY_RESULTS / f"{name}.json"
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text())
+    if record["epochs"] != EXPERIMENTS[name].epochs or record["train_size"] != 60_000:
+        return None
+    keras = record["keras"]
+    return {"loss": keras["loss"][-1], "val_loss": keras["val_loss"][-1], "epochs": record["epochs"]}
+
+
+def write_weights(name: str, model: AutoencoderModule, metrics: dict[str, float], out: Path) -> dict[str, Any]:
+    """Save ``model``'s weights as ``out/NAME-SHA8.pt`` and return its metadata entry."""
+    experiment = EXPERIMENTS[name]
+    model = model.cpu().eval()
+    scratch = out / f"{name}.pt.partial"
+    torch.save(model.state_dict(), scratch)
+    digest = hashlib.sha256(scratch.read_bytes()).hexdigest()
+    for old in out.glob(f"{name}-*.pt"):
+        old.unlink()
+    target = out / f"{name}-{digest[:8]}.pt"
+    scratch.replace(target)
+    config = (CONFIGS / f"{name}.yaml").read_text()
+    return {
+        "file": target.name,
+        "sha256": digest,
+        "model": type(model).__name__,
+        "model_arguments": model_arguments(model),
+        "num_params": sum(p.numel() for p in model.parameters()),
+        "val_loss": test_loss(model),
+        "train_loss": metrics.get("train_loss"),
+        "last_epoch_val_loss": metrics.get("val_loss"),
+        "epochs": experiment.epochs,
+        "batch_size": experiment.batch_size,
+        "seed": 0,
+        "retrains": experiment.retrains,
+        "config": config,
+        "commit": commit(),
+        "article": dict(zip(("loss", "val_loss"), experiment.article_losses)) if experiment.article_losses else None,
+        "keras": keras_row(name),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m torchae.weights.build", description=__doc__)
+    parser.add_argument("names", nargs="*", metavar="NAME", help=f"any of {', '.join(EXPERIMENTS)} (default: all)")
+    parser.add_argument("--work", type=Path, default=REPO / "runs" / "pretrained", help="training runs (resumable)")
+    parser.add_argument("--out", type=Path, default=WEIGHTS_DIR)
+    parser.add_argument("--metadata-only", action="store_true", help="refresh the Keras rows of weights.json only")
+    args = parser.parse_args(argv)
+    names = args.names or list(EXPERIMENTS)
+    unknown = [n for n in names if n not in EXPERIMENTS]
+    if unknown:
+        parser.error(f"unknown model {unknown[0]!r}: choose from {', '.join(EXPERIMENTS)}")
+    for name in names:
+        if args.metadata_only:
+            entry = {**read_metadata(args.out)[name], "keras": keras_row(name)}
+        else:
+            retrains = EXPERIMENTS[name].retrains
+            init_from = find_last_checkpoint(args.work / retrains) if retrains else None
+            if retrains and init_from is None:
+                parser.error(f"{name} retrains {retrains}: build it first (python -m torchae.weights.build {retrains})")
+            model, metrics = train(name, args.work, init_from)
+            entry = write_weights(name, model, metrics, args.out)
+        write_metadata(args.out, name, entry)  # read again: builds of other models may run beside this one
+        print(f"{name}: {entry['file']} val_loss {entry['val_loss']:.6f}", flush=True)
+
+
+def read_metadata(directory: Path) -> dict[str, Any]:
+    path = directory / METADATA_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def write_metadata(directory: Path, name: str, entry: dict[str, Any]) -> None:
+    """Set ``name``'s entry of ``weights.json`` (written whole, then renamed into place)."""
+    metadata = {**read_metadata(directory), name: entry}
+    ordered = {key: metadata[key] for key in EXPERIMENTS if key in metadata}
+    scratch = directory / (METADATA_FILE + ".partial")
+    scratch.write_text(json.dumps(ordered, indent=1) + "\n")
+    scratch.replace(directory / METADATA_FILE)
+
+
+if __name__ == "__main__":
+    main()
