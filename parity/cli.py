@@ -3,6 +3,7 @@
 python -m parity check [MODEL ...]       structure, weight transfer, forward and one-step parity (exit 1 on a mismatch)
 python -m parity train NAME [--epochs E] [--train-size K] [--val-size V] [--seed S] [--out FILE]
 python -m parity article [MODEL ...]     the article's budgets, recorded in parity/results/ and parity/RESULTS.md
+python -m parity against NAME RUN_DIR    Keras from the weights a torchae fit run started from, against that run
 python -m parity report                  re-render parity/RESULTS.md from parity/results/
 """
 
@@ -45,6 +46,18 @@ def main(argv: list[str] | None = None) -> None:
     article = sub.add_parser("article", help="the article's runs, recorded in parity/RESULTS.md")
     article.add_argument("models", nargs="*", metavar="MODEL")
     article.add_argument("--full", action="store_true", help="conv and denoising at full length too")
+    against = sub.add_parser("against", help="train Keras from a torchae run's starting weights; pair the curves")
+    against.add_argument("name", metavar="NAME", help=", ".join(MODEL_NAMES))
+    against.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="default_root_dir of the torchae fit run")
+    against.add_argument(
+        "--initial",
+        type=Path,
+        default=None,
+        help="the run's starting network: a state dict or a checkpoint (default: RUN_DIR/initial_weights.pt)",
+    )
+    against.add_argument("--state", type=Path, default=None, help="Keras's resumable state (default: RUN_DIR/keras)")
+    against.add_argument("--epochs", type=int, default=None, help="default: the article's")
+    against.add_argument("--seed", type=int, default=0, help="Keras's seed (shuffling, noise)")
     sub.add_parser("report", help="re-render parity/RESULTS.md")
     args = parser.parse_args(argv)
 
@@ -82,6 +95,23 @@ def main(argv: list[str] | None = None) -> None:
             print(format_curves(record), flush=True)
             save_record(record, RESULTS_DIR / f"{name}.json")
             print(f"wrote {write_results()}", flush=True)
+        return
+    if args.command == "against":
+        from parity.report import RESULTS_DIR, write_results
+        from parity.train import format_curves, keras_against_run, save_record
+
+        (name,) = _models(parser, [args.name])
+        initial = args.initial or args.run_dir / "initial_weights.pt"
+        if not initial.is_file():
+            parser.error(f"{initial} does not exist: give the run's starting weights with --initial")
+        record = keras_against_run(
+            name, args.run_dir, initial, args.state or args.run_dir / "keras", args.seed, args.epochs
+        )
+        print(format_curves(record), flush=True)
+        full = record.epochs == EXPERIMENTS[name].epochs
+        out = RESULTS_DIR / f"{name}.json" if full else RESULTS_DIR / "runs" / f"{name}-against-e{record.epochs}.json"
+        save_record(record, out)
+        print(f"wrote {out}" + (f" and {write_results()}" if full else ""), flush=True)
         return
     from parity.report import write_results
 

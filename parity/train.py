@@ -8,6 +8,7 @@ tolerance), while ``python -m parity check`` pins the arithmetic exactly.
 
 from __future__ import annotations
 
+import csv
 import json
 import platform
 import time
@@ -22,12 +23,13 @@ import torch
 import torchae
 from parity._keras import import_keras
 from parity.keras_models import build_keras
-from parity.transfer import keras_to_torch, to_nhwc
+from parity.transfer import keras_to_torch, to_nhwc, torch_to_keras
+from torchae.checkpoints import network_state
 from torchae.data import load_mnist, to_image_tensor
 from torchae.registry import EXPERIMENTS
 from torchae.runs import fit_quietly
 
-__all__ = ["TrainRecord", "machine_description", "train_both"]
+__all__ = ["TrainRecord", "keras_against_run", "machine_description", "train_both"]
 
 
 @dataclass
@@ -182,3 +184,101 @@ def load_record(path: Path) -> TrainRecord:
     data = json.loads(path.read_text())
     data.pop("final_rel_diff", None)
     return TrainRecord(**data)
+
+
+def run_curves(run_dir: Path) -> dict[str, list[float]]:
+    """The per-epoch ``loss``, ``val_loss`` and seconds of a ``torchae fit`` run (its newest ``version_N``)."""
+    versions = sorted(Path(run_dir).glob("version_*/metrics.csv"), key=lambda path: path.stat().st_mtime)
+    if not versions:
+        raise FileNotFoundError(f"no version_*/metrics.csv under {run_dir}: give the folder of a torchae fit run")
+    rows = list(csv.DictReader(versions[-1].open()))
+    by_epoch: dict[int, dict[str, float]] = {}
+    for row in rows:
+        epoch = by_epoch.setdefault(int(row["epoch"]), {})
+        epoch.update({key: float(value) for key, value in row.items() if value not in ("", None) and key != "epoch"})
+    epochs = [by_epoch[e] for e in sorted(by_epoch)]
+    return {
+        "loss": [row["train_loss"] for row in epochs],
+        "val_loss": [row["val_loss"] for row in epochs],
+        "seconds": [row.get("epoch_seconds", float("nan")) for row in epochs],
+    }
+
+
+def initial_network(name: str, initial: Path) -> torchae.AutoencoderModule:
+    """Experiment ``name``'s model holding the network weights of ``initial``: a state dict of the network
+    (``initial_weights.pt`` of a weights build) or a torchae checkpoint (the trained model a run retrains)."""
+    model = EXPERIMENTS[name].model()
+    if initial.suffix == ".ckpt":
+        model.net.load_state_dict(network_state(initial, model.net))
+    else:
+        model.net.load_state_dict(torch.load(initial, map_location="cpu", weights_only=True))
+    return model
+
+
+def keras_against_run(
+    name: str, run_dir: Path, initial: Path, state_dir: Path, seed: int = 0, epochs: int | None = None
+) -> TrainRecord:
+    """Train the Keras reference from the network weights a ``torchae fit`` run started from, and pair its curves
+    with that run's: the torchae side of the record is the run itself (for example a weights build,
+    ``python -m torchae.weights.build``), so an hours-long run is not repeated.
+
+    The Keras run saves itself (model, optimizer and curves) into ``state_dir`` after every epoch and resumes from
+    there when called again.
+    """
+    keras = import_keras()
+    experiment = EXPERIMENTS[name]
+    epochs = epochs or experiment.epochs
+    torch_curves = run_curves(run_dir)
+    if len(torch_curves["loss"]) < epochs:
+        raise ValueError(f"{run_dir} ran {len(torch_curves['loss'])} of {epochs} epochs: finish it first")
+    torch_curves = {key: values[:epochs] for key, values in torch_curves.items()}
+    state_dir.mkdir(parents=True, exist_ok=True)
+    saved, curves_file = state_dir / "keras_model.keras", state_dir / "keras_curves.json"
+    if saved.is_file() and curves_file.is_file():
+        model = keras.saving.load_model(saved, safe_mode=True)
+        curves = json.loads(curves_file.read_text())
+    else:
+        keras_models = build_keras(name, seed=seed)
+        torch_to_keras(initial_network(name, initial), keras_models.inner)
+        model, curves = keras_models.autoencoder, {"loss": [], "val_loss": [], "seconds": []}
+    data = load_mnist()
+    x_train, x_val = to_nhwc(to_image_tensor(data.x_train)), to_nhwc(to_image_tensor(data.x_test))
+
+    class SaveEveryEpoch(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+            self._start = time.perf_counter()
+
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            curves["seconds"].append(time.perf_counter() - self._start)
+            curves["loss"].append(float(logs["loss"]))
+            curves["val_loss"].append(float(logs["val_loss"]))
+            self.model.save(saved.with_suffix(".partial.keras"))
+            saved.with_suffix(".partial.keras").replace(saved)
+            curves_file.write_text(json.dumps(curves))
+            print(f"keras epoch {epoch + 1}/{epochs}: {logs['loss']:.5f} / {logs['val_loss']:.5f}", flush=True)
+
+    done = len(curves["loss"])
+    if done < epochs:
+        model.fit(
+            x_train,
+            x_train,
+            epochs=epochs,
+            initial_epoch=done,
+            batch_size=experiment.batch_size,
+            shuffle=True,
+            validation_data=(x_val, x_val),
+            verbose=0,
+            callbacks=[SaveEveryEpoch()],
+        )
+    return TrainRecord(
+        name,
+        epochs,
+        len(x_train),
+        len(x_val),
+        experiment.batch_size,
+        seed,
+        curves,
+        torch_curves,
+        machine_description(),
+        versions(),
+    )

@@ -7,6 +7,7 @@ from torchae.models import AutoencoderModule, ConvAE, DeepDenseAE, DenoisingAE, 
 from torchae.networks import Autoencoder, ConvAutoencoder, DeepDenseAutoencoder, DenseAutoencoder
 from torchae.optim import KerasAdam
 from torchae.registry import EXPERIMENTS, Experiment, load_checkpoint
+from torchae.weights import pretrained
 
 __all__ = [
     "EXPERIMENTS",
@@ -31,5 +32,6 @@ __all__ = [
     "UserError",
     "load_checkpoint",
     "load_mnist",
+    "pretrained",
 ]
 __version__ = "0.1.0"

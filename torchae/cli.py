@@ -1,4 +1,5 @@
-"""The ``torchae`` command: Lightning's CLI over the five models, plus ``torchae figures CHECKPOINT``.
+"""The ``torchae`` command: Lightning's CLI over the five models, plus ``torchae figures CHECKPOINT`` (or
+``--pretrained NAME``) and ``torchae export CHECKPOINT``.
 
 ``torchae fit --config configs/dense.yaml`` trains the article's dense autoencoder; ``--model`` takes any of
 DenseAE, DeepDenseAE, ConvAE, DenoisingAE, SparseAE. Runs go to ``<default_root_dir>/version_N/`` (metrics.csv,
@@ -201,7 +202,8 @@ class AutoencoderCLI(LightningCLI):
 def figures_command(
     checkpoint: str, out_dir: str | None = None, data_dir: str | None = None, n: int = 10, seed: int = 0
 ) -> None:
-    """Draw the article's figures from a checkpoint of any torchae model.
+    """Draw the article's figures from a checkpoint of any torchae model (``torchae figures --pretrained NAME`` draws
+    them from a shipped model).
 
     Args:
         checkpoint: a ``.ckpt`` written by ``torchae fit``.
@@ -210,10 +212,6 @@ def figures_command(
         n: digits per row.
         seed: seed of the noise in the denoising figure.
     """
-    import torch
-
-    from torchae.data import load_mnist, to_image_tensor
-    from torchae.figures import draw_figures
     from torchae.registry import load_checkpoint
 
     model = load_checkpoint(checkpoint)
@@ -221,9 +219,36 @@ def figures_command(
     history = next(
         (cb.get("history") for key, cb in state.get("callbacks", {}).items() if "ArticleFigures" in key), None
     )
+    target = Path(out_dir) if out_dir else Path(checkpoint).resolve().parent.parent / "figures"
+    _draw(model, history, target, data_dir, n, seed)
+
+
+def pretrained_figures_command(
+    pretrained: str, out_dir: str | None = None, data_dir: str | None = None, n: int = 10, seed: int = 0
+) -> None:
+    """Draw the article's figures, loss curves included, from a model shipped with torchae.
+
+    Args:
+        pretrained: dense, deep, conv, denoising or sparse.
+        out_dir: where to write the PNG files; default: ``figures/NAME`` in the current folder.
+        data_dir: MNIST source (default: the embedded copy).
+        n: digits per row.
+        seed: seed of the noise in the denoising figure.
+    """
+    from torchae.weights import get_weights
+
+    weights = get_weights(pretrained)
+    _draw(weights.load(), weights.history, Path(out_dir or Path("figures") / pretrained), data_dir, n, seed)
+
+
+def _draw(model: AutoencoderModule, history: Any, target: Path, data_dir: str | None, n: int, seed: int) -> None:
+    import torch
+
+    from torchae.data import load_mnist, to_image_tensor
+    from torchae.figures import draw_figures
+
     splits = load_mnist(data_dir)
     images, labels = to_image_tensor(splits.x_test), torch.from_numpy(splits.y_test.astype("int64"))
-    target = Path(out_dir) if out_dir else Path(checkpoint).resolve().parent.parent / "figures"
     for path in draw_figures(model, images, target, history, n=n, seed=seed, labels=labels):
         print(path)
 
@@ -284,10 +309,13 @@ def _run(args: list[str] | None) -> None:
     for path in _config_files(words):
         check_config_file(path)
     commands = {"figures": figures_command, "export": export_command}
+    if words[:1] == ["figures"] and any(word.split("=", 1)[0] == "--pretrained" for word in words[1:]):
+        commands["figures"] = pretrained_figures_command
     if words[:1] and words[0] in commands:
         from jsonargparse import auto_cli
 
-        auto_cli(commands[words[0]], args=words[1:], as_positional=True)
+        command = commands[words[0]]
+        auto_cli(command, args=words[1:], as_positional=command is not pretrained_figures_command)
         return
     AutoencoderCLI(args=args)
 

@@ -20,7 +20,8 @@ import torch
 
 from torchae.errors import CheckpointError, ConfigError
 from torchae.models import AutoencoderModule
-from torchae.registry import EXPERIMENTS
+from torchae.registry import EXPERIMENTS, experiment_of
+from torchae.runs import quiet_trainer
 
 __all__ = ["METADATA_FILE", "WEIGHTS_DIR", "Weights", "available", "get_weights", "pretrained", "test_loss"]
 
@@ -46,6 +47,16 @@ class Weights:
     sha256: str
     meta: dict[str, Any]
 
+    @property
+    def model_arguments(self) -> dict[str, Any]:
+        """The model's constructor arguments (the CLI's bookkeeping entries, named ``_...``, left out)."""
+        return {key: value for key, value in self.meta["model_arguments"].items() if not key.startswith("_")}
+
+    @property
+    def history(self) -> list[dict[str, float]]:
+        """The training run's per-epoch ``train_loss`` and ``val_loss`` (for the loss curves)."""
+        return list(self.meta.get("history", []))
+
     def verify(self) -> None:
         """Check the file against its sha256.
 
@@ -65,7 +76,7 @@ class Weights:
         """The trained model, after :meth:`verify`, in eval mode on the CPU."""
         self.verify()
         state = torch.load(self.path, map_location="cpu", weights_only=True)
-        model = EXPERIMENTS[self.name].model(**self.meta["model_arguments"])
+        model = EXPERIMENTS[self.name].model(**self.model_arguments)
         model.load_state_dict(state)
         return model.eval()
 
@@ -115,9 +126,6 @@ def pretrained(name: str) -> AutoencoderModule:
 def test_loss(model: AutoencoderModule, name: str | None = None) -> float:
     """``val_loss`` of ``model`` on the 10,000 MNIST test images, as ``trainer.validate`` logs it, with the
     experiment's batch size (the denoising model draws its validation noise of epoch 0)."""
-    from torchae.registry import experiment_of
-    from torchae.runs import quiet_trainer
-
     experiment = EXPERIMENTS[name] if name is not None else experiment_of(model)
     data = experiment.build_data()
     (metrics,) = quiet_trainer(accelerator="cpu", devices=1).validate(model, datamodule=data, verbose=False)

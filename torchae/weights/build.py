@@ -12,6 +12,7 @@ images, the recipe, the commit and the Keras 3 row of ``parity/results/NAME.json
 from __future__ import annotations
 
 import argparse
+import csv
 import hashlib
 import json
 import subprocess
@@ -20,7 +21,9 @@ from typing import Any
 
 import torch
 
+from torchae.checkpoints import network_state
 from torchae.cli import AutoencoderCLI, find_last_checkpoint
+from torchae.figures import ArticleFigures
 from torchae.models import AutoencoderModule
 from torchae.registry import EXPERIMENTS
 from torchae.weights import METADATA_FILE, WEIGHTS_DIR, test_loss
@@ -30,28 +33,30 @@ CONFIGS = REPO / "configs"
 PARITY_RESULTS = REPO / "parity" / "results"
 
 
-def train(name: str, work: Path, init_from: Path | None = None) -> tuple[AutoencoderModule, dict[str, float]]:
+def train(name: str, work: Path, init_from: Path | None = None) -> tuple[AutoencoderModule, list[dict[str, float]]]:
     """Train experiment ``name`` with its config into ``work/name`` (resuming from its ``last.ckpt``); returns the
-    trained model and the last epoch's logged metrics."""
+    trained model and its per-epoch history."""
     root = work / name
     args = ["--config", str(CONFIGS / f"{name}.yaml"), "--trainer.default_root_dir", str(root)]
     args += ["--trainer.enable_progress_bar", "false"]
     if init_from is not None:
         args += ["--model.init_from", str(init_from)]
     cli = AutoencoderCLI(args=args, run=False)
+    if init_from is not None:  # as setup() will: the starting point saved below is the retrained model
+        cli.model.net.load_state_dict(network_state(init_from, cli.model.net))
     root.mkdir(parents=True, exist_ok=True)
     initial = root / "initial_weights.pt"
     if not initial.exists():  # the starting point, for a Keras run from the same weights (parity)
         torch.save(cli.model.net.state_dict(), initial)
     last = find_last_checkpoint(root)
     cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=last, weights_only=True)
-    metrics = {key: float(value) for key, value in cli.trainer.callback_metrics.items()}
-    return cli.model, metrics
+    figures = next(callback for callback in cli.trainer.callbacks if isinstance(callback, ArticleFigures))
+    return cli.model, figures.history
 
 
 def model_arguments(model: AutoencoderModule) -> dict[str, Any]:
     """The constructor arguments that rebuild ``model`` from its weights alone (no ``init_from``)."""
-    arguments = dict(model.hparams)
+    arguments = {key: value for key, value in model.hparams.items() if not key.startswith("_")}
     if "init_from" in arguments:
         arguments["init_from"] = None
     if "seed" in arguments:  # the denoising noise seed: the process seed when none was configured
@@ -77,7 +82,7 @@ def keras_row(name: str) -> dict[str, Any] | None:
     return {"loss": keras["loss"][-1], "val_loss": keras["val_loss"][-1], "epochs": record["epochs"]}
 
 
-def write_weights(name: str, model: AutoencoderModule, metrics: dict[str, float], out: Path) -> dict[str, Any]:
+def write_weights(name: str, model: AutoencoderModule, history: list[dict[str, float]], out: Path) -> dict[str, Any]:
     """Save ``model``'s weights as ``out/NAME-SHA8.pt`` and return its metadata entry."""
     experiment = EXPERIMENTS[name]
     model = model.cpu().eval()
@@ -96,8 +101,7 @@ def write_weights(name: str, model: AutoencoderModule, metrics: dict[str, float]
         "model_arguments": model_arguments(model),
         "num_params": sum(p.numel() for p in model.parameters()),
         "val_loss": test_loss(model),
-        "train_loss": metrics.get("train_loss"),
-        "last_epoch_val_loss": metrics.get("val_loss"),
+        "train_loss": history[-1]["train_loss"] if history else None,
         "epochs": experiment.epochs,
         "batch_size": experiment.batch_size,
         "seed": 0,
@@ -106,6 +110,7 @@ def write_weights(name: str, model: AutoencoderModule, metrics: dict[str, float]
         "commit": commit(),
         "article": dict(zip(("loss", "val_loss"), experiment.article_losses)) if experiment.article_losses else None,
         "keras": keras_row(name),
+        "history": [{key: row[key] for key in ("epoch", "train_loss", "val_loss") if key in row} for row in history],
     }
 
 
@@ -114,7 +119,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("names", nargs="*", metavar="NAME", help=f"any of {', '.join(EXPERIMENTS)} (default: all)")
     parser.add_argument("--work", type=Path, default=REPO / "runs" / "pretrained", help="training runs (resumable)")
     parser.add_argument("--out", type=Path, default=WEIGHTS_DIR)
-    parser.add_argument("--metadata-only", action="store_true", help="refresh the Keras rows of weights.json only")
+    parser.add_argument(
+        "--metadata-only", action="store_true", help="refresh the Keras rows and histories of weights.json only"
+    )
     args = parser.parse_args(argv)
     names = args.names or list(EXPERIMENTS)
     unknown = [n for n in names if n not in EXPERIMENTS]
@@ -122,16 +129,37 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"unknown model {unknown[0]!r}: choose from {', '.join(EXPERIMENTS)}")
     for name in names:
         if args.metadata_only:
-            entry = {**read_metadata(args.out)[name], "keras": keras_row(name)}
+            shipped = read_metadata(args.out)
+            if name not in shipped:
+                parser.error(
+                    f"{args.out / METADATA_FILE} has no {name} entry: build it (python -m torchae.weights.build {name})"
+                )
+            entry = refresh(name, shipped[name], args.work)
         else:
             retrains = EXPERIMENTS[name].retrains
             init_from = find_last_checkpoint(args.work / retrains) if retrains else None
             if retrains and init_from is None:
                 parser.error(f"{name} retrains {retrains}: build it first (python -m torchae.weights.build {retrains})")
-            model, metrics = train(name, args.work, init_from)
-            entry = write_weights(name, model, metrics, args.out)
+            model, history = train(name, args.work, init_from)
+            entry = write_weights(name, model, history, args.out)
         write_metadata(args.out, name, entry)  # read again: builds of other models may run beside this one
         print(f"{name}: {entry['file']} val_loss {entry['val_loss']:.6f}", flush=True)
+
+
+def refresh(name: str, entry: dict[str, Any], work: Path) -> dict[str, Any]:
+    """``entry`` with the Keras row read again and, where the run folder is at hand, the history of its run."""
+    entry = {**entry, "keras": keras_row(name)}
+    entry["model_arguments"] = {k: v for k, v in entry["model_arguments"].items() if not k.startswith("_")}
+    entry.pop("last_epoch_val_loss", None)
+    runs = sorted((work / name).glob("version_*/history.csv"), key=lambda path: path.stat().st_mtime)
+    if runs:
+        with runs[-1].open() as file:
+            rows = list(csv.DictReader(file))
+        entry["history"] = [
+            {"epoch": int(row["epoch"]), "train_loss": float(row["train_loss"]), "val_loss": float(row["val_loss"])}
+            for row in rows
+        ]
+    return entry
 
 
 def read_metadata(directory: Path) -> dict[str, Any]:
