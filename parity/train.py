@@ -228,10 +228,6 @@ def keras_against_run(
     keras = import_keras()
     experiment = EXPERIMENTS[name]
     epochs = epochs or experiment.epochs
-    torch_curves = run_curves(run_dir)
-    if len(torch_curves["loss"]) < epochs:
-        raise ValueError(f"{run_dir} ran {len(torch_curves['loss'])} of {epochs} epochs: finish it first")
-    torch_curves = {key: values[:epochs] for key, values in torch_curves.items()}
     state_dir.mkdir(parents=True, exist_ok=True)
     saved, curves_file = state_dir / "keras_model.keras", state_dir / "keras_curves.json"
     if saved.is_file() and curves_file.is_file():
@@ -270,6 +266,13 @@ def keras_against_run(
             verbose=0,
             callbacks=[SaveEveryEpoch()],
         )
+    torch_curves = run_curves(run_dir)  # read now: the torchae run may have been running beside this one
+    if len(torch_curves["loss"]) < epochs:
+        raise ValueError(
+            f"Keras has trained {epochs} epochs (saved in {state_dir}), the torchae run in {run_dir} "
+            f"{len(torch_curves['loss'])}: run this again when it has finished"
+        )
+    torch_curves = {key: values[:epochs] for key, values in torch_curves.items()}
     return TrainRecord(
         name,
         epochs,
