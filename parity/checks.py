@@ -7,6 +7,7 @@ states them; they are not loosened to make a check pass.
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -19,6 +20,7 @@ from parity._keras import import_keras
 from parity.keras_models import KerasModels, build_keras
 from parity.transfer import keras_to_torch, kernel_to_torch, layer_pairs, to_nchw, to_nhwc, torch_to_keras
 from torchae.data import load_mnist, to_image_tensor
+from torchae.engine.compiled import CompiledSteps
 from torchae.registry import EXPERIMENTS
 
 __all__ = ["Check", "TOLERANCES", "format_table", "run_checks"]
@@ -164,6 +166,7 @@ def check_step(
     model.optimizer.apply_gradients(zip(k_grads, variables))
 
     torch_model.train()
+    compiled_model = copy.deepcopy(torch_model) if EXPERIMENTS[name].engine.get("compiled_steps") else None
     optimizer = torch_model.configure_optimizers()
     optimizer.zero_grad()
     terms = torch_model.reconstruction_terms(inputs, batch)
@@ -191,6 +194,18 @@ def check_step(
             _max_abs(k_layer.bias.numpy(), t_module.bias.detach()),
         )
     rows.append(Check(name, "weights after one Adam step", weight_worst, tol["adam_step"], "abs"))
+    if compiled_model is not None:  # the engine's compiled whole step, as the config runs it
+        compiled_terms = CompiledSteps(compiled_model).step_on(inputs, batch, compiled_model.configure_optimizers())
+        compiled_worst = 0.0
+        for k_layer, module_name, _ in pairs:
+            t_module = compiled_model.get_submodule(module_name)
+            compiled_worst = max(
+                compiled_worst,
+                _max_abs(kernel_to_torch(k_layer.kernel.numpy()), t_module.weight.detach()),
+                _max_abs(k_layer.bias.numpy(), t_module.bias.detach()),
+            )
+        rows.append(Check(name, "batch loss, compiled step", _rel(compiled_terms["loss"], k_total), tol["loss"], "rel"))
+        rows.append(Check(name, "weights after one compiled step", compiled_worst, tol["adam_step"], "abs"))
     return rows
 
 

@@ -85,6 +85,8 @@ class _FlatGroup:
             p.grad = grad
             state[p] = {"exp_avg": m, "exp_avg_sq": v}
             self.grad_views.append(grad)
+        self.offsets = offsets[:-1]
+        """Where each parameter's slice of the buffers starts."""
         self.pointers = [p.data_ptr() for p in params]
 
     def buffers(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -186,6 +188,12 @@ class KerasAdam(torch.optim.Optimizer):
             flat.weights.addcmul_(flat.moments / denominator, neg_alpha)
         else:
             flat.weights.addcdiv_(flat.moments, denominator, value=neg_alpha)
+        KerasAdam.flush_denormals(flat, group)
+
+    @staticmethod
+    def flush_denormals(flat: _FlatGroup, group: dict[str, Any]) -> None:
+        """On a CPU, every :data:`FLUSH_DENORMALS_EVERY` steps, zero the moments' denormal entries (after an update
+        that did not go through :meth:`step`, as a compiled one)."""
         if flat.weights.device.type == "cpu" and group["step"] % FLUSH_DENORMALS_EVERY == 0:
             _flush_denormals_(flat.moments)
             _flush_denormals_(flat.squares)

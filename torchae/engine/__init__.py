@@ -17,9 +17,9 @@ During ``fit`` (and ``validate``) the engine sets the model's ``training_step``/
 batch), then puts everything back at ``teardown``. With every option off it does nothing, and Lightning runs the
 model's own steps.
 
-Modules: :mod:`~torchae.engine.steps` (grouped, direct and micro-batched steps), :mod:`~torchae.engine.graphs`
-(CUDA graphs), :mod:`~torchae.engine.kernels` (CPU kernels swapped in), :mod:`~torchae.engine.lightning_compat`
-(the one use of Lightning's private API).
+Modules: :mod:`~torchae.engine.steps` (grouped, direct and micro-batched steps), :mod:`~torchae.engine.compiled`
+(whole steps compiled), :mod:`~torchae.engine.graphs` (CUDA graphs), :mod:`~torchae.engine.kernels` (CPU kernels
+swapped in), :mod:`~torchae.engine.lightning_compat` (the one use of Lightning's private API).
 """
 
 from __future__ import annotations
@@ -32,13 +32,14 @@ import torch
 from pytorch_lightning.strategies import SingleDeviceStrategy
 
 from torchae.data import MNISTDataModule
+from torchae.engine.compiled import CompiledSteps
 from torchae.engine.graphs import StepGraphs
 from torchae.engine.kernels import use_cpu_kernels
 from torchae.engine.steps import StepRunner, plain_single_device, step_hooks_in_use
 from torchae.errors import ConfigError
 from torchae.models import AutoencoderModule
 
-__all__ = ["CompileMode", "Engine", "StepGraphs", "StepRunner"]
+__all__ = ["CompileMode", "CompiledSteps", "Engine", "StepGraphs", "StepRunner"]
 
 CompileMode = Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
 
@@ -69,6 +70,11 @@ class Engine(pl.Callback):
         cuda_graphs: replay each (stage, batch shape) step as one captured CUDA graph after ``graph_warmup_steps``
             eager ones; one CUDA device, 32-bit precision, no per-step hook.
         graph_warmup_steps: eager steps per batch shape before it is captured.
+        compiled_steps: run each training step as one compiled function: the network, the loss, the gradients
+            and Keras's Adam update (:mod:`~torchae.engine.compiled`), with ``compile_mode`` and
+            ``compile_backend``; the input noise is still drawn eagerly. One device, 32-bit precision, no per-step
+            hook, no micro-batches. Compiling takes seconds to a minute per batch shape, so it pays on long runs
+            of small steps (the denoising config turns it on).
         compile: ``torch.compile`` the model's ``reconstruction_terms`` (network, loss and, through AOTAutograd,
             their backward) with ``compile_mode`` and ``compile_backend``; measured slower than eager for these
             small models, kept for experiments.
@@ -87,6 +93,7 @@ class Engine(pl.Callback):
         direct_steps: bool = True,
         cuda_graphs: bool = False,
         graph_warmup_steps: int = 3,
+        compiled_steps: bool = False,
         compile: bool = False,
         compile_mode: CompileMode = "default",
         compile_backend: str = "inductor",
@@ -113,6 +120,7 @@ class Engine(pl.Callback):
         self.direct_steps = direct_steps
         self.cuda_graphs = cuda_graphs
         self.graph_warmup_steps = graph_warmup_steps
+        self.compiled_steps = compiled_steps
         self.compile = compile
         self.compile_mode = compile_mode
         self.compile_backend = compile_backend
@@ -128,12 +136,14 @@ class Engine(pl.Callback):
             or self.cpu_micro_batch_size is not None
             or self.direct_steps
             or self.cuda_graphs
+            or self.compiled_steps
         )
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if not isinstance(pl_module, AutoencoderModule):
             raise ConfigError(f"torchae's Engine runs torchae models, not {type(pl_module).__name__}")
         graphs = StepGraphs(self.graph_warmup_steps) if self._check_graphs(trainer, pl_module) else None
+        self._check_compiled_steps(trainer, pl_module)
         if self.steps_per_execution > 1:
             self._group_batches(trainer)  # checks before it changes anything, as _check_graphs
         if self.cpu_kernels and trainer.strategy.root_device.type == "cpu":
@@ -144,6 +154,9 @@ class Engine(pl.Callback):
         if self.runs_steps:
             micro = self.cpu_micro_batch_size if trainer.world_size == 1 else None
             self.runner = StepRunner(pl_module, micro, graphs)
+            if self.compiled_steps:
+                mode = None if self.compile_mode == "default" else self.compile_mode
+                self.runner.compiled = CompiledSteps(pl_module, self.compile_backend, mode)
             self._install(pl_module, self.runner)
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -210,6 +223,26 @@ class Engine(pl.Callback):
         if not plain_single_device(trainer):
             raise ConfigError(f"engine.cuda_graphs supports precision 32-true only, got {trainer.precision!r}")
         return True
+
+    def _check_compiled_steps(self, trainer: pl.Trainer, module: AutoencoderModule) -> None:
+        if not self.compiled_steps:
+            return
+        off = "set --engine.compiled_steps false"
+        if type(module).loss_terms is not AutoencoderModule.loss_terms:
+            raise ConfigError(f"{type(module).__name__} overrides loss_terms, which engine.compiled_steps does not run")
+        if self.cuda_graphs or self.compile or self.cpu_micro_batch_size is not None:
+            raise ConfigError(
+                "engine.compiled_steps compiles the whole step, so it runs without engine.cuda_graphs, engine.compile "
+                f"and engine.cpu_micro_batch_size: turn those off, or {off}"
+            )
+        in_use = step_hooks_in_use(trainer, module)
+        if in_use:
+            raise ConfigError(f"{', '.join(in_use)} cannot run inside a compiled step: {off} or remove that hook")
+        if not plain_single_device(trainer):
+            raise ConfigError(
+                f"engine.compiled_steps needs one device at precision 32-true, this run uses "
+                f"{type(trainer.strategy).__name__} at {trainer.precision!r}: {off}"
+            )
 
     def _install(self, module: AutoencoderModule, runner: StepRunner) -> None:
         module.training_step = runner.training_step  # type: ignore[method-assign]

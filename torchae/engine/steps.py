@@ -18,6 +18,7 @@ from torchae.inputs import check_images, images_of
 from torchae.models import AutoencoderModule, Stage
 
 if TYPE_CHECKING:
+    from torchae.engine.compiled import CompiledSteps
     from torchae.engine.graphs import StepGraphs
 
 __all__ = ["PER_STEP_HOOKS", "StepRunner", "plain_single_device", "step_hooks_in_use"]
@@ -76,6 +77,8 @@ class StepRunner:
         self.graphs = graphs
         self.direct = False
         """Call ``backward`` and the optimizer directly (set by the engine when no per-step hook listens)."""
+        self.compiled: CompiledSteps | None = None
+        """Run each training step as one compiled function (set by the engine)."""
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         return self.run(batch, "train")
@@ -104,8 +107,13 @@ class StepRunner:
 
     def step(self, x: torch.Tensor, stage: Stage, optimizer: Any) -> dict[str, torch.Tensor]:
         """One step on batch ``x``: the loss terms (detached), and an optimizer step when ``optimizer`` is given."""
+        if self.compiled is not None and optimizer is None:
+            return self.compiled.evaluate(x, stage)
         if optimizer is None:
             return self.loss_and_backward(x, stage)
+        if self.compiled is not None and torch.is_grad_enabled():
+            with counted_step(optimizer):
+                return self.compiled.step(x, stage, optimizer.optimizer)
         optimizer.zero_grad()
         terms = self.loss_and_backward(x, stage)
         if self.direct:

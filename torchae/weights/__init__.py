@@ -23,7 +23,7 @@ from torchae.models import AutoencoderModule
 from torchae.registry import EXPERIMENTS, experiment_of
 from torchae.runs import quiet_trainer
 
-__all__ = ["METADATA_FILE", "WEIGHTS_DIR", "Weights", "available", "get_weights", "pretrained", "test_loss"]
+__all__ = ["METADATA_FILE", "WEIGHTS_DIR", "Weights", "available", "get_weights", "pretrained", "loss_on_test_images"]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent
 METADATA_FILE = "weights.json"
@@ -123,7 +123,7 @@ def pretrained(name: str) -> AutoencoderModule:
     return get_weights(name).load()
 
 
-def test_loss(model: AutoencoderModule, name: str | None = None) -> float:
+def loss_on_test_images(model: AutoencoderModule, name: str | None = None) -> float:
     """``val_loss`` of ``model`` on the 10,000 MNIST test images, as ``trainer.validate`` logs it, with the
     experiment's batch size (the denoising model draws its validation noise of epoch 0)."""
     experiment = EXPERIMENTS[name] if name is not None else experiment_of(model)

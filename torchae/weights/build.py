@@ -26,7 +26,7 @@ from torchae.cli import AutoencoderCLI, find_last_checkpoint
 from torchae.figures import ArticleFigures
 from torchae.models import AutoencoderModule
 from torchae.registry import EXPERIMENTS
-from torchae.weights import METADATA_FILE, WEIGHTS_DIR, test_loss
+from torchae.weights import METADATA_FILE, WEIGHTS_DIR, loss_on_test_images
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "configs"
@@ -100,7 +100,7 @@ def write_weights(name: str, model: AutoencoderModule, history: list[dict[str, f
         "model": type(model).__name__,
         "model_arguments": model_arguments(model),
         "num_params": sum(p.numel() for p in model.parameters()),
-        "val_loss": test_loss(model),
+        "val_loss": loss_on_test_images(model),
         "train_loss": history[-1]["train_loss"] if history else None,
         "epochs": experiment.epochs,
         "batch_size": experiment.batch_size,
