@@ -1,4 +1,5 @@
-"""Importing Keras 3 (TensorFlow backend) safely in a process that also runs PyTorch.
+"""Importing Keras 3 safely in a process that also runs PyTorch (TensorFlow's backend for parity; any of the three
+for the benchmark).
 
 With this torch build (it ships Triton) and TensorFlow 2.21, TensorFlow loaded *before* ``torch._dynamo`` makes
 the process die with a segmentation fault as soon as a torch optimizer is created. Every Keras import of the parity
@@ -12,7 +13,7 @@ import os
 import sys
 from types import ModuleType
 
-__all__ = ["ImportOrderError", "import_keras", "load_torch_first"]
+__all__ = ["BACKENDS", "ImportOrderError", "import_keras", "load_torch_first"]
 
 
 class ImportOrderError(RuntimeError):
@@ -29,21 +30,31 @@ def load_torch_first() -> None:
     import torch._dynamo  # noqa: F401  (must be loaded before TensorFlow)
 
 
-def import_keras() -> ModuleType:
-    """Return the ``keras`` module on the TensorFlow backend, loaded after ``torch._dynamo``.
+BACKENDS = ("tensorflow", "jax", "torch")
+"""Keras 3's backends that run the article's models."""
+
+
+def import_keras(backend: str | None = "tensorflow") -> ModuleType:
+    """Return the ``keras`` module, loaded after ``torch._dynamo``.
+
+    Args:
+        backend: the backend the caller needs (the parity checks use TensorFlow's gradient tape); ``None``
+            accepts the one ``KERAS_BACKEND`` names (TensorFlow when unset), as the benchmark's workers do.
 
     Raises:
         ImportOrderError: TensorFlow is already loaded but ``torch._dynamo`` is not.
-        RuntimeError: Keras is set to another backend.
+        RuntimeError: Keras runs on another backend than ``backend``.
     """
     load_torch_first()
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    wanted = os.environ.setdefault("KERAS_BACKEND", backend or "tensorflow")
+    if wanted not in BACKENDS:
+        raise RuntimeError(f"KERAS_BACKEND={wanted!r} is not one of {', '.join(BACKENDS)}: set one of them")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
-    if keras.backend.backend() != "tensorflow":
+    if backend is not None and keras.backend.backend() != backend:
         raise RuntimeError(
-            f"the parity suite needs Keras's TensorFlow backend, not {keras.backend.backend()!r}: "
-            "unset KERAS_BACKEND or set it to tensorflow"
+            f"this needs Keras's {backend} backend, not {keras.backend.backend()!r}: unset KERAS_BACKEND or set it "
+            f"to {backend}"
         )
     return keras

@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 
 from parity._keras import import_keras
 
-keras = import_keras()
+keras = import_keras(backend=None)  # the models are backend-agnostic (the benchmark runs all three)
 layers = keras.layers
 Model = keras.Model
 

@@ -81,7 +81,7 @@ def versions() -> dict[str, str]:
 def _train_keras(
     models: Any, x_train: np.ndarray, x_val: np.ndarray, epochs: int, batch_size: int
 ) -> dict[str, list[float]]:
-    keras = import_keras()
+    keras = import_keras(backend=None)
 
     class Timer(keras.callbacks.Callback):
         def __init__(self) -> None:

@@ -40,7 +40,7 @@ def to_nchw(x: Any) -> torch.Tensor:
 
 def _keras_weighted_layers(model: Any) -> list[Any]:
     """Dense and Conv2D layers in the order the model applies them, nested models expanded."""
-    keras = import_keras()
+    keras = import_keras(backend=None)
     found = []
     for layer in model.layers:
         if isinstance(layer, keras.Model):
@@ -71,7 +71,7 @@ def layer_pairs(keras_model: Any, torch_model: nn.Module) -> list[tuple[Any, str
     Raises:
         TransferError: naming the first layer that has no counterpart or does not fit.
     """
-    keras = import_keras()
+    keras = import_keras(backend=None)
     pairs = []
     keras_layers, torch_layers = _keras_weighted_layers(keras_model), _torch_weighted_layers(torch_model)
     for index, (k_layer, t_entry) in enumerate(zip_longest(keras_layers, torch_layers)):

@@ -13,8 +13,9 @@ from helpers import quiet_trainer
 
 import torchae
 from torchae.data import MNISTDataModule, TensorBatches
-from torchae.engine import Engine, StepRunner
+from torchae.engine import CompiledSteps, Engine, StepRunner
 from torchae.engine import graphs as graphs_module
+from torchae.engine.kernels import use_cpu_kernels
 from torchae.engine.lightning_compat import counted_step
 from torchae.errors import ConfigError
 from torchae.layers import MatmulConv2d, MaxPool2x2, Upsample2x
@@ -247,6 +248,110 @@ def test_compile_trains_the_same_model(tmp_path):
         assert spy.compiled == compiled and "reconstruction_terms" not in vars(model)
         losses.append(fit.callback_metrics["val_loss"])
     torch.testing.assert_close(losses[1], losses[0], atol=1e-6, rtol=1e-5)
+
+
+# ---------------------------------------------------------------- compiled whole steps
+def assert_close_models(a: torch.nn.Module, b: torch.nn.Module) -> None:
+    """Equal weights up to the float rounding that summing in another order leaves after a few dozen steps."""
+    for (key, p), q in zip(a.state_dict().items(), b.state_dict().values()):
+        torch.testing.assert_close(p, q, atol=1e-5, rtol=1e-4, msg=key)
+
+
+@pytest.mark.parametrize("name", ["dense", "deep", "denoising", "sparse"])
+def test_compiled_steps_train_as_eager_steps(name, tmp_path):
+    """Whole steps (gradients by torch.func, Keras's Adam on the flat buffers) traced with ``aot_eager``, the graph
+    inductor is given, without a C++ compiler: the eager run's weights, Adam state, losses and step count, over
+    two batch shapes (168 = 10 x 16 + 8)."""
+    eager, eager_fit = train(name, tmp_path, Engine(steps_per_execution=4), sizes=(168, 72))
+    engine = Engine(steps_per_execution=4, compiled_steps=True, compile_backend="aot_eager")
+    compiled, compiled_fit = train(name, tmp_path, engine, sizes=(168, 72))
+    assert engine.runner is not None and engine.runner.compiled is not None
+    assert compiled_fit.global_step == eager_fit.global_step == 2 * 11
+    for key in ("train_loss", "val_loss"):
+        torch.testing.assert_close(
+            compiled_fit.callback_metrics[key], eager_fit.callback_metrics[key], rtol=5e-5, atol=0
+        )
+    assert_close_models(compiled, eager)
+    (compiled_group,), (eager_group,) = (fit.optimizers[0].param_groups for fit in (compiled_fit, eager_fit))
+    assert compiled_group["step"] == eager_group["step"] == 22
+    compiled_state, eager_state = (fit.optimizers[0].state_dict()["state"] for fit in (compiled_fit, eager_fit))
+    for index in eager_state:
+        for moment in ("exp_avg", "exp_avg_sq"):
+            torch.testing.assert_close(compiled_state[index][moment], eager_state[index][moment], atol=1e-7, rtol=1e-4)
+    assert "training_step" not in vars(compiled)
+
+
+def test_a_compiled_conv_step_is_the_eager_step():
+    """Conv, with the CPU kernels swapped in: one compiled step gives the eager step's loss and weights. (Over
+    dozens of steps the two drift apart by more than rounding: Adam divides by the root of tiny second moments,
+    which magnifies the rounding of the convolutions' sums.)"""
+    torch.manual_seed(0)
+    eager = EXPERIMENTS["conv"].model()
+    compiled = EXPERIMENTS["conv"].model()
+    compiled.load_state_dict(eager.state_dict())
+    undo = use_cpu_kernels(compiled.net)
+    x = torch.rand(16, 1, 28, 28)
+    optimizer = eager.configure_optimizers()
+    loss = eager.loss_terms(x)["loss"]
+    loss.backward()
+    optimizer.step()
+    terms = CompiledSteps(compiled, backend="aot_eager").step(x, "train", compiled.configure_optimizers())
+    undo()
+    torch.testing.assert_close(terms["loss"], loss.detach(), rtol=1e-6, atol=0)
+    for p, q in zip(compiled.parameters(), eager.parameters()):
+        torch.testing.assert_close(p, q, atol=1e-7, rtol=1e-5)
+
+
+def test_the_denoising_config_compiles_its_steps_with_inductor(tmp_path):
+    """The engine the denoising config runs (inductor: C++ loops on the CPU) trains as plain steps do."""
+    engine = EXPERIMENTS["denoising"].build_engine()
+    assert engine.compiled_steps and engine.compile_backend == "inductor"
+    eager, eager_fit = train("denoising", tmp_path, EXPERIMENTS["denoising"].build_engine(compiled_steps=False))
+    compiled, compiled_fit = train("denoising", tmp_path, engine)
+    assert compiled_fit.global_step == eager_fit.global_step
+    for key in ("train_loss", "val_loss"):
+        torch.testing.assert_close(
+            compiled_fit.callback_metrics[key], eager_fit.callback_metrics[key], rtol=5e-5, atol=0
+        )
+    assert_close_models(compiled, eager)
+
+
+def test_a_compiled_run_resumes_where_it_stopped(tmp_path):
+    """Adam's moments live in the flat buffers the compiled step updates: a checkpoint holds them, and a run
+    resumed from it ends where the uninterrupted run ends."""
+
+    def engine():
+        return Engine(steps_per_execution=4, compiled_steps=True, compile_backend="aot_eager")
+
+    whole, _ = train("dense", tmp_path / "whole", engine(), epochs=3)
+    _, first = train("dense", tmp_path / "first", engine(), epochs=2)
+    checkpoint = tmp_path / "two.ckpt"
+    first.save_checkpoint(checkpoint)
+    torch.manual_seed(0)
+    resumed = EXPERIMENTS["dense"].model()
+    data = MNISTDataModule(batch_size=16, train_size=160, val_size=64, seed=0)
+    quiet_trainer(tmp_path / "resumed", max_epochs=3, callbacks=[engine()]).fit(
+        resumed, datamodule=data, ckpt_path=checkpoint, weights_only=True
+    )
+    assert_close_models(resumed, whole)
+
+
+def test_compiled_steps_refuse_what_they_cannot_run(tmp_path):
+    class GradientWatcher(pl.Callback):
+        def on_after_backward(self, trainer, pl_module):
+            pass
+
+    class OwnLoss(torchae.DenseAE):
+        def loss_terms(self, x, stage="train"):
+            return super().loss_terms(x, stage)
+
+    with pytest.raises(ConfigError, match="GradientWatcher.on_after_backward cannot run inside a compiled step"):
+        train("dense", tmp_path, Engine(compiled_steps=True), callbacks=[GradientWatcher()])
+    with pytest.raises(ConfigError, match="runs without engine.cuda_graphs, engine.compile and engine.cpu_micro"):
+        train("dense", tmp_path, Engine(compiled_steps=True, cpu_micro_batch_size=8))
+    data = MNISTDataModule(batch_size=16, train_size=32, val_size=16)
+    with pytest.raises(ConfigError, match="OwnLoss overrides loss_terms, which engine.compiled_steps does not run"):
+        quiet_trainer(tmp_path, callbacks=[Engine(compiled_steps=True)]).fit(OwnLoss(), datamodule=data)
 
 
 def test_a_failed_run_leaves_the_model_as_it_was(tmp_path):

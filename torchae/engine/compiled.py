@@ -10,7 +10,9 @@ input noise is still drawn eagerly, by the model's ``corrupt``, from the same ge
 
 from __future__ import annotations
 
+import itertools
 import math
+from types import FunctionType, MethodType
 from typing import Any
 
 import torch
@@ -21,6 +23,19 @@ from torchae.models import AutoencoderModule, Stage
 from torchae.optim import KerasAdam
 
 __all__ = ["CompiledSteps"]
+
+
+_COPIES = itertools.count()
+
+
+def _own_code(method: MethodType) -> MethodType:
+    """``method`` with a code object of its own. Dynamo keeps its compiled graphs per code object, at most
+    ``recompile_limit`` (8) of them: every model (and batch shape) trained in one process would add one to the
+    same method's list, and the ninth would fail. A copy of the code per instance gives each its own list."""
+    function = method.__func__
+    code = function.__code__.replace(co_name=f"{function.__name__}_{next(_COPIES)}")
+    copy = FunctionType(code, function.__globals__, code.co_name, function.__defaults__, function.__closure__)
+    return MethodType(copy, method.__self__)
 
 
 class _ReconstructionTerms(nn.Module):
@@ -49,8 +64,7 @@ class CompiledSteps:
         self.module = module
         self.terms = _ReconstructionTerms(module)
         options = {"mode": mode} if mode is not None and backend == "inductor" else {}
-        self.compiled = torch.compile(self._step, backend=backend, dynamic=False, fullgraph=True, **options)
-        self.compiled_terms = torch.compile(self.terms, backend=backend, dynamic=False, fullgraph=True, **options)
+        self.compiled = torch.compile(_own_code(self._step), backend=backend, dynamic=False, fullgraph=True, **options)
         self.layout: list[tuple[str, int, torch.Size]] | None = None
 
     def _flat_group(self, optimizer: KerasAdam) -> tuple[dict[str, Any], Any]:
@@ -90,11 +104,6 @@ class CompiledSteps:
         denominator = squares.clamp_min(torch.finfo(squares.dtype).tiny).sqrt() + epsilon
         weights.add_(moments / denominator * neg_alpha)
         return terms
-
-    def evaluate(self, x: torch.Tensor, stage: Stage) -> dict[str, torch.Tensor]:
-        """The loss terms of clean images ``x`` without a step (validation), from the compiled forward pass."""
-        with torch.no_grad():
-            return self.compiled_terms(self.module.corrupt(x, stage), x)
 
     def step(self, x: torch.Tensor, stage: Stage, optimizer: KerasAdam) -> dict[str, torch.Tensor]:
         """One training step on clean images ``x``: returns the loss terms (detached); the weights and Adam's

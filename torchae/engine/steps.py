@@ -107,8 +107,6 @@ class StepRunner:
 
     def step(self, x: torch.Tensor, stage: Stage, optimizer: Any) -> dict[str, torch.Tensor]:
         """One step on batch ``x``: the loss terms (detached), and an optimizer step when ``optimizer`` is given."""
-        if self.compiled is not None and optimizer is None:
-            return self.compiled.evaluate(x, stage)
         if optimizer is None:
             return self.loss_and_backward(x, stage)
         if self.compiled is not None and torch.is_grad_enabled():

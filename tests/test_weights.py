@@ -1,0 +1,136 @@
+"""The trained models shipped in the package: each loads offline, is verified by its sha256, and reproduces the
+loss its metadata records; the rebuild command writes files that load the same way."""
+
+from __future__ import annotations
+
+import fnmatch
+import shutil
+import socket
+import tomllib
+from pathlib import Path
+
+import pytest
+import torch
+
+import torchae
+from torchae.cli import main
+from torchae.errors import CheckpointError, ConfigError
+from torchae.registry import EXPERIMENTS
+from torchae.weights import METADATA_FILE, WEIGHTS_DIR, available, get_weights, loss_on_test_images
+from torchae.weights.build import keras_row, model_arguments, write_metadata, write_weights
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = available()
+
+
+def test_the_shipped_files_are_exactly_those_listed():
+    listed = {get_weights(name).path.name for name in SHIPPED}
+    assert listed == {path.name for path in WEIGHTS_DIR.glob("*.pt")}
+    assert SHIPPED, "no pretrained model is shipped"
+    assert all(name in EXPERIMENTS for name in SHIPPED)
+
+
+def test_the_files_are_small_tensor_only_and_packaged():
+    files = [get_weights(name).path for name in SHIPPED]
+    assert sum(path.stat().st_size for path in files) <= 3_000_000
+    patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["torchae"]
+    for path in [*files, WEIGHTS_DIR / METADATA_FILE]:
+        relative = path.relative_to(WEIGHTS_DIR.parent).as_posix()
+        assert any(fnmatch.fnmatch(relative, pattern) for pattern in patterns), f"{relative} is not package data"
+    for name, path in zip(SHIPPED, files):
+        assert path.name.startswith(f"{name}-")
+        state = torch.load(path, weights_only=True)  # plain tensors: no pickled code
+        assert all(isinstance(value, torch.Tensor) for value in state.values())
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_pretrained_model_reproduces_the_loss_of_its_metadata(name):
+    model = torchae.pretrained(name)
+    assert isinstance(model, EXPERIMENTS[name].model)
+    assert not model.training
+    assert {p.device.type for p in model.parameters()} == {"cpu"}
+    assert loss_on_test_images(model) == pytest.approx(get_weights(name).meta["val_loss"], abs=1e-6)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_metadata_states_the_recipe(name):
+    weights, experiment = get_weights(name), EXPERIMENTS[name]
+    meta = weights.meta
+    assert meta["num_params"] == experiment.parameters[2]
+    assert (meta["epochs"], meta["batch_size"], meta["seed"]) == (experiment.epochs, experiment.batch_size, 0)
+    assert meta["config"] == (ROOT / "configs" / f"{name}.yaml").read_text()
+    assert meta["retrains"] == experiment.retrains
+    assert len(meta["commit"]) == 40 and int(meta["commit"], 16) >= 0
+    assert [row["epoch"] for row in weights.history] == list(range(experiment.epochs))
+    assert weights.history[-1]["train_loss"] == meta["train_loss"]
+    if experiment.article_losses:
+        assert (meta["article"]["loss"], meta["article"]["val_loss"]) == experiment.article_losses
+    if meta["keras"] is not None:
+        assert meta["keras"]["epochs"] == experiment.epochs
+
+
+def test_a_tampered_copy_is_refused(tmp_path):
+    name = SHIPPED[0]
+    shutil.copy(WEIGHTS_DIR / METADATA_FILE, tmp_path)
+    original = get_weights(name).path
+    copy = tmp_path / original.name
+    data = bytearray(original.read_bytes())
+    data[-100] ^= 0x01  # one bit of one weight
+    copy.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=rf"{copy.name}.*checksum.*reinstall torchae"):
+        get_weights(name, tmp_path).load()
+    copy.unlink()
+    with pytest.raises(CheckpointError, match=rf"{copy.name}.*missing.*reinstall torchae"):
+        get_weights(name, tmp_path).load()
+
+
+def test_loading_needs_no_network(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise OSError("networking is disabled in this test")
+
+    for attribute in ("connect", "connect_ex"):
+        monkeypatch.setattr(socket.socket, attribute, refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    model = torchae.pretrained(SHIPPED[0])
+    with torch.no_grad():
+        assert model(torch.rand(2, 1, 28, 28)).shape == (2, 1, 28, 28)
+
+
+def test_an_unknown_name_lists_the_shipped_ones():
+    with pytest.raises(ConfigError, match=f"no pretrained model 'lenet': choose one of {SHIPPED[0]}"):
+        torchae.pretrained("lenet")
+
+
+def test_cli_draws_the_figures_of_a_pretrained_model(tmp_path, capsys):
+    name = SHIPPED[0]
+    main(["figures", "--pretrained", name, "--out_dir", str(tmp_path)])
+    expected = {f"{figure}.png" for figure in EXPERIMENTS[name].figures} | {"loss_curves.png"}
+    assert {path.name for path in tmp_path.iterdir()} == expected
+    assert all(str(tmp_path / file) in capsys.readouterr().out for file in [sorted(expected)[0]])
+
+
+def test_cli_refuses_an_unknown_pretrained_model_in_one_line(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["figures", "--pretrained", "lenet"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"torchae: error: no pretrained model 'lenet': choose one of {', '.join(SHIPPED)}"
+    ]
+
+
+def test_the_rebuild_writes_weights_that_load_and_verify(tmp_path):
+    torch.manual_seed(3)
+    model = torchae.DenoisingAE(init_from=None, seed=5)
+    history = [{"epoch": e, "train_loss": 0.3 - e / 100, "val_loss": 0.2 - e / 100} for e in range(3)]
+    entry = write_weights("denoising", model, history, tmp_path)
+    assert model_arguments(model)["seed"] == 5 and model_arguments(model)["init_from"] is None
+    write_metadata(tmp_path, "denoising", entry)
+    weights = get_weights("denoising", tmp_path)
+    assert weights.path.name == f"denoising-{entry['sha256'][:8]}.pt"
+    loaded = weights.load()
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[key], value, rtol=0, atol=0)
+    assert loaded.seed == 5
+    assert weights.meta["val_loss"] == pytest.approx(loss_on_test_images(loaded), abs=1e-6)
+    assert weights.history == history
+    assert entry["keras"] == keras_row("denoising")
