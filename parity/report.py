@@ -28,10 +28,12 @@ def _row(record: TrainRecord) -> str:
     diffs = [record.final_rel_diff(key) for key in ("loss", "val_loss")]
     verdict = ("within 1%" if max(diffs) <= FULL_LENGTH_TOLERANCE else "OUTSIDE 1%") if full else "not full length"
     ks, ts = _median_seconds(k["seconds"]), _median_seconds(t["seconds"])
+    commit = (record.commit or "")[:7] or "—"
+    start = "torchae run's" if record.torchae_run else "Keras's"
     return (
         f"| {record.model} | {length} | {record.train_size:,} / {record.val_size:,} | {record.batch_size} | {article} "
         f"| {k['loss'][-1]:.4f} / {k['val_loss'][-1]:.4f} | {t['loss'][-1]:.4f} / {t['val_loss'][-1]:.4f} "
-        f"| {diffs[0]:.2%} / {diffs[1]:.2%} ({verdict}) | {ks:.2f} | {ts:.2f} | {ts / ks:.2f} |"
+        f"| {diffs[0]:.2%} / {diffs[1]:.2%} ({verdict}) | {ks:.2f} | {ts:.2f} | {ts / ks:.2f} | {start} | {commit} |"
     )
 
 
@@ -44,18 +46,21 @@ def write_results(results_dir: Path = RESULTS_DIR, out: Path = RESULTS_MD) -> Pa
     lines = [
         "# Training parity: Keras 3 and torchae, the article's runs",
         "",
-        "Written by `python -m parity article` (re-render with `python -m parity report`); the per-epoch curves are",
-        "in `parity/results/NAME.json`. Both frameworks start from the same initial weights (Keras's, copied into",
-        "torchae), train on the same images with the article's batch size and Adam settings, and validate on the",
-        "test images every epoch. Losses are the last epoch's `loss / val_loss`; seconds per epoch are medians over",
-        "the epochs after the first (training plus validation), measured in the same process, one after the other,",
-        "while other work shared this 2-core machine: for speed, `benchmarks/RESULTS.md` has quiet side-by-side",
-        "timings. Conv and denoising at full length (64 and 200 epochs) are hours of Keras on this CPU: their rows",
-        "here are shorter runs, stated as such, until a GPU run records them (`python -m parity article --full`).",
+        "Written by `python -m parity article` and `python -m parity against` (re-render with `python -m parity",
+        "report`); the per-epoch curves are in `parity/results/NAME.json`. Both frameworks start from the same initial",
+        "weights: Keras's, copied into torchae (`article`, both trained here), or the weights a `torchae fit` run",
+        "started from, copied into Keras (`against`: the torchae side is that run itself, the training run of the",
+        "shipped model, so an hours-long run is not repeated). Both train on the same images with the article's batch",
+        "size and Adam settings and validate on the test images every epoch; shuffling and noise come from each",
+        "framework's own generator. Losses are the last epoch's `loss / val_loss`; seconds per epoch are medians over",
+        "the epochs after the first (training plus validation), taken while other work shared this 2-core machine:",
+        "`benchmarks/RESULTS.md` has quiet side-by-side timings. The rows of commit 81b7a02 ran beside three or four",
+        "other training runs on 2 cores, so their seconds say nothing about speed. A shorter run is not the article's",
+        "length.",
         "",
         "| model | epochs | train / val images | batch | article | Keras 3 | torchae | rel. diff | Keras s/epoch "
-        "| torchae s/epoch | ratio |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| torchae s/epoch | ratio | initial weights | commit |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         *[_row(r) for r in records],
         "",
         f"Machine: {'; '.join(machines) or '—'}.",

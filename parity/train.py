@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import platform
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,11 @@ class TrainRecord:
     torchae: dict[str, list[float]]
     machine: str
     versions: dict[str, str]
+    commit: str | None = None
+    """The torchae commit that ran it."""
+    torchae_run: str | None = None
+    """For ``python -m parity against``: the ``torchae fit`` run whose curves are the torchae side (Keras started from
+    that run's initial weights); ``None`` when both ran here from Keras's initial weights."""
 
     def final_rel_diff(self, key: str) -> float:
         k, t = self.keras[key][-1], self.torchae[key][-1]
@@ -63,6 +69,17 @@ def machine_description() -> str:
     except OSError:
         pass
     return f"{model}, {torch.get_num_threads()} threads, {platform.system()}"
+
+
+def current_commit() -> str | None:
+    """The git commit of this checkout, or ``None`` outside a git checkout."""
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True, text=True
+        )
+    except OSError:
+        return None
+    return done.stdout.strip() or None
 
 
 def versions() -> dict[str, str]:
@@ -154,6 +171,7 @@ def train_both(
         torch_curves,
         machine_description(),
         versions(),
+        current_commit(),
     )
 
 
@@ -284,4 +302,6 @@ def keras_against_run(
         torch_curves,
         machine_description(),
         versions(),
+        current_commit(),
+        str(run_dir),
     )

@@ -17,7 +17,16 @@ from torchae.cli import main
 from torchae.errors import CheckpointError, ConfigError
 from torchae.registry import EXPERIMENTS
 from torchae.weights import METADATA_FILE, WEIGHTS_DIR, available, get_weights, loss_on_test_images
-from torchae.weights.build import keras_row, model_arguments, write_metadata, write_weights
+from torchae.weights.build import (
+    TABLE_END,
+    TABLE_START,
+    keras_row,
+    model_arguments,
+    pretrained_table,
+    read_metadata,
+    write_metadata,
+    write_weights,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = available()
@@ -134,3 +143,9 @@ def test_the_rebuild_writes_weights_that_load_and_verify(tmp_path):
     assert weights.meta["val_loss"] == pytest.approx(loss_on_test_images(loaded), abs=1e-6)
     assert weights.history == history
     assert entry["keras"] == keras_row("denoising")
+
+
+def test_the_readme_table_is_the_metadata():
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("\n", readme.index(TABLE_START)) + 1
+    assert readme[start : readme.index(TABLE_END)].strip() == pretrained_table(read_metadata(WEIGHTS_DIR))

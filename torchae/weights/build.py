@@ -31,6 +31,7 @@ from torchae.weights import METADATA_FILE, WEIGHTS_DIR, loss_on_test_images
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "configs"
 PARITY_RESULTS = REPO / "parity" / "results"
+README = REPO / "README.md"
 
 
 def train(name: str, work: Path, init_from: Path | None = None) -> tuple[AutoencoderModule, list[dict[str, float]]]:
@@ -144,6 +145,10 @@ def main(argv: list[str] | None = None) -> None:
             entry = write_weights(name, model, history, args.out)
         write_metadata(args.out, name, entry)  # read again: builds of other models may run beside this one
         print(f"{name}: {entry['file']} val_loss {entry['val_loss']:.6f}", flush=True)
+    table = pretrained_table(read_metadata(args.out))
+    print(table)
+    if args.out == WEIGHTS_DIR and update_readme(README, table):
+        print(f"updated the table in {README}")
 
 
 def refresh(name: str, entry: dict[str, Any], work: Path) -> dict[str, Any]:
@@ -160,6 +165,37 @@ def refresh(name: str, entry: dict[str, Any], work: Path) -> dict[str, Any]:
             for row in rows
         ]
     return entry
+
+
+def pretrained_table(metadata: dict[str, Any]) -> str:
+    """The README's table of the shipped models (printed by every build)."""
+    lines = [
+        "| model | parameters | epochs | batch | val_loss: article | Keras 3 (parity row) | torchae, shipped | file |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, entry in metadata.items():
+        article = f"{entry['article']['val_loss']:.4f}" if entry.get("article") else "—"
+        keras = f"{entry['keras']['val_loss']:.4f}" if entry.get("keras") else "not yet at full length"
+        lines.append(
+            f"| {name} | {entry['num_params']:,} | {entry['epochs']} | {entry['batch_size']} | {article} | {keras} "
+            f"| {entry['val_loss']:.4f} | `{entry['file']}` |"
+        )
+    return "\n".join(lines)
+
+
+TABLE_START, TABLE_END = "<!-- pretrained-table", "<!-- end pretrained-table -->"
+
+
+def update_readme(readme: Path, table: str) -> bool:
+    """Put ``table`` between the README's pretrained-table markers; returns whether the file changed."""
+    text = readme.read_text()
+    start = text.index("\n", text.index(TABLE_START)) + 1
+    end = text.index(TABLE_END)
+    updated = text[:start] + table + "\n" + text[end:]
+    if updated == text:
+        return False
+    readme.write_text(updated)
+    return True
 
 
 def read_metadata(directory: Path) -> dict[str, Any]:
