@@ -4,6 +4,7 @@ python -m parity check [MODEL ...]       structure, weight transfer, forward and
 python -m parity train NAME [--epochs E] [--train-size K] [--val-size V] [--seed S] [--out FILE]
 python -m parity article [MODEL ...]     the article's budgets, recorded in parity/results/ and parity/RESULTS.md
 python -m parity against NAME RUN_DIR    Keras from the weights a torchae fit run started from, against that run
+python -m parity spread NAME --seeds S ...  several seeds in each framework, each from its own initialisation
 python -m parity report                  re-render parity/RESULTS.md from parity/results/
 """
 
@@ -58,6 +59,12 @@ def main(argv: list[str] | None = None) -> None:
     against.add_argument("--state", type=Path, default=None, help="Keras's resumable state (default: RUN_DIR/keras)")
     against.add_argument("--epochs", type=int, default=None, help="default: the article's")
     against.add_argument("--seed", type=int, default=0, help="Keras's seed (shuffling, noise)")
+    spread = sub.add_parser("spread", help="several seeds per framework: the spread a difference is measured against")
+    spread.add_argument("name", metavar="NAME", help=", ".join(MODEL_NAMES))
+    spread.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    spread.add_argument("--epochs", type=int, default=None, help="default: the article's")
+    spread.add_argument("--train-size", type=int, default=60_000)
+    spread.add_argument("--val-size", type=int, default=10_000)
     sub.add_parser("report", help="re-render parity/RESULTS.md")
     args = parser.parse_args(argv)
 
@@ -112,6 +119,20 @@ def main(argv: list[str] | None = None) -> None:
         out = RESULTS_DIR / f"{name}.json" if full else RESULTS_DIR / "runs" / f"{name}-against-e{record.epochs}.json"
         save_record(record, out)
         print(f"wrote {out}" + (f" and {write_results()}" if full else ""), flush=True)
+        return
+    if args.command == "spread":
+        import json
+
+        from parity.report import RESULTS_DIR
+        from parity.spread import seed_spread, summarise
+
+        (name,) = _models(parser, [args.name])
+        epochs = args.epochs or EXPERIMENTS[name].epochs
+        record = seed_spread(name, args.seeds, epochs, args.train_size, args.val_size)
+        out = RESULTS_DIR / "runs" / f"{name}-spread-e{epochs}-n{args.train_size}-v{args.val_size}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(record, indent=1))
+        print(summarise(record), f"\nwrote {out}", sep="\n", flush=True)
         return
     from parity.report import write_results
 

@@ -23,6 +23,7 @@ import parity  # noqa: E402  (after the skip)
 import torchae  # noqa: E402
 from parity.checks import build_pair, check_forward, check_step, check_structure, format_table  # noqa: E402
 from parity.keras_models import KERAS_BUILDERS, build_keras, load_keras  # noqa: E402
+from parity.spread import dead_units, seed_spread, summarise  # noqa: E402
 from parity.transfer import TransferError, to_nhwc  # noqa: E402
 from torchae.models import AutoencoderModule  # noqa: E402
 from torchae.registry import EXPERIMENTS  # noqa: E402
@@ -188,3 +189,19 @@ def test_check_command_prints_the_table_and_exits_zero():
 def test_parity_mirrors_the_registry():
     """One Keras builder per experiment, under the same names, building the registry's parameter counts."""
     assert list(KERAS_BUILDERS) == list(EXPERIMENTS)
+
+
+def test_dead_units_count_codes_that_never_fire():
+    codes = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 2.0]])
+    assert dead_units(codes) == 1
+    assert dead_units(np.array([[0.5, -1.0]])) is None  # a linear code: nothing is dead
+
+
+def test_seed_spread_trains_each_seed_in_both_frameworks():
+    record = seed_spread("dense", [0, 1], epochs=1, train_size=512, val_size=256)
+    for framework in ("keras", "torchae"):
+        rows = record["results"][framework]
+        assert [row["seed"] for row in rows] == [0, 1]
+        assert all(0.05 < row["val_loss"] < 0.7 and 0 <= row["dead"] <= 49 for row in rows)
+        assert rows[0]["val_loss"] != rows[1]["val_loss"]  # the seeds gave different initialisations
+    assert "dead code units per seed" in summarise(record)

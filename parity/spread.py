@@ -1,0 +1,88 @@
+"""Seed spread: the same experiment trained from several seeds in each framework, from each one's own
+initialisation, to tell a difference between Keras 3 and torchae from the spread between seeds.
+
+    python -m parity spread denoising --seeds 0 1 2 --epochs 200
+
+For each seed and framework it records the last epoch's ``loss`` / ``val_loss`` and, for a ReLU code (dense,
+denoising), how many code units are dead: zero for every test image (a unit that dies stops learning, and the
+article's 49-unit code loses capacity with each).
+"""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+import numpy as np
+import torch
+
+from parity.keras_models import build_keras
+from parity.train import _train_keras, current_commit, machine_description, versions
+from parity.transfer import to_nhwc
+from torchae.data import load_mnist, to_image_tensor
+from torchae.registry import EXPERIMENTS
+from torchae.runs import fit_quietly
+
+__all__ = ["dead_units", "seed_spread", "summarise"]
+
+
+def dead_units(codes: Any) -> int | None:
+    """How many code units are zero for every image of ``codes`` (``(N, units)``); ``None`` when some are negative
+    (a linear code, where "dead" means nothing)."""
+    codes = np.asarray(codes).reshape(len(codes), -1)
+    if (codes < 0).any():
+        return None
+    return int((codes.max(axis=0) == 0).sum())
+
+
+def seed_spread(name: str, seeds: list[int], epochs: int, train_size: int, val_size: int) -> dict[str, Any]:
+    """Train ``name`` from each seed in Keras 3 and in torchae; returns the per-seed results of both."""
+    data = load_mnist()
+    images_train, images_val = to_image_tensor(data.x_train[:train_size]), to_image_tensor(data.x_test[:val_size])
+    batch_size = EXPERIMENTS[name].batch_size
+    results: dict[str, list[dict[str, Any]]] = {"keras": [], "torchae": []}
+    for seed in seeds:
+        keras_models = build_keras(name, seed=seed)
+        curves = _train_keras(keras_models, to_nhwc(images_train), to_nhwc(images_val), epochs, batch_size)
+        codes = keras_models.encoder.predict(to_nhwc(images_val), verbose=0)
+        results["keras"].append(
+            {"seed": seed, "loss": curves["loss"][-1], "val_loss": curves["val_loss"][-1], "dead": dead_units(codes)}
+        )
+        torch.manual_seed(seed)
+        model = EXPERIMENTS[name].model()
+        history, _ = fit_quietly(model, name, epochs, train_size, val_size, seed)
+        with torch.no_grad():
+            codes = model.eval().encode(images_val)
+        results["torchae"].append(
+            {
+                "seed": seed,
+                "loss": history[-1]["train_loss"],
+                "val_loss": history[-1]["val_loss"],
+                "dead": dead_units(codes),
+            }
+        )
+    return {
+        "model": name,
+        "epochs": epochs,
+        "train_size": train_size,
+        "val_size": val_size,
+        "results": results,
+        "machine": machine_description(),
+        "versions": versions(),
+        "commit": current_commit(),
+    }
+
+
+def summarise(record: dict[str, Any]) -> str:
+    """One line per framework: mean, standard deviation and range of val_loss over seeds, and the dead units."""
+    lines = [f"{record['model']}: {record['epochs']} epochs, {record['train_size']:,} / {record['val_size']:,} images"]
+    for framework, rows in record["results"].items():
+        values = [row["val_loss"] for row in rows]
+        mean = statistics.mean(values)
+        spread = statistics.stdev(values) if len(values) > 1 else 0.0
+        dead = [row["dead"] for row in rows]
+        lines.append(
+            f"{framework:>8}: val_loss mean {mean:.5f}, sd {spread:.5f} ({spread / mean:.2%}), range "
+            f"{min(values):.5f}-{max(values):.5f}; dead code units per seed: {dead}"
+        )
+    return "\n".join(lines)
