@@ -123,16 +123,16 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "spread":
         import json
 
-        from parity.report import RESULTS_DIR
+        from parity.report import RESULTS_DIR, write_results
         from parity.spread import seed_spread, summarise
 
         (name,) = _models(parser, [args.name])
         epochs = args.epochs or EXPERIMENTS[name].epochs
         record = seed_spread(name, args.seeds, epochs, args.train_size, args.val_size)
-        out = RESULTS_DIR / "runs" / f"{name}-spread-e{epochs}-n{args.train_size}-v{args.val_size}.json"
+        out = RESULTS_DIR / "spread" / f"{name}-e{epochs}-n{args.train_size}-v{args.val_size}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(record, indent=1))
-        print(summarise(record), f"\nwrote {out}", sep="\n", flush=True)
+        print(summarise(record), f"wrote {out} and {write_results()}", sep="\n", flush=True)
         return
     from parity.report import write_results
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import statistics
 from pathlib import Path
 
@@ -37,6 +38,37 @@ def _row(record: TrainRecord) -> str:
     )
 
 
+def _spread_section(folder: Path) -> list[str]:
+    """The seed-spread runs (``python -m parity spread``): val_loss over seeds in each framework."""
+    records = [json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))]
+    if not records:
+        return []
+    lines = [
+        "## Seed spread",
+        "",
+        "Written by `python -m parity spread NAME --seeds ...`: each framework trained from several seeds, each from",
+        "its own initialisation. val_loss is the last epoch's, as mean ± standard deviation over seeds (range); dead",
+        "units are ReLU code units that are zero for every test image, per seed.",
+        "",
+        "| model | epochs | train / val images | seeds | Keras 3 val_loss | torchae val_loss "
+        "| dead units Keras / torchae | commit |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for record in records:
+        cells = []
+        for framework in ("keras", "torchae"):
+            values = [row["val_loss"] for row in record["results"][framework]]
+            sd = statistics.stdev(values) if len(values) > 1 else 0.0
+            cells.append(f"{statistics.mean(values):.4f} ± {sd:.4f} ({min(values):.4f}-{max(values):.4f})")
+        dead = " / ".join(str([row["dead"] for row in record["results"][f]]) for f in ("keras", "torchae"))
+        seeds = ", ".join(str(row["seed"]) for row in record["results"]["keras"])
+        lines.append(
+            f"| {record['model']} | {record['epochs']} | {record['train_size']:,} / {record['val_size']:,} | {seeds} "
+            f"| {cells[0]} | {cells[1]} | {dead} | {(record.get('commit') or '')[:7] or '—'} |"
+        )
+    return [*lines, ""]
+
+
 def write_results(results_dir: Path = RESULTS_DIR, out: Path = RESULTS_MD) -> Path:
     records = [
         load_record(results_dir / f"{name}.json") for name in EXPERIMENTS if (results_dir / f"{name}.json").is_file()
@@ -63,6 +95,7 @@ def write_results(results_dir: Path = RESULTS_DIR, out: Path = RESULTS_MD) -> Pa
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         *[_row(r) for r in records],
         "",
+        *_spread_section(results_dir / "spread"),
         f"Machine: {'; '.join(machines) or '—'}.",
         f"Versions: {'; '.join(version_sets) or '—'}.",
         "",

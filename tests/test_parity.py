@@ -6,7 +6,9 @@ CI installs the extra and sets ``TORCHAE_REQUIRE_PARITY=1``, under which a missi
 
 from __future__ import annotations
 
+import json
 import os
+import statistics
 import subprocess
 import sys
 
@@ -23,6 +25,7 @@ import parity  # noqa: E402  (after the skip)
 import torchae  # noqa: E402
 from parity.checks import build_pair, check_forward, check_step, check_structure, format_table  # noqa: E402
 from parity.keras_models import KERAS_BUILDERS, build_keras, load_keras  # noqa: E402
+from parity.report import write_results  # noqa: E402
 from parity.spread import dead_units, seed_spread, summarise  # noqa: E402
 from parity.transfer import TransferError, to_nhwc  # noqa: E402
 from torchae.models import AutoencoderModule  # noqa: E402
@@ -197,7 +200,7 @@ def test_dead_units_count_codes_that_never_fire():
     assert dead_units(np.array([[0.5, -1.0]])) is None  # a linear code: nothing is dead
 
 
-def test_seed_spread_trains_each_seed_in_both_frameworks():
+def test_seed_spread_trains_each_seed_in_both_frameworks(tmp_path):
     record = seed_spread("dense", [0, 1], epochs=1, train_size=512, val_size=256)
     for framework in ("keras", "torchae"):
         rows = record["results"][framework]
@@ -205,3 +208,8 @@ def test_seed_spread_trains_each_seed_in_both_frameworks():
         assert all(0.05 < row["val_loss"] < 0.7 and 0 <= row["dead"] <= 49 for row in rows)
         assert rows[0]["val_loss"] != rows[1]["val_loss"]  # the seeds gave different initialisations
     assert "dead code units per seed" in summarise(record)
+    (tmp_path / "spread").mkdir()
+    (tmp_path / "spread" / "dense.json").write_text(json.dumps(record))
+    rendered = write_results(tmp_path, tmp_path / "RESULTS.md").read_text()
+    keras_mean = statistics.mean(row["val_loss"] for row in record["results"]["keras"])
+    assert f"| dense | 1 | 512 / 256 | 0, 1 | {keras_mean:.4f} ± " in rendered
