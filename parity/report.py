@@ -86,9 +86,9 @@ def write_results(results_dir: Path = RESULTS_DIR, out: Path = RESULTS_MD) -> Pa
         "size and Adam settings and validate on the test images every epoch; shuffling and noise come from each",
         "framework's own generator. Losses are the last epoch's `loss / val_loss`; seconds per epoch are medians over",
         "the epochs after the first (training plus validation), taken while other work shared this 2-core machine:",
-        "`benchmarks/RESULTS.md` has quiet side-by-side timings. The rows with a commit (dense, deep and denoising,",
-        "recorded on 2026-11-27) ran beside three or four other training runs on 2 cores, so their seconds say nothing",
-        "about speed. A shorter run is not the article's length.",
+        "`benchmarks/RESULTS.md` has quiet side-by-side timings. The rows with a commit (dense, deep, denoising and",
+        "sparse, recorded on 2026-11-27) ran beside three or four other training runs on 2 cores, so their seconds",
+        "say nothing about speed. A shorter run is not the article's length.",
         "",
         "| model | epochs | train / val images | batch | article | Keras 3 | torchae | rel. diff | Keras s/epoch "
         "| torchae s/epoch | ratio | initial weights | commit |",
