@@ -177,18 +177,32 @@ class KerasAdam(torch.optim.Optimizer):
 
     @staticmethod
     def _update(flat: _FlatGroup, group: dict[str, Any], neg_alpha: float | torch.Tensor) -> None:
-        beta_1, beta_2 = group["betas"]
-        flat.moments.lerp_(flat.grads, 1.0 - beta_1)
-        flat.squares.mul_(beta_2).addcmul_(flat.grads, flat.grads, value=1.0 - beta_2)
+        KerasAdam.update_(flat.weights, flat.grads, flat.moments, flat.squares, group["betas"], group["eps"], neg_alpha)
+        KerasAdam.flush_denormals(flat, group)
+
+    @staticmethod
+    def update_(
+        weights: torch.Tensor,
+        gradients: torch.Tensor,
+        moments: torch.Tensor,
+        squares: torch.Tensor,
+        betas: tuple[float, float],
+        eps: float,
+        neg_alpha: float | torch.Tensor,
+    ) -> None:
+        """Keras's update of ``weights`` and their moments, in place, with step size ``-neg_alpha`` (see
+        :meth:`advance_step`); a tensor ``neg_alpha`` is read when the kernels run (CUDA graphs, compiled steps)."""
+        beta_1, beta_2 = betas
+        moments.lerp_(gradients, 1.0 - beta_1)
+        squares.mul_(beta_2).addcmul_(gradients, gradients, value=1.0 - beta_2)
         # sqrt(v) + eps. Zeros become the smallest normal float first: the CPU's vectorised sqrt of 0 is ~10x slower
         # than of any other number (measured here; weights that never had a gradient keep v = 0, 9% of the deep
         # model's). The update does not change: v = 0 means every gradient was 0, so m = 0 and the step is 0.
-        denominator = flat.squares.clamp_min(torch.finfo(flat.squares.dtype).tiny).sqrt_().add_(group["eps"])
-        if isinstance(neg_alpha, torch.Tensor):  # read from the device at run time (CUDA graphs)
-            flat.weights.addcmul_(flat.moments / denominator, neg_alpha)
+        denominator = squares.clamp_min(torch.finfo(squares.dtype).tiny).sqrt_().add_(eps)
+        if isinstance(neg_alpha, torch.Tensor):
+            weights.addcmul_(moments / denominator, neg_alpha)
         else:
-            flat.weights.addcdiv_(flat.moments, denominator, value=neg_alpha)
-        KerasAdam.flush_denormals(flat, group)
+            weights.addcdiv_(moments, denominator, value=neg_alpha)
 
     @staticmethod
     def flush_denormals(flat: _FlatGroup, group: dict[str, Any]) -> None:

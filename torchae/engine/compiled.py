@@ -99,10 +99,7 @@ class CompiledSteps:
             return terms["loss"], {name: value.detach() for name, value in terms.items()}
 
         gradient, terms = grad(loss, has_aux=True)(weights)
-        moments.lerp_(gradient, 1.0 - beta_1)
-        squares.mul_(beta_2).addcmul_(gradient, gradient, value=1.0 - beta_2)
-        denominator = squares.clamp_min(torch.finfo(squares.dtype).tiny).sqrt() + epsilon
-        weights.add_(moments / denominator * neg_alpha)
+        KerasAdam.update_(weights, gradient, moments, squares, (beta_1, beta_2), epsilon, neg_alpha)
         return terms
 
     def step(self, x: torch.Tensor, stage: Stage, optimizer: KerasAdam) -> dict[str, torch.Tensor]:
