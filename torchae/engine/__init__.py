@@ -51,6 +51,21 @@ def _positive(name: str, value: object, optional: bool = False) -> None:
         raise ConfigError(f"engine.{name} must be a positive integer, got {value!r}: set --engine.{name} 1 or more")
 
 
+def _refuse_what_a_whole_step_skips(
+    trainer: pl.Trainer, module: AutoencoderModule, option: str, verb: str, inside: str
+) -> None:
+    """A technique that runs a whole step as one unit (a CUDA graph, a compiled function) runs the model's
+    ``reconstruction_terms`` and no per-step hook: refuse a model that overrides ``loss_terms``, and a listening
+    hook, naming engine option ``option``."""
+    if type(module).loss_terms is not AutoencoderModule.loss_terms:
+        raise ConfigError(f"{type(module).__name__} overrides loss_terms, which engine.{option} does not {verb}")
+    in_use = step_hooks_in_use(trainer, module)
+    if in_use:
+        raise ConfigError(
+            f"{', '.join(in_use)} cannot run inside {inside}: set --engine.{option} false or remove that hook"
+        )
+
+
 class Engine(pl.Callback):
     """Runs a torchae model's steps fast; the results are those of the model's own steps.
 
@@ -155,8 +170,7 @@ class Engine(pl.Callback):
             micro = self.cpu_micro_batch_size if trainer.world_size == 1 else None
             self.runner = StepRunner(pl_module, micro, graphs)
             if self.compiled_steps:
-                mode = None if self.compile_mode == "default" else self.compile_mode
-                self.runner.compiled = CompiledSteps(pl_module, self.compile_backend, mode)
+                self.runner.compiled = CompiledSteps(pl_module, **self._compile_options())
             self._install(pl_module, self.runner)
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -194,26 +208,21 @@ class Engine(pl.Callback):
 
         self._undo.append(restore)
 
+    def _compile_options(self) -> dict[str, object]:
+        """``torch.compile``'s arguments for ``compile`` and ``compiled_steps`` (a mode only where inductor runs)."""
+        mode = {"mode": self.compile_mode} if self.compile_backend == "inductor" else {}
+        return {"backend": self.compile_backend, "dynamic": False, **mode}
+
     def _compile(self, module: AutoencoderModule) -> None:
-        options = {"mode": self.compile_mode} if self.compile_backend == "inductor" else {}
         module.reconstruction_terms = torch.compile(  # type: ignore[method-assign]
-            module.reconstruction_terms, backend=self.compile_backend, dynamic=False, **options
+            module.reconstruction_terms, **self._compile_options()
         )
         self._undo.append(lambda: delattr(module, "reconstruction_terms"))
 
     def _check_graphs(self, trainer: pl.Trainer, module: AutoencoderModule) -> bool:
         if not self.cuda_graphs:
             return False
-        if type(module).loss_terms is not AutoencoderModule.loss_terms:
-            raise ConfigError(
-                f"{type(module).__name__} overrides loss_terms, which engine.cuda_graphs does not capture"
-            )
-        in_use = step_hooks_in_use(trainer, module)
-        if in_use:
-            raise ConfigError(
-                f"{', '.join(in_use)} cannot run inside a CUDA graph replay: set --engine.cuda_graphs false or remove "
-                "that hook"
-            )
+        _refuse_what_a_whole_step_skips(trainer, module, "cuda_graphs", "capture", "a CUDA graph replay")
         device = trainer.strategy.root_device
         if device.type != "cuda" or not isinstance(trainer.strategy, SingleDeviceStrategy):
             raise ConfigError(
@@ -227,17 +236,13 @@ class Engine(pl.Callback):
     def _check_compiled_steps(self, trainer: pl.Trainer, module: AutoencoderModule) -> None:
         if not self.compiled_steps:
             return
+        _refuse_what_a_whole_step_skips(trainer, module, "compiled_steps", "run", "a compiled step")
         off = "set --engine.compiled_steps false"
-        if type(module).loss_terms is not AutoencoderModule.loss_terms:
-            raise ConfigError(f"{type(module).__name__} overrides loss_terms, which engine.compiled_steps does not run")
         if self.cuda_graphs or self.compile or self.cpu_micro_batch_size is not None:
             raise ConfigError(
                 "engine.compiled_steps compiles the whole step, so it runs without engine.cuda_graphs, engine.compile "
                 f"and engine.cpu_micro_batch_size: turn those off, or {off}"
             )
-        in_use = step_hooks_in_use(trainer, module)
-        if in_use:
-            raise ConfigError(f"{', '.join(in_use)} cannot run inside a compiled step: {off} or remove that hook")
         if not plain_single_device(trainer):
             raise ConfigError(
                 f"engine.compiled_steps needs one device at precision 32-true, this run uses "

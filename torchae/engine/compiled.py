@@ -56,15 +56,14 @@ class CompiledSteps:
     Args:
         module: the model; its ``configure_optimizers`` must give a :class:`~torchae.optim.KerasAdam` over all of
             its parameters in one group.
-        backend: ``torch.compile``'s backend (``"inductor"`` generates C++ loops on a CPU).
-        mode: ``torch.compile``'s mode.
+        compile_options: further arguments of ``torch.compile`` (``backend``: inductor, which generates C++
+            loops on a CPU, unless given; ``mode``; ``dynamic``, False unless given).
     """
 
-    def __init__(self, module: AutoencoderModule, backend: str = "inductor", mode: str | None = None) -> None:
+    def __init__(self, module: AutoencoderModule, **compile_options: Any) -> None:
         self.module = module
         self.terms = _ReconstructionTerms(module)
-        options = {"mode": mode} if mode is not None and backend == "inductor" else {}
-        self.compiled = torch.compile(_own_code(self._step), backend=backend, dynamic=False, fullgraph=True, **options)
+        self.compiled = torch.compile(_own_code(self._step), fullgraph=True, **{"dynamic": False, **compile_options})
         self.layout: list[tuple[str, int, torch.Size]] | None = None
 
     def _flat_group(self, optimizer: KerasAdam) -> tuple[dict[str, Any], Any]:
