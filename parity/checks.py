@@ -186,27 +186,28 @@ def check_step(
         _max_abs(kernel_to_torch(k.numpy()) if k.ndim > 1 else k.numpy(), t.numpy()) for k, t in zip(k_grads, t_grads)
     )
     rows.append(Check(name, "gradients", grad_worst, tol["gradient"], "abs"))
-    weight_worst = 0.0
-    for k_layer, _, t_module in pairs:
-        weight_worst = max(
-            weight_worst,
-            _max_abs(kernel_to_torch(k_layer.kernel.numpy()), t_module.weight.detach()),
-            _max_abs(k_layer.bias.numpy(), t_module.bias.detach()),
-        )
+    weight_worst = _worst_weight_difference(pairs, torch_model)
     rows.append(Check(name, "weights after one Adam step", weight_worst, tol["adam_step"], "abs"))
     if compiled_model is not None:  # the engine's compiled whole step, as the config runs it
         compiled_terms = CompiledSteps(compiled_model).step_on(inputs, batch, compiled_model.configure_optimizers())
-        compiled_worst = 0.0
-        for k_layer, module_name, _ in pairs:
-            t_module = compiled_model.get_submodule(module_name)
-            compiled_worst = max(
-                compiled_worst,
-                _max_abs(kernel_to_torch(k_layer.kernel.numpy()), t_module.weight.detach()),
-                _max_abs(k_layer.bias.numpy(), t_module.bias.detach()),
-            )
+        compiled_worst = _worst_weight_difference(pairs, compiled_model)
         rows.append(Check(name, "batch loss, compiled step", _rel(compiled_terms["loss"], k_total), tol["loss"], "rel"))
         rows.append(Check(name, "weights after one compiled step", compiled_worst, tol["adam_step"], "abs"))
     return rows
+
+
+def _worst_weight_difference(pairs: list[tuple[Any, str, Any]], torch_model: torchae.AutoencoderModule) -> float:
+    """The largest absolute difference between the Keras layers of ``pairs`` and the same-named layers of
+    ``torch_model`` (kernels and biases)."""
+    worst = 0.0
+    for k_layer, module_name, _ in pairs:
+        t_module = torch_model.get_submodule(module_name)
+        worst = max(
+            worst,
+            _max_abs(kernel_to_torch(k_layer.kernel.numpy()), t_module.weight.detach()),
+            _max_abs(k_layer.bias.numpy(), t_module.bias.detach()),
+        )
+    return worst
 
 
 def run_checks(
