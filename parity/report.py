@@ -6,6 +6,7 @@ import json
 import statistics
 from pathlib import Path
 
+from parity.spread import val_loss_spread
 from parity.train import TrainRecord, load_record
 from torchae.registry import EXPERIMENTS
 
@@ -57,9 +58,8 @@ def _spread_section(folder: Path) -> list[str]:
     for record in records:
         cells = []
         for framework in ("keras", "torchae"):
-            values = [row["val_loss"] for row in record["results"][framework]]
-            sd = statistics.stdev(values) if len(values) > 1 else 0.0
-            cells.append(f"{statistics.mean(values):.4f} ± {sd:.4f} ({min(values):.4f}-{max(values):.4f})")
+            mean, spread, lowest, highest = val_loss_spread(record["results"][framework])
+            cells.append(f"{mean:.4f} ± {spread:.4f} ({lowest:.4f}-{highest:.4f})")
         dead = " / ".join(str([row["dead"] for row in record["results"][f]]) for f in ("keras", "torchae"))
         seeds = ", ".join(str(row["seed"]) for row in record["results"]["keras"])
         lines.append(

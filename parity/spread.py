@@ -17,13 +17,13 @@ import numpy as np
 import torch
 
 from parity.keras_models import build_keras
-from parity.train import _train_keras, current_commit, machine_description, versions
+from parity.train import _train_keras, machine_description, versions
 from parity.transfer import to_nhwc
 from torchae.data import load_mnist, to_image_tensor
 from torchae.registry import EXPERIMENTS
-from torchae.runs import fit_quietly
+from torchae.runs import fit_quietly, source_commit
 
-__all__ = ["dead_units", "seed_spread", "summarise"]
+__all__ = ["dead_units", "seed_spread", "summarise", "val_loss_spread"]
 
 
 def dead_units(codes: Any) -> int | None:
@@ -69,20 +69,25 @@ def seed_spread(name: str, seeds: list[int], epochs: int, train_size: int, val_s
         "results": results,
         "machine": machine_description(),
         "versions": versions(),
-        "commit": current_commit(),
+        "commit": source_commit(),
     }
+
+
+def val_loss_spread(rows: list[dict[str, Any]]) -> tuple[float, float, float, float]:
+    """Mean, standard deviation (0 for a single seed), lowest and highest ``val_loss`` of one framework's seeds."""
+    values = [row["val_loss"] for row in rows]
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return statistics.mean(values), spread, min(values), max(values)
 
 
 def summarise(record: dict[str, Any]) -> str:
     """One line per framework: mean, standard deviation and range of val_loss over seeds, and the dead units."""
     lines = [f"{record['model']}: {record['epochs']} epochs, {record['train_size']:,} / {record['val_size']:,} images"]
     for framework, rows in record["results"].items():
-        values = [row["val_loss"] for row in rows]
-        mean = statistics.mean(values)
-        spread = statistics.stdev(values) if len(values) > 1 else 0.0
+        mean, spread, lowest, highest = val_loss_spread(rows)
         dead = [row["dead"] for row in rows]
         lines.append(
             f"{framework:>8}: val_loss mean {mean:.5f}, sd {spread:.5f} ({spread / mean:.2%}), range "
-            f"{min(values):.5f}-{max(values):.5f}; dead code units per seed: {dead}"
+            f"{lowest:.5f}-{highest:.5f}; dead code units per seed: {dead}"
         )
     return "\n".join(lines)

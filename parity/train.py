@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import json
 import platform
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,7 @@ from parity.transfer import keras_to_torch, to_nhwc, torch_to_keras
 from torchae.checkpoints import network_state
 from torchae.data import load_mnist, to_image_tensor
 from torchae.registry import EXPERIMENTS
-from torchae.runs import fit_quietly
+from torchae.runs import fit_quietly, source_commit
 
 __all__ = ["TrainRecord", "keras_against_run", "machine_description", "train_both"]
 
@@ -69,17 +68,6 @@ def machine_description() -> str:
     except OSError:
         pass
     return f"{model}, {torch.get_num_threads()} threads, {platform.system()}"
-
-
-def current_commit() -> str | None:
-    """The git commit of this checkout, or ``None`` outside a git checkout."""
-    try:
-        done = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True, text=True
-        )
-    except OSError:
-        return None
-    return done.stdout.strip() or None
 
 
 def versions() -> dict[str, str]:
@@ -171,7 +159,7 @@ def train_both(
         torch_curves,
         machine_description(),
         versions(),
-        current_commit(),
+        source_commit(),
     )
 
 
@@ -206,10 +194,11 @@ def load_record(path: Path) -> TrainRecord:
 
 def run_curves(run_dir: Path) -> dict[str, list[float]]:
     """The per-epoch ``loss``, ``val_loss`` and seconds of a ``torchae fit`` run (its newest ``version_N``)."""
-    versions = sorted(Path(run_dir).glob("version_*/metrics.csv"), key=lambda path: path.stat().st_mtime)
-    if not versions:
+    metrics_files = sorted(Path(run_dir).glob("version_*/metrics.csv"), key=lambda path: path.stat().st_mtime)
+    if not metrics_files:
         raise FileNotFoundError(f"no version_*/metrics.csv under {run_dir}: give the folder of a torchae fit run")
-    rows = list(csv.DictReader(versions[-1].open()))
+    with metrics_files[-1].open() as file:
+        rows = list(csv.DictReader(file))
     by_epoch: dict[int, dict[str, float]] = {}
     for row in rows:
         epoch = by_epoch.setdefault(int(row["epoch"]), {})
@@ -302,6 +291,6 @@ def keras_against_run(
         torch_curves,
         machine_description(),
         versions(),
-        current_commit(),
+        source_commit(),
         str(run_dir),
     )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
@@ -14,7 +16,19 @@ from torchae.models import AutoencoderModule
 from torchae.registry import EXPERIMENTS
 from torchae.timing import EpochTimer
 
-__all__ = ["fit_quietly", "quiet_trainer"]
+__all__ = ["fit_quietly", "quiet_trainer", "source_commit"]
+
+
+def source_commit() -> str | None:
+    """The git commit of the torchae checkout that runs this, or ``None`` outside a git checkout (an installed
+    package): what parity records and the weights' metadata name as the code that ran."""
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True, text=True
+        )
+    except OSError:
+        return None
+    return done.stdout.strip() or None
 
 
 def quiet_trainer(**options: Any) -> pl.Trainer:

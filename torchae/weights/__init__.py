@@ -48,11 +48,6 @@ class Weights:
     meta: dict[str, Any]
 
     @property
-    def model_arguments(self) -> dict[str, Any]:
-        """The model's constructor arguments (the CLI's bookkeeping entries, named ``_...``, left out)."""
-        return {key: value for key, value in self.meta["model_arguments"].items() if not key.startswith("_")}
-
-    @property
     def history(self) -> list[dict[str, float]]:
         """The training run's per-epoch ``train_loss`` and ``val_loss`` (for the loss curves)."""
         return list(self.meta.get("history", []))
@@ -76,7 +71,7 @@ class Weights:
         """The trained model, after :meth:`verify`, in eval mode on the CPU."""
         self.verify()
         state = torch.load(self.path, map_location="cpu", weights_only=True)
-        model = EXPERIMENTS[self.name].model(**self.model_arguments)
+        model = EXPERIMENTS[self.name].model(**self.meta["model_arguments"])
         model.load_state_dict(state)
         return model.eval()
 

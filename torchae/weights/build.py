@@ -15,7 +15,6 @@ import argparse
 import csv
 import hashlib
 import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from torchae.cli import AutoencoderCLI, find_last_checkpoint
 from torchae.figures import ArticleFigures
 from torchae.models import AutoencoderModule
 from torchae.registry import EXPERIMENTS
+from torchae.runs import source_commit
 from torchae.weights import METADATA_FILE, WEIGHTS_DIR, loss_on_test_images
 
 REPO = Path(__file__).resolve().parents[2]
@@ -66,9 +66,11 @@ def model_arguments(model: AutoencoderModule) -> dict[str, Any]:
 
 
 def commit() -> str:
-    return subprocess.run(
-        ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
-    ).stdout.strip()
+    """The commit that trains the weights (the metadata must name one: build from a git checkout)."""
+    found = source_commit()
+    if found is None:
+        raise RuntimeError(f"{REPO} is not a git checkout: build the weights from a clone of torchae")
+    return found
 
 
 def keras_row(name: str) -> dict[str, Any] | None:
@@ -154,8 +156,6 @@ def main(argv: list[str] | None = None) -> None:
 def refresh(name: str, entry: dict[str, Any], work: Path) -> dict[str, Any]:
     """``entry`` with the Keras row read again and, where the run folder is at hand, the history of its run."""
     entry = {**entry, "keras": keras_row(name)}
-    entry["model_arguments"] = {k: v for k, v in entry["model_arguments"].items() if not k.startswith("_")}
-    entry.pop("last_epoch_val_loss", None)
     runs = sorted((work / name).glob("version_*/history.csv"), key=lambda path: path.stat().st_mtime)
     if runs:
         with runs[-1].open() as file:
