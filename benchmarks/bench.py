@@ -230,7 +230,7 @@ def main() -> None:
         "| model | train / val images | batch | "
         + " | ".join(f"Keras on {backend} s/epoch" for backend in backends)
         + " | torchae loop s/epoch | `torchae fit` s/epoch | `torchae fit` / fastest Keras (target 0.5) "
-        "| per round | loop / fastest Keras | Keras peak MB (TF) | torchae peak MB |"
+        f"| per round | loop / fastest Keras | Keras peak MB ({backends[0]}) | torchae peak MB |"
     )
     print(header, flush=True)
     for name in args.models:
