@@ -71,16 +71,16 @@ def machine_description() -> str:
 
 
 def versions() -> dict[str, str]:
-    keras = import_keras()
-    import tensorflow as tf
+    """The versions that ran a record, with the backend Keras ran on (``KERAS_BACKEND``) and that backend's version."""
+    from importlib.metadata import version
 
-    return {
-        "torch": torch.__version__,
-        "pytorch_lightning": pl.__version__,
-        "keras": keras.__version__,
-        "tensorflow": tf.__version__,
-        "torchae": torchae.__version__,
-    }
+    keras = import_keras(backend=None)
+    backend = keras.backend.backend()
+    found = {"torch": torch.__version__, "pytorch_lightning": pl.__version__, "keras": keras.__version__}
+    found["keras_backend"] = backend
+    if backend != "torch":  # the torch backend's version is torch's, already there
+        found[backend] = version(backend)
+    return found | {"torchae": torchae.__version__}
 
 
 def _train_keras(

@@ -178,6 +178,17 @@ def test_import_order_hazard_is_handled():
     assert "ImportOrderError" in result.stderr and "import parity (or torch._dynamo) before tensorflow" in result.stderr
 
 
+def test_records_name_the_keras_backend_they_ran_on():
+    """A record trained with Keras on its torch backend (``KERAS_BACKEND=torch``) says so, and needs no TensorFlow."""
+    script = "import json, parity; from parity.train import versions; print(json.dumps(versions()))"
+    env = {**os.environ, "KERAS_BACKEND": "torch"}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    assert found["keras_backend"] == "torch" and "tensorflow" not in found
+    assert found["torch"] == torch.__version__
+
+
 def test_check_command_prints_the_table_and_exits_zero():
     result = subprocess.run(
         [sys.executable, "-m", "parity", "check", "dense", "--images", "500"],
