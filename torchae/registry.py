@@ -56,7 +56,15 @@ EXPERIMENTS: dict[str, Experiment] = {
     experiment.name: experiment
     for experiment in (
         Experiment("dense", DenseAE, 50, 256, (38_465, 39_200, 77_665), article_losses=(0.0784, 0.0777)),
-        Experiment("deep", DeepDenseAE, 100, 256, (134_750, 135_485, 270_235), article_losses=(0.0721, 0.0720)),
+        Experiment(
+            "deep",
+            DeepDenseAE,
+            100,
+            256,
+            (134_750, 135_485, 270_235),
+            article_losses=(0.0721, 0.0720),
+            engine={"steps_per_execution": 32, "compiled_steps": True},
+        ),
         Experiment(
             "conv",
             ConvAE,
@@ -83,6 +91,7 @@ EXPERIMENTS: dict[str, Experiment] = {
             256,
             (39_776, 40_544, 80_320),
             figures=("reconstructions", "sparse_code_dimensions", "codes_2d", "interpolation"),
+            engine={"steps_per_execution": 32, "compiled_steps": True},
         ),
     )
 }
