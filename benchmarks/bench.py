@@ -206,7 +206,10 @@ def main() -> None:
     parser.add_argument(
         "--backends", nargs="+", choices=KERAS_BACKENDS, default=list(KERAS_BACKENDS), help="Keras backends to time"
     )
-    parser.add_argument("--no-write", action="store_true", help="print only; do not write benchmarks/RESULTS.md")
+    parser.add_argument("--no-write", action="store_true", help="print only; do not write the results file")
+    parser.add_argument(
+        "--out", type=Path, default=ROOT / "benchmarks" / "RESULTS.md", help="the results file (default: %(default)s)"
+    )
     parser.add_argument(
         "--baseline",
         type=Path,
@@ -263,12 +266,12 @@ def main() -> None:
         if not args.no_write:  # after every model, so that a stopped run keeps the rows it measured
             write_results(header, rows, args, pending=args.models[len(rows) :])
     if not args.no_write:
-        print("wrote benchmarks/RESULTS.md")
+        print(f"wrote {args.out}")
 
 
 def write_results(header: str, rows: list[str], args: Any, pending: list[str]) -> None:
-    """``benchmarks/RESULTS.md``: the table so far, with the command, machine and versions; ``pending`` names the
-    models still to be measured (none once the run is complete)."""
+    """The results file (``args.out``): the table so far, with the command, machine and versions; ``pending`` names
+    the models still to be measured (none once the run is complete)."""
     import pytorch_lightning
     import torch
 
@@ -298,7 +301,7 @@ def write_results(header: str, rows: list[str], args: Any, pending: list[str]) -
             "",
         ]
     )
-    (ROOT / "benchmarks" / "RESULTS.md").write_text(text)
+    args.out.write_text(text)
 
 
 if __name__ == "__main__":

@@ -36,12 +36,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench import worker_cli  # noqa: E402
 
 VARIANTS = {
-    "eager": {},
-    "graphs": {"cuda_graphs": True},
-    "compile": {"compile": True},
-    "compile-reduce-overhead": {"compile": True, "compile_mode": "reduce-overhead"},
+    "eager": {"compiled_steps": False},
+    "graphs": {"cuda_graphs": True, "compiled_steps": False},
+    "compile": {"compile": True, "compiled_steps": False},
+    "compile-reduce-overhead": {"compile": True, "compile_mode": "reduce-overhead", "compiled_steps": False},
+    "compiled-steps": {"compiled_steps": True},
 }
-"""Engine settings of each variant, on top of the experiment's."""
+"""Engine settings of each variant, on top of the experiment's (whose ``compiled_steps``, on for the CPU in some
+experiments, each variant sets: the engine runs one whole-step technique at a time)."""
 
 
 def check_step_on_device(name: str, device: torch.device, perturb: float = 0.0) -> tuple[float, float, float]:
@@ -92,7 +94,7 @@ def compare_graphs(name: str, device: torch.device, train_size: int = 4096, val_
     for graphs in (False, True):
         pl.seed_everything(0, verbose=False)
         model = EXPERIMENTS[name].model()
-        engine = EXPERIMENTS[name].build_engine(cuda_graphs=graphs)
+        engine = EXPERIMENTS[name].build_engine(cuda_graphs=graphs, compiled_steps=False)
         history, _ = fit_quietly(model, name, 3, train_size, val_size, accelerator=device.type, engine=engine)
         runs.append((torch.cat([p.detach().reshape(-1) for p in model.parameters()]).cpu(), history))
     (eager_w, eager_h), (graph_w, graph_h) = runs

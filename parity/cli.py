@@ -128,10 +128,20 @@ def main(argv: list[str] | None = None) -> None:
 
         (name,) = _models(parser, [args.name])
         epochs = args.epochs or EXPERIMENTS[name].epochs
-        record = seed_spread(name, args.seeds, epochs, args.train_size, args.val_size)
         out = RESULTS_DIR / "spread" / f"{name}-e{epochs}-n{args.train_size}-v{args.val_size}.json"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(record, indent=1))
+        resume = json.loads(out.read_text()) if out.is_file() else None
+        if resume is not None:
+            done = {framework: [row["seed"] for row in rows] for framework, rows in resume["results"].items()}
+            print(f"resuming {out}: seeds done {done}", flush=True)
+
+        def save(record: dict) -> None:  # after every seed: a stopped run keeps what it finished
+            out.parent.mkdir(parents=True, exist_ok=True)
+            partial = out.with_suffix(".json.tmp")
+            partial.write_text(json.dumps(record, indent=1))
+            partial.replace(out)
+            write_results()
+
+        record = seed_spread(name, args.seeds, epochs, args.train_size, args.val_size, resume=resume, save=save)
         print(summarise(record), f"wrote {out} and {write_results()}", sep="\n", flush=True)
         return
     from parity.report import write_results

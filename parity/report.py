@@ -56,12 +56,19 @@ def _spread_section(folder: Path) -> list[str]:
         "|---|---|---|---|---|---|---|---|",
     ]
     for record in records:
+        results = record["results"]
         cells = []
         for framework in ("keras", "torchae"):
-            mean, spread, lowest, highest = val_loss_spread(record["results"][framework])
+            if not results[framework]:
+                cells.append("—")
+                continue
+            mean, spread, lowest, highest = val_loss_spread(results[framework])
             cells.append(f"{mean:.4f} ± {spread:.4f} ({lowest:.4f}-{highest:.4f})")
-        dead = " / ".join(str([row["dead"] for row in record["results"][f]]) for f in ("keras", "torchae"))
-        seeds = ", ".join(str(row["seed"]) for row in record["results"]["keras"])
+        dead = " / ".join(str([row["dead"] for row in results[f]]) for f in ("keras", "torchae"))
+        done = [[row["seed"] for row in results[f]] for f in ("keras", "torchae")]
+        seeds = ", ".join(map(str, done[0]))
+        if done[0] != done[1]:  # a run still going (python -m parity spread resumes it)
+            seeds = f"Keras {seeds or '—'}; torchae {', '.join(map(str, done[1])) or '—'} (unfinished)"
         lines.append(
             f"| {record['model']} | {record['epochs']} | {record['train_size']:,} / {record['val_size']:,} | {seeds} "
             f"| {cells[0]} | {cells[1]} | {dead} | {(record.get('commit') or '')[:7] or '—'} |"

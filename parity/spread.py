@@ -11,6 +11,7 @@ article's 49-unit code loses capacity with each).
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -35,42 +36,65 @@ def dead_units(codes: Any) -> int | None:
     return int((codes.max(axis=0) == 0).sum())
 
 
-def seed_spread(name: str, seeds: list[int], epochs: int, train_size: int, val_size: int) -> dict[str, Any]:
-    """Train ``name`` from each seed in Keras 3 and in torchae; returns the per-seed results of both."""
-    data = load_mnist()
-    images_train, images_val = to_image_tensor(data.x_train[:train_size]), to_image_tensor(data.x_test[:val_size])
-    batch_size = EXPERIMENTS[name].batch_size
-    results: dict[str, list[dict[str, Any]]] = {"keras": [], "torchae": []}
-    for seed in seeds:
-        keras_models = build_keras(name, seed=seed)
-        curves = _train_keras(keras_models, to_nhwc(images_train), to_nhwc(images_val), epochs, batch_size)
-        codes = keras_models.encoder.predict(to_nhwc(images_val), verbose=0)
-        results["keras"].append(
-            {"seed": seed, "loss": curves["loss"][-1], "val_loss": curves["val_loss"][-1], "dead": dead_units(codes)}
-        )
-        torch.manual_seed(seed)
-        model = EXPERIMENTS[name].model()
-        history, _ = fit_quietly(model, name, epochs, train_size, val_size, seed)
-        with torch.no_grad():
-            codes = model.eval().encode(images_val)
-        results["torchae"].append(
-            {
-                "seed": seed,
-                "loss": history[-1]["train_loss"],
-                "val_loss": history[-1]["val_loss"],
-                "dead": dead_units(codes),
-            }
-        )
-    return {
+def seed_spread(
+    name: str,
+    seeds: list[int],
+    epochs: int,
+    train_size: int,
+    val_size: int,
+    resume: dict[str, Any] | None = None,
+    save: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Train ``name`` from each seed in Keras 3 and in torchae; returns the per-seed results of both.
+
+    Args:
+        resume: an unfinished record of the same run (model, epochs, sizes): the seeds it holds are kept, not
+            trained again.
+        save: called with the record after each seed of each framework, so that a stopped run loses one seed's
+            training at most.
+    """
+    record = resume or {
         "model": name,
         "epochs": epochs,
         "train_size": train_size,
         "val_size": val_size,
-        "results": results,
+        "results": {"keras": [], "torchae": []},
         "machine": machine_description(),
         "versions": versions(),
         "commit": source_commit(),
     }
+    wanted = {"model": name, "epochs": epochs, "train_size": train_size, "val_size": val_size}
+    found = {key: record[key] for key in wanted}
+    if found != wanted:
+        raise ValueError(f"cannot resume the spread run {found} as the run {wanted}: start a new record")
+    data = load_mnist()
+    images_train, images_val = to_image_tensor(data.x_train[:train_size]), to_image_tensor(data.x_test[:val_size])
+    batch_size = EXPERIMENTS[name].batch_size
+    for seed in seeds:
+        done = {framework: {row["seed"] for row in rows} for framework, rows in record["results"].items()}
+        if seed not in done["keras"]:
+            keras_models = build_keras(name, seed=seed)
+            curves = _train_keras(keras_models, to_nhwc(images_train), to_nhwc(images_val), epochs, batch_size)
+            codes = keras_models.encoder.predict(to_nhwc(images_val), verbose=0)
+            _add(record, "keras", _row(seed, curves["loss"][-1], curves["val_loss"][-1], codes), save)
+        if seed not in done["torchae"]:
+            torch.manual_seed(seed)
+            model = EXPERIMENTS[name].model()
+            history, _ = fit_quietly(model, name, epochs, train_size, val_size, seed)
+            with torch.no_grad():
+                codes = model.eval().encode(images_val)
+            _add(record, "torchae", _row(seed, history[-1]["train_loss"], history[-1]["val_loss"], codes), save)
+    return record
+
+
+def _row(seed: int, loss: float, val_loss: float, codes: Any) -> dict[str, Any]:
+    return {"seed": seed, "loss": float(loss), "val_loss": float(val_loss), "dead": dead_units(codes)}
+
+
+def _add(record: dict[str, Any], framework: str, row: dict[str, Any], save: Callable | None) -> None:
+    record["results"][framework] = sorted([*record["results"][framework], row], key=lambda r: r["seed"])
+    if save is not None:
+        save(record)
 
 
 def val_loss_spread(rows: list[dict[str, Any]]) -> tuple[float, float, float, float]:

@@ -224,3 +224,29 @@ def test_seed_spread_trains_each_seed_in_both_frameworks(tmp_path):
     rendered = write_results(tmp_path, tmp_path / "RESULTS.md").read_text()
     keras_mean = statistics.mean(row["val_loss"] for row in record["results"]["keras"])
     assert f"| dense | 1 | 512 / 256 | 0, 1 | {keras_mean:.4f} ± " in rendered
+
+
+def test_seed_spread_resumes_and_saves_after_every_seed(tmp_path):
+    """A stopped spread run keeps each finished seed: resumed, it trains only what is missing, and the table shows
+    an unfinished run as such."""
+    saved = []  # copies: the record is one object that grows
+
+    def save(record: dict) -> None:
+        saved.append(json.loads(json.dumps(record)))
+
+    first = seed_spread("dense", [0], epochs=1, train_size=256, val_size=128, save=save)
+    assert [len(r["results"]["keras"]) + len(r["results"]["torchae"]) for r in saved] == [1, 2]
+    unfinished = json.loads(json.dumps(first))
+    unfinished["results"]["torchae"] = []
+    (tmp_path / "spread").mkdir()
+    (tmp_path / "spread" / "dense.json").write_text(json.dumps(unfinished))
+    rendered = write_results(tmp_path, tmp_path / "RESULTS.md").read_text()
+    assert "| Keras 0; torchae — (unfinished) |" in rendered
+    keras_row = unfinished["results"]["keras"][0]
+    resumed = seed_spread("dense", [0, 1], epochs=1, train_size=256, val_size=128, resume=unfinished)
+    assert resumed["results"]["keras"][0] == keras_row  # kept, not trained again
+    assert [row["seed"] for row in resumed["results"]["keras"]] == [0, 1]
+    assert [row["seed"] for row in resumed["results"]["torchae"]] == [0, 1]
+    assert resumed["results"]["torchae"][0] == first["results"]["torchae"][0]  # the same seed trains the same
+    with pytest.raises(ValueError, match="cannot resume the spread run"):
+        seed_spread("dense", [0], epochs=2, train_size=256, val_size=128, resume=resumed)

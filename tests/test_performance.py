@@ -5,6 +5,7 @@ Speed itself is measured by benchmarks/bench.py (ratios side by side), not asser
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -124,3 +125,31 @@ def test_the_quiet_run_writes_no_file(tmp_path, monkeypatch):
     history, seconds = fit_quietly(torchae.DenseAE(), "dense", 2, train_size=256, val_size=128)
     assert [row["epoch"] for row in history] == [0, 1] and len(seconds) == 2
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_benchmark_times_keras_and_torchae_side_by_side_and_writes_its_table(tmp_path):
+    """``benchmarks/bench.py`` on a tiny subset: every measurement runs in its own process (Keras, the loop, and
+    ``torchae fit``), and the results file holds the command, the machine and one row with the ratio verdict."""
+    out = tmp_path / "RESULTS.md"
+    tiny = ["--epochs", "2", "--repeats", "1", "--train-size", "512", "--val-size", "256"]
+    command = [sys.executable, str(ROOT / "benchmarks" / "bench.py"), "dense", "--backends", "tensorflow"]
+    result = subprocess.run(
+        [*command, *tiny, "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    text = out.read_text()
+    assert "Command: `python benchmarks/bench.py dense --backends tensorflow" in text and "Still running" not in text
+    rows = [line for line in text.splitlines() if line.startswith("| dense |")]
+    assert len(rows) == 1 and "512 / 256" in rows[0]
+    cells = [cell.strip() for cell in rows[0].strip("|").split("|")]
+    keras, loop, fit = (float(cells[i]) for i in (3, 4, 5))
+    assert keras > 0 and loop > 0 and fit > 0
+    ratio, verdict = re.fullmatch(r"\*\*([0-9.]+)\*\* \((met|MISSED)\)", cells[6]).groups()
+    assert verdict == ("met" if float(ratio) <= 0.5 else "MISSED")
+    # the table's seconds are rounded to 0.01 and the ratio to 0.01: it lies between the bounds the cells allow
+    assert (fit - 0.005) / (keras + 0.005) - 0.005 <= float(ratio) <= (fit + 0.005) / (keras - 0.005) + 0.005
