@@ -124,21 +124,18 @@ def main(argv: list[str] | None = None) -> None:
         import json
 
         from parity.report import RESULTS_DIR, write_results
-        from parity.spread import seed_spread, summarise
+        from parity.spread import seed_spread, seeds_done, summarise
+        from torchae.safety import write_text_atomically
 
         (name,) = _models(parser, [args.name])
         epochs = args.epochs or EXPERIMENTS[name].epochs
         out = RESULTS_DIR / "spread" / f"{name}-e{epochs}-n{args.train_size}-v{args.val_size}.json"
         resume = json.loads(out.read_text()) if out.is_file() else None
         if resume is not None:
-            done = {framework: [row["seed"] for row in rows] for framework, rows in resume["results"].items()}
-            print(f"resuming {out}: seeds done {done}", flush=True)
+            print(f"resuming {out}: seeds done {seeds_done(resume)}", flush=True)
 
         def save(record: dict) -> None:  # after every seed: a stopped run keeps what it finished
-            out.parent.mkdir(parents=True, exist_ok=True)
-            partial = out.with_suffix(".json.tmp")
-            partial.write_text(json.dumps(record, indent=1))
-            partial.replace(out)
+            write_text_atomically(out, json.dumps(record, indent=1))
             write_results()
 
         record = seed_spread(name, args.seeds, epochs, args.train_size, args.val_size, resume=resume, save=save)

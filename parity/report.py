@@ -6,7 +6,7 @@ import json
 import statistics
 from pathlib import Path
 
-from parity.spread import val_loss_spread
+from parity.spread import seeds_done, val_loss_spread
 from parity.train import TrainRecord, load_record
 from torchae.registry import EXPERIMENTS
 
@@ -65,7 +65,7 @@ def _spread_section(folder: Path) -> list[str]:
             mean, spread, lowest, highest = val_loss_spread(results[framework])
             cells.append(f"{mean:.4f} ± {spread:.4f} ({lowest:.4f}-{highest:.4f})")
         dead = " / ".join(str([row["dead"] for row in results[f]]) for f in ("keras", "torchae"))
-        done = [[row["seed"] for row in results[f]] for f in ("keras", "torchae")]
+        done = [seeds_done(record)[f] for f in ("keras", "torchae")]
         seeds = ", ".join(map(str, done[0]))
         if done[0] != done[1]:  # a run still going (python -m parity spread resumes it)
             seeds = f"Keras {seeds or '—'}; torchae {', '.join(map(str, done[1])) or '—'} (unfinished)"

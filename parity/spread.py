@@ -24,7 +24,7 @@ from torchae.data import load_mnist, to_image_tensor
 from torchae.registry import EXPERIMENTS
 from torchae.runs import fit_quietly, source_commit
 
-__all__ = ["dead_units", "seed_spread", "summarise", "val_loss_spread"]
+__all__ = ["dead_units", "seed_spread", "seeds_done", "summarise", "val_loss_spread"]
 
 
 def dead_units(codes: Any) -> int | None:
@@ -71,7 +71,7 @@ def seed_spread(
     images_train, images_val = to_image_tensor(data.x_train[:train_size]), to_image_tensor(data.x_test[:val_size])
     batch_size = EXPERIMENTS[name].batch_size
     for seed in seeds:
-        done = {framework: {row["seed"] for row in rows} for framework, rows in record["results"].items()}
+        done = seeds_done(record)
         if seed not in done["keras"]:
             keras_models = build_keras(name, seed=seed)
             curves = _train_keras(keras_models, to_nhwc(images_train), to_nhwc(images_val), epochs, batch_size)
@@ -85,6 +85,11 @@ def seed_spread(
                 codes = model.eval().encode(images_val)
             _add(record, "torchae", _row(seed, history[-1]["train_loss"], history[-1]["val_loss"], codes), save)
     return record
+
+
+def seeds_done(record: dict[str, Any]) -> dict[str, list[int]]:
+    """The seeds a spread record holds results for, per framework (``keras``, ``torchae``)."""
+    return {framework: [row["seed"] for row in rows] for framework, rows in record["results"].items()}
 
 
 def _row(seed: int, loss: float, val_loss: float, codes: Any) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from torchae.cli import main
 from torchae.data import MNIST_FILES, MNISTDataModule, embedded_mnist_dir
 from torchae.engine import Engine
 from torchae.registry import EXPERIMENTS
-from torchae.safety import AtomicCheckpointIO
+from torchae.safety import AtomicCheckpointIO, write_text_atomically
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
@@ -381,6 +381,24 @@ def test_a_crash_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatc
     monkeypatch.undo()
     assert torch.equal(torch.load(path, weights_only=True)["state_dict"]["w"], torch.ones(3))
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no partial file left behind
+
+
+def test_a_crash_while_writing_a_results_file_keeps_the_previous_one(tmp_path, monkeypatch):
+    """Records and metadata (``weights.json``, seed-spread records) are written whole or not at all."""
+    path = tmp_path / "record.json"
+    write_text_atomically(path, '{"seeds": [0]}')
+    real_write_text = Path.write_text
+
+    def exploding_write_text(self, text, *args, **kwargs):
+        real_write_text(self, text[: len(text) // 2])
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Path, "write_text", exploding_write_text)
+    with pytest.raises(OSError, match="disk full"):
+        write_text_atomically(path, '{"seeds": [0, 1]}')
+    monkeypatch.undo()
+    assert path.read_text() == '{"seeds": [0]}'
+    assert [p.name for p in tmp_path.iterdir()] == ["record.json"]  # no partial file left behind
 
 
 @pytest.mark.slow

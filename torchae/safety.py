@@ -12,7 +12,19 @@ from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from torchae.errors import NonFiniteLossError
 
-__all__ = ["AtomicCheckpointIO", "StopOnNonFiniteLoss"]
+__all__ = ["AtomicCheckpointIO", "StopOnNonFiniteLoss", "write_text_atomically"]
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder renamed into place, so that a stop at
+    any moment leaves the old file or the new one, never half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    try:
+        partial.write_text(text)
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

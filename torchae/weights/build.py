@@ -26,6 +26,7 @@ from torchae.figures import ArticleFigures
 from torchae.models import AutoencoderModule
 from torchae.registry import EXPERIMENTS
 from torchae.runs import source_commit
+from torchae.safety import write_text_atomically
 from torchae.weights import METADATA_FILE, WEIGHTS_DIR, loss_on_test_images
 
 REPO = Path(__file__).resolve().parents[2]
@@ -207,9 +208,7 @@ def write_metadata(directory: Path, name: str, entry: dict[str, Any]) -> None:
     """Set ``name``'s entry of ``weights.json`` (written whole, then renamed into place)."""
     metadata = {**read_metadata(directory), name: entry}
     ordered = {key: metadata[key] for key in EXPERIMENTS if key in metadata}
-    scratch = directory / (METADATA_FILE + ".partial")
-    scratch.write_text(json.dumps(ordered, indent=1) + "\n")
-    scratch.replace(directory / METADATA_FILE)
+    write_text_atomically(directory / METADATA_FILE, json.dumps(ordered, indent=1) + "\n")
 
 
 if __name__ == "__main__":
