@@ -102,6 +102,10 @@ def test_settings_the_engine_cannot_honour_are_refused(tmp_path):
         Engine(steps_per_execution=0)
     with pytest.raises(ConfigError, match="compile_mode must be one of"):
         Engine(compile_mode="fast")
+    with pytest.raises(ConfigError, match="engine.compiled_steps_per_call must be a positive integer"):
+        Engine(compiled_steps=True, compiled_steps_per_call=0)
+    with pytest.raises(ConfigError, match="set --engine.compiled_steps_per_call 4 or less"):
+        Engine(steps_per_execution=4, compiled_steps=True, compiled_steps_per_call=8)
     with pytest.raises(ConfigError, match="needs torchae's MNISTDataModule"):
         quiet_trainer(tmp_path, callbacks=[Engine(steps_per_execution=4)]).fit(
             torchae.DenseAE(), TensorBatches(torch.rand(64, 1, 28, 28), 16, False)
@@ -257,15 +261,22 @@ def assert_close_models(a: torch.nn.Module, b: torch.nn.Module) -> None:
         torch.testing.assert_close(p, q, atol=1e-5, rtol=1e-4, msg=key)
 
 
-@pytest.mark.parametrize("name", ["dense", "deep", "denoising", "sparse"])
-def test_compiled_steps_train_as_eager_steps(name, tmp_path):
+@pytest.mark.parametrize(
+    ("name", "steps_per_call"),
+    [("dense", 1), ("deep", 1), ("denoising", 1), ("sparse", 1), ("dense", 4), ("denoising", 4)],
+)
+def test_compiled_steps_train_as_eager_steps(name, steps_per_call, tmp_path):
     """Whole steps (gradients by torch.func, Keras's Adam on the flat buffers) traced with ``aot_eager``, the graph
     inductor is given, without a C++ compiler: the eager run's weights, Adam state, losses and step count, over
-    two batch shapes (168 = 10 x 16 + 8)."""
+    two batch shapes (168 = 10 x 16 + 8). With 4 steps per call, groups of 4 equal batches run as one call and the
+    last group (16, 16, 8) as single steps; the denoising model's noise is drawn in the same order."""
     eager, eager_fit = train(name, tmp_path, Engine(steps_per_execution=4), sizes=(168, 72))
-    engine = Engine(steps_per_execution=4, compiled_steps=True, compile_backend="aot_eager")
+    engine = Engine(
+        steps_per_execution=4, compiled_steps=True, compiled_steps_per_call=steps_per_call, compile_backend="aot_eager"
+    )
     compiled, compiled_fit = train(name, tmp_path, engine, sizes=(168, 72))
     assert engine.runner is not None and engine.runner.compiled is not None
+    assert engine.runner.compiled.steps_per_call == steps_per_call
     assert compiled_fit.global_step == eager_fit.global_step == 2 * 11
     for key in ("train_loss", "val_loss"):
         torch.testing.assert_close(
@@ -279,6 +290,35 @@ def test_compiled_steps_train_as_eager_steps(name, tmp_path):
         for moment in ("exp_avg", "exp_avg_sq"):
             torch.testing.assert_close(compiled_state[index][moment], eager_state[index][moment], atol=1e-7, rtol=1e-4)
     assert "training_step" not in vars(compiled)
+
+
+def test_several_compiled_steps_per_call_run_as_one_call_per_group_of_equal_batches():
+    """The runner hands ``steps_per_call`` equal batches to one call and the rest to single steps, and a call of
+    several steps leaves the weights, moments and step count that as many single steps leave."""
+    torch.manual_seed(0)
+    single, several = EXPERIMENTS["dense"].model(), EXPERIMENTS["dense"].model()
+    several.load_state_dict(single.state_dict())
+    xs = [torch.rand(16, 1, 28, 28) for _ in range(3)]
+    one_by_one = CompiledSteps(single, backend="aot_eager")
+    together = CompiledSteps(several, steps_per_call=3, backend="aot_eager")
+    optimizers = single.configure_optimizers(), several.configure_optimizers()
+    losses = torch.stack([one_by_one.step(x, "train", optimizers[0])["loss"] for x in xs])
+    stacked = together.steps(xs, "train", optimizers[1])
+    torch.testing.assert_close(stacked["loss"], losses, rtol=1e-6, atol=0)
+    assert optimizers[0].param_groups[0]["step"] == optimizers[1].param_groups[0]["step"] == 3
+    assert_close_models(several, single)
+    with pytest.raises(ValueError, match="steps takes 3 batches per call"):
+        together.steps(xs[:2], "train", optimizers[1])
+
+    runner = StepRunner(several)
+    runner.compiled = together
+    shapes = [torch.Size([16, 1, 28, 28])] * 4 + [torch.Size([8, 1, 28, 28])]
+    batches = [torch.empty(shape) for shape in shapes]
+    with torch.enable_grad():
+        calls = [runner.steps_in_one_call(batches, start, object()) for start in range(len(batches))]
+    assert calls == [3, 3, 1, 1, 1]  # from batch 2 on, fewer than 3 equal batches are left
+    with torch.no_grad():
+        assert runner.steps_in_one_call(batches, 0, object()) == 1  # validation: no optimizer steps
 
 
 def test_a_compiled_conv_step_is_the_eager_step():

@@ -257,3 +257,19 @@ def test_keras_adam_flushes_denormal_moments_on_the_cpu():
     optimizer.step()  # step 16: flushed
     assert float(m[0]) == 0.0
     assert float(m[2]) > 0 and float(m[1]) > 0  # normal values are kept
+
+
+@pytest.mark.parametrize(("step", "steps", "flushed"), [(16, 1, True), (17, 1, False), (19, 4, True), (20, 4, False)])
+def test_keras_adam_flushes_after_an_update_of_several_steps_that_passed_a_flush_step(step, steps, flushed):
+    """Compiled steps update outside ``step`` and then flush; an update of several steps flushes when one of them
+    was a flush step (16 within 16..19, none within 17..20)."""
+    from torchae.optim import FLUSH_DENORMALS_EVERY
+
+    assert FLUSH_DENORMALS_EVERY == 16
+    w = torch.nn.Parameter(torch.ones(2))
+    optimizer = torchae.KerasAdam([w])
+    ((group, flat),) = optimizer.flat_groups()
+    flat.moments[:2] = torch.tensor([1e-39, 1.0])  # the buffer is padded past the parameter
+    group["step"] = step
+    torchae.KerasAdam.flush_denormals(flat, group, steps=steps)
+    assert (float(flat.moments[0]) == 0.0) == flushed and float(flat.moments[1]) == 1.0

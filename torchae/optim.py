@@ -205,10 +205,14 @@ class KerasAdam(torch.optim.Optimizer):
             weights.addcdiv_(moments, denominator, value=neg_alpha)
 
     @staticmethod
-    def flush_denormals(flat: _FlatGroup, group: dict[str, Any]) -> None:
+    def flush_denormals(flat: _FlatGroup, group: dict[str, Any], steps: int = 1) -> None:
         """On a CPU, every :data:`FLUSH_DENORMALS_EVERY` steps, zero the moments' denormal entries (after an update
-        that did not go through :meth:`step`, as a compiled one)."""
-        if flat.weights.device.type == "cpu" and group["step"] % FLUSH_DENORMALS_EVERY == 0:
+        that did not go through :meth:`step`, as a compiled one; ``steps``: how many steps that update took)."""
+        step = group["step"]
+        if (
+            flat.weights.device.type == "cpu"
+            and step // FLUSH_DENORMALS_EVERY != (step - steps) // FLUSH_DENORMALS_EVERY
+        ):
             _flush_denormals_(flat.moments)
             _flush_denormals_(flat.squares)
 

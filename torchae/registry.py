@@ -81,7 +81,7 @@ EXPERIMENTS: dict[str, Experiment] = {
             16,
             (38_465, 39_200, 77_665),
             figures=("reconstructions", "denoising", "codes_2d", "interpolation"),
-            engine={"steps_per_execution": 128, "compiled_steps": True},
+            engine={"steps_per_execution": 128, "compiled_steps": True, "compiled_steps_per_call": 8},
             retrains="dense",
         ),
         Experiment(

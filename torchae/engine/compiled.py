@@ -6,6 +6,12 @@ a few generated loops around the matrix products, and Adam one fused loop over t
 :class:`~torchae.optim.KerasAdam`. What is computed does not change: the model's ``reconstruction_terms`` (traced
 with :func:`torch.func.grad` for the gradients) and Keras's update, with the same step count and step size; the
 input noise is still drawn eagerly, by the model's ``corrupt``, from the same generator.
+
+Several steps per call (``steps_per_call``) unroll that many consecutive steps into one compiled function, as
+Keras's ``steps_per_execution`` runs several steps in one XLA call: what a call costs besides its kernels (Dynamo's
+guards, the wrappers around the generated code, the Python around them) is paid once for all of them. The steps and
+their order are the same; only the flush of denormal moments (:func:`~torchae.optim.KerasAdam.flush_denormals`,
+a change below 1e-30 to an update) may come up to ``steps_per_call - 1`` steps later.
 """
 
 from __future__ import annotations
@@ -51,19 +57,27 @@ class _ReconstructionTerms(nn.Module):
 
 
 class CompiledSteps:
-    """Training steps of ``module`` as one compiled function each (one per batch shape).
+    """Training steps of ``module`` as compiled functions (one per batch shape): one step per call, and
+    ``steps_per_call`` steps per call where that many batches of one shape follow each other.
 
     Args:
         module: the model; its ``configure_optimizers`` must give a :class:`~torchae.optim.KerasAdam` over all of
             its parameters in one group.
+        steps_per_call: optimizer steps unrolled into one compiled call (see :meth:`steps`); 1 compiles only the
+            single step.
         compile_options: further arguments of ``torch.compile`` (``backend``: inductor, which generates C++
             loops on a CPU, unless given; ``mode``; ``dynamic``, False unless given).
     """
 
-    def __init__(self, module: AutoencoderModule, **compile_options: Any) -> None:
+    def __init__(self, module: AutoencoderModule, steps_per_call: int = 1, **compile_options: Any) -> None:
+        if isinstance(steps_per_call, bool) or not isinstance(steps_per_call, int) or steps_per_call < 1:
+            raise ValueError(f"steps_per_call must be a positive integer, got {steps_per_call!r}")
         self.module = module
+        self.steps_per_call = steps_per_call
         self.terms = _ReconstructionTerms(module)
-        self.compiled = torch.compile(_own_code(self._step), fullgraph=True, **{"dynamic": False, **compile_options})
+        options = {"fullgraph": True, "dynamic": False, **compile_options}
+        self.compiled = torch.compile(_own_code(self._step), **options)
+        self.compiled_several = torch.compile(_own_code(self._several_steps), **options) if steps_per_call > 1 else None
         self.layout: list[tuple[str, int, torch.Size]] | None = None
 
     def _flat_group(self, optimizer: KerasAdam) -> tuple[dict[str, Any], Any]:
@@ -88,18 +102,45 @@ class CompiledSteps:
         epsilon: float,
     ) -> dict[str, torch.Tensor]:
         assert self.layout is not None
+        params = {name: weights[offset : offset + math.prod(shape)].view(shape) for name, offset, shape in self.layout}
 
-        def loss(flat_weights: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-            params = {
-                name: flat_weights[offset : offset + math.prod(shape)].view(shape)
-                for name, offset, shape in self.layout
-            }
+        def loss(params: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
             terms = functional_call(self.terms, params, (inputs, target))
             return terms["loss"], {name: value.detach() for name, value in terms.items()}
 
-        gradient, terms = grad(loss, has_aux=True)(weights)
-        KerasAdam.update_(weights, gradient, moments, squares, (beta_1, beta_2), epsilon, neg_alpha)
+        gradients, terms = grad(loss, has_aux=True)(params)
+        # One flat gradient by concatenation, zeros in the padding. (The gradient with respect to the flat buffer
+        # itself is the same numbers, but inductor assembles it with a masked load per parameter for every
+        # element: the update took twice as long for the deep model.)
+        pieces, end = [], 0
+        for name, offset, shape in self.layout:
+            if offset > end:
+                pieces.append(weights.new_zeros(offset - end))
+            pieces.append(gradients[name].reshape(-1))
+            end = offset + math.prod(shape)
+        if weights.numel() > end:
+            pieces.append(weights.new_zeros(weights.numel() - end))
+        KerasAdam.update_(weights, torch.cat(pieces), moments, squares, (beta_1, beta_2), epsilon, neg_alpha)
         return terms
+
+    def _several_steps(
+        self,
+        weights: torch.Tensor,
+        moments: torch.Tensor,
+        squares: torch.Tensor,
+        inputs: torch.Tensor,
+        targets: torch.Tensor,
+        neg_alphas: torch.Tensor,
+        beta_1: float,
+        beta_2: float,
+        epsilon: float,
+    ) -> dict[str, torch.Tensor]:
+        """``_step`` on each of the stacked batches in turn; each term stacked over the steps."""
+        steps = [
+            self._step(weights, moments, squares, inputs[k], targets[k], neg_alphas[k], beta_1, beta_2, epsilon)
+            for k in range(inputs.shape[0])
+        ]
+        return {name: torch.stack([terms[name] for terms in steps]) for name in steps[0]}
 
     def step(self, x: torch.Tensor, stage: Stage, optimizer: KerasAdam) -> dict[str, torch.Tensor]:
         """One training step on clean images ``x``: returns the loss terms (detached); the weights and Adam's
@@ -115,4 +156,21 @@ class CompiledSteps:
             flat.weights, flat.moments, flat.squares, inputs, target, neg_alpha, beta_1, beta_2, group["eps"]
         )
         KerasAdam.flush_denormals(flat, group)
+        return terms
+
+    def steps(self, xs: list[torch.Tensor], stage: Stage, optimizer: KerasAdam) -> dict[str, torch.Tensor]:
+        """``steps_per_call`` training steps in one call, on clean image batches ``xs`` of one shape (corrupted in
+        order, one batch after the other, as single steps corrupt them): each loss term stacked over the steps."""
+        if self.compiled_several is None or len(xs) != self.steps_per_call:
+            raise ValueError(f"steps takes {self.steps_per_call} batches per call (steps_per_call), got {len(xs)}")
+        group, flat = self._flat_group(optimizer)
+        inputs = torch.stack([self.module.corrupt(x, stage) for x in xs])
+        neg_alphas = torch.tensor(
+            [-KerasAdam.advance_step(group) for _ in xs], dtype=flat.weights.dtype, device=flat.weights.device
+        )
+        beta_1, beta_2 = group["betas"]
+        terms = self.compiled_several(
+            flat.weights, flat.moments, flat.squares, inputs, torch.stack(xs), neg_alphas, beta_1, beta_2, group["eps"]
+        )
+        KerasAdam.flush_denormals(flat, group, steps=len(xs))
         return terms

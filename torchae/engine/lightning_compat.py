@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["counted_step"]
+__all__ = ["counted_step", "counted_steps"]
 
 
 @contextmanager
@@ -31,3 +31,14 @@ def counted_step(optimizer: Any) -> Iterator[None]:
     before()
     yield
     after()
+
+
+@contextmanager
+def counted_steps(optimizer: Any, count: int) -> Iterator[None]:
+    """Around ``count`` optimizer steps taken in one call (compiled steps): each counted as :func:`counted_step`
+    counts one."""
+    for _ in range(count - 1):
+        with counted_step(optimizer):
+            pass
+    with counted_step(optimizer):
+        yield

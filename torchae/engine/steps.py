@@ -13,7 +13,7 @@ from pytorch_lightning.strategies import SingleDeviceStrategy
 from pytorch_lightning.utilities.model_helpers import is_overridden
 
 from torchae.data import BatchGroup
-from torchae.engine.lightning_compat import counted_step
+from torchae.engine.lightning_compat import counted_step, counted_steps
 from torchae.inputs import check_images, images_of
 from torchae.models import AutoencoderModule, Stage
 
@@ -89,21 +89,43 @@ class StepRunner:
     def run(self, batch: Any, stage: Stage) -> torch.Tensor:
         """Every image batch of ``batch`` (one optimizer step each when training); returns the mean loss."""
         optimizer = self.module.optimizers() if stage == "train" else None
+        # The finiteness test would synchronise with the device every step; the datamodule checks its data once.
+        xs = [
+            check_images(x, check_finite=False)
+            for x in (batch if isinstance(batch, BatchGroup) else [images_of(batch)])
+        ]
         sums: dict[str, torch.Tensor] = {}
-        count = 0
-        for x in batch if isinstance(batch, BatchGroup) else [images_of(batch)]:
-            # The finiteness test would synchronise with the device every step; the datamodule checks its data once.
-            x = check_images(x, check_finite=False)
-            if self.graphs is not None:
-                terms = self.graphs.run(self.module, x, stage, optimizer, self.step)
+        count = start = 0
+        while start < len(xs):
+            together = self.steps_in_one_call(xs, start, optimizer)
+            if together > 1:
+                assert self.compiled is not None
+                with counted_steps(optimizer, together):
+                    stacked = self.compiled.steps(xs[start : start + together], stage, optimizer.optimizer)
+                n = xs[start].shape[0]
+                weighted = {name: values.sum() * n for name, values in stacked.items()}  # already detached
             else:
-                terms = self.step(x, stage, optimizer)
-            n = x.shape[0]
-            for name, value in terms.items():  # already detached
-                sums[name] = value * n if name not in sums else sums[name] + value * n
-            count += n
+                x = xs[start]
+                if self.graphs is not None:
+                    terms = self.graphs.run(self.module, x, stage, optimizer, self.step)
+                else:
+                    terms = self.step(x, stage, optimizer)
+                weighted = {name: value * x.shape[0] for name, value in terms.items()}  # already detached
+            for name, value in weighted.items():
+                sums[name] = value if name not in sums else sums[name] + value
+            count += sum(x.shape[0] for x in xs[start : start + together])
+            start += together
         self.module.log_terms({name: total / count for name, total in sums.items()}, stage, batch_size=count)
         return sums["loss"] / count
+
+    def steps_in_one_call(self, xs: list[torch.Tensor], start: int, optimizer: Any) -> int:
+        """How many training steps from ``xs[start]`` on run as one compiled call: the compiled steps'
+        ``steps_per_call`` where that many batches of one shape are left, else 1."""
+        several = self.compiled.steps_per_call if self.compiled is not None else 1
+        if several == 1 or optimizer is None or not torch.is_grad_enabled() or len(xs) - start < several:
+            return 1
+        shape = xs[start].shape
+        return several if all(x.shape == shape for x in xs[start + 1 : start + several]) else 1
 
     def step(self, x: torch.Tensor, stage: Stage, optimizer: Any) -> dict[str, torch.Tensor]:
         """One step on batch ``x``: the loss terms (detached), and an optimizer step when ``optimizer`` is given."""
