@@ -9,9 +9,13 @@ from pathlib import Path
 from parity.spread import seeds_done, val_loss_spread
 from parity.train import TrainRecord, load_record
 from torchae.registry import EXPERIMENTS
+from torchae.weights.build import update_readme
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 RESULTS_MD = Path(__file__).resolve().parent / "RESULTS.md"
+README = Path(__file__).resolve().parent.parent / "README.md"
+README_MARKERS = ("<!-- parity-table", "<!-- end parity-table -->")
+""":data:`README`'s copy of the article-runs table sits between these (``write_results`` keeps it in step)."""
 FULL_LENGTH_TOLERANCE = 0.01
 
 
@@ -76,7 +80,21 @@ def _spread_section(folder: Path) -> list[str]:
     return [*lines, ""]
 
 
-def write_results(results_dir: Path = RESULTS_DIR, out: Path = RESULTS_MD) -> Path:
+def article_table(results_dir: Path = RESULTS_DIR) -> str:
+    """The table of the article runs recorded in ``results_dir`` (one row per model, in the article's order)."""
+    records = [
+        load_record(results_dir / f"{name}.json") for name in EXPERIMENTS if (results_dir / f"{name}.json").is_file()
+    ]
+    header = (
+        "| model | epochs | train / val images | batch | article | Keras 3 | torchae | rel. diff | Keras s/epoch "
+        "| torchae s/epoch | ratio | initial weights | commit |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    )
+    return "\n".join([header, *[_row(r) for r in records]])
+
+
+def write_results(results_dir: Path = RESULTS_DIR, out: Path = RESULTS_MD, readme: Path | None = None) -> Path:
+    """Write ``out`` from the records in ``results_dir``, and the same article-runs table into ``readme`` (the
+    project's README when ``out`` is the project's ``parity/RESULTS.md``)."""
     records = [
         load_record(results_dir / f"{name}.json") for name in EXPERIMENTS if (results_dir / f"{name}.json").is_file()
     ]
@@ -97,10 +115,7 @@ def write_results(results_dir: Path = RESULTS_DIR, out: Path = RESULTS_MD) -> Pa
         "sparse, recorded on 2026-11-27) ran beside three or four other training runs on 2 cores, so their seconds",
         "say nothing about speed. A shorter run is not the article's length.",
         "",
-        "| model | epochs | train / val images | batch | article | Keras 3 | torchae | rel. diff | Keras s/epoch "
-        "| torchae s/epoch | ratio | initial weights | commit |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-        *[_row(r) for r in records],
+        article_table(results_dir),
         "",
         *_spread_section(results_dir / "spread"),
         f"Machine: {'; '.join(machines) or '—'}.",
@@ -108,4 +123,8 @@ def write_results(results_dir: Path = RESULTS_DIR, out: Path = RESULTS_MD) -> Pa
         "",
     ]
     out.write_text("\n".join(lines))
+    if readme is None and out.resolve() == RESULTS_MD and README.is_file():
+        readme = README
+    if readme is not None:
+        update_readme(readme, article_table(results_dir), README_MARKERS)
     return out

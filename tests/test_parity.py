@@ -25,7 +25,7 @@ import parity  # noqa: E402  (after the skip)
 import torchae  # noqa: E402
 from parity.checks import build_pair, check_forward, check_step, check_structure, format_table  # noqa: E402
 from parity.keras_models import KERAS_BUILDERS, build_keras, load_keras  # noqa: E402
-from parity.report import write_results  # noqa: E402
+from parity.report import README, README_MARKERS, RESULTS_DIR, RESULTS_MD, article_table, write_results  # noqa: E402
 from parity.spread import dead_units, seed_spread, summarise  # noqa: E402
 from parity.transfer import TransferError, to_nhwc  # noqa: E402
 from torchae.models import AutoencoderModule  # noqa: E402
@@ -250,3 +250,24 @@ def test_seed_spread_resumes_and_saves_after_every_seed(tmp_path):
     assert resumed["results"]["torchae"][0] == first["results"]["torchae"][0]  # the same seed trains the same
     with pytest.raises(ValueError, match="cannot resume the spread run"):
         seed_spread("dense", [0], epochs=2, train_size=256, val_size=128, resume=resumed)
+
+
+def test_the_committed_parity_report_and_the_readme_table_are_the_recorded_runs(tmp_path):
+    """``parity/RESULTS.md`` and the README's copy of its table are what ``python -m parity report`` renders from
+    the committed records, so neither can fall behind a new run."""
+    rendered = write_results(RESULTS_DIR, tmp_path / "RESULTS.md").read_text()
+    assert rendered == RESULTS_MD.read_text(), "parity/RESULTS.md is stale: run python -m parity report"
+    readme = README.read_text()
+    start, end = README_MARKERS
+    block = readme[readme.index("\n", readme.index(start)) + 1 : readme.index(end)]
+    assert block == article_table() + "\n", "the README's parity table is stale: run python -m parity report"
+    assert block.count("\n| ") == len(list(RESULTS_DIR.glob("*.json")))  # one row per recorded model
+
+
+def test_the_report_puts_its_table_between_the_readme_markers(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{README_MARKERS[0]} -->\nold rows\n{README_MARKERS[1]}\nafter\n")
+    write_results(RESULTS_DIR, tmp_path / "RESULTS.md", readme=readme)
+    text = readme.read_text()
+    assert "old rows" not in text and text.startswith("intro\n") and text.endswith(f"{README_MARKERS[1]}\nafter\n")
+    assert article_table() in text

@@ -187,11 +187,12 @@ def pretrained_table(metadata: dict[str, Any]) -> str:
 TABLE_START, TABLE_END = "<!-- pretrained-table", "<!-- end pretrained-table -->"
 
 
-def update_readme(readme: Path, table: str) -> bool:
-    """Put ``table`` between the README's pretrained-table markers; returns whether the file changed."""
+def update_readme(readme: Path, table: str, markers: tuple[str, str] = (TABLE_START, TABLE_END)) -> bool:
+    """Put ``table`` between the README's ``markers`` (the pretrained-table ones unless given: the line that
+    starts with the first, and the second); returns whether the file changed."""
     text = readme.read_text()
-    start = text.index("\n", text.index(TABLE_START)) + 1
-    end = text.index(TABLE_END)
+    start = text.index("\n", text.index(markers[0])) + 1
+    end = text.index(markers[1])
     updated = text[:start] + table + "\n" + text[end:]
     if updated == text:
         return False
