@@ -93,8 +93,9 @@ class Engine(pl.Callback):
         compiled_steps_per_call: with ``compiled_steps``, unroll this many consecutive optimizer steps of a
             step group (``steps_per_execution``) into one compiled call, as Keras's ``steps_per_execution`` does
             in one XLA call: the cost of a call besides its kernels is paid once for all of them (the batch-16
-            denoising config uses 8). Compiling takes about that many times longer. Without ``compiled_steps``
-            it has no effect, as ``graph_warmup_steps`` without ``cuda_graphs``.
+            denoising config uses 8). Compiling takes about that many times longer. A group with fewer batches left
+            than this (its end, or ``steps_per_execution`` below it) runs them as single compiled steps. Without
+            ``compiled_steps`` it has no effect, as ``graph_warmup_steps`` without ``cuda_graphs``.
         compile: ``torch.compile`` the model's ``reconstruction_terms`` (network, loss and, through AOTAutograd,
             their backward) with ``compile_mode`` and ``compile_backend``; measured slower than eager for these
             small models, kept for experiments.
@@ -123,12 +124,6 @@ class Engine(pl.Callback):
         _positive("cpu_micro_batch_size", cpu_micro_batch_size, optional=True)
         _positive("graph_warmup_steps", graph_warmup_steps)
         _positive("compiled_steps_per_call", compiled_steps_per_call)
-        if compiled_steps and compiled_steps_per_call > steps_per_execution:
-            raise ConfigError(
-                f"engine.compiled_steps_per_call={compiled_steps_per_call} runs steps of one step group together, "
-                f"and engine.steps_per_execution={steps_per_execution} puts fewer in a group: set "
-                f"--engine.compiled_steps_per_call {steps_per_execution} or less"
-            )
         modes = CompileMode.__args__  # type: ignore[attr-defined]
         if compile_mode not in modes:
             raise ConfigError(
