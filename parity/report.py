@@ -80,11 +80,16 @@ def _spread_section(folder: Path) -> list[str]:
     return [*lines, ""]
 
 
-def article_table(results_dir: Path = RESULTS_DIR) -> str:
-    """The table of the article runs recorded in ``results_dir`` (one row per model, in the article's order)."""
-    records = [
+def _records(results_dir: Path) -> list[TrainRecord]:
+    """The article runs recorded in ``results_dir``, in the article's order."""
+    return [
         load_record(results_dir / f"{name}.json") for name in EXPERIMENTS if (results_dir / f"{name}.json").is_file()
     ]
+
+
+def article_table(results_dir: Path = RESULTS_DIR, records: list[TrainRecord] | None = None) -> str:
+    """The table of the article runs recorded in ``results_dir`` (one row per model, in the article's order)."""
+    records = _records(results_dir) if records is None else records
     header = (
         "| model | epochs | train / val images | batch | article | Keras 3 | torchae | rel. diff | Keras s/epoch "
         "| torchae s/epoch | ratio | initial weights | commit |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|"
@@ -95,9 +100,8 @@ def article_table(results_dir: Path = RESULTS_DIR) -> str:
 def write_results(results_dir: Path = RESULTS_DIR, out: Path = RESULTS_MD, readme: Path | None = None) -> Path:
     """Write ``out`` from the records in ``results_dir``, and the same article-runs table into ``readme`` (the
     project's README when ``out`` is the project's ``parity/RESULTS.md``)."""
-    records = [
-        load_record(results_dir / f"{name}.json") for name in EXPERIMENTS if (results_dir / f"{name}.json").is_file()
-    ]
+    records = _records(results_dir)
+    table = article_table(results_dir, records)
     machines = sorted({r.machine for r in records})
     version_sets = sorted({", ".join(f"{k} {v}" for k, v in r.versions.items()) for r in records})
     lines = [
@@ -115,7 +119,7 @@ def write_results(results_dir: Path = RESULTS_DIR, out: Path = RESULTS_MD, readm
         "sparse, recorded on 2026-11-27) ran beside three or four other training runs on 2 cores, so their seconds",
         "say nothing about speed. A shorter run is not the article's length.",
         "",
-        article_table(results_dir),
+        table,
         "",
         *_spread_section(results_dir / "spread"),
         f"Machine: {'; '.join(machines) or '—'}.",
@@ -126,5 +130,5 @@ def write_results(results_dir: Path = RESULTS_DIR, out: Path = RESULTS_MD, readm
     if readme is None and out.resolve() == RESULTS_MD and README.is_file():
         readme = README
     if readme is not None:
-        update_readme(readme, article_table(results_dir), README_MARKERS)
+        update_readme(readme, table, README_MARKERS)
     return out
