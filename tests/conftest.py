@@ -3,15 +3,33 @@
 torch._dynamo is imported before anything can import TensorFlow: TensorFlow loaded first makes the process crash
 when a torch optimizer is created (SPEC.md, "One process with both PyTorch and TensorFlow"). pytest imports this
 file before any test module, so every test order is safe; ``test_import_order.py`` proves it.
+
+The suite runs in pytest-xdist workers (the README's ``-n 2``); each worker gets its share of the cores for its
+intra-op threads and for the processes its tests start (see :func:`pytest_configure`).
 """
 
 from __future__ import annotations
+
+import os
 
 import pytest
 import torch
 import torch._dynamo  # noqa: F401  (must precede any TensorFlow import; see the module docstring)
 
 from torchae.data import load_mnist, to_image_tensor
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Split the cores between pytest-xdist workers. Each process would otherwise start one OpenMP thread per core,
+    and an OpenMP team whose cores are busy with another worker waits at every barrier: a worker's numbers stay the
+    same, but its kernels run several times slower. ``OMP_NUM_THREADS`` carries the share to the processes that
+    tests start (the CLI, DDP ranks, benchmarks); TensorFlow's pools get the same."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        threads = str(max(1, len(os.sched_getaffinity(0)) // workers))
+        for variable in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
+            os.environ.setdefault(variable, threads)
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 @pytest.fixture(scope="session")
