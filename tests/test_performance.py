@@ -4,6 +4,8 @@ Speed itself is measured by benchmarks/bench.py (ratios side by side), not asser
 
 from __future__ import annotations
 
+import copy
+import importlib.util
 import json
 import re
 import subprocess
@@ -16,6 +18,7 @@ import torch
 
 import torchae
 from torchae.data import BatchGroup, MNISTDataModule, TensorBatches
+from torchae.engine import CompiledSteps
 from torchae.optim import KerasAdam
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -153,3 +156,30 @@ def test_benchmark_times_keras_and_torchae_side_by_side_and_writes_its_table(tmp
     assert verdict == ("met" if float(ratio) <= 0.5 else "MISSED")
     # the table's seconds are rounded to 0.01 and the ratio to 0.01: it lies between the bounds the cells allow
     assert (fit - 0.005) / (keras + 0.005) - 0.005 <= float(ratio) <= (fit + 0.005) / (keras - 0.005) + 0.005
+
+
+def test_step_anatomy_times_the_deep_steps_products_and_pads_widths_without_changing_the_step():
+    """``benchmarks/step_anatomy.py``: the products it times are the deep step's 17 (no input gradient for the first
+    layer), and its padded step (zero units appended inside the traced step) trains as the plain compiled step."""
+    spec = importlib.util.spec_from_file_location("step_anatomy", ROOT / "benchmarks" / "step_anatomy.py")
+    anatomy = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(anatomy)
+    torch.manual_seed(0)
+    plain_model = torchae.DeepDenseAE()
+    padded_model = copy.deepcopy(plain_model)
+    widths = anatomy.layer_widths(plain_model)
+    assert widths == [784, 147, 98, 49, 98, 147, 784]
+    padded = anatomy.padded_widths(widths, 8, keep={3})
+    assert padded == [784, 152, 104, 49, 104, 152, 784]
+    shapes = anatomy.product_shapes(widths)
+    assert len(shapes) == 17 and ("input_grad", 256, 147, 784) not in shapes and ("forward", 256, 784, 147) in shapes
+    plain = CompiledSteps(plain_model, backend="aot_eager")
+    pads = anatomy.PaddedSteps(padded_model, widths, padded, backend="aot_eager")
+    plain_optimizer, padded_optimizer = plain_model.configure_optimizers(), padded_model.configure_optimizers()
+    for x in torch.rand(3, 32, 1, 28, 28):
+        torch.testing.assert_close(
+            pads.step(x, "train", padded_optimizer)["loss"], plain.step(x, "train", plain_optimizer)["loss"]
+        )
+    for padded_parameter, parameter in zip(padded_model.parameters(), plain_model.parameters(), strict=True):
+        assert padded_parameter.shape == parameter.shape
+        torch.testing.assert_close(padded_parameter, parameter, rtol=1e-5, atol=1e-6)

@@ -1,0 +1,179 @@
+"""Where a compiled training step of a dense model goes: its matrix products alone against the whole step.
+
+    python benchmarks/step_anatomy.py deep [--pad 8] [--rounds 9] [--steps 30]
+
+For the dense-layer models (dense, deep, sparse) at the article's batch 256. Measured side by side, in one process,
+round after round:
+
+- ``step``: one compiled training step (:class:`~torchae.engine.CompiledSteps`: network, BCE, gradients and Keras's
+  Adam), as ``torchae fit`` runs it with the configs;
+- ``products``: the step's matrix products alone (each layer's forward product, its weight gradient, and its input
+  gradient except the first layer's), with the operand layouts of the compiled step and fresh operands;
+- with ``--pad N``: the same step with each hidden width padded with zero units to a multiple of N inside the
+  compiled function (the loss and the gradients are the same numbers; the padding's gradients are dropped), and
+  the products alone at the padded widths. Widths that are not a multiple of 8 make some products slower.
+
+Prints the median microseconds of each and the products' share of the step. ``--threads`` sets torch's intra-op
+threads (default: torch's own choice). Run it with nothing else on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from torch.func import functional_call, grad
+from torch.nn import functional as F  # noqa: N812
+
+from torchae.engine import CompiledSteps
+from torchae.optim import KerasAdam
+from torchae.registry import EXPERIMENTS
+
+BATCH = 256
+
+
+def layer_widths(model: nn.Module) -> list[int]:
+    """Input and output widths of the chain of ``nn.Linear`` layers: ``[784, 147, ..., 784]`` for deep."""
+    linears = [m for m in model.net.modules() if isinstance(m, nn.Linear)]
+    return [linears[0].in_features, *(m.out_features for m in linears)]
+
+
+def padded_widths(widths: list[int], multiple: int, keep: set[int]) -> list[int]:
+    """Hidden widths rounded up to ``multiple``; the input, the output and the layers in ``keep`` (the code, which
+    the loss may see) stay."""
+    last = len(widths) - 1
+    return [w if i in (0, last) or i in keep else -(-w // multiple) * multiple for i, w in enumerate(widths)]
+
+
+def product_shapes(widths: list[int]) -> list[tuple[str, int, int, int]]:
+    """``(kind, m, k, n)`` of the products in one step: forward, input gradient (not for the first layer) and
+    weight gradient of each layer."""
+    shapes = []
+    for i, (fan_in, fan_out) in enumerate(zip(widths, widths[1:], strict=False)):
+        shapes.append(("forward", BATCH, fan_in, fan_out))
+        if i > 0:
+            shapes.append(("input_grad", BATCH, fan_out, fan_in))
+        shapes.append(("weight_grad", fan_out, BATCH, fan_in))
+    return shapes
+
+
+def products(widths: list[int]) -> Callable[[], None]:
+    """The step's products, with the compiled step's layouts: the forward reads the weight transposed, the weight
+    gradient reads the output gradient transposed."""
+    calls = []
+    for kind, m, k, n in product_shapes(widths):
+        left = torch.rand(k, m).t() if kind == "weight_grad" else torch.rand(m, k)
+        right = torch.rand(n, k).t() if kind == "forward" else torch.rand(k, n)
+        calls.append((left, right, torch.empty(m, n)))
+
+    def run() -> None:
+        for left, right, out in calls:
+            torch.mm(left, right, out=out)
+
+    return run
+
+
+class PaddedSteps(CompiledSteps):
+    """Compiled steps whose linear layers run at padded widths: zero rows and columns appended to the weights and
+    zeros to the biases inside the traced step. The padded units' outgoing weights are zero, so the loss and the
+    real parameters' gradients are unchanged; the padding's gradients are dropped."""
+
+    def __init__(self, module: nn.Module, widths: list[int], padded: list[int], **compile_options: object) -> None:
+        super().__init__(module, **compile_options)
+        linears = [name for name, m in self.terms.named_modules() if isinstance(m, nn.Linear)]
+        self.plan = {
+            name: (padded[i + 1], padded[i]) for i, name in enumerate(linears) if padded[i : i + 2] != widths[i : i + 2]
+        }
+
+    def _pad(self, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        out = dict(params)
+        for name, (rows, cols) in self.plan.items():
+            weight, bias = params[f"{name}.weight"], params[f"{name}.bias"]
+            out[f"{name}.weight"] = F.pad(weight, (0, cols - weight.shape[1], 0, rows - weight.shape[0]))
+            out[f"{name}.bias"] = F.pad(bias, (0, rows - bias.shape[0]))
+        return out
+
+    def _step(self, weights, moments, squares, inputs, target, neg_alpha, beta_1, beta_2, epsilon):  # noqa: D102
+        assert self.layout is not None
+        params = {name: weights[offset : offset + math.prod(shape)].view(shape) for name, offset, shape in self.layout}
+
+        def loss(params: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+            terms = functional_call(self.terms, self._pad(params), (inputs, target))
+            return terms["loss"], {name: value.detach() for name, value in terms.items()}
+
+        gradients, terms = grad(loss, has_aux=True)(params)
+        pieces, end = [], 0
+        for name, offset, shape in self.layout:
+            pieces += [weights.new_zeros(offset - end)] if offset > end else []
+            pieces.append(gradients[name].reshape(-1))
+            end = offset + math.prod(shape)
+        pieces += [weights.new_zeros(weights.numel() - end)] if weights.numel() > end else []
+        KerasAdam.update_(weights, torch.cat(pieces), moments, squares, (beta_1, beta_2), epsilon, neg_alpha)
+        return terms
+
+
+def stepper(name: str, padded: list[int] | None) -> Callable[[torch.Tensor], torch.Tensor]:
+    torch.manual_seed(0)
+    model = EXPERIMENTS[name].model()
+    optimizer = model.configure_optimizers()
+    widths = layer_widths(model)
+    steps = CompiledSteps(model) if padded is None else PaddedSteps(model, widths, padded)
+    return lambda x: steps.step(x, "train", optimizer)["loss"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", choices=["dense", "deep", "sparse"])
+    parser.add_argument("--pad", type=int, default=None, help="also time hidden widths padded to this multiple")
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--steps", type=int, default=30, help="steps (or product sets) timed per round")
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    widths = layer_widths(EXPERIMENTS[args.model].model())
+    batches = torch.rand(8, BATCH, 1, 28, 28)
+    runs: dict[str, Callable[[int], object]] = {}
+    step = stepper(args.model, None)
+    runs["step"] = lambda i: step(batches[i % len(batches)])
+    plain_products = products(widths)
+    runs["products"] = lambda i: plain_products()
+    if args.pad:
+        code_layer = len(widths) // 2  # the code: the sparse model's penalty sees its width
+        padded = padded_widths(widths, args.pad, keep={code_layer})
+        padded_step = stepper(args.model, padded)
+        for i in range(3):  # the same losses: the padding changes nothing the step computes
+            torch.testing.assert_close(padded_step(batches[i]), step(batches[i]), rtol=1e-5, atol=0)
+        runs[f"step, widths {padded}"] = lambda i: padded_step(batches[i % len(batches)])
+        padded_products = products(padded)
+        runs[f"products, widths {padded}"] = lambda i: padded_products()
+    for run in runs.values():  # compile, warm up
+        for i in range(5):
+            run(i)
+    times: dict[str, list[float]] = {key: [] for key in runs}
+    for _ in range(args.rounds):
+        for key, run in runs.items():
+            start = time.perf_counter()
+            for i in range(args.steps):
+                run(i)
+            times[key].append((time.perf_counter() - start) / args.steps * 1e6)
+    print(f"{args.model}: widths {widths}, batch {BATCH}, {torch.get_num_threads()} threads, median of {args.rounds}")
+    medians = {key: statistics.median(values) for key, values in times.items()}
+    for key, value in medians.items():
+        print(f"{key:>40}: {value:8.0f} us")
+    print(f"{'products / step':>40}: {medians['products'] / medians['step']:8.2f}")
+    if args.pad:
+        step_ratios = [p / s for s, p in zip(times["step"], times[f"step, widths {padded}"], strict=True)]
+        product_ratios = [p / s for s, p in zip(times["products"], times[f"products, widths {padded}"], strict=True)]
+        print(f"{'padded / plain, step':>40}: {statistics.median(step_ratios):8.3f}")
+        print(f"{'padded / plain, products':>40}: {statistics.median(product_ratios):8.3f}")
+
+
+if __name__ == "__main__":
+    main()
