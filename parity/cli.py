@@ -65,6 +65,8 @@ def main(argv: list[str] | None = None) -> None:
     spread.add_argument("--epochs", type=int, default=None, help="default: the article's")
     spread.add_argument("--train-size", type=int, default=60_000)
     spread.add_argument("--val-size", type=int, default=10_000)
+    merge = sub.add_parser("spread-merge", help="add the seeds of spread records from other processes to this one's")
+    merge.add_argument("records", metavar="RECORD", type=Path, nargs="+", help="spread records (JSON) of the same run")
     sub.add_parser("report", help="re-render parity/RESULTS.md")
     args = parser.parse_args(argv)
 
@@ -140,6 +142,28 @@ def main(argv: list[str] | None = None) -> None:
 
         record = seed_spread(name, args.seeds, epochs, args.train_size, args.val_size, resume=resume, save=save)
         print(summarise(record), f"wrote {out} and {write_results()}", sep="\n", flush=True)
+        return
+    if args.command == "spread-merge":
+        import json
+
+        from parity.report import RESULTS_DIR, write_results
+        from parity.spread import merge_records, summarise
+        from torchae.safety import write_text_atomically
+
+        for path in args.records:
+            try:
+                other = json.loads(path.read_text())
+                name = f"{other['model']}-e{other['epochs']}-n{other['train_size']}-v{other['val_size']}.json"
+            except (OSError, ValueError, KeyError, TypeError) as error:
+                parser.error(f"{path} is not a spread record ({error!r}): give a parity/results/spread/*.json file")
+            out = RESULTS_DIR / "spread" / name
+            try:
+                record = merge_records(json.loads(out.read_text()), other) if out.is_file() else other
+            except ValueError as error:
+                parser.error(str(error))
+            write_text_atomically(out, json.dumps(record, indent=1))
+            print(summarise(record), f"wrote {out}", sep="\n", flush=True)
+        print(f"wrote {write_results()}")
         return
     from parity.report import write_results
 

@@ -3,6 +3,9 @@ initialisation, to tell a difference between Keras 3 and torchae from the spread
 
     python -m parity spread denoising --seeds 0 1 2 --epochs 200
 
+Seeds can run in several processes (one core each): ``python -m parity spread-merge OTHER.json`` adds the seeds of
+another process's record of the same run to this checkout's (:func:`merge_records`).
+
 For each seed and framework it records the last epoch's ``loss`` / ``val_loss`` and, for a ReLU code (dense,
 denoising), how many code units are dead: zero for every test image (a unit that dies stops learning, and the
 article's 49-unit code loses capacity with each).
@@ -24,7 +27,7 @@ from torchae.data import load_mnist, to_image_tensor
 from torchae.registry import EXPERIMENTS
 from torchae.runs import fit_quietly, source_commit
 
-__all__ = ["dead_units", "seed_spread", "seeds_done", "summarise", "val_loss_spread"]
+__all__ = ["dead_units", "merge_records", "seed_spread", "seeds_done", "summarise", "val_loss_spread"]
 
 
 def dead_units(codes: Any) -> int | None:
@@ -90,6 +93,29 @@ def seed_spread(
 def seeds_done(record: dict[str, Any]) -> dict[str, list[int]]:
     """The seeds a spread record holds results for, per framework (``keras``, ``torchae``)."""
     return {framework: [row["seed"] for row in rows] for framework, rows in record["results"].items()}
+
+
+def merge_records(record: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
+    """``record`` with the seeds of ``other`` added: records of the same run (model, epochs, sizes, commit), for
+    example from two processes that each trained some of the seeds. ``record`` is not changed.
+
+    Raises:
+        ValueError: the records are of different runs, or hold different results for the same seed.
+    """
+    keys = ("model", "epochs", "train_size", "val_size", "commit")
+    if any(record.get(key) != other.get(key) for key in keys):
+        mine, theirs = ({key: r.get(key) for key in keys} for r in (record, other))
+        raise ValueError(f"cannot merge the spread run {theirs} into {mine}: they are different runs")
+    merged = {**record, "results": {}}
+    for framework in ("keras", "torchae"):
+        rows = {row["seed"]: row for row in record["results"][framework]}
+        for row in other["results"][framework]:
+            if rows.setdefault(row["seed"], row) != row:
+                raise ValueError(f"seed {row['seed']} of {framework} has different results in the two records")
+        merged["results"][framework] = sorted(rows.values(), key=lambda r: r["seed"])
+    if other.get("versions") != record.get("versions"):
+        raise ValueError("cannot merge spread runs made with different library versions")
+    return merged
 
 
 def _row(seed: int, loss: float, val_loss: float, codes: Any) -> dict[str, Any]:

@@ -26,7 +26,7 @@ import torchae  # noqa: E402
 from parity.checks import build_pair, check_forward, check_step, check_structure, format_table  # noqa: E402
 from parity.keras_models import KERAS_BUILDERS, build_keras, load_keras  # noqa: E402
 from parity.report import README, README_MARKERS, RESULTS_DIR, RESULTS_MD, article_table, write_results  # noqa: E402
-from parity.spread import dead_units, seed_spread, summarise  # noqa: E402
+from parity.spread import dead_units, merge_records, seed_spread, summarise  # noqa: E402
 from parity.transfer import TransferError, to_nhwc  # noqa: E402
 from torchae.models import AutoencoderModule  # noqa: E402
 from torchae.registry import EXPERIMENTS  # noqa: E402
@@ -250,6 +250,50 @@ def test_seed_spread_resumes_and_saves_after_every_seed(tmp_path):
     assert resumed["results"]["torchae"][0] == first["results"]["torchae"][0]  # the same seed trains the same
     with pytest.raises(ValueError, match="cannot resume the spread run"):
         seed_spread("dense", [0], epochs=2, train_size=256, val_size=128, resume=resumed)
+
+
+def spread_record(seeds: dict[str, list[int]], epochs: int = 200, commit: str = "abc") -> dict:
+    rows = {
+        f: [{"seed": s, "loss": 0.1 + s / 100, "val_loss": 0.2 + s / 100, "dead": s} for s in seeds[f]] for f in seeds
+    }
+    return {
+        "model": "denoising",
+        "epochs": epochs,
+        "train_size": 60000,
+        "val_size": 10000,
+        "results": rows,
+        "machine": "m",
+        "versions": {"keras_backend": "jax"},
+        "commit": commit,
+    }
+
+
+def test_spread_records_of_one_run_from_two_processes_merge_and_other_runs_are_refused(tmp_path):
+    """Seeds trained in two processes (one core each) merge into one record; a different run, or one seed with
+    two different results, is refused with one line, by the function and by ``python -m parity spread-merge``."""
+    first = spread_record({"keras": [0, 1], "torchae": [0]})
+    second = spread_record({"keras": [2], "torchae": [2, 0]})
+    merged = merge_records(first, second)
+    assert [row["seed"] for row in merged["results"]["keras"]] == [0, 1, 2]
+    assert [row["seed"] for row in merged["results"]["torchae"]] == [0, 2]
+    assert merged["results"]["torchae"][1] == second["results"]["torchae"][0]
+    assert [row["seed"] for row in first["results"]["keras"]] == [0, 1]  # not changed in place
+    with pytest.raises(ValueError, match="different runs"):
+        merge_records(first, spread_record({"keras": [2], "torchae": []}, epochs=3))
+    with pytest.raises(ValueError, match="different runs"):
+        merge_records(first, spread_record({"keras": [2], "torchae": []}, commit="def"))
+    conflicting = spread_record({"keras": [1], "torchae": []})
+    conflicting["results"]["keras"][0]["val_loss"] = 0.5
+    with pytest.raises(ValueError, match="seed 1 of keras has different results"):
+        merge_records(first, conflicting)
+    not_a_record = tmp_path / "other.json"
+    not_a_record.write_text('{"model": "denoising"}')
+    for path in (not_a_record, tmp_path / "missing.json"):
+        result = subprocess.run(
+            [sys.executable, "-m", "parity", "spread-merge", str(path)], capture_output=True, text=True, timeout=300
+        )
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        assert f"{path} is not a spread record" in result.stderr
 
 
 def test_the_committed_parity_report_and_the_readme_table_are_the_recorded_runs(tmp_path):
