@@ -53,7 +53,8 @@ def _spread_section(folder: Path) -> list[str]:
         "",
         "Written by `python -m parity spread NAME --seeds ...`: each framework trained from several seeds, each from",
         "its own initialisation. val_loss is the last epoch's, as mean ± standard deviation over seeds (range); dead",
-        "units are ReLU code units that are zero for every test image, per seed.",
+        "units are ReLU code units that are zero for every test image, per seed. A record's `note` (what the run",
+        "showed) follows the table.",
         "",
         "| model | epochs | train / val images | seeds | Keras 3 val_loss | torchae val_loss "
         "| dead units Keras / torchae | commit |",
@@ -77,7 +78,10 @@ def _spread_section(folder: Path) -> list[str]:
             f"| {record['model']} | {record['epochs']} | {record['train_size']:,} / {record['val_size']:,} | {seeds} "
             f"| {cells[0]} | {cells[1]} | {dead} | {(record.get('commit') or '')[:7] or '—'} |"
         )
-    return [*lines, ""]
+    notes = [
+        f"{record['model']}, {record['epochs']} epochs: {record['note']}" for record in records if "note" in record
+    ]
+    return [*lines, "", *(line for note in notes for line in (note, ""))]
 
 
 def _records(results_dir: Path) -> list[TrainRecord]:

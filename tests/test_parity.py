@@ -220,10 +220,11 @@ def test_seed_spread_trains_each_seed_in_both_frameworks(tmp_path):
         assert rows[0]["val_loss"] != rows[1]["val_loss"]  # the seeds gave different initialisations
     assert "dead code units per seed" in summarise(record)
     (tmp_path / "spread").mkdir()
-    (tmp_path / "spread" / "dense.json").write_text(json.dumps(record))
+    (tmp_path / "spread" / "dense.json").write_text(json.dumps({**record, "note": "what the seeds showed"}))
     rendered = write_results(tmp_path, tmp_path / "RESULTS.md").read_text()
     keras_mean = statistics.mean(row["val_loss"] for row in record["results"]["keras"])
     assert f"| dense | 1 | 512 / 256 | 0, 1 | {keras_mean:.4f} ± " in rendered
+    assert "\ndense, 1 epochs: what the seeds showed\n" in rendered
 
 
 def test_seed_spread_resumes_and_saves_after_every_seed(tmp_path):
