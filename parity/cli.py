@@ -5,6 +5,7 @@ python -m parity train NAME [--epochs E] [--train-size K] [--val-size V] [--seed
 python -m parity article [MODEL ...]     the article's budgets, recorded in parity/results/ and parity/RESULTS.md
 python -m parity against NAME RUN_DIR    Keras from the weights a torchae fit run started from, against that run
 python -m parity spread NAME --seeds S ...  several seeds in each framework, each from its own initialisation
+python -m parity spread-merge RECORD ... add the seeds other processes trained to this checkout's spread record
 python -m parity report                  re-render parity/RESULTS.md from parity/results/
 """
 
