@@ -96,8 +96,9 @@ def seeds_done(record: dict[str, Any]) -> dict[str, list[int]]:
 
 
 def merge_records(record: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
-    """``record`` with the seeds of ``other`` added: records of the same run (model, epochs, sizes, commit), for
-    example from two processes that each trained some of the seeds. ``record`` is not changed.
+    """``record`` with the seeds of ``other`` added: records of the same run (model, epochs, sizes, commit and
+    library versions), for example from two processes that each trained some of the seeds. ``record`` is not
+    changed.
 
     Raises:
         ValueError: the records are of different runs, or hold different results for the same seed.
@@ -106,6 +107,8 @@ def merge_records(record: dict[str, Any], other: dict[str, Any]) -> dict[str, An
     if any(record.get(key) != other.get(key) for key in keys):
         mine, theirs = ({key: r.get(key) for key in keys} for r in (record, other))
         raise ValueError(f"cannot merge the spread run {theirs} into {mine}: they are different runs")
+    if other.get("versions") != record.get("versions"):
+        raise ValueError("cannot merge spread runs made with different library versions: they are different runs")
     merged = {**record, "results": {}}
     for framework in ("keras", "torchae"):
         rows = {row["seed"]: row for row in record["results"][framework]}
@@ -113,8 +116,6 @@ def merge_records(record: dict[str, Any], other: dict[str, Any]) -> dict[str, An
             if rows.setdefault(row["seed"], row) != row:
                 raise ValueError(f"seed {row['seed']} of {framework} has different results in the two records")
         merged["results"][framework] = sorted(rows.values(), key=lambda r: r["seed"])
-    if other.get("versions") != record.get("versions"):
-        raise ValueError("cannot merge spread runs made with different library versions")
     return merged
 
 

@@ -21,8 +21,8 @@ from torchae.data import load_mnist, to_image_tensor
 
 def pytest_configure(config: pytest.Config) -> None:
     """Split the cores between pytest-xdist workers. Each process would otherwise start one OpenMP thread per core,
-    and an OpenMP team whose cores are busy with another worker waits at every barrier: a worker's numbers stay the
-    same, but its kernels run several times slower. ``OMP_NUM_THREADS`` carries the share to the processes that
+    and an OpenMP team whose cores are busy with another worker waits at every barrier: its kernels run several times
+    slower. ``OMP_NUM_THREADS`` carries the share to the processes that
     tests start (the CLI, DDP ranks, benchmarks); TensorFlow's pools get the same."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers > 1:

@@ -283,6 +283,10 @@ def test_spread_records_of_one_run_from_two_processes_merge_and_other_runs_are_r
         merge_records(first, spread_record({"keras": [2], "torchae": []}, epochs=3))
     with pytest.raises(ValueError, match="different runs"):
         merge_records(first, spread_record({"keras": [2], "torchae": []}, commit="def"))
+    on_tensorflow = spread_record({"keras": [2], "torchae": []})
+    on_tensorflow["versions"] = {"keras_backend": "tensorflow"}
+    with pytest.raises(ValueError, match="different library versions"):
+        merge_records(first, on_tensorflow)
     conflicting = spread_record({"keras": [1], "torchae": []})
     conflicting["results"]["keras"][0]["val_loss"] = 0.5
     with pytest.raises(ValueError, match="seed 1 of keras has different results"):
