@@ -20,18 +20,15 @@ threads (default: torch's own choice). Run it with nothing else on the machine.
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
 import time
 from collections.abc import Callable
 
 import torch
 from torch import nn
-from torch.func import functional_call, grad
 from torch.nn import functional as F  # noqa: N812
 
 from torchae.engine import CompiledSteps
-from torchae.optim import KerasAdam
 from torchae.registry import EXPERIMENTS
 
 BATCH = 256
@@ -81,7 +78,8 @@ def products(widths: list[int]) -> Callable[[], None]:
 class PaddedSteps(CompiledSteps):
     """Compiled steps whose linear layers run at padded widths: zero rows and columns appended to the weights and
     zeros to the biases inside the traced step. The padded units' outgoing weights are zero, so the loss and the
-    real parameters' gradients are unchanged; the padding's gradients are dropped."""
+    real parameters' gradients are unchanged; the padding's gradients never reach the flat gradient, which is made
+    of the real parameters' gradients only."""
 
     def __init__(self, module: nn.Module, widths: list[int], padded: list[int], **compile_options: object) -> None:
         super().__init__(module, **compile_options)
@@ -98,23 +96,10 @@ class PaddedSteps(CompiledSteps):
             out[f"{name}.bias"] = F.pad(bias, (0, rows - bias.shape[0]))
         return out
 
-    def _step(self, weights, moments, squares, inputs, target, neg_alpha, beta_1, beta_2, epsilon):  # noqa: D102
-        assert self.layout is not None
-        params = {name: weights[offset : offset + math.prod(shape)].view(shape) for name, offset, shape in self.layout}
-
-        def loss(params: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-            terms = functional_call(self.terms, self._pad(params), (inputs, target))
-            return terms["loss"], {name: value.detach() for name, value in terms.items()}
-
-        gradients, terms = grad(loss, has_aux=True)(params)
-        pieces, end = [], 0
-        for name, offset, shape in self.layout:
-            pieces += [weights.new_zeros(offset - end)] if offset > end else []
-            pieces.append(gradients[name].reshape(-1))
-            end = offset + math.prod(shape)
-        pieces += [weights.new_zeros(weights.numel() - end)] if weights.numel() > end else []
-        KerasAdam.update_(weights, torch.cat(pieces), moments, squares, (beta_1, beta_2), epsilon, neg_alpha)
-        return terms
+    def _terms_with(
+        self, params: dict[str, torch.Tensor], inputs: torch.Tensor, target: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        return super()._terms_with(self._pad(params), inputs, target)
 
 
 def stepper(name: str, padded: list[int] | None) -> Callable[[torch.Tensor], torch.Tensor]:
