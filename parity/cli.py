@@ -127,12 +127,12 @@ def main(argv: list[str] | None = None) -> None:
         import json
 
         from parity.report import RESULTS_DIR, write_results
-        from parity.spread import seed_spread, seeds_done, summarise
+        from parity.spread import record_name, seed_spread, seeds_done, summarise
         from torchae.safety import write_text_atomically
 
         (name,) = _models(parser, [args.name])
         epochs = args.epochs or EXPERIMENTS[name].epochs
-        out = RESULTS_DIR / "spread" / f"{name}-e{epochs}-n{args.train_size}-v{args.val_size}.json"
+        out = RESULTS_DIR / "spread" / record_name(name, epochs, args.train_size, args.val_size)
         resume = json.loads(out.read_text()) if out.is_file() else None
         if resume is not None:
             print(f"resuming {out}: seeds done {seeds_done(resume)}", flush=True)
@@ -148,13 +148,13 @@ def main(argv: list[str] | None = None) -> None:
         import json
 
         from parity.report import RESULTS_DIR, write_results
-        from parity.spread import merge_records, summarise
+        from parity.spread import merge_records, record_name, summarise
         from torchae.safety import write_text_atomically
 
         for path in args.records:
             try:
                 other = json.loads(path.read_text())
-                name = f"{other['model']}-e{other['epochs']}-n{other['train_size']}-v{other['val_size']}.json"
+                name = record_name(other["model"], other["epochs"], other["train_size"], other["val_size"])
             except (OSError, ValueError, KeyError, TypeError) as error:
                 parser.error(f"{path} is not a spread record ({error!r}): give a parity/results/spread/*.json file")
             out = RESULTS_DIR / "spread" / name

@@ -27,7 +27,7 @@ from torchae.data import load_mnist, to_image_tensor
 from torchae.registry import EXPERIMENTS
 from torchae.runs import fit_quietly, source_commit
 
-__all__ = ["dead_units", "merge_records", "seed_spread", "seeds_done", "summarise", "val_loss_spread"]
+__all__ = ["dead_units", "merge_records", "record_name", "seed_spread", "seeds_done", "summarise", "val_loss_spread"]
 
 
 def dead_units(codes: Any) -> int | None:
@@ -93,6 +93,11 @@ def seed_spread(
 def seeds_done(record: dict[str, Any]) -> dict[str, list[int]]:
     """The seeds a spread record holds results for, per framework (``keras``, ``torchae``)."""
     return {framework: [row["seed"] for row in rows] for framework, rows in record["results"].items()}
+
+
+def record_name(model: str, epochs: int, train_size: int, val_size: int) -> str:
+    """The file name of a spread run's record: one per model, epochs and data sizes, whatever its seeds."""
+    return f"{model}-e{epochs}-n{train_size}-v{val_size}.json"
 
 
 def merge_records(record: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
