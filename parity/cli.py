@@ -60,6 +60,7 @@ def main(argv: list[str] | None = None) -> None:
     against.add_argument("--state", type=Path, default=None, help="Keras's resumable state (default: RUN_DIR/keras)")
     against.add_argument("--epochs", type=int, default=None, help="default: the article's")
     against.add_argument("--seed", type=int, default=0, help="Keras's seed (shuffling, noise)")
+    against.add_argument("--out", type=Path, default=None, help="JSON record (default: parity/results/...)")
     spread = sub.add_parser("spread", help="several seeds per framework: the spread a difference is measured against")
     spread.add_argument("name", metavar="NAME", help=", ".join(MODEL_NAMES))
     spread.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -114,12 +115,17 @@ def main(argv: list[str] | None = None) -> None:
         initial = args.initial or args.run_dir / "initial_weights.pt"
         if not initial.is_file():
             parser.error(f"{initial} does not exist: give the run's starting weights with --initial")
-        record = keras_against_run(
-            name, args.run_dir, initial, args.state or args.run_dir / "keras", args.seed, args.epochs
-        )
+        try:
+            record = keras_against_run(
+                name, args.run_dir, initial, args.state or args.run_dir / "keras", args.seed, args.epochs
+            )
+        except (ValueError, FileNotFoundError) as error:
+            parser.error(str(error))
         print(format_curves(record), flush=True)
-        full = record.epochs == EXPERIMENTS[name].epochs
-        out = RESULTS_DIR / f"{name}.json" if full else RESULTS_DIR / "runs" / f"{name}-against-e{record.epochs}.json"
+        full = args.out is None and record.epochs == EXPERIMENTS[name].epochs  # a full-length row of the report
+        out = args.out or (
+            RESULTS_DIR / f"{name}.json" if full else RESULTS_DIR / "runs" / f"{name}-against-e{record.epochs}.json"
+        )
         save_record(record, out)
         print(f"wrote {out}" + (f" and {write_results()}" if full else ""), flush=True)
         return

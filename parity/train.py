@@ -229,21 +229,32 @@ def keras_against_run(
     with that run's: the torchae side of the record is the run itself (for example a weights build,
     ``python -m torchae.weights.build``), so an hours-long run is not repeated.
 
-    The Keras run saves itself (model, optimizer and curves) into ``state_dir`` after every epoch and resumes from
-    there when called again.
+    Keras runs on the backend ``KERAS_BACKEND`` names (TensorFlow when unset), and the record says which. The Keras
+    run saves itself (model, optimizer and curves) into ``state_dir`` after every epoch and resumes from there when
+    called again, on the backend it started on.
+
+    Raises:
+        ValueError: the saved Keras run started on another backend, or the torchae run has fewer epochs.
     """
-    keras = import_keras()
+    keras = import_keras(backend=None)
+    backend = keras.backend.backend()
     experiment = EXPERIMENTS[name]
     epochs = epochs or experiment.epochs
     state_dir.mkdir(parents=True, exist_ok=True)
     saved, curves_file = state_dir / "keras_model.keras", state_dir / "keras_curves.json"
     if saved.is_file() and curves_file.is_file():
-        model = keras.saving.load_model(saved, safe_mode=True)
         curves = json.loads(curves_file.read_text())
+        started_on = curves.setdefault("backend", "tensorflow")  # state saved before the key existed: TensorFlow's
+        if started_on != backend:
+            raise ValueError(
+                f"the Keras run in {state_dir} started on the {started_on} backend, not {backend}: "
+                f"set KERAS_BACKEND={started_on}, or give a new --state folder"
+            )
+        model = keras.saving.load_model(saved, safe_mode=True)
     else:
         keras_models = build_keras(name, seed=seed)
         torch_to_keras(initial_network(name, initial), keras_models.inner)
-        model, curves = keras_models.autoencoder, {"loss": [], "val_loss": [], "seconds": []}
+        model, curves = keras_models.autoencoder, {"backend": backend, "loss": [], "val_loss": [], "seconds": []}
     data = load_mnist()
     x_train, x_val = to_nhwc(to_image_tensor(data.x_train)), to_nhwc(to_image_tensor(data.x_test))
 
@@ -287,7 +298,7 @@ def keras_against_run(
         len(x_val),
         experiment.batch_size,
         seed,
-        curves,
+        {key: curves[key][:epochs] for key in ("loss", "val_loss", "seconds")},
         torch_curves,
         machine_description(),
         versions(),

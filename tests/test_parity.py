@@ -27,6 +27,7 @@ from parity.checks import build_pair, check_forward, check_step, check_structure
 from parity.keras_models import KERAS_BUILDERS, build_keras, load_keras  # noqa: E402
 from parity.report import README, README_MARKERS, RESULTS_DIR, RESULTS_MD, article_table, write_results  # noqa: E402
 from parity.spread import dead_units, merge_records, seed_spread, summarise  # noqa: E402
+from parity.train import keras_against_run  # noqa: E402
 from parity.transfer import TransferError, to_nhwc  # noqa: E402
 from torchae.models import AutoencoderModule  # noqa: E402
 from torchae.registry import EXPERIMENTS  # noqa: E402
@@ -187,6 +188,55 @@ def test_records_name_the_keras_backend_they_ran_on():
     found = json.loads(result.stdout.strip().splitlines()[-1])
     assert found["keras_backend"] == "torch" and "tensorflow" not in found
     assert found["torch"] == torch.__version__
+
+
+def fake_fit_run(run_dir, losses: list[float]) -> None:
+    """The files ``python -m parity against`` reads of a ``torchae fit`` run: its curves and starting weights."""
+    (run_dir / "version_0").mkdir(parents=True, exist_ok=True)
+    rows = [f"{epoch},{loss},{loss - 0.01},1.5" for epoch, loss in enumerate(losses)]
+    (run_dir / "version_0" / "metrics.csv").write_text("\n".join(["epoch,train_loss,val_loss,epoch_seconds", *rows]))
+    torch.manual_seed(0)
+    torch.save(EXPERIMENTS["dense"].model().net.state_dict(), run_dir / "initial_weights.pt")
+
+
+def test_keras_against_a_fit_run_resumes_and_waits_for_the_torchae_side(tmp_path):
+    """Keras trains from a fit run's starting weights, saves every epoch and resumes from there; it pairs its curves
+    with the run's only when the run has as many epochs, and it refuses to resume on another backend."""
+    run_dir, state = tmp_path / "run", tmp_path / "keras"
+    fake_fit_run(run_dir, [0.2])
+    first = keras_against_run("dense", run_dir, run_dir / "initial_weights.pt", state, epochs=1)
+    assert len(first.keras["loss"]) == 1 and 0.05 < first.keras["val_loss"][0] < 0.4
+    assert first.torchae["loss"] == [0.2] and first.versions["keras_backend"] == "tensorflow"
+    with pytest.raises(ValueError, match="the torchae run in .* 1: run this again when it has finished"):
+        keras_against_run("dense", run_dir, run_dir / "initial_weights.pt", state, epochs=2)
+    fake_fit_run(run_dir, [0.2, 0.15])
+    second = keras_against_run("dense", run_dir, run_dir / "initial_weights.pt", state, epochs=2)
+    assert second.keras["loss"][0] == first.keras["loss"][0]  # the saved epoch, not trained again
+    assert second.keras["val_loss"][1] < second.keras["val_loss"][0] and second.torchae["loss"] == [0.2, 0.15]
+    curves = json.loads((state / "keras_curves.json").read_text())
+    assert curves["backend"] == "tensorflow" and len(curves["loss"]) == 2
+    (state / "keras_curves.json").write_text(json.dumps({**curves, "backend": "jax"}))
+    with pytest.raises(ValueError, match="started on the jax backend, not tensorflow: set KERAS_BACKEND=jax"):
+        keras_against_run("dense", run_dir, run_dir / "initial_weights.pt", state, epochs=2)
+
+
+def test_keras_against_a_fit_run_on_the_torch_backend(tmp_path):
+    """``python -m parity against`` runs Keras on the backend ``KERAS_BACKEND`` names (here torch, which trains conv
+    twice as fast as TensorFlow on this CPU) and records it; a state from another backend is refused in one line."""
+    run_dir = tmp_path / "run"
+    fake_fit_run(run_dir, [0.2])
+    command = [sys.executable, "-m", "parity", "against", "dense", str(run_dir), "--epochs", "1"]
+    env = {**os.environ, "KERAS_BACKEND": "torch"}
+    out = tmp_path / "record.json"
+    result = subprocess.run([*command, "--out", str(out)], capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    record = json.loads(out.read_text())
+    assert record["versions"]["keras_backend"] == "torch" and len(record["keras"]["val_loss"]) == 1
+    assert 0.05 < record["keras"]["val_loss"][0] < 0.4 and record["torchae_run"] == str(run_dir)
+    env["KERAS_BACKEND"] = "tensorflow"
+    refused = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert "started on the torch backend, not tensorflow: set KERAS_BACKEND=torch" in refused.stderr
 
 
 def test_check_command_prints_the_table_and_exits_zero():
