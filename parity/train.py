@@ -193,16 +193,36 @@ def load_record(path: Path) -> TrainRecord:
 
 
 def run_curves(run_dir: Path) -> dict[str, list[float]]:
-    """The per-epoch ``loss``, ``val_loss`` and seconds of a ``torchae fit`` run (its newest ``version_N``)."""
+    """The per-epoch ``loss``, ``val_loss`` and seconds of a ``torchae fit`` run.
+
+    A run that stopped and resumed logs each part into a new ``version_N``, so the curves join the versions' logs,
+    oldest first, a later part replacing the epochs it logged again; a version that starts at epoch 0 is a run from
+    the start, which replaces everything before it.
+
+    Raises:
+        FileNotFoundError: no ``version_*/metrics.csv`` under ``run_dir``.
+        ValueError: the logs miss an epoch.
+    """
     metrics_files = sorted(Path(run_dir).glob("version_*/metrics.csv"), key=lambda path: path.stat().st_mtime)
     if not metrics_files:
         raise FileNotFoundError(f"no version_*/metrics.csv under {run_dir}: give the folder of a torchae fit run")
-    with metrics_files[-1].open() as file:
-        rows = list(csv.DictReader(file))
     by_epoch: dict[int, dict[str, float]] = {}
-    for row in rows:
-        epoch = by_epoch.setdefault(int(row["epoch"]), {})
-        epoch.update({key: float(value) for key, value in row.items() if value not in ("", None) and key != "epoch"})
+    for metrics_file in metrics_files:
+        with metrics_file.open() as file:
+            part: dict[int, dict[str, float]] = {}
+            for row in csv.DictReader(file):
+                epoch = part.setdefault(int(row["epoch"]), {})
+                epoch.update(
+                    {key: float(value) for key, value in row.items() if value not in ("", None) and key != "epoch"}
+                )
+        if 0 in part:
+            by_epoch = {}
+        by_epoch.update({e: values for e, values in part.items() if {"train_loss", "val_loss"} <= values.keys()})
+    if sorted(by_epoch) != list(range(len(by_epoch))):
+        missing = sorted(set(range(max(by_epoch, default=-1) + 1)) - set(by_epoch))
+        raise ValueError(
+            f"the logs under {run_dir} miss epoch {missing[0]}: resume the run from a checkpoint before it"
+        )
     epochs = [by_epoch[e] for e in sorted(by_epoch)]
     return {
         "loss": [row["train_loss"] for row in epochs],

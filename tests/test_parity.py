@@ -27,7 +27,7 @@ from parity.checks import build_pair, check_forward, check_step, check_structure
 from parity.keras_models import KERAS_BUILDERS, build_keras, load_keras  # noqa: E402
 from parity.report import README, README_MARKERS, RESULTS_DIR, RESULTS_MD, article_table, write_results  # noqa: E402
 from parity.spread import dead_units, merge_records, seed_spread, summarise  # noqa: E402
-from parity.train import keras_against_run  # noqa: E402
+from parity.train import keras_against_run, run_curves  # noqa: E402
 from parity.transfer import TransferError, to_nhwc  # noqa: E402
 from torchae.models import AutoencoderModule  # noqa: E402
 from torchae.registry import EXPERIMENTS  # noqa: E402
@@ -197,6 +197,34 @@ def fake_fit_run(run_dir, losses: list[float]) -> None:
     (run_dir / "version_0" / "metrics.csv").write_text("\n".join(["epoch,train_loss,val_loss,epoch_seconds", *rows]))
     torch.manual_seed(0)
     torch.save(EXPERIMENTS["dense"].model().net.state_dict(), run_dir / "initial_weights.pt")
+
+
+def write_metrics(run_dir, version: int, epochs: dict[int, float], mtime: int) -> None:
+    """A ``metrics.csv`` as Lightning's CSVLogger writes it: a validation row, then a training row, per epoch."""
+    folder = run_dir / f"version_{version}"
+    folder.mkdir(parents=True)
+    rows = ["epoch,epoch_seconds,step,train_loss,val_loss"]
+    for epoch, loss in epochs.items():
+        rows += [f"{epoch},,{epoch * 8},,{loss - 0.01}", f"{epoch},3.0,{epoch * 8},{loss},"]
+    (folder / "metrics.csv").write_text("\n".join(rows))
+    os.utime(folder / "metrics.csv", (mtime, mtime))
+
+
+def test_the_curves_of_a_resumed_fit_run_join_its_versions(tmp_path):
+    """A run that stopped and resumed logs each part into a new version: the curves join them, a later part
+    replacing the epochs it logged again, and a run from epoch 0 replacing everything before it."""
+    write_metrics(tmp_path, 0, {0: 0.30}, mtime=1_000)
+    (tmp_path / "version_1").mkdir()  # a start that stopped before it logged anything
+    write_metrics(tmp_path, 2, {1: 0.25, 2: 0.21}, mtime=2_000)
+    write_metrics(tmp_path, 3, {2: 0.20, 3: 0.18}, mtime=3_000)
+    curves = run_curves(tmp_path)
+    assert curves["loss"] == [0.30, 0.25, 0.20, 0.18] and curves["seconds"] == [3.0] * 4
+    torch.testing.assert_close(curves["val_loss"], [0.29, 0.24, 0.19, 0.17])
+    write_metrics(tmp_path, 4, {0: 0.5}, mtime=4_000)
+    assert run_curves(tmp_path)["loss"] == [0.5]
+    write_metrics(tmp_path, 5, {2: 0.4}, mtime=5_000)
+    with pytest.raises(ValueError, match="miss epoch 1: resume the run from a checkpoint before it"):
+        run_curves(tmp_path)
 
 
 def test_keras_against_a_fit_run_resumes_and_waits_for_the_torchae_side(tmp_path):
