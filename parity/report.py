@@ -24,6 +24,12 @@ def _median_seconds(seconds: list[float]) -> float:
     return statistics.median(later)
 
 
+def keras_backend(versions: dict[str, str]) -> str:
+    """The backend a record's Keras ran on: named since backends other than TensorFlow ran the references; the
+    records from before only ever ran on TensorFlow, whose version they list."""
+    return versions.get("keras_backend") or ("tensorflow" if "tensorflow" in versions else "—")
+
+
 def _row(record: TrainRecord) -> str:
     article_epochs = EXPERIMENTS[record.model].epochs
     full = record.epochs == article_epochs and record.train_size == 60_000 and record.val_size == 10_000
@@ -39,7 +45,8 @@ def _row(record: TrainRecord) -> str:
     return (
         f"| {record.model} | {length} | {record.train_size:,} / {record.val_size:,} | {record.batch_size} | {article} "
         f"| {k['loss'][-1]:.4f} / {k['val_loss'][-1]:.4f} | {t['loss'][-1]:.4f} / {t['val_loss'][-1]:.4f} "
-        f"| {diffs[0]:.2%} / {diffs[1]:.2%} ({verdict}) | {ks:.2f} | {ts:.2f} | {ts / ks:.2f} | {start} | {commit} |"
+        f"| {diffs[0]:.2%} / {diffs[1]:.2%} ({verdict}) | {ks:.2f} | {ts:.2f} | {ts / ks:.2f} | {start} "
+        f"| {keras_backend(record.versions)} | {commit} |"
     )
 
 
@@ -57,8 +64,8 @@ def _spread_section(folder: Path) -> list[str]:
         "showed) follows the table.",
         "",
         "| model | epochs | train / val images | seeds | Keras 3 val_loss | torchae val_loss "
-        "| dead units Keras / torchae | commit |",
-        "|---|---|---|---|---|---|---|---|",
+        "| dead units Keras / torchae | Keras backend | commit |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for record in records:
         results = record["results"]
@@ -76,7 +83,8 @@ def _spread_section(folder: Path) -> list[str]:
             seeds = f"Keras {seeds or '—'}; torchae {', '.join(map(str, done[1])) or '—'} (unfinished)"
         lines.append(
             f"| {record['model']} | {record['epochs']} | {record['train_size']:,} / {record['val_size']:,} | {seeds} "
-            f"| {cells[0]} | {cells[1]} | {dead} | {(record.get('commit') or '')[:7] or '—'} |"
+            f"| {cells[0]} | {cells[1]} | {dead} | {keras_backend(record.get('versions', {}))} "
+            f"| {(record.get('commit') or '')[:7] or '—'} |"
         )
     notes = [
         f"{record['model']}, {record['epochs']} epochs: {record['note']}" for record in records if "note" in record
@@ -96,7 +104,8 @@ def article_table(results_dir: Path = RESULTS_DIR, records: list[TrainRecord] | 
     records = _records(results_dir) if records is None else records
     header = (
         "| model | epochs | train / val images | batch | article | Keras 3 | torchae | rel. diff | Keras s/epoch "
-        "| torchae s/epoch | ratio | initial weights | commit |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "| torchae s/epoch | ratio | initial weights | Keras backend | commit |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     )
     return "\n".join([header, *[_row(r) for r in records]])
 
@@ -106,8 +115,10 @@ def write_results(results_dir: Path = RESULTS_DIR, out: Path = RESULTS_MD, readm
     project's README when ``out`` is the project's ``parity/RESULTS.md``)."""
     records = _records(results_dir)
     table = article_table(results_dir, records)
-    machines = sorted({r.machine for r in records})
-    version_sets = sorted({", ".join(f"{k} {v}" for k, v in r.versions.items()) for r in records})
+    spreads = [json.loads(path.read_text()) for path in sorted((results_dir / "spread").glob("*.json"))]
+    runs = [(r.machine, r.versions) for r in records] + [(r.get("machine"), r.get("versions", {})) for r in spreads]
+    machines = sorted({machine for machine, _ in runs if machine})
+    version_sets = sorted({", ".join(f"{k} {v}" for k, v in versions.items()) for _, versions in runs if versions})
     lines = [
         "# Training parity: Keras 3 and torchae, the article's runs",
         "",

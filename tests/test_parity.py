@@ -398,3 +398,21 @@ def test_the_report_puts_its_table_between_the_readme_markers(tmp_path):
     text = readme.read_text()
     assert "old rows" not in text and text.startswith("intro\n") and text.endswith(f"{README_MARKERS[1]}\nafter\n")
     assert article_table() in text
+
+
+def test_the_report_names_the_keras_backend_of_each_run(tmp_path):
+    """Each row of both tables says which backend ran Keras (the conv reference runs on Keras's torch backend); a
+    record from before the key existed ran on TensorFlow, whose version it lists."""
+    (tmp_path / "spread").mkdir()
+    for name, backend in (("dense", "torch"), ("sparse", None)):
+        record = json.loads((RESULTS_DIR / f"{name}.json").read_text())
+        record["versions"] = {"keras": "3", **({"keras_backend": backend} if backend else {"tensorflow": "2"})}
+        (tmp_path / f"{name}.json").write_text(json.dumps(record))
+    spread = spread_record({"keras": [0], "torchae": [0]})
+    (tmp_path / "spread" / "denoising.json").write_text(json.dumps(spread))
+    rendered = write_results(tmp_path, tmp_path / "RESULTS.md").read_text()
+    rows = {line.split(" | ")[0][2:]: line for line in rendered.splitlines() if line.startswith("| ")}
+    assert rows["dense"].endswith("| Keras's | torch | 81b7a02 |")
+    assert "| tensorflow | " in rows["sparse"] and "| jax | abc |" in rows["denoising"]
+    versions = rendered.splitlines()[-1]
+    assert versions.startswith("Versions: ") and "keras_backend jax" in versions  # the spread run's are listed too
