@@ -116,6 +116,19 @@ def test_an_unknown_name_lists_the_shipped_ones():
         torchae.pretrained("lenet")
 
 
+def test_an_article_model_that_is_not_shipped_says_how_to_train_it(tmp_path):
+    """An article model without shipped weights (conv, while its 64-epoch references train) is named as such."""
+    entry = read_metadata(WEIGHTS_DIR)[SHIPPED[0]]
+    write_metadata(tmp_path, SHIPPED[0], entry)
+    missing = next(name for name in EXPERIMENTS if name != SHIPPED[0])
+    message = (
+        f"the pretrained {missing} model is not shipped in this version: train it with torchae fit --config "
+        f"configs/{missing}.yaml, or choose one of {SHIPPED[0]}"
+    )
+    with pytest.raises(ConfigError, match=message):
+        get_weights(missing, tmp_path)
+
+
 def test_cli_draws_the_figures_of_a_pretrained_model(tmp_path, capsys):
     name = SHIPPED[0]
     main(["figures", "--pretrained", name, "--out_dir", str(tmp_path)])

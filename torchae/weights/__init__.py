@@ -97,6 +97,11 @@ def get_weights(name: str, directory: Path = WEIGHTS_DIR) -> Weights:
         ConfigError: ``name`` is not a shipped model.
     """
     shipped = available(directory)
+    if name in EXPERIMENTS and name not in shipped:  # an article model whose full-length training is not shipped
+        raise ConfigError(
+            f"the pretrained {name} model is not shipped in this version: train it with torchae fit --config "
+            f"configs/{name}.yaml, or choose one of {', '.join(shipped)}"
+        )
     if name not in shipped:
         raise ConfigError(f"no pretrained model {name!r}: choose one of {', '.join(shipped)}")
     entry = _metadata(directory)[name]
