@@ -4,6 +4,7 @@ loss its metadata records; the rebuild command writes files that load the same w
 from __future__ import annotations
 
 import fnmatch
+import json
 import shutil
 import socket
 import tomllib
@@ -168,3 +169,21 @@ def test_the_readme_table_is_the_metadata():
     readme = (ROOT / "README.md").read_text()
     start = readme.index("\n", readme.index(TABLE_START)) + 1
     assert readme[start : readme.index(TABLE_END)].strip() == pretrained_table(read_metadata(WEIGHTS_DIR))
+
+
+def test_the_keras_row_names_the_backend_keras_ran_on(tmp_path, monkeypatch):
+    """A full-length parity record's last epoch becomes the metadata's Keras row, with the record's backend (a
+    record from before the backend was recorded ran on TensorFlow); a shorter run gives no row."""
+    import torchae.weights.build as build
+
+    monkeypatch.setattr(build, "PARITY_RESULTS", tmp_path)
+    epochs = EXPERIMENTS["conv"].epochs
+    record = {"epochs": epochs, "train_size": 60_000, "keras": {"loss": [0.2, 0.1], "val_loss": [0.19, 0.09]}}
+    (tmp_path / "conv.json").write_text(json.dumps({**record, "versions": {"keras_backend": "torch"}}))
+    assert keras_row("conv") == {"loss": 0.1, "val_loss": 0.09, "epochs": epochs, "backend": "torch"}
+    (tmp_path / "conv.json").write_text(json.dumps({**record, "versions": {"tensorflow": "2.21.0"}}))
+    assert keras_row("conv")["backend"] == "tensorflow"
+    (tmp_path / "conv.json").write_text(json.dumps({**record, "epochs": 3}))
+    assert keras_row("conv") is None
+    table = pretrained_table({"conv": {**read_metadata(WEIGHTS_DIR)[SHIPPED[0]], "keras": keras_row("sparse")}})
+    assert "| not yet at full length |" in table

@@ -75,15 +75,17 @@ def commit() -> str:
 
 
 def keras_row(name: str) -> dict[str, Any] | None:
-    """The last epoch of the Keras 3 run in ``parity/results/NAME.json`` when it ran the article's full length."""
+    """The last epoch of the Keras 3 run in ``parity/results/NAME.json`` when it ran the article's full length, with
+    the backend Keras ran on (records from before the backend was recorded ran on TensorFlow)."""
     path = PARITY_RESULTS / f"{name}.json"
     if not path.is_file():
         return None
     record = json.loads(path.read_text())
     if record["epochs"] != EXPERIMENTS[name].epochs or record["train_size"] != 60_000:
         return None
-    keras = record["keras"]
-    return {"loss": keras["loss"][-1], "val_loss": keras["val_loss"][-1], "epochs": record["epochs"]}
+    keras, epochs = record["keras"], record["epochs"]
+    backend = record.get("versions", {}).get("keras_backend", "tensorflow")
+    return {"loss": keras["loss"][-1], "val_loss": keras["val_loss"][-1], "epochs": epochs, "backend": backend}
 
 
 def write_weights(name: str, model: AutoencoderModule, history: list[dict[str, float]], out: Path) -> dict[str, Any]:
@@ -176,7 +178,8 @@ def pretrained_table(metadata: dict[str, Any]) -> str:
     ]
     for name, entry in metadata.items():
         article = f"{entry['article']['val_loss']:.4f}" if entry.get("article") else "—"
-        keras = f"{entry['keras']['val_loss']:.4f}" if entry.get("keras") else "not yet at full length"
+        keras = entry.get("keras")
+        keras = f"{keras['val_loss']:.4f} ({keras.get('backend', 'tensorflow')})" if keras else "not yet at full length"
         lines.append(
             f"| {name} | {entry['num_params']:,} | {entry['epochs']} | {entry['batch_size']} | {article} | {keras} "
             f"| {entry['val_loss']:.4f} | `{entry['file']}` |"
