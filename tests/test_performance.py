@@ -183,3 +183,67 @@ def test_step_anatomy_times_the_deep_steps_products_and_pads_widths_without_chan
     for padded_parameter, parameter in zip(padded_model.parameters(), plain_model.parameters(), strict=True):
         assert padded_parameter.shape == parameter.shape
         torch.testing.assert_close(padded_parameter, parameter, rtol=1e-5, atol=1e-6)
+
+
+def load_article_script():
+    spec = importlib.util.spec_from_file_location("article", ROOT / "benchmarks" / "article.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_the_article_script_runs_torchae_fit_and_records_the_run(tmp_path):
+    """``benchmarks/article.py`` on a tiny subset runs the real ``torchae fit`` and records its losses and times;
+    an output folder with runs in it is refused (nothing written is overwritten)."""
+    tiny = ["--epochs", "1", "--train-size", "256", "--val-size", "128"]
+    tiny += ["--set", "engine.compiled_steps=false", "figures.enabled=false"]
+    script = [sys.executable, str(ROOT / "benchmarks" / "article.py")]
+    out = tmp_path / "article"
+    result = subprocess.run([*script, "dense", "--out", str(out), *tiny], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    dense = json.loads((out / "article.json").read_text())["models"]["dense"]
+    assert dense["status"] == "finished" and 0 < dense["val_loss"] < 0.7 and dense["seconds"] > 0
+    assert dense["command"][-2:] == ["--figures.enabled", "false"] and (out / "dense" / "version_0").is_dir()
+    assert "| dense | 0.0 | " in result.stdout and "The whole article: " in result.stdout
+    refused = subprocess.run([*script, "--out", str(out)], capture_output=True, text=True)
+    assert refused.returncode == 2 and "is not empty: give a new --out folder" in refused.stderr
+
+
+def test_the_article_script_retrains_dense_after_it_and_reports_failures(tmp_path, monkeypatch):
+    """Denoising starts when dense has finished, from dense's last checkpoint; a model that fails is reported in
+    its row while the others run, and what retrains it is not started (runs stand in for torchae fit)."""
+    article = load_article_script()
+
+    def stand_in(name, out, args, init_from=None):  # writes what a finished fit writes, or fails as a bad setting
+        fails = "data.batch_size=0" in args.set and name == "dense"
+        code = (
+            "import pathlib, sys, time; time.sleep(0.5); "
+            f"run = pathlib.Path({str(out / name)!r}) / 'version_0'; (run / 'checkpoints').mkdir(parents=True); "
+            "(run / 'checkpoints' / 'last.ckpt').write_text(''); "
+            "(run / 'metrics.csv').write_text('epoch,train_loss,val_loss\\n0,,0.25\\n0,0.3,\\n'); "
+            + ("sys.exit('torchae: error: batch_size must be positive')" if fails else "")
+        )
+        return [sys.executable, "-c", code] + (["--model.init_from", str(init_from)] if init_from else [])
+
+    monkeypatch.setattr(article, "fit_command", stand_in)
+    settings = {"epochs": 1, "train_size": None, "val_size": None}
+    record = article.run_article(
+        SimpleNamespace(out=tmp_path / "a", models=("dense", "denoising", "sparse"), set=[], **settings)
+    )
+    dense, denoising, sparse = (record["models"][name] for name in ("dense", "denoising", "sparse"))
+    assert dense["status"] == denoising["status"] == sparse["status"] == "finished"
+    assert sparse["started_s"] < dense["ended_s"] <= denoising["started_s"]  # side by side, but after dense
+    assert denoising["command"][-1] == str(tmp_path / "a" / "dense" / "version_0" / "checkpoints" / "last.ckpt")
+    assert (dense["loss"], dense["val_loss"]) == (0.3, 0.25)
+    failing = article.run_article(
+        SimpleNamespace(
+            out=tmp_path / "b", models=("dense", "denoising", "sparse"), set=["data.batch_size=0"], **settings
+        )
+    )["models"]
+    assert failing["dense"]["status"] == "failed (exit 1): torchae: error: batch_size must be positive"
+    assert failing["denoising"]["status"] == "not started: dense did not finish"
+    assert failing["sparse"]["status"] == "finished"
+    assert "| denoising | — | — | — | — | not started: dense did not finish |" in article.table(
+        {"wall_s": 1.0, "machine": "m", "models": failing}
+    )
