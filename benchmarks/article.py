@@ -4,12 +4,15 @@ and the wall time from the first start to the last finish.
     python benchmarks/article.py --out runs/article                     # the article, on what Lightning picks
     python benchmarks/article.py --out runs/article --set engine.compiled_steps=false engine.cuda_graphs=true
     python benchmarks/article.py --out /tmp/a --epochs 1 --train-size 512 --val-size 256   # a quick CPU try
+    python benchmarks/article.py --out runs/article-jax --keras jax     # the peer: Keras 3 on JAX, the same way
 
 Each model is its own process, ``torchae fit --config configs/NAME.yaml`` (the real user path: logger, checkpoints,
 figures), all started together; denoising retrains the trained dense model, as the article does, so it starts when
 dense has finished, from dense's last checkpoint. ``--set KEY=VALUE`` adds ``--KEY VALUE`` to every command (the
 second line above is the GPU's: whole-step CUDA graphs instead of the CPU's compiled steps). A model that fails
-does not stop the others: the table says which failed and why, and the exit status is 1.
+does not stop the others: the table says which failed and why, and the exit status is 1. With ``--keras BACKEND``
+the same schedule runs Keras 3 on that backend instead (``bench.py``'s Keras worker: the article's model code, from
+its own initial weights, denoising from scratch), each JAX process allocating GPU memory as it needs it.
 
 Writes ``article.json`` into ``--out`` (per model: when it started and finished, seconds, the last epoch's
 loss / val_loss, the command; the machine and the whole wall time) and prints a table. Each run's folder
@@ -50,6 +53,30 @@ def fit_command(name: str, out: Path, args: argparse.Namespace, init_from: Path 
     return command
 
 
+def keras_command(name: str, args: argparse.Namespace) -> list[str]:
+    """Keras 3 on ``args.keras`` training ``name``'s article model (``bench.py``'s Keras worker, the article's
+    code unchanged), at the same epochs and sizes; it prints its curves' last values as JSON."""
+    from torchae.registry import EXPERIMENTS
+
+    epochs = args.epochs or EXPERIMENTS[name].epochs
+    command = [sys.executable, str(ROOT / "benchmarks" / "bench.py"), "--worker", f"keras-{args.keras}", name]
+    command += ["--epochs", str(epochs)]
+    for flag, value in (("--train-size", args.train_size), ("--val-size", args.val_size)):
+        if value is not None:
+            command += [flag, str(value)]
+    return command
+
+
+def keras_losses(log: Path) -> tuple[float, float] | None:
+    """The last epoch's ``loss`` and ``val_loss`` a Keras worker printed (its last line, JSON)."""
+    lines = log.read_text(errors="replace").strip().splitlines()
+    try:
+        result = json.loads(lines[-1]) if lines else {}
+    except json.JSONDecodeError:
+        return None
+    return (result["loss"], result["val_loss"]) if "loss" in result else None
+
+
 def final_losses(run_dir: Path) -> tuple[float, float] | None:
     """The last epoch's ``train_loss`` and ``val_loss`` from the run's ``metrics.csv`` (None if it logged none)."""
     files = sorted(run_dir.glob("version_*/metrics.csv"), key=lambda path: path.stat().st_mtime)
@@ -81,6 +108,8 @@ def run_article(args: argparse.Namespace) -> dict[str, Any]:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    if args.keras:  # several JAX processes share one card: each takes what it needs, not 75% of it
+        env.update(KERAS_BACKEND=args.keras, XLA_PYTHON_CLIENT_PREALLOCATE="false", TF_CPP_MIN_LOG_LEVEL="3")
     waiting = list(args.models)
     running: dict[str, tuple[subprocess.Popen, Any, float]] = {}
     results: dict[str, dict[str, Any]] = {}
@@ -92,12 +121,12 @@ def run_article(args: argparse.Namespace) -> dict[str, Any]:
                 continue  # what it retrains has not finished
             waiting.remove(name)
             init_from = None
-            if before is not None:
+            if before is not None and not args.keras:  # Keras's worker trains from scratch, in the same order
                 init_from = find_last_checkpoint(out / before) if results[before]["status"] == "finished" else None
                 if init_from is None:
                     results[name] = {"status": f"not started: {before} did not finish", "command": None}
                     continue
-            command = fit_command(name, out, args, init_from)
+            command = keras_command(name, args) if args.keras else fit_command(name, out, args, init_from)
             log = (out / f"{name}.log").open("w")
             process = subprocess.Popen(command, cwd=out, env=env, stdout=log, stderr=subprocess.STDOUT)
             running[name] = (process, log, time.perf_counter() - start)
@@ -110,7 +139,7 @@ def run_article(args: argparse.Namespace) -> dict[str, Any]:
             ended = time.perf_counter() - start
             entry = results[name]
             entry.update(ended_s=ended, seconds=ended - started, exit_status=process.returncode)
-            losses = final_losses(out / name)
+            losses = keras_losses(out / f"{name}.log") if args.keras else final_losses(out / name)
             entry["loss"], entry["val_loss"] = losses if losses else (None, None)
             if process.returncode == 0:
                 entry["status"] = "finished"
@@ -121,6 +150,7 @@ def run_article(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "machine": machine(),
         "wall_s": time.perf_counter() - start,
+        "framework": f"Keras 3 on {args.keras}" if args.keras else "torchae fit",
         "settings": {"epochs": args.epochs, "train_size": args.train_size, "val_size": args.val_size, "set": args.set},
         "models": {name: results[name] for name in args.models},
     }
@@ -136,7 +166,9 @@ def table(record: dict[str, Any]) -> str:
         seconds = f"{entry['seconds']:.1f}" if entry.get("seconds") is not None else "—"
         losses = f"{entry['loss']:.4f} / {entry['val_loss']:.4f}" if entry.get("loss") is not None else "—"
         lines.append(f"| {name} | {times[0]} | {times[1]} | {seconds} | {losses} | {entry['status']} |")
-    lines.append(f"\nThe whole article: {record['wall_s']:.1f} s of wall time on {record['machine']}.")
+    lines.append(
+        f"\nThe whole article ({record['framework']}): {record['wall_s']:.1f} s of wall time on {record['machine']}."
+    )
     return "\n".join(lines)
 
 
@@ -150,6 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-size", type=int, default=None, help="training images (default: all 60,000)")
     parser.add_argument("--val-size", type=int, default=None, help="test images (default: all 10,000)")
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="--KEY VALUE for every torchae fit")
+    parser.add_argument(
+        "--keras", choices=("tensorflow", "jax", "torch"), help="the peer: Keras 3 on this backend instead of torchae"
+    )
     args = parser.parse_args(argv)
     unknown = [name for name in args.models if name not in MODELS]
     if unknown:
@@ -162,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
         value = getattr(args, key)
         if value is not None and value <= 0:
             parser.error(f"--{key.replace('_', '-')} must be positive, got {value}")
+    if args.keras and args.set:
+        parser.error("--set sets torchae fit's options: leave it out with --keras")
     if args.out.exists() and any(args.out.iterdir()):
         parser.error(f"{args.out} is not empty: give a new --out folder (earlier runs are kept, not overwritten)")
     record = run_article(args)

@@ -61,7 +61,8 @@ def worker_keras(name: str, epochs: int, train_size: int, val_size: int) -> dict
     models = build_keras(name, seed=0)
     before = _rss_mb()
     curves = _train_keras(models, x_train, x_val, epochs, EXPERIMENTS[name].batch_size)
-    return {"seconds": curves["seconds"], "peak_mb": _peak_mb() - before, "val_loss": curves["val_loss"][-1]}
+    last = {"loss": curves["loss"][-1], "val_loss": curves["val_loss"][-1]}
+    return {"seconds": curves["seconds"], "peak_mb": _peak_mb() - before, **last}
 
 
 def worker_torch(name: str, epochs: int, train_size: int, val_size: int) -> dict:
@@ -217,13 +218,13 @@ def main() -> None:
         "print the table of both (no Keras)",
     )
     args = parser.parse_args()
+    if args.worker:  # one measurement (also benchmarks/article.py's Keras runs, at any number of epochs)
+        print(json.dumps(WORKERS[args.worker](args.models[0], args.epochs, args.train_size, args.val_size)))
+        return
     if args.epochs < 2:
         parser.error("--epochs must be at least 2 (the first epoch is warm-up)")
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
-    if args.worker:
-        print(json.dumps(WORKERS[args.worker](args.models[0], args.epochs, args.train_size, args.val_size)))
-        return
     if args.baseline:
         compare_with_baseline(args.baseline.resolve(), args.models, args.epochs, args.repeats, args)
         return

@@ -205,9 +205,17 @@ def test_the_article_script_runs_torchae_fit_and_records_the_run(tmp_path):
     dense = json.loads((out / "article.json").read_text())["models"]["dense"]
     assert dense["status"] == "finished" and 0 < dense["val_loss"] < 0.7 and dense["seconds"] > 0
     assert dense["command"][-2:] == ["--figures.enabled", "false"] and (out / "dense" / "version_0").is_dir()
-    assert "| dense | 0.0 | " in result.stdout and "The whole article: " in result.stdout
+    assert "| dense | 0.0 | " in result.stdout and "The whole article (torchae fit): " in result.stdout
     refused = subprocess.run([*script, "--out", str(out)], capture_output=True, text=True)
     assert refused.returncode == 2 and "is not empty: give a new --out folder" in refused.stderr
+    peer = tmp_path / "keras"
+    keras = subprocess.run(
+        [*script, "dense", "--out", str(peer), "--keras", "tensorflow", *tiny[:6]], capture_output=True, text=True
+    )
+    assert keras.returncode == 0, keras.stdout[-2000:] + keras.stderr[-2000:]
+    record = json.loads((peer / "article.json").read_text())
+    assert record["framework"] == "Keras 3 on tensorflow" and record["models"]["dense"]["status"] == "finished"
+    assert 0 < record["models"]["dense"]["val_loss"] < 0.7 and "--worker" in record["models"]["dense"]["command"]
 
 
 def test_the_article_script_retrains_dense_after_it_and_reports_failures(tmp_path, monkeypatch):
@@ -227,7 +235,7 @@ def test_the_article_script_retrains_dense_after_it_and_reports_failures(tmp_pat
         return [sys.executable, "-c", code] + (["--model.init_from", str(init_from)] if init_from else [])
 
     monkeypatch.setattr(article, "fit_command", stand_in)
-    settings = {"epochs": 1, "train_size": None, "val_size": None}
+    settings = {"epochs": 1, "train_size": None, "val_size": None, "keras": None}
     record = article.run_article(
         SimpleNamespace(out=tmp_path / "a", models=("dense", "denoising", "sparse"), set=[], **settings)
     )
@@ -245,5 +253,5 @@ def test_the_article_script_retrains_dense_after_it_and_reports_failures(tmp_pat
     assert failing["denoising"]["status"] == "not started: dense did not finish"
     assert failing["sparse"]["status"] == "finished"
     assert "| denoising | — | — | — | — | not started: dense did not finish |" in article.table(
-        {"wall_s": 1.0, "machine": "m", "models": failing}
+        {"wall_s": 1.0, "machine": "m", "framework": "torchae fit", "models": failing}
     )
