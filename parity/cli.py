@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.command == "against":
         from parity.report import RESULTS_DIR, write_results
-        from parity.train import format_curves, keras_against_run, save_record
+        from parity.train import RunStateError, format_curves, keras_against_run, save_record
 
         (name,) = _models(parser, [args.name])
         initial = args.initial or args.run_dir / "initial_weights.pt"
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
             record = keras_against_run(
                 name, args.run_dir, initial, args.state or args.run_dir / "keras", args.seed, args.epochs
             )
-        except (ValueError, FileNotFoundError) as error:
+        except (RunStateError, FileNotFoundError) as error:
             parser.error(str(error))
         print(format_curves(record), flush=True)
         full = args.out is None and record.epochs == EXPERIMENTS[name].epochs  # a full-length row of the report

@@ -192,6 +192,11 @@ def load_record(path: Path) -> TrainRecord:
     return TrainRecord(**data)
 
 
+class RunStateError(ValueError):
+    """What is saved of a run does not fit the command (another backend, missing or unfinished epochs): the user's
+    to fix, said in one line."""
+
+
 def run_curves(run_dir: Path) -> dict[str, list[float]]:
     """The per-epoch ``loss``, ``val_loss`` and seconds of a ``torchae fit`` run.
 
@@ -201,7 +206,7 @@ def run_curves(run_dir: Path) -> dict[str, list[float]]:
 
     Raises:
         FileNotFoundError: no ``version_*/metrics.csv`` under ``run_dir``.
-        ValueError: the logs miss an epoch.
+        RunStateError: the logs miss an epoch.
     """
     metrics_files = sorted(Path(run_dir).glob("version_*/metrics.csv"), key=lambda path: path.stat().st_mtime)
     if not metrics_files:
@@ -220,7 +225,7 @@ def run_curves(run_dir: Path) -> dict[str, list[float]]:
         by_epoch.update({e: values for e, values in part.items() if {"train_loss", "val_loss"} <= values.keys()})
     if sorted(by_epoch) != list(range(len(by_epoch))):
         missing = sorted(set(range(max(by_epoch, default=-1) + 1)) - set(by_epoch))
-        raise ValueError(
+        raise RunStateError(
             f"the logs under {run_dir} miss epoch {missing[0]}: resume the run from a checkpoint before it"
         )
     epochs = [by_epoch[e] for e in sorted(by_epoch)]
@@ -254,7 +259,7 @@ def keras_against_run(
     called again, on the backend it started on.
 
     Raises:
-        ValueError: the saved Keras run started on another backend, or the torchae run has fewer epochs.
+        RunStateError: the saved Keras run started on another backend, or the torchae run has fewer epochs.
     """
     keras = import_keras(backend=None)
     backend = keras.backend.backend()
@@ -266,7 +271,7 @@ def keras_against_run(
         curves = json.loads(curves_file.read_text())
         started_on = curves.setdefault("backend", "tensorflow")  # state saved before the key existed: TensorFlow's
         if started_on != backend:
-            raise ValueError(
+            raise RunStateError(
                 f"the Keras run in {state_dir} started on the {started_on} backend, not {backend}: "
                 f"set KERAS_BACKEND={started_on}, or give a new --state folder"
             )
@@ -306,7 +311,7 @@ def keras_against_run(
         )
     torch_curves = run_curves(run_dir)  # read now: the torchae run may have been running beside this one
     if len(torch_curves["loss"]) < epochs:
-        raise ValueError(
+        raise RunStateError(
             f"Keras has trained {epochs} epochs (saved in {state_dir}), the torchae run in {run_dir} "
             f"{len(torch_curves['loss'])}: run this again when it has finished"
         )

@@ -27,7 +27,7 @@ from parity.checks import build_pair, check_forward, check_step, check_structure
 from parity.keras_models import KERAS_BUILDERS, build_keras, load_keras  # noqa: E402
 from parity.report import README, README_MARKERS, RESULTS_DIR, RESULTS_MD, article_table, write_results  # noqa: E402
 from parity.spread import dead_units, merge_records, seed_spread, summarise  # noqa: E402
-from parity.train import keras_against_run, run_curves  # noqa: E402
+from parity.train import RunStateError, keras_against_run, run_curves  # noqa: E402
 from parity.transfer import TransferError, to_nhwc  # noqa: E402
 from torchae.models import AutoencoderModule  # noqa: E402
 from torchae.registry import EXPERIMENTS  # noqa: E402
@@ -223,7 +223,7 @@ def test_the_curves_of_a_resumed_fit_run_join_its_versions(tmp_path):
     write_metrics(tmp_path, 4, {0: 0.5}, mtime=4_000)
     assert run_curves(tmp_path)["loss"] == [0.5]
     write_metrics(tmp_path, 5, {2: 0.4}, mtime=5_000)
-    with pytest.raises(ValueError, match="miss epoch 1: resume the run from a checkpoint before it"):
+    with pytest.raises(RunStateError, match="miss epoch 1: resume the run from a checkpoint before it"):
         run_curves(tmp_path)
 
 
@@ -235,7 +235,7 @@ def test_keras_against_a_fit_run_resumes_and_waits_for_the_torchae_side(tmp_path
     first = keras_against_run("dense", run_dir, run_dir / "initial_weights.pt", state, epochs=1)
     assert len(first.keras["loss"]) == 1 and 0.05 < first.keras["val_loss"][0] < 0.4
     assert first.torchae["loss"] == [0.2] and first.versions["keras_backend"] == "tensorflow"
-    with pytest.raises(ValueError, match="the torchae run in .* 1: run this again when it has finished"):
+    with pytest.raises(RunStateError, match="the torchae run in .* 1: run this again when it has finished"):
         keras_against_run("dense", run_dir, run_dir / "initial_weights.pt", state, epochs=2)
     fake_fit_run(run_dir, [0.2, 0.15])
     second = keras_against_run("dense", run_dir, run_dir / "initial_weights.pt", state, epochs=2)
@@ -244,7 +244,7 @@ def test_keras_against_a_fit_run_resumes_and_waits_for_the_torchae_side(tmp_path
     curves = json.loads((state / "keras_curves.json").read_text())
     assert curves["backend"] == "tensorflow" and len(curves["loss"]) == 2
     (state / "keras_curves.json").write_text(json.dumps({**curves, "backend": "jax"}))
-    with pytest.raises(ValueError, match="started on the jax backend, not tensorflow: set KERAS_BACKEND=jax"):
+    with pytest.raises(RunStateError, match="started on the jax backend, not tensorflow: set KERAS_BACKEND=jax"):
         keras_against_run("dense", run_dir, run_dir / "initial_weights.pt", state, epochs=2)
 
 
