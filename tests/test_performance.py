@@ -208,14 +208,33 @@ def test_the_article_script_runs_torchae_fit_and_records_the_run(tmp_path):
     assert "| dense | 0.0 | " in result.stdout and "The whole article (torchae fit): " in result.stdout
     refused = subprocess.run([*script, "--out", str(out)], capture_output=True, text=True)
     assert refused.returncode == 2 and "is not empty: give a new --out folder" in refused.stderr
-    peer = tmp_path / "keras"
-    keras = subprocess.run(
-        [*script, "dense", "--out", str(peer), "--keras", "tensorflow", *tiny[:6]], capture_output=True, text=True
-    )
-    assert keras.returncode == 0, keras.stdout[-2000:] + keras.stderr[-2000:]
-    record = json.loads((peer / "article.json").read_text())
-    assert record["framework"] == "Keras 3 on tensorflow" and record["models"]["dense"]["status"] == "finished"
-    assert 0 < record["models"]["dense"]["val_loss"] < 0.7 and "--worker" in record["models"]["dense"]["command"]
+    mixed = [*script, "--out", str(tmp_path / "new"), "--keras", "jax", "--set", "engine.cuda_graphs=true"]
+    refused = subprocess.run(mixed, capture_output=True, text=True)
+    assert refused.returncode == 2 and "--set sets torchae fit's options: leave it out with --keras" in refused.stderr
+
+
+def test_the_article_scripts_keras_peer_runs_the_benchmark_worker_and_reads_its_result(tmp_path):
+    """``--keras BACKEND``: each model runs ``bench.py``'s Keras worker (tested through ``bench.py`` itself) at the
+    article's epochs or the given ones, and its last JSON line gives the losses; a log without one gives none."""
+    article = load_article_script()
+    args = SimpleNamespace(keras="jax", epochs=None, train_size=512, val_size=None)
+    command = article.keras_command("sparse", args)
+    assert command[1:] == [
+        str(ROOT / "benchmarks" / "bench.py"),
+        "--worker",
+        "keras-jax",
+        "sparse",
+        "--epochs",
+        "400",
+        "--train-size",
+        "512",
+    ]
+    assert article.keras_command("conv", SimpleNamespace(**{**vars(args), "epochs": 2}))[6] == "2"
+    log = tmp_path / "sparse.log"
+    log.write_text('Epoch 1/400\n{"seconds": [1.0], "peak_mb": 1.0, "loss": 0.3, "val_loss": 0.25}\n')
+    assert article.keras_losses(log) == (0.3, 0.25)
+    log.write_text("Traceback (most recent call last):\nMemoryError\n")
+    assert article.keras_losses(log) is None
 
 
 def test_the_article_script_retrains_dense_after_it_and_reports_failures(tmp_path, monkeypatch):
