@@ -4,6 +4,7 @@ python -m parity check [MODEL ...]       structure, weight transfer, forward and
 python -m parity train NAME [--epochs E] [--train-size K] [--val-size V] [--seed S] [--out FILE]
 python -m parity article [MODEL ...]     the article's budgets, recorded in parity/results/ and parity/RESULTS.md
 python -m parity against NAME RUN_DIR    Keras from the weights a torchae fit run started from, against that run
+                                         (resumable; on the backend KERAS_BACKEND names, TensorFlow when unset)
 python -m parity spread NAME --seeds S ...  several seeds in each framework, each from its own initialisation
 python -m parity spread-merge RECORD ... add the seeds other processes trained to this checkout's spread record
 python -m parity report                  re-render parity/RESULTS.md from parity/results/
@@ -48,7 +49,10 @@ def main(argv: list[str] | None = None) -> None:
     article = sub.add_parser("article", help="the article's runs, recorded in parity/RESULTS.md")
     article.add_argument("models", nargs="*", metavar="MODEL")
     article.add_argument("--full", action="store_true", help="conv and denoising at full length too")
-    against = sub.add_parser("against", help="train Keras from a torchae run's starting weights; pair the curves")
+    against = sub.add_parser(
+        "against",
+        help="train Keras (on the backend KERAS_BACKEND names) from a torchae run's starting weights; pair the curves",
+    )
     against.add_argument("name", metavar="NAME", help=", ".join(MODEL_NAMES))
     against.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="default_root_dir of the torchae fit run")
     against.add_argument(
