@@ -276,6 +276,7 @@ def keras_against_run(
                 f"set KERAS_BACKEND={started_on}, or give a new --state folder"
             )
         model = keras.saving.load_model(saved, safe_mode=True)
+        print(f"resuming the Keras run in {state_dir} ({backend}) after epoch {len(curves['loss'])}", flush=True)
     else:
         keras_models = build_keras(name, seed=seed)
         torch_to_keras(initial_network(name, initial), keras_models.inner)

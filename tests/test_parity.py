@@ -228,7 +228,7 @@ def test_the_curves_of_a_resumed_fit_run_join_its_versions(tmp_path):
         run_curves(tmp_path)
 
 
-def test_keras_against_a_fit_run_resumes_and_waits_for_the_torchae_side(tmp_path):
+def test_keras_against_a_fit_run_resumes_and_waits_for_the_torchae_side(tmp_path, capsys):
     """Keras trains from a fit run's starting weights, saves every epoch and resumes from there; it pairs its curves
     with the run's only when the run has as many epochs, and it refuses to resume on another backend."""
     run_dir, state = tmp_path / "run", tmp_path / "keras"
@@ -239,7 +239,9 @@ def test_keras_against_a_fit_run_resumes_and_waits_for_the_torchae_side(tmp_path
     with pytest.raises(RunStateError, match="the torchae run in .* 1: run this again when it has finished"):
         keras_against_run("dense", run_dir, run_dir / "initial_weights.pt", state, epochs=2)
     fake_fit_run(run_dir, [0.2, 0.15])
+    capsys.readouterr()
     second = keras_against_run("dense", run_dir, run_dir / "initial_weights.pt", state, epochs=2)
+    assert f"resuming the Keras run in {state} (tensorflow) after epoch 2" in capsys.readouterr().out
     assert second.keras["loss"][0] == first.keras["loss"][0]  # the saved epoch, not trained again
     assert second.keras["val_loss"][1] < second.keras["val_loss"][0] and second.torchae["loss"] == [0.2, 0.15]
     curves = json.loads((state / "keras_curves.json").read_text())
