@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import statistics
 from pathlib import Path
+from typing import Any
 
 from parity.spread import seeds_done, val_loss_spread
 from parity.train import TrainRecord, load_record
@@ -50,9 +51,13 @@ def _row(record: TrainRecord) -> str:
     )
 
 
-def _spread_section(folder: Path) -> list[str]:
-    """The seed-spread runs (``python -m parity spread``): val_loss over seeds in each framework."""
-    records = [json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))]
+def _spread_records(folder: Path) -> list[dict[str, Any]]:
+    """The seed-spread records (``python -m parity spread``) in ``folder``, in file-name order."""
+    return [json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))]
+
+
+def _spread_section(records: list[dict[str, Any]]) -> list[str]:
+    """The seed-spread runs: val_loss over seeds in each framework."""
     if not records:
         return []
     lines = [
@@ -115,7 +120,7 @@ def write_results(results_dir: Path = RESULTS_DIR, out: Path = RESULTS_MD, readm
     project's README when ``out`` is the project's ``parity/RESULTS.md``)."""
     records = _records(results_dir)
     table = article_table(results_dir, records)
-    spreads = [json.loads(path.read_text()) for path in sorted((results_dir / "spread").glob("*.json"))]
+    spreads = _spread_records(results_dir / "spread")
     runs = [(r.machine, r.versions) for r in records] + [(r.get("machine"), r.get("versions", {})) for r in spreads]
     machines = sorted({machine for machine, _ in runs if machine})
     version_sets = sorted({", ".join(f"{k} {v}" for k, v in versions.items()) for _, versions in runs if versions})
@@ -136,7 +141,7 @@ def write_results(results_dir: Path = RESULTS_DIR, out: Path = RESULTS_MD, readm
         "",
         table,
         "",
-        *_spread_section(results_dir / "spread"),
+        *_spread_section(spreads),
         f"Machine: {'; '.join(machines) or '—'}.",
         f"Versions: {'; '.join(version_sets) or '—'}.",
         "",
