@@ -1,6 +1,7 @@
 """Where a compiled training step of a dense model goes: its matrix products alone against the whole step.
 
     python benchmarks/step_anatomy.py deep [--pad 8] [--rounds 9] [--steps 30]
+    python benchmarks/step_anatomy.py deep --layouts
 
 For the dense-layer models (dense, deep, sparse) at the article's batch 256. Measured side by side, in one process,
 round after round:
@@ -12,6 +13,10 @@ round after round:
 - with ``--pad N``: the same step with each hidden width padded with zero units to a multiple of N inside the
   compiled function (the loss and the gradients are the same numbers; the padding's gradients are dropped), and
   the products alone at the padded widths. Widths that are not a multiple of 8 make some products slower.
+
+With ``--layouts`` it times instead each of the step's products alone in every layout that gives the same matrix:
+each operand row-major (``N``) or transposed (``T``), and the result written as it is or transposed (``^T``). MKL's
+speed for one shape moves with the layout; the step's own layouts are row ``step``.
 
 Prints the median microseconds of each and the products' share of the step. ``--threads`` sets torch's intra-op
 threads (default: torch's own choice). Run it with nothing else on the machine.
@@ -75,6 +80,51 @@ def products(widths: list[int]) -> Callable[[], None]:
     return run
 
 
+def layout_variants(kind: str, m: int, k: int, n: int) -> dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Operands ``(left, right, out)`` of one ``m x k x n`` product in each layout: ``step`` as the compiled step
+    lays them out (see :func:`products`), and every combination of row-major (``N``) or transposed (``T``) operands
+    (``"NT"``: left row-major, right transposed) with the result row-major or, with ``^T``, transposed. The operands
+    hold the same numbers in every variant, so every ``torch.mm(left, right, out=out)`` gives the same matrix."""
+    generator = torch.Generator().manual_seed(0)
+    a, b = torch.rand(m, k, generator=generator), torch.rand(k, n, generator=generator)
+    layouts = {
+        "N": (a.contiguous(), b.contiguous()),
+        "T": (a.t().contiguous().t(), b.t().contiguous().t()),
+    }
+    variants = {}
+    step_left = layouts["T"][0] if kind == "weight_grad" else layouts["N"][0]
+    step_right = layouts["T"][1] if kind == "forward" else layouts["N"][1]
+    operands = {"step": (step_left, step_right)}
+    operands.update({f"{x}{y}": (layouts[x][0], layouts[y][1]) for x in "NT" for y in "NT"})
+    for name, (left, right) in operands.items():
+        variants[name] = (left, right, torch.empty(m, n))
+        variants[f"{name}^T"] = (left, right, torch.empty(n, m).t())
+    return variants
+
+
+def time_layouts(widths: list[int], rounds: int, calls: int) -> None:
+    """Print, for each product of the step, its time in the step's layout and in the fastest one."""
+    for kind, m, k, n in product_shapes(widths):
+        variants = layout_variants(kind, m, k, n)
+        for left, right, out in variants.values():  # warm up
+            for _ in range(5):
+                torch.mm(left, right, out=out)
+        times: dict[str, list[float]] = {name: [] for name in variants}
+        for _ in range(rounds):
+            for name, (left, right, out) in variants.items():
+                start = time.perf_counter()
+                for _ in range(calls):
+                    torch.mm(left, right, out=out)
+                times[name].append((time.perf_counter() - start) / calls * 1e6)
+        medians = {name: statistics.median(values) for name, values in times.items()}
+        best = min(medians, key=medians.__getitem__)
+        gflops = 2 * m * k * n / medians["step"] / 1e3
+        print(
+            f"{kind:>11} {m:4d}x{k:4d}x{n:4d}: step {medians['step']:6.0f} us ({gflops:5.1f} GFLOP/s), "
+            f"fastest {best} {medians[best]:6.0f} us ({medians[best] / medians['step']:.2f})"
+        )
+
+
 class PaddedSteps(CompiledSteps):
     """Compiled steps whose linear layers run at padded widths: zero rows and columns appended to the weights and
     zeros to the biases inside the traced step. The padded units' outgoing weights are zero, so the loss and the
@@ -118,11 +168,17 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--steps", type=int, default=30, help="steps (or product sets) timed per round")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--layouts", action="store_true", help="time each product alone in every layout instead")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     widths = layer_widths(EXPERIMENTS[args.model].model())
+    header = f"{args.model}: widths {widths}, batch {BATCH}, {torch.get_num_threads()} threads, median of {args.rounds}"
+    if args.layouts:
+        print(header)
+        time_layouts(widths, args.rounds, args.steps)
+        return
     batches = torch.rand(8, BATCH, 1, 28, 28)
     runs: dict[str, Callable[[int], object]] = {}
     step = stepper(args.model, None)
@@ -148,7 +204,7 @@ def main() -> None:
             for i in range(args.steps):
                 run(i)
             times[key].append((time.perf_counter() - start) / args.steps * 1e6)
-    print(f"{args.model}: widths {widths}, batch {BATCH}, {torch.get_num_threads()} threads, median of {args.rounds}")
+    print(header)
     medians = {key: statistics.median(values) for key, values in times.items()}
     for key, value in medians.items():
         print(f"{key:>40}: {value:8.0f} us")

@@ -173,6 +173,13 @@ def test_step_anatomy_times_the_deep_steps_products_and_pads_widths_without_chan
     assert padded == [784, 152, 104, 49, 104, 152, 784]
     shapes = anatomy.product_shapes(widths)
     assert len(shapes) == 17 and ("input_grad", 256, 147, 784) not in shapes and ("forward", 256, 784, 147) in shapes
+    # --layouts: every layout of a product is the same matrix, and "step" is the compiled step's own layouts
+    variants = anatomy.layout_variants("weight_grad", 147, 256, 784)
+    assert len(variants) == 10 and variants["step"][0].stride() == (1, 147) and variants["NN^T"][2].stride() == (1, 147)
+    left, right, _ = variants["NN"]
+    for name, (left_operand, right_operand, out) in variants.items():
+        torch.mm(left_operand, right_operand, out=out)
+        torch.testing.assert_close(out, left @ right, msg=name)
     plain = CompiledSteps(plain_model, backend="aot_eager")
     pads = anatomy.PaddedSteps(padded_model, widths, padded, backend="aot_eager")
     plain_optimizer, padded_optimizer = plain_model.configure_optimizers(), padded_model.configure_optimizers()
