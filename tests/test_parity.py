@@ -140,10 +140,13 @@ def test_keras_files_are_loaded_in_safe_mode(tmp_path):
 # framework's own generator, so the curves agree statistically, not bitwise. Denoising is the noisiest: at 2,048
 # images its final val_loss moves by ~2.5% from one seed to another within Keras alone, so it trains longer and is
 # compared on the mean over two seeds (measured on 16,384 images x 3 epochs: 1.96%, 0.70%, 0.88% for seeds 0-2).
+# Conv trains one epoch: Keras on TensorFlow runs it slowest of all here (35-70 s an epoch of 2,048 images), and its
+# long comparison is `python -m parity against conv` (parity/RESULTS.md). One epoch measured 0.26% / 0.25% apart
+# (loss / val_loss) at seed 0.
 SHORT_BUDGETS = {
     "dense": (2, 2048, (0,)),
     "deep": (2, 2048, (0,)),
-    "conv": (2, 2048, (0,)),
+    "conv": (1, 2048, (0,)),
     "sparse": (2, 2048, (0,)),
     "denoising": (3, 16384, (0, 1)),
 }
