@@ -31,7 +31,31 @@ def keras_backend(versions: dict[str, str]) -> str:
     return versions.get("keras_backend") or ("tensorflow" if "tensorflow" in versions else "—")
 
 
-def _row(record: TrainRecord) -> str:
+def _spread_cell(record: TrainRecord, spreads: list[dict[str, Any]]) -> str:
+    """The seed spread of ``record``'s run (same model, epochs and images) in each framework: the standard deviation
+    of the final val_loss over seeds relative to its mean, so that it reads beside the row's relative difference."""
+    same_run = [
+        spread
+        for spread in spreads
+        if (spread["model"], spread["epochs"], spread["train_size"], spread["val_size"])
+        == (record.model, record.epochs, record.train_size, record.val_size)
+    ]
+    if not same_run:
+        return "—"
+    results = max(same_run, key=lambda spread: sum(map(len, spread["results"].values())))["results"]
+    cells, counts = [], []
+    for framework in ("keras", "torchae"):
+        rows = results[framework]
+        counts.append(str(len(rows)))
+        if len(rows) < 2:
+            cells.append("—")
+            continue
+        mean, deviation, _, _ = val_loss_spread(rows)
+        cells.append(f"{deviation / mean:.2%}")
+    return f"{cells[0]} / {cells[1]} ({counts[0]} / {counts[1]} seeds)"
+
+
+def _row(record: TrainRecord, spreads: list[dict[str, Any]]) -> str:
     article_epochs = EXPERIMENTS[record.model].epochs
     full = record.epochs == article_epochs and record.train_size == 60_000 and record.val_size == 10_000
     length = f"{record.epochs} (full)" if full else f"{record.epochs} of {article_epochs} (shorter run)"
@@ -46,8 +70,8 @@ def _row(record: TrainRecord) -> str:
     return (
         f"| {record.model} | {length} | {record.train_size:,} / {record.val_size:,} | {record.batch_size} | {article} "
         f"| {k['loss'][-1]:.4f} / {k['val_loss'][-1]:.4f} | {t['loss'][-1]:.4f} / {t['val_loss'][-1]:.4f} "
-        f"| {diffs[0]:.2%} / {diffs[1]:.2%} ({verdict}) | {ks:.2f} | {ts:.2f} | {ts / ks:.2f} | {start} "
-        f"| {keras_backend(record.versions)} | {commit} |"
+        f"| {diffs[0]:.2%} / {diffs[1]:.2%} ({verdict}) | {_spread_cell(record, spreads)} "
+        f"| {ks:.2f} | {ts:.2f} | {ts / ks:.2f} | {start} | {keras_backend(record.versions)} | {commit} |"
     )
 
 
@@ -104,23 +128,30 @@ def _records(results_dir: Path) -> list[TrainRecord]:
     ]
 
 
-def article_table(results_dir: Path = RESULTS_DIR, records: list[TrainRecord] | None = None) -> str:
-    """The table of the article runs recorded in ``results_dir`` (one row per model, in the article's order)."""
+def article_table(
+    results_dir: Path = RESULTS_DIR,
+    records: list[TrainRecord] | None = None,
+    spreads: list[dict[str, Any]] | None = None,
+) -> str:
+    """The table of the article runs recorded in ``results_dir`` (one row per model, in the article's order), each
+    with the seed spread of the same run where ``results_dir/spread`` has one."""
     records = _records(results_dir) if records is None else records
+    spreads = _spread_records(results_dir / "spread") if spreads is None else spreads
     header = (
-        "| model | epochs | train / val images | batch | article | Keras 3 | torchae | rel. diff | Keras s/epoch "
-        "| torchae s/epoch | ratio | initial weights | Keras backend | commit |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "| model | epochs | train / val images | batch | article | Keras 3 | torchae | rel. diff "
+        "| val_loss sd over seeds, Keras / torchae | Keras s/epoch | torchae s/epoch | ratio | initial weights "
+        "| Keras backend | commit |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     )
-    return "\n".join([header, *[_row(r) for r in records]])
+    return "\n".join([header, *[_row(r, spreads) for r in records]])
 
 
 def write_results(results_dir: Path = RESULTS_DIR, out: Path = RESULTS_MD, readme: Path | None = None) -> Path:
     """Write ``out`` from the records in ``results_dir``, and the same article-runs table into ``readme`` (the
     project's README when ``out`` is the project's ``parity/RESULTS.md``)."""
     records = _records(results_dir)
-    table = article_table(results_dir, records)
     spreads = _spread_records(results_dir / "spread")
+    table = article_table(results_dir, records, spreads)
     runs = [(r.machine, r.versions) for r in records] + [(r.get("machine"), r.get("versions", {})) for r in spreads]
     machines = sorted({machine for machine, _ in runs if machine})
     version_sets = sorted({", ".join(f"{k} {v}" for k, v in versions.items()) for _, versions in runs if versions})
@@ -137,7 +168,9 @@ def write_results(results_dir: Path = RESULTS_DIR, out: Path = RESULTS_MD, readm
         "the epochs after the first (training plus validation), taken while other work shared this 2-core machine:",
         "`benchmarks/RESULTS.md` has quiet side-by-side timings. The rows with a commit (dense, deep, denoising and",
         "sparse, recorded on 2026-11-27) ran beside three or four other training runs on 2 cores, so their seconds",
-        "say nothing about speed. A shorter run is not the article's length.",
+        "say nothing about speed. A shorter run is not the article's length. The sd column is the seed spread of the",
+        "same run (below): the standard deviation of the final val_loss over seeds, each from its own initialisation,",
+        "relative to the mean, in each framework; a rel. diff well inside it is a difference between two seeds.",
         "",
         table,
         "",

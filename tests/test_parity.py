@@ -427,3 +427,28 @@ def test_the_report_names_the_keras_backend_of_each_run(tmp_path):
     assert "| tensorflow | " in rows["sparse"] and "| jax | abc |" in rows["denoising"]
     versions = rendered.splitlines()[-1]
     assert versions.startswith("Versions: ") and "keras_backend jax" in versions  # the spread run's are listed too
+
+
+def test_each_article_row_shows_the_seed_spread_of_the_same_run(tmp_path):
+    """Beside each row's relative difference, the spread of the final val_loss over seeds of the same run (same
+    model, epochs and images) in each framework, relative to its mean; a row with no such spread shows a dash, and
+    a framework with one seed has no spread to show."""
+    (tmp_path / "spread").mkdir()
+    for name in ("dense", "sparse"):
+        (tmp_path / f"{name}.json").write_text((RESULTS_DIR / f"{name}.json").read_text())
+    same_run = {**spread_record({"keras": [0, 1, 2], "torchae": [0, 1]}), "model": "dense", "epochs": 50}
+    (tmp_path / "spread" / "dense-e50.json").write_text(json.dumps(same_run))
+    shorter = {**spread_record({"keras": [0, 1], "torchae": [0]}), "model": "sparse", "epochs": 3}
+    (tmp_path / "spread" / "sparse-e3.json").write_text(json.dumps(shorter))
+    table = write_results(tmp_path, tmp_path / "RESULTS.md").read_text().split("\n\n")[2]  # the article runs
+    assert table == article_table(tmp_path)
+    rows = {line.split(" | ")[0][2:]: line.split(" | ") for line in table.splitlines() if line.startswith("| ")}
+    header = rows["model"]
+    column = header.index("val_loss sd over seeds, Keras / torchae")
+    keras = statistics.stdev([0.2, 0.21, 0.22]) / statistics.mean([0.2, 0.21, 0.22])
+    torchae = statistics.stdev([0.2, 0.21]) / statistics.mean([0.2, 0.21])
+    assert rows["dense"][column] == f"{keras:.2%} / {torchae:.2%} (3 / 2 seeds)"
+    assert rows["sparse"][column] == "—"  # its spread is of a 3-epoch run, not of this 400-epoch row
+    one_seed = {**same_run, "results": {"keras": same_run["results"]["keras"], "torchae": []}}
+    (tmp_path / "spread" / "dense-e50.json").write_text(json.dumps(one_seed))
+    assert f"| {keras:.2%} / — (3 / 0 seeds) |" in article_table(tmp_path)
