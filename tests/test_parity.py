@@ -452,3 +452,10 @@ def test_each_article_row_shows_the_seed_spread_of_the_same_run(tmp_path):
     one_seed = {**same_run, "results": {"keras": same_run["results"]["keras"], "torchae": []}}
     (tmp_path / "spread" / "dense-e50.json").write_text(json.dumps(one_seed))
     assert f"| {keras:.2%} / — (3 / 0 seeds) |" in article_table(tmp_path)
+    linear_code = json.loads(json.dumps(same_run))  # deep's code is linear: dead_units gives None, shown as such
+    for row in linear_code["results"]["keras"] + linear_code["results"]["torchae"]:
+        row["dead"] = None
+    (tmp_path / "spread" / "dense-e50.json").write_text(json.dumps(linear_code))
+    rendered = write_results(tmp_path, tmp_path / "RESULTS.md").read_text()
+    (spread_row,) = [line for line in rendered.splitlines() if line.startswith("| dense | 50 | ")]  # not "50 (full)"
+    assert "| — (linear code) |" in spread_row
