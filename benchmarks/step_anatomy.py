@@ -64,13 +64,35 @@ def product_shapes(widths: list[int]) -> list[tuple[str, int, int, int]]:
     return shapes
 
 
+def step_transposes(kind: str) -> tuple[bool, bool]:
+    """Whether the compiled step reads the left and the right operand of a ``kind`` product transposed: the forward
+    reads the weight transposed, the weight gradient reads the output gradient transposed."""
+    return kind == "weight_grad", kind == "forward"
+
+
+def interleaved_times(runs: dict[str, Callable[[int], object]], rounds: int, calls: int) -> dict[str, list[float]]:
+    """Microseconds per call of each of ``runs`` (called with the call's index), one list entry per round: five
+    warm-up calls each (compiling), then ``rounds`` rounds that time ``calls`` calls of each in turn."""
+    for run in runs.values():
+        for i in range(5):
+            run(i)
+    times: dict[str, list[float]] = {key: [] for key in runs}
+    for _ in range(rounds):
+        for key, run in runs.items():
+            start = time.perf_counter()
+            for i in range(calls):
+                run(i)
+            times[key].append((time.perf_counter() - start) / calls * 1e6)
+    return times
+
+
 def products(widths: list[int]) -> Callable[[], None]:
-    """The step's products, with the compiled step's layouts: the forward reads the weight transposed, the weight
-    gradient reads the output gradient transposed."""
+    """The step's products, with the compiled step's layouts (:func:`step_transposes`)."""
     calls = []
     for kind, m, k, n in product_shapes(widths):
-        left = torch.rand(k, m).t() if kind == "weight_grad" else torch.rand(m, k)
-        right = torch.rand(n, k).t() if kind == "forward" else torch.rand(k, n)
+        left_transposed, right_transposed = step_transposes(kind)
+        left = torch.rand(k, m).t() if left_transposed else torch.rand(m, k)
+        right = torch.rand(n, k).t() if right_transposed else torch.rand(k, n)
         calls.append((left, right, torch.empty(m, n)))
 
     def run() -> None:
@@ -92,9 +114,8 @@ def layout_variants(kind: str, m: int, k: int, n: int) -> dict[str, tuple[torch.
         "T": (a.t().contiguous().t(), b.t().contiguous().t()),
     }
     variants = {}
-    step_left = layouts["T"][0] if kind == "weight_grad" else layouts["N"][0]
-    step_right = layouts["T"][1] if kind == "forward" else layouts["N"][1]
-    operands = {"step": (step_left, step_right)}
+    left_transposed, right_transposed = step_transposes(kind)
+    operands = {"step": (layouts["T" if left_transposed else "N"][0], layouts["T" if right_transposed else "N"][1])}
     operands.update({f"{x}{y}": (layouts[x][0], layouts[y][1]) for x in "NT" for y in "NT"})
     for name, (left, right) in operands.items():
         variants[name] = (left, right, torch.empty(m, n))
@@ -105,17 +126,11 @@ def layout_variants(kind: str, m: int, k: int, n: int) -> dict[str, tuple[torch.
 def time_layouts(widths: list[int], rounds: int, calls: int) -> None:
     """Print, for each product of the step, its time in the step's layout and in the fastest one."""
     for kind, m, k, n in product_shapes(widths):
-        variants = layout_variants(kind, m, k, n)
-        for left, right, out in variants.values():  # warm up
-            for _ in range(5):
-                torch.mm(left, right, out=out)
-        times: dict[str, list[float]] = {name: [] for name in variants}
-        for _ in range(rounds):
-            for name, (left, right, out) in variants.items():
-                start = time.perf_counter()
-                for _ in range(calls):
-                    torch.mm(left, right, out=out)
-                times[name].append((time.perf_counter() - start) / calls * 1e6)
+        runs = {
+            name: lambda i, left=left, right=right, out=out: torch.mm(left, right, out=out)
+            for name, (left, right, out) in layout_variants(kind, m, k, n).items()
+        }
+        times = interleaved_times(runs, rounds, calls)
         medians = {name: statistics.median(values) for name, values in times.items()}
         best = min(medians, key=medians.__getitem__)
         gflops = 2 * m * k * n / medians["step"] / 1e3
@@ -194,16 +209,7 @@ def main() -> None:
         runs[f"step, widths {padded}"] = lambda i: padded_step(batches[i % len(batches)])
         padded_products = products(padded)
         runs[f"products, widths {padded}"] = lambda i: padded_products()
-    for run in runs.values():  # compile, warm up
-        for i in range(5):
-            run(i)
-    times: dict[str, list[float]] = {key: [] for key in runs}
-    for _ in range(args.rounds):
-        for key, run in runs.items():
-            start = time.perf_counter()
-            for i in range(args.steps):
-                run(i)
-            times[key].append((time.perf_counter() - start) / args.steps * 1e6)
+    times = interleaved_times(runs, args.rounds, args.steps)
     print(header)
     medians = {key: statistics.median(values) for key, values in times.items()}
     for key, value in medians.items():

@@ -105,9 +105,9 @@ def _spread_section(records: list[dict[str, Any]]) -> list[str]:
                 continue
             mean, spread, lowest, highest = val_loss_spread(results[framework])
             cells.append(f"{mean:.4f} ± {spread:.4f} ({lowest:.4f}-{highest:.4f})")
-        counts = [[row["dead"] for row in results[f]] for f in ("keras", "torchae")]
+        dead_per_seed = [[row["dead"] for row in results[f]] for f in ("keras", "torchae")]
         # dead_units gives None for a linear code (deep's), whose units cannot die
-        dead = "— (linear code)" if None in counts[0] + counts[1] else " / ".join(map(str, counts))
+        dead = "— (linear code)" if None in dead_per_seed[0] + dead_per_seed[1] else " / ".join(map(str, dead_per_seed))
         done = [seeds_done(record)[f] for f in ("keras", "torchae")]
         seeds = ", ".join(map(str, done[0]))
         if done[0] != done[1]:  # a run still going (python -m parity spread resumes it)
