@@ -79,7 +79,9 @@ def keras_losses(log: Path) -> tuple[float, float] | None:
 
 def final_losses(run_dir: Path) -> tuple[float, float] | None:
     """The last epoch's ``train_loss`` and ``val_loss`` from the run's ``metrics.csv`` (None if it logged none)."""
-    files = sorted(run_dir.glob("version_*/metrics.csv"), key=lambda path: path.stat().st_mtime)
+    from torchae.checkpoints import run_order
+
+    files = sorted(run_dir.glob("version_*/metrics.csv"), key=run_order)
     if not files:
         return None
     last: dict[str, float] = {}

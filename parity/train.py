@@ -24,7 +24,7 @@ import torchae
 from parity._keras import import_keras
 from parity.keras_models import build_keras
 from parity.transfer import keras_to_torch, to_nhwc, torch_to_keras
-from torchae.checkpoints import network_state
+from torchae.checkpoints import network_state, run_order
 from torchae.data import load_mnist, to_image_tensor
 from torchae.registry import EXPERIMENTS
 from torchae.runs import fit_quietly, source_commit
@@ -208,7 +208,7 @@ def run_curves(run_dir: Path) -> dict[str, list[float]]:
         FileNotFoundError: no ``version_*/metrics.csv`` under ``run_dir``.
         RunStateError: the logs miss an epoch.
     """
-    metrics_files = sorted(Path(run_dir).glob("version_*/metrics.csv"), key=lambda path: path.stat().st_mtime)
+    metrics_files = sorted(Path(run_dir).glob("version_*/metrics.csv"), key=run_order)
     if not metrics_files:
         raise FileNotFoundError(f"no version_*/metrics.csv under {run_dir}: give the folder of a torchae fit run")
     by_epoch: dict[int, dict[str, float]] = {}

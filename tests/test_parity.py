@@ -231,6 +231,16 @@ def test_the_curves_of_a_resumed_fit_run_join_its_versions(tmp_path):
         run_curves(tmp_path)
 
 
+def test_the_curves_follow_the_version_numbers_not_the_file_times(tmp_path):
+    """A clone or a copy of a run (``long_runs/``) gives its files new times in any order: the parts join in the
+    order of their ``version_N``."""
+    write_metrics(tmp_path, 0, {0: 0.30, 1: 0.26}, mtime=3_000)
+    write_metrics(tmp_path, 1, {1: 0.25, 2: 0.21}, mtime=2_000)
+    write_metrics(tmp_path, 10, {2: 0.20}, mtime=1_000)  # 10 after 1 and 2, not between them
+    write_metrics(tmp_path, 2, {2: 0.22, 3: 0.18}, mtime=1_500)
+    assert run_curves(tmp_path)["loss"] == [0.30, 0.25, 0.20, 0.18]
+
+
 def test_keras_against_a_fit_run_resumes_and_waits_for_the_torchae_side(tmp_path, capsys):
     """Keras trains from a fit run's starting weights, saves every epoch and resumes from there; it pairs its curves
     with the run's only when the run has as many epochs, and it refuses to resume on another backend."""

@@ -20,7 +20,7 @@ import pytest
 import torch
 
 import torchae
-from torchae.cli import main
+from torchae.cli import find_last_checkpoint, main
 from torchae.data import MNIST_FILES, MNISTDataModule, embedded_mnist_dir
 from torchae.engine import Engine
 from torchae.registry import EXPERIMENTS
@@ -295,6 +295,19 @@ def cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
 
 def snapshot(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_last_checkpoint_is_the_newest_runs_whatever_the_file_times(tmp_path):
+    """``--ckpt_path last`` resumes the run with the highest ``version_N``: a clone or copy of the runs folder
+    (``long_runs/``) gives the files new times in any order."""
+    for version, mtime in ((2, 3_000), (9, 1_000), (10, 2_000)):
+        checkpoint = tmp_path / f"version_{version}" / "checkpoints" / "last.ckpt"
+        checkpoint.parent.mkdir(parents=True)
+        checkpoint.write_bytes(b"")
+        os.utime(checkpoint, (mtime, mtime))
+    assert find_last_checkpoint(tmp_path) == tmp_path / "version_10" / "checkpoints" / "last.ckpt"
+    assert find_last_checkpoint(tmp_path / "version_2") == tmp_path / "version_2" / "checkpoints" / "last.ckpt"
+    assert find_last_checkpoint(tmp_path / "nothing here") is None
 
 
 @pytest.mark.slow

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -11,10 +12,17 @@ from torch import nn
 
 from torchae.errors import CheckpointError
 
-__all__ = ["MODEL_KEY", "NamedCheckpoints", "network_state", "read_checkpoint", "require_model_class"]
+__all__ = ["MODEL_KEY", "NamedCheckpoints", "network_state", "read_checkpoint", "require_model_class", "run_order"]
 
 MODEL_KEY = "torchae_model"
 """The checkpoint entry that names the torchae model class that saved it."""
+
+
+def run_order(path: Path) -> tuple[int, int]:
+    """Sort key of a file in a run's ``version_N`` folder, oldest run first: ``N`` (Lightning's loggers number a
+    folder's runs in order), then the file's time. File times alone do not survive a copy or a git clone."""
+    version = next((int(part[8:]) for part in reversed(path.parts) if re.fullmatch(r"version_\d+", part)), -1)
+    return version, path.stat().st_mtime_ns
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

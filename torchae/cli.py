@@ -30,7 +30,7 @@ from pytorch_lightning.cli import ArgsType, LightningArgumentParser, LightningCL
 from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
-from torchae.checkpoints import MODEL_KEY, read_checkpoint
+from torchae.checkpoints import MODEL_KEY, read_checkpoint, run_order
 from torchae.data import MNISTDataModule
 from torchae.engine import Engine
 from torchae.engine.progress import ImageBatchProgressBar
@@ -60,9 +60,9 @@ def _tensorboard_without_tensorflow() -> None:
 
 
 def find_last_checkpoint(root: str | Path) -> Path | None:
-    """The newest ``last.ckpt`` of the runs under ``root`` (``root/version_*/checkpoints/last.ckpt``)."""
+    """The ``last.ckpt`` of the newest run under ``root`` (``root/version_N/checkpoints/last.ckpt``, highest ``N``)."""
     candidates = [p for p in Path(root).glob("**/checkpoints/last.ckpt") if p.is_file()]
-    return max(candidates, key=lambda p: p.stat().st_mtime_ns) if candidates else None
+    return max(candidates, key=run_order) if candidates else None
 
 
 def default_loggers(root: Path) -> list[Logger]:

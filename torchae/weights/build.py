@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from torchae.checkpoints import network_state
+from torchae.checkpoints import network_state, run_order
 from torchae.cli import AutoencoderCLI, find_last_checkpoint
 from torchae.figures import ArticleFigures
 from torchae.models import AutoencoderModule
@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> None:
 def refresh(name: str, entry: dict[str, Any], work: Path) -> dict[str, Any]:
     """``entry`` with the Keras row read again and, where the run folder is at hand, the history of its run."""
     entry = {**entry, "keras": keras_row(name)}
-    runs = sorted((work / name).glob("version_*/history.csv"), key=lambda path: path.stat().st_mtime)
+    runs = sorted((work / name).glob("version_*/history.csv"), key=run_order)
     if runs:
         with runs[-1].open() as file:
             rows = list(csv.DictReader(file))
