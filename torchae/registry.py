@@ -55,7 +55,15 @@ class Experiment:
 EXPERIMENTS: dict[str, Experiment] = {
     experiment.name: experiment
     for experiment in (
-        Experiment("dense", DenseAE, 50, 256, (38_465, 39_200, 77_665), article_losses=(0.0784, 0.0777)),
+        Experiment(
+            "dense",
+            DenseAE,
+            50,
+            256,
+            (38_465, 39_200, 77_665),
+            article_losses=(0.0784, 0.0777),
+            engine={"steps_per_execution": 32, "compiled_steps": True},
+        ),
         Experiment(
             "deep",
             DeepDenseAE,
