@@ -155,14 +155,17 @@ def median_after_warmup(seconds: list[float]) -> float:
 
 
 def machine() -> str:
-    model = platform.machine()
+    """The processor's name, its widest vector instructions (which kernels a library picks depend on them: one
+    "AMD EPYC" ran AVX2, the next AVX-512), cores and memory."""
+    model, flags = platform.machine(), set()
     for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
+        if line.startswith("model name") and model == platform.machine():
             model = line.split(":", 1)[1].strip()
-            break
-    return (
-        f"{model}, {os.cpu_count()} cores, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB"
-    )
+        elif line.startswith("flags") and not flags:
+            flags = set(line.split(":", 1)[1].split())
+    vectors = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{model} ({vectors}), {os.cpu_count()} cores, {memory:.0f} GiB"
 
 
 def compare_with_baseline(baseline: Path, models: list[str], epochs: int, repeats: int, args: Any) -> None:

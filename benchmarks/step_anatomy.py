@@ -2,6 +2,7 @@
 
     python benchmarks/step_anatomy.py deep [--pad 8] [--rounds 9] [--steps 30]
     python benchmarks/step_anatomy.py deep --layouts
+    python benchmarks/step_anatomy.py deep --onednn --threads 1
 
 For the dense-layer models (dense, deep, sparse) at the article's batch 256. Measured side by side, in one process,
 round after round:
@@ -17,6 +18,11 @@ round after round:
 With ``--layouts`` it times instead each of the step's products alone in every layout that gives the same matrix:
 each operand row-major (``N``) or transposed (``T``), and the result written as it is or transposed (``^T``). MKL's
 speed for one shape moves with the layout; the step's own layouts are row ``step``.
+
+With ``--onednn`` it times each of the step's products through torch's matrix product (MKL's sgemm in torch's
+x86 builds) and through oneDNN's (``torch.ops.aten.mkldnn_linear`` on ``Tensor.to_mkldnn()`` operands), the
+kernel alone (operands converted before the clock) and with the conversions to and from oneDNN's layout in each
+call. MKL picks its kernels by processor: on AMD processors it may run AVX2 code where oneDNN runs AVX-512.
 
 Prints the median microseconds of each and the products' share of the step. ``--threads`` sets torch's intra-op
 threads (default: torch's own choice). Run it with nothing else on the machine.
@@ -140,6 +146,44 @@ def time_layouts(widths: list[int], rounds: int, calls: int) -> None:
         )
 
 
+def onednn_operands(left: torch.Tensor, right: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``left`` and ``right`` of ``left @ right`` in oneDNN's layout, as :func:`onednn_product` takes them."""
+    return left.contiguous().to_mkldnn(), right.t().contiguous().to_mkldnn()
+
+
+def onednn_product(left: torch.Tensor, right_transposed: torch.Tensor) -> torch.Tensor:
+    """``left @ right`` through oneDNN, from :func:`onednn_operands` (a oneDNN tensor: ``.to_dense()`` reads it)."""
+    return torch.ops.aten.mkldnn_linear(left, right_transposed)
+
+
+def time_onednn(widths: list[int], rounds: int, calls: int) -> None:
+    """Print, for each product of the step, its time through torch's ``mm`` in the step's layout and through
+    oneDNN (the kernel alone, and with the conversions), and the totals over the step's products."""
+    totals = {"mm": 0.0, "oneDNN kernel": 0.0, "oneDNN with conversions": 0.0}
+    for kind, m, k, n in product_shapes(widths):
+        left, right, out = layout_variants(kind, m, k, n)["step"]
+        converted = onednn_operands(left, right)
+        torch.testing.assert_close(onednn_product(*converted).to_dense(), left @ right, rtol=1e-4, atol=1e-4)
+        runs = {
+            "mm": lambda i, left=left, right=right, out=out: torch.mm(left, right, out=out),
+            "oneDNN kernel": lambda i, converted=converted: onednn_product(*converted),
+            "oneDNN with conversions": lambda i, left=left, right=right: onednn_product(
+                *onednn_operands(left, right)
+            ).to_dense(),
+        }
+        medians = {name: statistics.median(values) for name, values in interleaved_times(runs, rounds, calls).items()}
+        for name, value in medians.items():
+            totals[name] += value
+        cells = ", ".join(
+            f"{name} {value:6.0f} us ({2 * m * k * n / value / 1e3:5.1f} GFLOP/s)" for name, value in medians.items()
+        )
+        print(f"{kind:>11} {m:4d}x{k:4d}x{n:4d}: {cells}")
+    print(
+        "all products: "
+        + ", ".join(f"{name} {value:6.0f} us ({value / totals['mm']:.2f})" for name, value in totals.items())
+    )
+
+
 class PaddedSteps(CompiledSteps):
     """Compiled steps whose linear layers run at padded widths: zero rows and columns appended to the weights and
     zeros to the biases inside the traced step. The padded units' outgoing weights are zero, so the loss and the
@@ -184,15 +228,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30, help="steps (or product sets) timed per round")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--layouts", action="store_true", help="time each product alone in every layout instead")
+    parser.add_argument("--onednn", action="store_true", help="time each product through torch's mm and oneDNN instead")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     widths = layer_widths(EXPERIMENTS[args.model].model())
     header = f"{args.model}: widths {widths}, batch {BATCH}, {torch.get_num_threads()} threads, median of {args.rounds}"
-    if args.layouts:
+    if args.layouts or args.onednn:
         print(header)
-        time_layouts(widths, args.rounds, args.steps)
+        (time_layouts if args.layouts else time_onednn)(widths, args.rounds, args.steps)
         return
     batches = torch.rand(8, BATCH, 1, 28, 28)
     runs: dict[str, Callable[[int], object]] = {}

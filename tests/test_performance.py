@@ -147,6 +147,8 @@ def test_benchmark_times_keras_and_torchae_side_by_side_and_writes_its_table(tmp
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     text = out.read_text()
     assert "Command: `python benchmarks/bench.py dense --backends tensorflow" in text and "Still running" not in text
+    # the machine with its widest vector instructions, which decide the kernels MKL, oneDNN and XLA run
+    assert re.search(r"Machine: .+ \((AVX-512|AVX2|no AVX2)\), \d+ cores, \d+ GiB\.", text), text[:400]
     rows = [line for line in text.splitlines() if line.startswith("| dense |")]
     assert len(rows) == 1 and "512 / 256" in rows[0]
     cells = [cell.strip() for cell in rows[0].strip("|").split("|")]
@@ -180,6 +182,9 @@ def test_step_anatomy_times_the_deep_steps_products_and_pads_widths_without_chan
     for name, (left_operand, right_operand, out) in variants.items():
         torch.mm(left_operand, right_operand, out=out)
         torch.testing.assert_close(out, left @ right, msg=name)
+    # --onednn: oneDNN's product is the same matrix
+    left, right, _ = anatomy.layout_variants("forward", 256, 784, 147)["step"]
+    torch.testing.assert_close(anatomy.onednn_product(*anatomy.onednn_operands(left, right)).to_dense(), left @ right)
     plain = CompiledSteps(plain_model, backend="aot_eager")
     pads = anatomy.PaddedSteps(padded_model, widths, padded, backend="aot_eager")
     plain_optimizer, padded_optimizer = plain_model.configure_optimizers(), padded_model.configure_optimizers()
