@@ -155,17 +155,21 @@ def median_after_warmup(seconds: list[float]) -> float:
 
 
 def machine() -> str:
-    """The processor's name, its widest vector instructions (which kernels a library picks depend on them: one
-    "AMD EPYC" ran AVX2, the next AVX-512), cores and memory."""
-    model, flags = platform.machine(), set()
+    """The processor's name, family and model numbers (its generation: "AMD EPYC" names Zen 3, 4 and 5 alike), its
+    widest vector instructions (which kernels a library picks depend on them), cores and memory."""
+    model, flags, numbers = platform.machine(), set(), {}
     for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name") and model == platform.machine():
-            model = line.split(":", 1)[1].strip()
-        elif line.startswith("flags") and not flags:
-            flags = set(line.split(":", 1)[1].split())
+        key, _, value = (part.strip() for part in line.partition(":"))
+        if key == "model name" and model == platform.machine():
+            model = value
+        elif key in ("cpu family", "model") and key not in numbers:
+            numbers[key] = value
+        elif key == "flags" and not flags:
+            flags = set(value.split())
     vectors = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    generation = f", family {numbers['cpu family']} model {numbers['model']}" if len(numbers) == 2 else ""
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{model} ({vectors}), {os.cpu_count()} cores, {memory:.0f} GiB"
+    return f"{model} ({vectors}{generation}), {os.cpu_count()} cores, {memory:.0f} GiB"
 
 
 def compare_with_baseline(baseline: Path, models: list[str], epochs: int, repeats: int, args: Any) -> None:
