@@ -1,6 +1,6 @@
 """Compiled step time: stock Linear vs GemmLinear, same process, interleaved.
 
-    python t_steps.py MODEL BATCH THREADS [base]    # with "base": the stock step alone (a checkout without GemmLinear)
+python t_steps.py MODEL BATCH THREADS [base]    # with "base": the stock step alone (a checkout without GemmLinear)
 """
 
 import statistics
