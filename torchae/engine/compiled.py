@@ -116,9 +116,16 @@ class CompiledSteps:
             return terms["loss"], {name: value.detach() for name, value in terms.items()}
 
         gradients, terms = grad(loss, has_aux=True)(params)
-        # One flat gradient by concatenation, zeros in the padding. (The gradient with respect to the flat buffer
-        # itself is the same numbers, but inductor assembles it with a masked load per parameter for every
-        # element: the update took twice as long for the deep model.)
+        flat_gradient = self._flat_gradient(weights, gradients)
+        KerasAdam.update_(weights, flat_gradient, moments, squares, (beta_1, beta_2), epsilon, neg_alpha)
+        return terms
+
+    def _flat_gradient(self, weights: torch.Tensor, gradients: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The per-parameter ``gradients`` as one tensor in the layout of the flat buffer ``weights``, by
+        concatenation, zeros in the padding. (The gradient with respect to the flat buffer itself is the same
+        numbers, but inductor assembles it with a masked load per parameter for every element: the update took
+        twice as long for the deep model.)"""
+        assert self.layout is not None
         pieces, end = [], 0
         for name, offset, shape in self.layout:
             if offset > end:
@@ -127,8 +134,7 @@ class CompiledSteps:
             end = offset + math.prod(shape)
         if weights.numel() > end:
             pieces.append(weights.new_zeros(weights.numel() - end))
-        KerasAdam.update_(weights, torch.cat(pieces), moments, squares, (beta_1, beta_2), epsilon, neg_alpha)
-        return terms
+        return torch.cat(pieces)
 
     def _several_steps(
         self,
