@@ -2,7 +2,8 @@
 
 The models (:mod:`torchae.models`) say how to compute a loss; the engine decides how steps run. It never changes
 what a step computes: grouped steps are bitwise the steps Lightning runs one by one (tested), CUDA graphs replay the
-same kernels, and the CPU kernels compute the stock layers' function with the same parameters.
+same kernels, the CPU kernels compute the stock layers' function with the same parameters, and the packed matrix
+product (``cpu_matmul``) sums the same products in another order.
 
 The contract between engine and model (an :class:`~torchae.models.AutoencoderModule`):
 
@@ -19,7 +20,8 @@ model's own steps.
 
 Modules: :mod:`~torchae.engine.steps` (grouped, direct and micro-batched steps), :mod:`~torchae.engine.compiled`
 (whole steps compiled), :mod:`~torchae.engine.graphs` (CUDA graphs), :mod:`~torchae.engine.kernels` (CPU kernels
-swapped in), :mod:`~torchae.engine.lightning_compat` (the one use of Lightning's private API).
+swapped in; :mod:`torchae.matmul` for the matrix product), :mod:`~torchae.engine.lightning_compat` (the one
+use of Lightning's private API).
 """
 
 from __future__ import annotations
@@ -37,10 +39,12 @@ from torchae.engine.graphs import StepGraphs
 from torchae.engine.kernels import use_cpu_kernels
 from torchae.engine.steps import StepRunner, plain_single_device, step_hooks_in_use
 from torchae.errors import ConfigError
+from torchae.matmul import packed_matmul_helps, route_matmul_to_packed
 from torchae.models import AutoencoderModule
 
-__all__ = ["CompileMode", "CompiledSteps", "Engine", "StepGraphs", "StepRunner"]
+__all__ = ["CompileMode", "CompiledSteps", "CpuMatmul", "Engine", "StepGraphs", "StepRunner"]
 
+CpuMatmul = Literal["auto", "packed", "torch"]
 CompileMode = Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
 
 
@@ -80,6 +84,11 @@ class Engine(pl.Callback):
         cpu_micro_batch_size: on one CPU process, run each batch in parts of this size (same loss and gradients,
             activations that stay in cache: the conv model's configs use 64); ``None`` runs batches whole.
         cpu_kernels: on a CPU, swap :mod:`torchae.layers`' faster kernels in for the stock layers while fitting.
+        cpu_matmul: on a CPU, whose kernel runs float32 matrix products while fitting: ``"packed"``, torchae's
+            packed product compiled for this CPU (:mod:`torchae.matmul`; built once per CPU, needs a C++
+            compiler); ``"torch"``, torch's own (MKL on x86); ``"auto"``, packed where
+            :func:`~torchae.matmul.packed_matmul_helps` (AMD CPUs with full-width AVX-512, on which MKL runs its
+            AVX2 code), else torch's.
         direct_steps: call ``backward`` and the optimizer directly when no callback or the model overrides a
             per-step hook, on one device at 32-bit precision (Lightning's wrappers otherwise).
         cuda_graphs: replay each (stage, batch shape) step as one captured CUDA graph after ``graph_warmup_steps``
@@ -111,6 +120,7 @@ class Engine(pl.Callback):
         steps_per_execution: int = 1,
         cpu_micro_batch_size: int | None = None,
         cpu_kernels: bool = True,
+        cpu_matmul: CpuMatmul = "auto",
         direct_steps: bool = True,
         cuda_graphs: bool = False,
         graph_warmup_steps: int = 3,
@@ -124,6 +134,10 @@ class Engine(pl.Callback):
         _positive("cpu_micro_batch_size", cpu_micro_batch_size, optional=True)
         _positive("graph_warmup_steps", graph_warmup_steps)
         _positive("compiled_steps_per_call", compiled_steps_per_call)
+        if cpu_matmul not in CpuMatmul.__args__:  # type: ignore[attr-defined]
+            raise ConfigError(
+                f"engine.cpu_matmul must be auto, packed or torch, got {cpu_matmul!r}: set --engine.cpu_matmul auto"
+            )
         modes = CompileMode.__args__  # type: ignore[attr-defined]
         if compile_mode not in modes:
             raise ConfigError(
@@ -140,6 +154,7 @@ class Engine(pl.Callback):
         self.steps_per_execution = steps_per_execution
         self.cpu_micro_batch_size = cpu_micro_batch_size
         self.cpu_kernels = cpu_kernels
+        self.cpu_matmul = cpu_matmul
         self.direct_steps = direct_steps
         self.cuda_graphs = cuda_graphs
         self.graph_warmup_steps = graph_warmup_steps
@@ -163,6 +178,11 @@ class Engine(pl.Callback):
             or self.compiled_steps
         )
 
+    @property
+    def packed_matmul(self) -> bool:
+        """Whether a CPU run routes its float32 matrix products to :mod:`torchae.matmul`'s packed kernel."""
+        return self.cpu_matmul == "packed" or (self.cpu_matmul == "auto" and packed_matmul_helps())
+
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if not isinstance(pl_module, AutoencoderModule):
             raise ConfigError(f"torchae's Engine runs torchae models, not {type(pl_module).__name__}")
@@ -172,6 +192,8 @@ class Engine(pl.Callback):
             self._group_batches(trainer)  # checks before it changes anything, as _check_graphs
         if self.cpu_kernels and trainer.strategy.root_device.type == "cpu":
             self._undo.append(use_cpu_kernels(pl_module.net))
+        if trainer.strategy.root_device.type == "cpu" and self.packed_matmul:
+            self._undo.append(route_matmul_to_packed())
         if self.compile:
             self._compile(pl_module)
         self.runner = None
