@@ -162,9 +162,12 @@ def fit_deep(tmp_path, engine: Engine) -> int:
 )
 def test_the_engine_routes_products_while_fitting_as_cpu_matmul_says(setting, helps, packed, tmp_path, monkeypatch):
     monkeypatch.setattr("torchae.engine.packed_matmul_helps", lambda: helps)
+    said = []
+    monkeypatch.setattr("torchae.engine.rank_zero_info", said.append)
     engine = Engine(cpu_matmul=setting)
     assert engine.packed_matmul is packed
     assert (fit_deep(tmp_path, engine) > 0) is packed
+    assert any(f"packed kernel for this CPU (engine.cpu_matmul {setting};" in line for line in said) is packed
     assert routed_during(lambda: torch.randn(256, 784) @ torch.randn(784, 147))[1] == 0  # given back after fit
 
 

@@ -32,6 +32,7 @@ from typing import Literal
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.strategies import SingleDeviceStrategy
+from pytorch_lightning.utilities import rank_zero_info
 
 from torchae.data import MNISTDataModule
 from torchae.engine.compiled import CompiledSteps
@@ -194,6 +195,10 @@ class Engine(pl.Callback):
             self._undo.append(use_cpu_kernels(pl_module.net))
         if trainer.strategy.root_device.type == "cpu" and self.packed_matmul:
             self._undo.append(route_matmul_to_packed())
+            rank_zero_info(
+                f"torchae: float32 matrix products on torchae's packed kernel for this CPU "
+                f"(engine.cpu_matmul {self.cpu_matmul}; --engine.cpu_matmul torch for torch's own)"
+            )
         if self.compile:
             self._compile(pl_module)
         self.runner = None
