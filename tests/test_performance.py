@@ -288,3 +288,47 @@ def test_the_article_script_retrains_dense_after_it_and_reports_failures(tmp_pat
     assert "| denoising | — | — | — | — | not started: dense did not finish |" in article.table(
         {"wall_s": 1.0, "machine": "m", "framework": "torchae fit", "models": failing}
     )
+
+
+def test_matmul_bench_times_the_deep_products_with_and_without_the_packed_kernel(capsys, monkeypatch):
+    """``benchmarks/matmul_bench.py``: its products are the deep step's, each run labelled packed runs routed to the
+    packed kernel and the other on torch's, and its tables have a row per product and per model."""
+    from torchae import matmul
+
+    spec = importlib.util.spec_from_file_location("matmul_bench", ROOT / "benchmarks" / "matmul_bench.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    anatomy_spec = importlib.util.spec_from_file_location("step_anatomy", ROOT / "benchmarks" / "step_anatomy.py")
+    anatomy = importlib.util.module_from_spec(anatomy_spec)
+    anatomy_spec.loader.exec_module(anatomy)
+    deep_shapes = {shape[1:] for shape in anatomy.product_shapes(anatomy.layer_widths(torchae.DeepDenseAE()))}
+    assert set(bench.DEEP_PRODUCTS) <= deep_shapes
+    a, b = torch.randn(256, 784), torch.randn(784, 147)
+    routed: dict[str, list[int]] = {"torch": [], "packed": []}
+
+    def counting(key):
+        def run():
+            before = matmul.routed_calls()
+            a @ b
+            routed[key].append(matmul.routed_calls() - before)
+
+        return run
+
+    bench.interleaved({key: counting(key) for key in routed}, 2, 3, {"packed"})
+    assert routed == {"torch": [0] * 6, "packed": [1] * 6}
+    assert routed_calls_now_unrouted(a, b)
+    monkeypatch.setattr(bench, "CompiledSteps", lambda model: CompiledSteps(model, backend="aot_eager"))
+    bench.products(1)
+    bench.steps(["dense"], 1)
+    rows = [
+        line for line in capsys.readouterr().out.splitlines() if re.match(r"\| \d+ x \d+ x \d+ \||\| dense \|", line)
+    ]
+    assert len(rows) == len(bench.DEEP_PRODUCTS) + 1
+
+
+def routed_calls_now_unrouted(a: torch.Tensor, b: torch.Tensor) -> bool:
+    from torchae import matmul
+
+    before = matmul.routed_calls()
+    a @ b
+    return matmul.routed_calls() == before
