@@ -292,7 +292,8 @@ def test_the_article_script_retrains_dense_after_it_and_reports_failures(tmp_pat
 
 def test_matmul_bench_times_the_deep_products_with_and_without_the_packed_kernel(capsys, monkeypatch):
     """``benchmarks/matmul_bench.py``: its products are the deep step's, each run labelled packed runs routed to the
-    packed kernel and the other on torch's, and its tables have a row per product and per model."""
+    packed kernel and the other on torch's, and its tables have a row per product, per model and per conv
+    micro-batch size."""
     from torchae import matmul
 
     spec = importlib.util.spec_from_file_location("matmul_bench", ROOT / "benchmarks" / "matmul_bench.py")
@@ -320,10 +321,10 @@ def test_matmul_bench_times_the_deep_products_with_and_without_the_packed_kernel
     monkeypatch.setattr(bench, "CompiledSteps", lambda model: CompiledSteps(model, backend="aot_eager"))
     bench.products(1)
     bench.steps(["dense"], 1)
-    rows = [
-        line for line in capsys.readouterr().out.splitlines() if re.match(r"\| \d+ x \d+ x \d+ \||\| dense \|", line)
-    ]
-    assert len(rows) == len(bench.DEEP_PRODUCTS) + 1
+    bench.conv_micro_batches([128], 1, repeats=1)
+    pattern = r"\| \d+ x \d+ x \d+ \||\| dense \||\| 128 \|"
+    rows = [line for line in capsys.readouterr().out.splitlines() if re.match(pattern, line)]
+    assert len(rows) == len(bench.DEEP_PRODUCTS) + 2
 
 
 def routed_calls_now_unrouted(a: torch.Tensor, b: torch.Tensor) -> bool:
