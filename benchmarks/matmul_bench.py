@@ -61,10 +61,7 @@ def products(rounds: int) -> None:
         def product(a=a, b=b, out=out) -> None:
             torch.mm(a, b, out=out)
 
-        for restore in (route_matmul_to_packed(), None):  # warm both up
-            product()
-            if restore:
-                restore()
+        interleaved({"torch": product, "packed": product}, 1, 20, {"packed"})  # warm-up
         seconds = interleaved({"torch": product, "packed": product}, rounds, 200, {"packed"})
         flops = 2 * m * k * n
         print(

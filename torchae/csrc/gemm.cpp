@@ -99,7 +99,7 @@ void gemm_into(const at::Tensor& a_in, const at::Tensor& b_in, at::Tensor& c_out
         }
       }
     });
-    // Tiles of MC rows x NC columns, each thread packing the rows of A its tiles need.
+    // Tiles of MC rows x panels_per_tile panels, each thread packing the rows of A its tiles need.
     at::parallel_for(0, row_blocks * column_tiles, 1, [&](int64_t first, int64_t last) {
       std::vector<float> packed_a(MC * kc);
       int64_t packed_block = -1;
@@ -129,7 +129,6 @@ void gemm_into(const at::Tensor& a_in, const at::Tensor& b_in, at::Tensor& c_out
     });
   }
 }
-
 
 // Where the packed kernel runs instead of MKL's: float32 matrices, products of at least 2^20 multiply-adds (below
 // that, packing and threading cost more than the wider vectors save: the batch-16 steps measured slower) and

@@ -83,7 +83,7 @@ class Engine(pl.Callback):
             ``steps_per_execution``): Lightning's per-step work (hooks, logging, progress bar) is paid once per
             group. Needs :class:`~torchae.data.MNISTDataModule` and one device.
         cpu_micro_batch_size: on one CPU process, run each batch in parts of this size (same loss and gradients,
-            activations that stay in cache: the conv model's configs use 64); ``None`` runs batches whole.
+            activations that stay in cache: the conv model's configs use 8); ``None`` runs batches whole.
         cpu_kernels: on a CPU, swap :mod:`torchae.layers`' faster kernels in for the stock layers while fitting.
         cpu_matmul: on a CPU, whose kernel runs float32 matrix products while fitting: ``"packed"``, torchae's
             packed product compiled for this CPU (:mod:`torchae.matmul`; built once per CPU, needs a C++
@@ -191,9 +191,10 @@ class Engine(pl.Callback):
         self._check_compiled_steps(trainer, pl_module)
         if self.steps_per_execution > 1:
             self._group_batches(trainer)  # checks before it changes anything, as _check_graphs
-        if self.cpu_kernels and trainer.strategy.root_device.type == "cpu":
+        on_cpu = trainer.strategy.root_device.type == "cpu"
+        if self.cpu_kernels and on_cpu:
             self._undo.append(use_cpu_kernels(pl_module.net))
-        if trainer.strategy.root_device.type == "cpu" and self.packed_matmul:
+        if on_cpu and self.packed_matmul:
             self._undo.append(route_matmul_to_packed())
             rank_zero_info(
                 f"torchae: float32 matrix products on torchae's packed kernel for this CPU "
