@@ -18,7 +18,7 @@ from torchae.engine import graphs as graphs_module
 from torchae.engine.kernels import use_cpu_kernels
 from torchae.engine.lightning_compat import counted_step
 from torchae.errors import ConfigError
-from torchae.layers import MatmulConv2d, MaxPool2x2, Upsample2x
+from torchae.layers import ConvReLUPool2x2, MatmulConv2d, Upsample2x, UpsampleConv2d
 from torchae.registry import EXPERIMENTS
 
 PLAIN = {"steps_per_execution": 1, "cpu_micro_batch_size": None, "cpu_kernels": False, "direct_steps": False}
@@ -75,9 +75,10 @@ def test_the_engine_puts_the_model_back_after_fitting(tmp_path):
 
     engine = EXPERIMENTS["conv"].build_engine()
     model, fit = train("conv", tmp_path, engine, epochs=1, sizes=(64, 32), callbacks=[Spy()])
-    assert seen["runner"] and {MatmulConv2d, MaxPool2x2, Upsample2x} <= seen["kernels"]
+    kernels = {ConvReLUPool2x2, MatmulConv2d, Upsample2x, UpsampleConv2d}
+    assert seen["runner"] and kernels <= seen["kernels"]
     kinds = {type(m) for m in model.net.modules()}
-    assert not kinds & {MatmulConv2d, MaxPool2x2, Upsample2x}
+    assert not kinds & (kernels | {torch.nn.Identity})
     assert "training_step" not in vars(model)
     assert fit.datamodule.steps_per_execution == 1
 
