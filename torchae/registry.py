@@ -80,7 +80,7 @@ EXPERIMENTS: dict[str, Experiment] = {
             256,
             (24_385, 24_385, 48_770),
             article_losses=(0.0697, 0.0693),
-            engine={"steps_per_execution": 32, "cpu_micro_batch_size": 8},
+            engine={"steps_per_execution": 32, "cpu_micro_batch_size": 32},
         ),
         Experiment(
             "denoising",

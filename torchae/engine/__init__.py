@@ -85,7 +85,7 @@ class Engine(pl.Callback):
             ``steps_per_execution``): Lightning's per-step work (hooks, logging, progress bar) is paid once per
             group. Needs :class:`~torchae.data.MNISTDataModule` and one device.
         cpu_micro_batch_size: on one CPU process, run each batch in parts of this size (same loss and gradients,
-            activations that stay in cache: the conv model's configs use 8); ``None`` runs batches whole.
+            activations that stay in cache: the conv model's configs use 32); ``None`` runs batches whole.
         cpu_kernels: on a CPU, swap :mod:`torchae.layers`' faster kernels in for the stock layers while fitting.
         cpu_keep_memory: on a CPU, keep freed memory in the process for reuse instead of giving it back to the
             system between steps (glibc's ``malloc`` thresholds, :mod:`~torchae.engine.memory`): the conv model's
