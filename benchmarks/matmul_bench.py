@@ -10,8 +10,7 @@ gradients, Keras's Adam) of each model at its batch size with aten::mm/addmm rou
 in interleaved rounds; the ratio is packed over torch's. The first use on a CPU builds the kernel (seconds).
 With ``--conv``, instead: the milliseconds of the conv model's eager training step on a batch of 256 (the engine's
 ``StepRunner`` with its CPU kernels, channels-last parts of each micro-batch size, Keras's Adam), torch's products
-and packed, interleaved, with freed memory kept in the process as ``torchae fit`` keeps it
-(``engine.cpu_keep_memory``).
+and packed, interleaved.
 """
 
 from __future__ import annotations
@@ -24,7 +23,6 @@ import torch
 
 from torchae.engine import CompiledSteps, StepRunner
 from torchae.engine.kernels import use_cpu_kernels
-from torchae.engine.memory import keep_freed_memory
 from torchae.matmul import route_matmul_to_packed
 from torchae.registry import EXPERIMENTS
 
@@ -134,7 +132,6 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     print(f"{args.threads} thread(s), torch {torch.__version__}, median of {args.rounds} interleaved rounds\n")
     if args.conv:
-        keep_freed_memory()
         conv_micro_batches(args.conv, args.rounds)
         return
     products(args.rounds)

@@ -15,14 +15,13 @@ The contract between engine and model (an :class:`~torchae.models.AutoencoderMod
 
 During ``fit`` (and ``validate``) the engine sets the model's ``training_step``/``validation_step`` to a
 :class:`~torchae.engine.steps.StepRunner`'s (both use Lightning's manual optimization, one optimizer step per image
-batch), then puts everything back at ``teardown`` (all but ``cpu_keep_memory``'s setting of the C library's
-allocator, which lasts for the process). With every option off it does nothing, and Lightning runs the model's own
-steps.
+batch), then puts everything back at ``teardown``. With every option off it does nothing, and Lightning runs the
+model's own steps.
 
 Modules: :mod:`~torchae.engine.steps` (grouped, direct and micro-batched steps), :mod:`~torchae.engine.compiled`
 (whole steps compiled), :mod:`~torchae.engine.graphs` (CUDA graphs), :mod:`~torchae.engine.kernels` (CPU kernels
-swapped in; :mod:`torchae.matmul` for the matrix product), :mod:`~torchae.engine.memory` (freed memory kept for
-reuse), :mod:`~torchae.engine.lightning_compat` (the one use of Lightning's private API).
+swapped in; :mod:`torchae.matmul` for the matrix product), :mod:`~torchae.engine.lightning_compat` (the one
+use of Lightning's private API).
 """
 
 from __future__ import annotations
@@ -39,7 +38,6 @@ from torchae.data import MNISTDataModule
 from torchae.engine.compiled import CompiledSteps
 from torchae.engine.graphs import StepGraphs
 from torchae.engine.kernels import use_cpu_kernels
-from torchae.engine.memory import keep_freed_memory
 from torchae.engine.steps import StepRunner, plain_single_device, step_hooks_in_use
 from torchae.errors import ConfigError
 from torchae.matmul import packed_matmul_helps, route_matmul_to_packed
@@ -87,10 +85,6 @@ class Engine(pl.Callback):
         cpu_micro_batch_size: on one CPU process, run each batch in parts of this size (same loss and gradients,
             activations that stay in cache: the conv model's configs use 32); ``None`` runs batches whole.
         cpu_kernels: on a CPU, swap :mod:`torchae.layers`' faster kernels in for the stock layers while fitting.
-        cpu_keep_memory: on a CPU, keep freed memory in the process for reuse instead of giving it back to the
-            system between steps (glibc's ``malloc`` thresholds, :mod:`~torchae.engine.memory`): the conv model's
-            step otherwise faults in thousands of fresh pages each time. Lasts for the rest of the process; no
-            effect with another C library (the log says which).
         cpu_matmul: on a CPU, whose kernel runs float32 matrix products while fitting: ``"packed"``, torchae's
             packed product compiled for this CPU (:mod:`torchae.matmul`; built once per CPU, needs a C++
             compiler); ``"torch"``, torch's own (MKL on x86); ``"auto"``, packed where
@@ -127,7 +121,6 @@ class Engine(pl.Callback):
         steps_per_execution: int = 1,
         cpu_micro_batch_size: int | None = None,
         cpu_kernels: bool = True,
-        cpu_keep_memory: bool = True,
         cpu_matmul: CpuMatmul = "auto",
         direct_steps: bool = True,
         cuda_graphs: bool = False,
@@ -162,7 +155,6 @@ class Engine(pl.Callback):
         self.steps_per_execution = steps_per_execution
         self.cpu_micro_batch_size = cpu_micro_batch_size
         self.cpu_kernels = cpu_kernels
-        self.cpu_keep_memory = cpu_keep_memory
         self.cpu_matmul = cpu_matmul
         self.direct_steps = direct_steps
         self.cuda_graphs = cuda_graphs
@@ -202,15 +194,6 @@ class Engine(pl.Callback):
         on_cpu = trainer.strategy.root_device.type == "cpu"
         if self.cpu_kernels and on_cpu:
             self._undo.append(use_cpu_kernels(pl_module.net))
-        if on_cpu and self.cpu_keep_memory:
-            kept = keep_freed_memory()
-            rank_zero_info(
-                "torchae: freed memory stays in this process for reuse (engine.cpu_keep_memory; for the rest of the "
-                "process)"
-                if kept
-                else "torchae: engine.cpu_keep_memory has no effect here (it sets glibc's malloc; this C library is "
-                "another)"
-            )
         if on_cpu and self.packed_matmul:
             self._undo.append(route_matmul_to_packed())
             rank_zero_info(
