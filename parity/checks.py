@@ -21,6 +21,7 @@ from parity.keras_models import KerasModels, build_keras
 from parity.transfer import keras_to_torch, kernel_to_torch, layer_pairs, to_nchw, to_nhwc, torch_to_keras
 from torchae.data import load_mnist, to_image_tensor
 from torchae.engine.compiled import CompiledSteps
+from torchae.engine.kernels import use_cpu_kernels
 from torchae.registry import EXPERIMENTS
 
 __all__ = ["Check", "TOLERANCES", "format_table", "run_checks"]
@@ -167,6 +168,11 @@ def check_step(
 
     torch_model.train()
     compiled_model = copy.deepcopy(torch_model) if EXPERIMENTS[name].engine.get("compiled_steps") else None
+    kernel_model = copy.deepcopy(torch_model)
+    stock_layers = [type(m) for m in kernel_model.net.modules()]
+    use_cpu_kernels(kernel_model.net)  # the engine's CPU kernels, as a CPU fit runs them
+    if [type(m) for m in kernel_model.net.modules()] == stock_layers:
+        kernel_model = None  # no layer of this network has one
     optimizer = torch_model.configure_optimizers()
     optimizer.zero_grad()
     terms = torch_model.reconstruction_terms(inputs, batch)
@@ -188,6 +194,33 @@ def check_step(
     rows.append(Check(name, "gradients", grad_worst, tol["gradient"], "abs"))
     weight_worst = _worst_weight_difference(pairs, torch_model)
     rows.append(Check(name, "weights after one Adam step", weight_worst, tol["adam_step"], "abs"))
+    if kernel_model is not None:
+        optimizer = kernel_model.configure_optimizers()
+        kernel_terms = kernel_model.reconstruction_terms(inputs, batch)
+        kernel_terms["loss"].backward()
+        kernel_grads = [
+            g
+            for _, module_name, _ in pairs
+            for g in (
+                kernel_model.get_submodule(module_name).weight.grad,
+                kernel_model.get_submodule(module_name).bias.grad,
+            )
+        ]
+        optimizer.step()
+        kernel_grad_worst = max(
+            _max_abs(kernel_to_torch(k.numpy()) if k.ndim > 1 else k.numpy(), t.numpy())
+            for k, t in zip(k_grads, kernel_grads)
+        )
+        rows.append(Check(name, "gradients, CPU kernels", kernel_grad_worst, tol["gradient"], "abs"))
+        rows.append(
+            Check(
+                name,
+                "weights after one step, CPU kernels",
+                _worst_weight_difference(pairs, kernel_model),
+                tol["adam_step"],
+                "abs",
+            )
+        )
     if compiled_model is not None:  # the engine's compiled whole step, as the config runs it
         compiled_terms = CompiledSteps(compiled_model).step_on(inputs, batch, compiled_model.configure_optimizers())
         compiled_worst = _worst_weight_difference(pairs, compiled_model)
