@@ -173,12 +173,7 @@ def check_step(
     use_cpu_kernels(kernel_model.net)  # the engine's CPU kernels, as a CPU fit runs them
     if [type(m) for m in kernel_model.net.modules()] == stock_layers:
         kernel_model = None  # no layer of this network has one
-    optimizer = torch_model.configure_optimizers()
-    optimizer.zero_grad()
-    terms = torch_model.reconstruction_terms(inputs, batch)
-    terms["loss"].backward()
-    t_grads = [g for _, _, t in pairs for g in (t.weight.grad.clone(), t.bias.grad.clone())]
-    optimizer.step()
+    terms, t_grads = _one_step(torch_model, pairs, inputs, batch)
 
     tol = TOLERANCES
     terms = {key: value.detach() for key, value in terms.items()}
@@ -188,45 +183,44 @@ def check_step(
             Check(name, "batch reconstruction loss", _rel(terms["reconstruction_loss"], k_recon), tol["loss"], "rel")
         )
         rows.append(Check(name, "batch L1 penalty", _rel(terms["l1_penalty"], k_penalty), tol["loss"], "rel"))
-    grad_worst = max(
-        _max_abs(kernel_to_torch(k.numpy()) if k.ndim > 1 else k.numpy(), t.numpy()) for k, t in zip(k_grads, t_grads)
-    )
-    rows.append(Check(name, "gradients", grad_worst, tol["gradient"], "abs"))
+    rows.append(Check(name, "gradients", _worst_gradient_difference(k_grads, t_grads), tol["gradient"], "abs"))
     weight_worst = _worst_weight_difference(pairs, torch_model)
     rows.append(Check(name, "weights after one Adam step", weight_worst, tol["adam_step"], "abs"))
     if kernel_model is not None:
-        optimizer = kernel_model.configure_optimizers()
-        kernel_terms = kernel_model.reconstruction_terms(inputs, batch)
-        kernel_terms["loss"].backward()
-        kernel_grads = [
-            g
-            for _, module_name, _ in pairs
-            for g in (
-                kernel_model.get_submodule(module_name).weight.grad,
-                kernel_model.get_submodule(module_name).bias.grad,
-            )
-        ]
-        optimizer.step()
-        kernel_grad_worst = max(
-            _max_abs(kernel_to_torch(k.numpy()) if k.ndim > 1 else k.numpy(), t.numpy())
-            for k, t in zip(k_grads, kernel_grads)
-        )
+        _, kernel_grads = _one_step(kernel_model, pairs, inputs, batch)
+        kernel_grad_worst = _worst_gradient_difference(k_grads, kernel_grads)
         rows.append(Check(name, "gradients, CPU kernels", kernel_grad_worst, tol["gradient"], "abs"))
-        rows.append(
-            Check(
-                name,
-                "weights after one step, CPU kernels",
-                _worst_weight_difference(pairs, kernel_model),
-                tol["adam_step"],
-                "abs",
-            )
-        )
+        kernel_weight_worst = _worst_weight_difference(pairs, kernel_model)
+        rows.append(Check(name, "weights after one step, CPU kernels", kernel_weight_worst, tol["adam_step"], "abs"))
     if compiled_model is not None:  # the engine's compiled whole step, as the config runs it
         compiled_terms = CompiledSteps(compiled_model).step_on(inputs, batch, compiled_model.configure_optimizers())
         compiled_worst = _worst_weight_difference(pairs, compiled_model)
         rows.append(Check(name, "batch loss, compiled step", _rel(compiled_terms["loss"], k_total), tol["loss"], "rel"))
         rows.append(Check(name, "weights after one compiled step", compiled_worst, tol["adam_step"], "abs"))
     return rows
+
+
+def _one_step(
+    model: torchae.AutoencoderModule, pairs: list[tuple[Any, str, Any]], inputs: torch.Tensor, batch: torch.Tensor
+) -> tuple[dict[str, torch.Tensor], list[torch.Tensor]]:
+    """One eager Adam step of ``model`` on ``batch``: its loss terms, and the gradients of the layers of ``pairs``
+    (kernel, bias, in the order of ``pairs``) before the update."""
+    optimizer = model.configure_optimizers()
+    optimizer.zero_grad()
+    terms = model.reconstruction_terms(inputs, batch)
+    terms["loss"].backward()
+    layers = [model.get_submodule(module_name) for _, module_name, _ in pairs]
+    grads = [g for layer in layers for g in (layer.weight.grad.clone(), layer.bias.grad.clone())]
+    optimizer.step()
+    return terms, grads
+
+
+def _worst_gradient_difference(keras_grads: list[Any], torch_grads: list[torch.Tensor]) -> float:
+    """The largest absolute difference between Keras's gradients and torch's, in the same order."""
+    return max(
+        _max_abs(kernel_to_torch(k.numpy()) if k.ndim > 1 else k.numpy(), t.numpy())
+        for k, t in zip(keras_grads, torch_grads, strict=True)
+    )
 
 
 def _worst_weight_difference(pairs: list[tuple[Any, str, Any]], torch_model: torchae.AutoencoderModule) -> float:
