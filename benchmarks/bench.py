@@ -31,6 +31,11 @@ from typing import Any
 from torchae.registry import EXPERIMENTS
 
 ROOT = Path(__file__).resolve().parents[1]
+RESULTS_MD = ROOT / "benchmarks" / "RESULTS.md"
+README = ROOT / "README.md"
+README_MARKERS = ("<!-- bench-table", "<!-- end bench-table -->")
+""":data:`README`'s copy of the latest table sits between these: written with :data:`RESULTS_MD` (the default
+``--out``), and tests/test_performance.py checks that the two agree."""
 # Conv is 150 s (Intel Xeon) to 1,400 s (AMD EPYC, AVX2 only) per full epoch for Keras on TensorFlow on a 2-core CPU,
 # and all three Keras backends run in each round: time it on a stated subset there.
 CPU_SUBSET = {"conv": (2_048, 1_000)}
@@ -216,7 +221,10 @@ def main() -> None:
     )
     parser.add_argument("--no-write", action="store_true", help="print only; do not write the results file")
     parser.add_argument(
-        "--out", type=Path, default=ROOT / "benchmarks" / "RESULTS.md", help="the results file (default: %(default)s)"
+        "--out",
+        type=Path,
+        default=RESULTS_MD,
+        help="the results file (default: %(default)s, whose table is also copied into the README)",
     )
     parser.add_argument(
         "--baseline",
@@ -277,14 +285,16 @@ def main() -> None:
         print(f"wrote {args.out}")
 
 
-def write_results(header: str, rows: list[str], args: Any, pending: list[str]) -> None:
+def write_results(header: str, rows: list[str], args: Any, pending: list[str], readme: Path | None = README) -> None:
     """The results file (``args.out``): the table so far, with the command, machine and versions; ``pending`` names
-    the models still to be measured (none once the run is complete)."""
+    the models still to be measured (none once the run is complete). Where ``args.out`` is :data:`RESULTS_MD`, the
+    table also goes between ``readme``'s :data:`README_MARKERS` (``None``: not)."""
     import pytorch_lightning
     import torch
 
     command = "python benchmarks/bench.py " + " ".join(sys.argv[1:])
     status = [f"Still running: {', '.join(pending)} to come.", ""] if pending else []
+    table = "\n".join([header, "|" + "---|" * (header.count("|") - 1), *rows])
     text = "\n".join(
         [
             "# Benchmark: seconds per epoch, torchae vs Keras 3 on each backend",
@@ -303,13 +313,20 @@ def write_results(header: str, rows: list[str], args: Any, pending: list[str]) -
             " medians over rounds. Peak MB: peak resident memory above the process's baseline before training."
             " This machine is shared: a single round's figures move by up to ~30%.",
             "",
-            header,
-            "|" + "---|" * (header.count("|") - 1),
-            *rows,
+            table,
             "",
         ]
     )
     args.out.write_text(text)
+    if readme is not None and args.out.resolve() == RESULTS_MD:
+        from torchae.weights.build import update_readme  # the CLI and figures: not in every worker's imports
+
+        update_readme(readme, table, README_MARKERS)
+
+
+def results_table(text: str) -> str:
+    """The table of a results file's ``text`` (its header, rule and rows)."""
+    return "\n".join(line for line in text.splitlines() if line.startswith("|"))
 
 
 if __name__ == "__main__":

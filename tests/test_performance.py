@@ -162,6 +162,42 @@ def test_benchmark_times_keras_and_torchae_side_by_side_and_writes_its_table(tmp
     assert (fit - 0.005) / (keras + 0.005) - 0.005 <= float(ratio) <= (fit + 0.005) / (keras - 0.005) + 0.005
 
 
+def load_bench_script():
+    spec = importlib.util.spec_from_file_location("bench", ROOT / "benchmarks" / "bench.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_readme_benchmark_table_is_the_results_files():
+    """The README's performance table is the one ``benchmarks/bench.py`` last wrote to ``benchmarks/RESULTS.md``."""
+    bench = load_bench_script()
+    readme = bench.README.read_text()
+    start, end = bench.README_MARKERS
+    block = readme[readme.index("\n", readme.index(start)) + 1 : readme.index(end)]
+    table = bench.results_table(bench.RESULTS_MD.read_text())
+    assert table.count("\n") >= 2, "benchmarks/RESULTS.md has no rows"
+    assert block == table + "\n", "the README's benchmark table is stale: copy it from benchmarks/RESULTS.md"
+
+
+def test_the_benchmark_copies_its_table_into_the_readme_only_with_the_default_results_file(tmp_path, monkeypatch):
+    bench = load_bench_script()
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{bench.README_MARKERS[0]} -->\n| old |\n{bench.README_MARKERS[1]}\nafter\n")
+    before = readme.read_text()
+    header, rows = "| model | s |", ["| dense | 0.30 |"]
+    monkeypatch.setattr(bench, "backend_versions", lambda: "keras 3")
+    elsewhere = SimpleNamespace(out=tmp_path / "elsewhere.md", repeats=1)
+    bench.write_results(header, rows, elsewhere, pending=[], readme=readme)
+    assert readme.read_text() == before
+    assert bench.results_table(elsewhere.out.read_text()) == "| model | s |\n|---|---|\n| dense | 0.30 |"
+    default = SimpleNamespace(out=tmp_path / "RESULTS.md", repeats=1)
+    monkeypatch.setattr(bench, "RESULTS_MD", default.out)
+    bench.write_results(header, rows, default, pending=[], readme=readme)
+    start, end = bench.README_MARKERS
+    assert readme.read_text() == f"intro\n{start} -->\n{header}\n|---|---|\n{rows[0]}\n{end}\nafter\n"
+
+
 def test_step_anatomy_times_the_deep_steps_products_and_pads_widths_without_changing_the_step():
     """``benchmarks/step_anatomy.py``: the products it times are the deep step's 17 (no input gradient for the first
     layer), and its padded step (zero units appended inside the traced step) trains as the plain compiled step."""
