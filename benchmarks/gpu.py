@@ -11,8 +11,9 @@
    for the bare loop and for the real user path (``torchae fit --config configs/NAME.yaml``), and the projected
    time of the whole article (every model at its article epochs).
 4. Variants (``--variants``): the engine's whole-step CUDA graphs (``Engine(cuda_graphs=True)``, checked against
-   eager training on a subset) and ``torch.compile`` of the step (``Engine(compile=True)``, default mode and
-   ``reduce-overhead``, i.e. CUDA graphs), each timed against the eager loop.
+   eager training on a subset), ``torch.compile`` of the step (``Engine(compile=True)``, default mode and
+   ``reduce-overhead``, i.e. CUDA graphs), and the compiled whole steps (``Engine(compiled_steps=True)``, the
+   experiment's steps per call; with ``reduce-overhead`` too), each timed against the eager loop.
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ VARIANTS = {
     "compile": {"compile": True, "compiled_steps": False},
     "compile-reduce-overhead": {"compile": True, "compile_mode": "reduce-overhead", "compiled_steps": False},
     "compiled-steps": {"compiled_steps": True},
+    # The compiled whole step (with the experiment's steps per call: 8 for denoising) under inductor's CUDA graphs:
+    # several optimizer steps per replayed graph, if inductor captures a step that updates its inputs in place.
+    "compiled-steps-graphs": {"compiled_steps": True, "compile_mode": "reduce-overhead"},
 }
 """Engine settings of each variant, on top of the experiment's (whose ``compiled_steps``, on for the CPU in some
 experiments, each variant sets: the engine runs one whole-step technique at a time)."""

@@ -20,6 +20,7 @@ import torchae
 from torchae.data import BatchGroup, MNISTDataModule, TensorBatches
 from torchae.engine import CompiledSteps
 from torchae.optim import KerasAdam
+from torchae.registry import EXPERIMENTS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -84,6 +85,20 @@ def run_gpu_script(*args: str) -> subprocess.CompletedProcess:
         timeout=600,
         cwd=ROOT,
     )
+
+
+def test_every_gpu_script_variant_is_an_engine_setting_of_every_experiment():
+    """``benchmarks/gpu.py --variants``: each variant's settings build an engine for each experiment (a misspelt
+    setting would fail only on the GPU machine, whose time is scarce)."""
+    spec = importlib.util.spec_from_file_location("gpu", ROOT / "benchmarks" / "gpu.py")
+    gpu = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu)
+    for name, experiment in EXPERIMENTS.items():
+        for variant, settings in gpu.VARIANTS.items():
+            engine = experiment.build_engine(**settings)
+            assert {key: getattr(engine, key) for key in settings} == settings, (name, variant)
+    assert gpu.VARIANTS["compiled-steps-graphs"] == {"compiled_steps": True, "compile_mode": "reduce-overhead"}
+    assert EXPERIMENTS["denoising"].build_engine(**gpu.VARIANTS["compiled-steps-graphs"]).compiled_steps_per_call == 8
 
 
 @pytest.mark.slow
