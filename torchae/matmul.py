@@ -80,9 +80,8 @@ def cpu_info(text: str | None = None) -> CpuInfo:
 def packed_matmul_helps(cpu: CpuInfo | None = None) -> bool:
     """Whether the packed product is faster than torch's MKL on ``cpu`` (this machine's by default): an AMD CPU of
     family 26 (Zen 5) or later with AVX-512. Measured: 1.4-2.1x MKL on the deep model's products on Zen 5; level with
-    it on Zen 4 (family 25), whose AVX-512 runs on 256-bit units like MKL's AVX2 code; on an Intel Xeon (family 6
-    model 167), where MKL runs its own AVX-512 code, slower: 0.44-0.83x MKL, compiled steps 1.2x longer
-    (``benchmarks/results/2026-12-04-xeon-bench.md``)."""
+    it on Zen 4 (family 25), whose AVX-512 runs on 256-bit units like MKL's AVX2 code; slower than MKL on an Intel
+    Xeon (family 6 model 167), where MKL runs its own AVX-512 code (``benchmarks/results/2026-12-04-xeon-bench.md``)."""
     cpu = cpu_info() if cpu is None else cpu
     return cpu.vendor == "AuthenticAMD" and cpu.family >= 26 and "avx512f" in cpu.flags
 
