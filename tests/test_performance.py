@@ -25,6 +25,14 @@ from torchae.registry import EXPERIMENTS
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def load_benchmark(name: str):
+    """The script ``benchmarks/NAME.py`` as a module (the benchmarks are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def fake_trainer(device: str, rank: int = 0, world_size: int = 1) -> SimpleNamespace:
     return SimpleNamespace(
         strategy=SimpleNamespace(root_device=torch.device(device)), global_rank=rank, world_size=world_size
@@ -90,9 +98,7 @@ def run_gpu_script(*args: str) -> subprocess.CompletedProcess:
 def test_every_gpu_script_variant_is_an_engine_setting_of_every_experiment():
     """``benchmarks/gpu.py --variants``: each variant's settings build an engine for each experiment (a misspelt
     setting would fail only on the GPU machine, whose time is scarce)."""
-    spec = importlib.util.spec_from_file_location("gpu", ROOT / "benchmarks" / "gpu.py")
-    gpu = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(gpu)
+    gpu = load_benchmark("gpu")
     for name, experiment in EXPERIMENTS.items():
         for variant, settings in gpu.VARIANTS.items():
             engine = experiment.build_engine(**settings)
@@ -177,16 +183,9 @@ def test_benchmark_times_keras_and_torchae_side_by_side_and_writes_its_table(tmp
     assert (fit - 0.005) / (keras + 0.005) - 0.005 <= float(ratio) <= (fit + 0.005) / (keras - 0.005) + 0.005
 
 
-def load_bench_script():
-    spec = importlib.util.spec_from_file_location("bench", ROOT / "benchmarks" / "bench.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_the_readme_benchmark_table_is_the_results_files():
     """The README's performance table is the one ``benchmarks/bench.py`` last wrote to ``benchmarks/RESULTS.md``."""
-    bench = load_bench_script()
+    bench = load_benchmark("bench")
     readme = bench.README.read_text()
     start, end = bench.README_MARKERS
     block = readme[readme.index("\n", readme.index(start)) + 1 : readme.index(end)]
@@ -196,7 +195,7 @@ def test_the_readme_benchmark_table_is_the_results_files():
 
 
 def test_the_benchmark_copies_its_table_into_the_readme_only_with_the_default_results_file(tmp_path, monkeypatch):
-    bench = load_bench_script()
+    bench = load_benchmark("bench")
     readme = tmp_path / "README.md"
     readme.write_text(f"intro\n{bench.README_MARKERS[0]} -->\n| old |\n{bench.README_MARKERS[1]}\nafter\n")
     before = readme.read_text()
@@ -216,9 +215,7 @@ def test_the_benchmark_copies_its_table_into_the_readme_only_with_the_default_re
 def test_step_anatomy_times_the_deep_steps_products_and_pads_widths_without_changing_the_step():
     """``benchmarks/step_anatomy.py``: the products it times are the deep step's 17 (no input gradient for the first
     layer), and its padded step (zero units appended inside the traced step) trains as the plain compiled step."""
-    spec = importlib.util.spec_from_file_location("step_anatomy", ROOT / "benchmarks" / "step_anatomy.py")
-    anatomy = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(anatomy)
+    anatomy = load_benchmark("step_anatomy")
     torch.manual_seed(0)
     plain_model = torchae.DeepDenseAE()
     padded_model = copy.deepcopy(plain_model)
@@ -250,13 +247,6 @@ def test_step_anatomy_times_the_deep_steps_products_and_pads_widths_without_chan
         torch.testing.assert_close(padded_parameter, parameter, rtol=1e-5, atol=1e-6)
 
 
-def load_article_script():
-    spec = importlib.util.spec_from_file_location("article", ROOT / "benchmarks" / "article.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.slow
 def test_the_article_script_runs_torchae_fit_and_records_the_run(tmp_path):
     """``benchmarks/article.py`` on a tiny subset runs the real ``torchae fit`` and records its losses and times;
@@ -281,7 +271,7 @@ def test_the_article_script_runs_torchae_fit_and_records_the_run(tmp_path):
 def test_the_article_scripts_keras_peer_runs_the_benchmark_worker_and_reads_its_result(tmp_path):
     """``--keras BACKEND``: each model runs ``bench.py``'s Keras worker (tested through ``bench.py`` itself) at the
     article's epochs or the given ones, and its last JSON line gives the losses; a log without one gives none."""
-    article = load_article_script()
+    article = load_benchmark("article")
     args = SimpleNamespace(keras="jax", epochs=None, train_size=512, val_size=None)
     command = article.keras_command("sparse", args)
     assert command[1:] == [
@@ -305,7 +295,7 @@ def test_the_article_scripts_keras_peer_runs_the_benchmark_worker_and_reads_its_
 def test_the_article_script_retrains_dense_after_it_and_reports_failures(tmp_path, monkeypatch):
     """Denoising starts when dense has finished, from dense's last checkpoint; a model that fails is reported in
     its row while the others run, and what retrains it is not started (runs stand in for torchae fit)."""
-    article = load_article_script()
+    article = load_benchmark("article")
 
     def stand_in(name, out, args, init_from=None):  # writes what a finished fit writes, or fails as a bad setting
         fails = "data.batch_size=0" in args.set and name == "dense"
@@ -347,12 +337,8 @@ def test_matmul_bench_times_the_deep_products_with_and_without_the_packed_kernel
     micro-batch size."""
     from torchae import matmul
 
-    spec = importlib.util.spec_from_file_location("matmul_bench", ROOT / "benchmarks" / "matmul_bench.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    anatomy_spec = importlib.util.spec_from_file_location("step_anatomy", ROOT / "benchmarks" / "step_anatomy.py")
-    anatomy = importlib.util.module_from_spec(anatomy_spec)
-    anatomy_spec.loader.exec_module(anatomy)
+    bench = load_benchmark("matmul_bench")
+    anatomy = load_benchmark("step_anatomy")
     deep_shapes = {shape[1:] for shape in anatomy.product_shapes(anatomy.layer_widths(torchae.DeepDenseAE()))}
     assert set(bench.DEEP_PRODUCTS) <= deep_shapes
     a, b = torch.randn(256, 784), torch.randn(784, 147)
