@@ -32,6 +32,7 @@ from parity.train import RunStateError, keras_against_run, run_curves  # noqa: E
 from parity.transfer import TransferError, to_nhwc  # noqa: E402
 from torchae.models import AutoencoderModule  # noqa: E402
 from torchae.registry import EXPERIMENTS  # noqa: E402
+from torchae.weights.build import readme_block  # noqa: E402
 
 MODEL_NAMES = list(EXPERIMENTS)
 
@@ -407,9 +408,7 @@ def test_the_committed_parity_report_and_the_readme_table_are_the_recorded_runs(
     the committed records, so neither can fall behind a new run."""
     rendered = write_results(RESULTS_DIR, tmp_path / "RESULTS.md").read_text()
     assert rendered == RESULTS_MD.read_text(), "parity/RESULTS.md is stale: run python -m parity report"
-    readme = README.read_text()
-    start, end = README_MARKERS
-    block = readme[readme.index("\n", readme.index(start)) + 1 : readme.index(end)]
+    block = readme_block(README, README_MARKERS)
     assert block == article_table() + "\n", "the README's parity table is stale: run python -m parity report"
     assert block.count("\n| ") == len(list(RESULTS_DIR.glob("*.json")))  # one row per recorded model
 

@@ -21,6 +21,7 @@ from torchae.data import BatchGroup, MNISTDataModule, TensorBatches
 from torchae.engine import CompiledSteps
 from torchae.optim import KerasAdam
 from torchae.registry import EXPERIMENTS
+from torchae.weights.build import readme_block
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -186,9 +187,7 @@ def test_benchmark_times_keras_and_torchae_side_by_side_and_writes_its_table(tmp
 def test_the_readme_benchmark_table_is_the_results_files():
     """The README's performance table is the one ``benchmarks/bench.py`` last wrote to ``benchmarks/RESULTS.md``."""
     bench = load_benchmark("bench")
-    readme = bench.README.read_text()
-    start, end = bench.README_MARKERS
-    block = readme[readme.index("\n", readme.index(start)) + 1 : readme.index(end)]
+    block = readme_block(bench.README, bench.README_MARKERS)
     table = bench.results_table(bench.RESULTS_MD.read_text())
     assert table.count("\n") >= 2, "benchmarks/RESULTS.md has no rows"
     assert block == table + "\n", "the README's benchmark table is stale: copy it from benchmarks/RESULTS.md"

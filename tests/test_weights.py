@@ -20,12 +20,11 @@ from torchae.errors import CheckpointError, ConfigError
 from torchae.registry import EXPERIMENTS
 from torchae.weights import METADATA_FILE, WEIGHTS_DIR, available, get_weights, loss_on_test_images
 from torchae.weights.build import (
-    TABLE_END,
-    TABLE_START,
     keras_row,
     model_arguments,
     pretrained_table,
     read_metadata,
+    readme_block,
     write_metadata,
     write_weights,
 )
@@ -165,9 +164,7 @@ def test_the_rebuild_writes_weights_that_load_and_verify(tmp_path):
 
 
 def test_the_readme_table_is_the_metadata():
-    readme = (ROOT / "README.md").read_text()
-    start = readme.index("\n", readme.index(TABLE_START)) + 1
-    assert readme[start : readme.index(TABLE_END)].strip() == pretrained_table(read_metadata(WEIGHTS_DIR))
+    assert readme_block(ROOT / "README.md").strip() == pretrained_table(read_metadata(WEIGHTS_DIR))
 
 
 def test_the_keras_row_names_the_backend_keras_ran_on(tmp_path, monkeypatch):

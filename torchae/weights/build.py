@@ -190,12 +190,24 @@ def pretrained_table(metadata: dict[str, Any]) -> str:
 TABLE_START, TABLE_END = "<!-- pretrained-table", "<!-- end pretrained-table -->"
 
 
+def _block_span(text: str, markers: tuple[str, str]) -> tuple[int, int]:
+    """Where the text between ``markers`` lies: after the line that starts with the first, up to the second."""
+    return text.index("\n", text.index(markers[0])) + 1, text.index(markers[1])
+
+
+def readme_block(readme: Path, markers: tuple[str, str] = (TABLE_START, TABLE_END)) -> str:
+    """The text between the README's ``markers`` (the pretrained-table ones unless given), as
+    :func:`update_readme` writes it: the table and a newline."""
+    text = readme.read_text()
+    start, end = _block_span(text, markers)
+    return text[start:end]
+
+
 def update_readme(readme: Path, table: str, markers: tuple[str, str] = (TABLE_START, TABLE_END)) -> bool:
     """Put ``table`` between the README's ``markers`` (the pretrained-table ones unless given: the line that
     starts with the first, and the second); returns whether the file changed."""
     text = readme.read_text()
-    start = text.index("\n", text.index(markers[0])) + 1
-    end = text.index(markers[1])
+    start, end = _block_span(text, markers)
     updated = text[:start] + table + "\n" + text[end:]
     if updated == text:
         return False
