@@ -32,10 +32,6 @@ from torchae.registry import EXPERIMENTS
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_MD = ROOT / "benchmarks" / "RESULTS.md"
-README = ROOT / "README.md"
-README_MARKERS = ("<!-- bench-table", "<!-- end bench-table -->")
-""":data:`README`'s copy of the latest table sits between these: written with :data:`RESULTS_MD` (the default
-``--out``), and tests/test_performance.py checks that the two agree."""
 # Conv is 150 s (Intel Xeon) to 1,400 s (AMD EPYC, AVX2 only) per full epoch for Keras on TensorFlow on a 2-core CPU,
 # and all three Keras backends run in each round: time it on a stated subset there.
 CPU_SUBSET = {"conv": (2_048, 1_000)}
@@ -71,10 +67,10 @@ def worker_keras(name: str, epochs: int, train_size: int, val_size: int) -> dict
 
 
 def worker_torch(name: str, epochs: int, train_size: int, val_size: int) -> dict:
-    from torchae.runs import fit_quietly
+    from parity.configs import data_of, fit_quietly
 
     model = EXPERIMENTS[name].model()
-    data = EXPERIMENTS[name].build_data(train_size, val_size)
+    data = data_of(name, train_size, val_size)
     data.setup("fit")  # as the Keras worker, the data is in memory before the baseline is taken
     before = _rss_mb()
     history, seconds = fit_quietly(model, name, epochs, train_size, val_size, data=data)
@@ -224,7 +220,7 @@ def main() -> None:
         "--out",
         type=Path,
         default=RESULTS_MD,
-        help="the results file (default: %(default)s, whose table is also copied into the README)",
+        help="the results file (default: %(default)s; python tools/docs_tables.py copies its table into the README)",
     )
     parser.add_argument(
         "--baseline",
@@ -285,10 +281,9 @@ def main() -> None:
         print(f"wrote {args.out}")
 
 
-def write_results(header: str, rows: list[str], args: Any, pending: list[str], readme: Path | None = README) -> None:
+def write_results(header: str, rows: list[str], args: Any, pending: list[str]) -> None:
     """The results file (``args.out``): the table so far, with the command, machine and versions; ``pending`` names
-    the models still to be measured (none once the run is complete). Where ``args.out`` is :data:`RESULTS_MD`, the
-    table also goes between ``readme``'s :data:`README_MARKERS` (``None``: not)."""
+    the models still to be measured (none once the run is complete)."""
     import pytorch_lightning
     import torch
 
@@ -318,15 +313,6 @@ def write_results(header: str, rows: list[str], args: Any, pending: list[str], r
         ]
     )
     args.out.write_text(text)
-    if readme is not None and args.out.resolve() == RESULTS_MD:
-        from torchae.weights.build import update_readme  # the CLI and figures: not in every worker's imports
-
-        update_readme(readme, table, README_MARKERS)
-
-
-def results_table(text: str) -> str:
-    """The table of a results file's ``text`` (its header, rule and rows)."""
-    return "\n".join(line for line in text.splitlines() if line.startswith("|"))
 
 
 if __name__ == "__main__":

@@ -17,11 +17,11 @@ import torch
 
 import torchae
 from parity._keras import import_keras
+from parity.configs import config_of
 from parity.keras_models import KerasModels, build_keras
 from parity.transfer import keras_to_torch, kernel_to_torch, layer_pairs, to_nchw, to_nhwc, torch_to_keras
 from torchae.data import load_mnist, to_image_tensor
 from torchae.engine.compiled import CompiledSteps
-from torchae.engine.kernels import use_cpu_kernels
 from torchae.registry import EXPERIMENTS
 
 __all__ = ["Check", "TOLERANCES", "format_table", "run_checks"]
@@ -167,12 +167,8 @@ def check_step(
     model.optimizer.apply_gradients(zip(k_grads, variables))
 
     torch_model.train()
-    compiled_model = copy.deepcopy(torch_model) if EXPERIMENTS[name].engine.get("compiled_steps") else None
-    kernel_model = copy.deepcopy(torch_model)
-    stock_layers = [type(m) for m in kernel_model.net.modules()]
-    use_cpu_kernels(kernel_model.net)  # the engine's CPU kernels, as a CPU fit runs them
-    if [type(m) for m in kernel_model.net.modules()] == stock_layers:
-        kernel_model = None  # no layer of this network has one
+    compiled = (config_of(name).get("engine") or {}).get("compiled_steps")
+    compiled_model = copy.deepcopy(torch_model) if compiled else None
     terms, t_grads = _one_step(torch_model, pairs, inputs, batch)
 
     tol = TOLERANCES
@@ -186,12 +182,6 @@ def check_step(
     rows.append(Check(name, "gradients", _worst_gradient_difference(k_grads, t_grads), tol["gradient"], "abs"))
     weight_worst = _worst_weight_difference(pairs, torch_model)
     rows.append(Check(name, "weights after one Adam step", weight_worst, tol["adam_step"], "abs"))
-    if kernel_model is not None:
-        _, kernel_grads = _one_step(kernel_model, pairs, inputs, batch)
-        kernel_grad_worst = _worst_gradient_difference(k_grads, kernel_grads)
-        rows.append(Check(name, "gradients, CPU kernels", kernel_grad_worst, tol["gradient"], "abs"))
-        kernel_weight_worst = _worst_weight_difference(pairs, kernel_model)
-        rows.append(Check(name, "weights after one step, CPU kernels", kernel_weight_worst, tol["adam_step"], "abs"))
     if compiled_model is not None:  # the engine's compiled whole step, as the config runs it
         compiled_terms = CompiledSteps(compiled_model).step_on(inputs, batch, compiled_model.configure_optimizers())
         compiled_worst = _worst_weight_difference(pairs, compiled_model)

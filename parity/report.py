@@ -3,26 +3,16 @@
 from __future__ import annotations
 
 import json
-import statistics
 from pathlib import Path
 from typing import Any
 
 from parity.spread import seeds_done, val_loss_spread
 from parity.train import TrainRecord, load_record
 from torchae.registry import EXPERIMENTS
-from torchae.weights.build import update_readme
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 RESULTS_MD = Path(__file__).resolve().parent / "RESULTS.md"
-README = Path(__file__).resolve().parent.parent / "README.md"
-README_MARKERS = ("<!-- parity-table", "<!-- end parity-table -->")
-""":data:`README`'s copy of the article-runs table sits between these (``write_results`` keeps it in step)."""
 FULL_LENGTH_TOLERANCE = 0.01
-
-
-def _median_seconds(seconds: list[float]) -> float:
-    later = seconds[1:] if len(seconds) > 1 else seconds  # the first epoch carries graph tracing and warm-up
-    return statistics.median(later)
 
 
 def keras_backend(versions: dict[str, str]) -> str:
@@ -64,14 +54,13 @@ def _row(record: TrainRecord, spreads: list[dict[str, Any]]) -> str:
     k, t = record.keras, record.torchae
     diffs = [record.final_rel_diff(key) for key in ("loss", "val_loss")]
     verdict = ("within 1%" if max(diffs) <= FULL_LENGTH_TOLERANCE else "OUTSIDE 1%") if full else "not full length"
-    ks, ts = _median_seconds(k["seconds"]), _median_seconds(t["seconds"])
     commit = (record.commit or "")[:7] or "—"
     start = "torchae run's" if record.torchae_run else "Keras's"
     return (
         f"| {record.model} | {length} | {record.train_size:,} / {record.val_size:,} | {record.batch_size} | {article} "
         f"| {k['loss'][-1]:.4f} / {k['val_loss'][-1]:.4f} | {t['loss'][-1]:.4f} / {t['val_loss'][-1]:.4f} "
         f"| {diffs[0]:.2%} / {diffs[1]:.2%} ({verdict}) | {_spread_cell(record, spreads)} "
-        f"| {ks:.2f} | {ts:.2f} | {ts / ks:.2f} | {start} | {keras_backend(record.versions)} | {commit} |"
+        f"| {start} | {keras_backend(record.versions)} | {commit} |"
     )
 
 
@@ -141,16 +130,15 @@ def article_table(
     spreads = _spread_records(results_dir / "spread") if spreads is None else spreads
     header = (
         "| model | epochs | train / val images | batch | article | Keras 3 | torchae | rel. diff "
-        "| val_loss sd over seeds, Keras / torchae | Keras s/epoch | torchae s/epoch | ratio | initial weights "
-        "| Keras backend | commit |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "| val_loss sd over seeds, Keras / torchae | initial weights | Keras backend | commit |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|"
     )
     return "\n".join([header, *[_row(r, spreads) for r in records]])
 
 
-def write_results(results_dir: Path = RESULTS_DIR, out: Path = RESULTS_MD, readme: Path | None = None) -> Path:
-    """Write ``out`` from the records in ``results_dir``, and the same article-runs table into ``readme`` (the
-    project's README when ``out`` is the project's ``parity/RESULTS.md``)."""
+def write_results(results_dir: Path = RESULTS_DIR, out: Path = RESULTS_MD) -> Path:
+    """Write ``out`` from the records in ``results_dir`` (``python tools/docs_tables.py`` copies its table into the
+    README)."""
     records = _records(results_dir)
     spreads = _spread_records(results_dir / "spread")
     table = article_table(results_dir, records, spreads)
@@ -166,11 +154,9 @@ def write_results(results_dir: Path = RESULTS_DIR, out: Path = RESULTS_MD, readm
         "started from, copied into Keras (`against`: the torchae side is that run itself, the training run of the",
         "shipped model, so an hours-long run is not repeated). Both train on the same images with the article's batch",
         "size and Adam settings and validate on the test images every epoch; shuffling and noise come from each",
-        "framework's own generator. Losses are the last epoch's `loss / val_loss`; seconds per epoch are medians over",
-        "the epochs after the first (training plus validation), taken while other work shared this 2-core machine:",
-        "`benchmarks/RESULTS.md` has quiet side-by-side timings. The rows with a commit (dense, deep, denoising and",
-        "sparse, recorded on 2026-11-27) ran beside three or four other training runs on 2 cores, so their seconds",
-        "say nothing about speed. A shorter run is not the article's length. The sd column is the seed spread of the",
+        "framework's own generator. Losses are the last epoch's `loss / val_loss` (speed is measured quietly and side",
+        "by side in `benchmarks/RESULTS.md`, not here). A shorter run is not the article's length. The sd column is",
+        "the seed spread of the",
         "same run (below): the standard deviation of the final val_loss over seeds, each from its own initialisation,",
         "relative to the mean, in each framework; a rel. diff well inside it is a difference between two seeds.",
         "",
@@ -182,8 +168,4 @@ def write_results(results_dir: Path = RESULTS_DIR, out: Path = RESULTS_MD, readm
         "",
     ]
     out.write_text("\n".join(lines))
-    if readme is None and out.resolve() == RESULTS_MD and README.is_file():
-        readme = README
-    if readme is not None:
-        update_readme(readme, table, README_MARKERS)
     return out

@@ -20,12 +20,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from parity.configs import fit_quietly
 from parity.keras_models import build_keras
 from parity.train import _train_keras, machine_description, versions
 from parity.transfer import to_nhwc
 from torchae.data import load_mnist, to_image_tensor
 from torchae.registry import EXPERIMENTS
-from torchae.runs import fit_quietly, source_commit
+from torchae.runs import source_commit
 
 __all__ = ["dead_units", "merge_records", "record_name", "seed_spread", "seeds_done", "summarise", "val_loss_spread"]
 

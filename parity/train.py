@@ -22,12 +22,13 @@ import torch
 
 import torchae
 from parity._keras import import_keras
+from parity.configs import fit_quietly
 from parity.keras_models import build_keras
 from parity.transfer import keras_to_torch, to_nhwc, torch_to_keras
 from torchae.checkpoints import network_state, run_order
 from torchae.data import load_mnist, to_image_tensor
 from torchae.registry import EXPERIMENTS
-from torchae.runs import fit_quietly, source_commit
+from torchae.runs import source_commit
 
 __all__ = ["TrainRecord", "keras_against_run", "machine_description", "train_both"]
 

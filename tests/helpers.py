@@ -1,6 +1,6 @@
-"""Test helpers: a quiet Trainer, and fault injection for the reliability tests, loaded by the CLI through
-``--trainer.callbacks+=helpers.KillAt`` and ``--model helpers.NaNAfter`` (the tests put this folder on
-PYTHONPATH)."""
+"""Test helpers: a quiet Trainer, a model that draws random numbers inside its step, and fault injection for the
+reliability tests, loaded by the CLI through ``--trainer.callbacks+=helpers.KillAt`` and ``--model
+helpers.NaNAfter`` (the tests put this folder on PYTHONPATH)."""
 
 from __future__ import annotations
 
@@ -9,14 +9,37 @@ import signal
 
 import pytorch_lightning as pl
 import torch
+from torch import nn
 
 import torchae
+import torchae.networks
 from torchae import runs
 
 
 def quiet_trainer(tmp_path, **kwargs) -> pl.Trainer:
     """torchae's quiet Trainer for one epoch under ``tmp_path``; ``kwargs`` override."""
     return runs.quiet_trainer(**{"max_epochs": 1, "default_root_dir": tmp_path, **kwargs})
+
+
+class NoisyLatentNet(torchae.Autoencoder):
+    """A dense network with what a VAE draws inside its step: dropout in the encoder, and a latent sample
+    ``mean + 0.1 * N(0, 1)`` added to the code in training and evaluation alike (as the series' VAE samples)."""
+
+    def __init__(self, code_dim: int = 8) -> None:
+        encoder = nn.Sequential(nn.Flatten(), nn.Linear(784, 32), nn.ReLU(), nn.Dropout(0.3), nn.Linear(32, code_dim))
+        body = nn.Sequential(nn.Linear(code_dim, 784), nn.Unflatten(1, (1, 28, 28)))
+        super().__init__(encoder, torchae.networks.SigmoidDecoder(body), (code_dim,))
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        mean = self.encoder(x)
+        return mean + 0.1 * torch.randn_like(mean)
+
+
+class NoisyLatentAE(torchae.AutoencoderModule):
+    """A model defined outside the package whose step draws random numbers: dropout and a latent sample."""
+
+    def __init__(self, code_dim: int = 8, learning_rate: float = 1e-3) -> None:
+        super().__init__(NoisyLatentNet(code_dim), learning_rate=learning_rate)
 
 
 class KillAt(pl.Callback):

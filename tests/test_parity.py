@@ -21,6 +21,8 @@ if os.environ.get("TORCHAE_REQUIRE_PARITY") == "1":
 else:
     pytest.importorskip("keras", reason="the parity tests need the [parity] extra: pip install -e '.[parity]'")
 
+from torchae.weights.build import readme_block  # noqa: E402
+
 import parity  # noqa: E402  (after the skip)
 import torchae  # noqa: E402
 from parity.checks import build_pair, check_forward, check_step, check_structure, format_table  # noqa: E402
@@ -32,7 +34,6 @@ from parity.train import RunStateError, keras_against_run, run_curves  # noqa: E
 from parity.transfer import TransferError, to_nhwc  # noqa: E402
 from torchae.models import AutoencoderModule  # noqa: E402
 from torchae.registry import EXPERIMENTS  # noqa: E402
-from torchae.weights.build import readme_block  # noqa: E402
 
 MODEL_NAMES = list(EXPERIMENTS)
 

@@ -15,13 +15,13 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from torchae.weights.build import readme_block
 
 import torchae
 from torchae.data import BatchGroup, MNISTDataModule, TensorBatches
 from torchae.engine import CompiledSteps
 from torchae.optim import KerasAdam
 from torchae.registry import EXPERIMENTS
-from torchae.weights.build import readme_block
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -13,12 +13,6 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-
-import torchae
-from torchae.cli import main
-from torchae.errors import CheckpointError, ConfigError
-from torchae.registry import EXPERIMENTS
-from torchae.weights import METADATA_FILE, WEIGHTS_DIR, available, get_weights, loss_on_test_images
 from torchae.weights.build import (
     keras_row,
     model_arguments,
@@ -28,6 +22,12 @@ from torchae.weights.build import (
     write_metadata,
     write_weights,
 )
+
+import torchae
+from torchae.cli import main
+from torchae.errors import CheckpointError, ConfigError
+from torchae.registry import EXPERIMENTS
+from torchae.weights import METADATA_FILE, WEIGHTS_DIR, available, get_weights, loss_on_test_images
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = available()

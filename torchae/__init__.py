@@ -1,12 +1,16 @@
-"""torchae: the five MNIST autoencoders of "Autoencoders in Keras, part 1" as PyTorch Lightning modules."""
+"""torchae: the autoencoders of the "Autoencoders in Keras" series as PyTorch Lightning modules.
+
+Importing torchae loads the core only (networks, models, data, optim, the registry, checkpoints, weights): neither
+matplotlib (:mod:`torchae.figures`) nor the fast lane (:mod:`torchae.engine`), which the CLI installs.
+Each experiment registers itself where its model is defined; importing its module here is all it takes.
+"""
 
 from torchae.data import MNISTDataModule, load_mnist
-from torchae.engine import Engine
 from torchae.errors import CheckpointError, ConfigError, DataError, InputError, UserError
 from torchae.models import AutoencoderModule, ConvAE, DeepDenseAE, DenoisingAE, DenseAE, SparseAE
 from torchae.networks import Autoencoder, ConvAutoencoder, DeepDenseAutoencoder, DenseAutoencoder
 from torchae.optim import KerasAdam
-from torchae.registry import EXPERIMENTS, Experiment, load_checkpoint
+from torchae.registry import EXPERIMENTS, Experiment, load_checkpoint, register_experiment
 from torchae.weights import pretrained
 
 __all__ = [
@@ -23,7 +27,6 @@ __all__ = [
     "DenoisingAE",
     "DenseAE",
     "DenseAutoencoder",
-    "Engine",
     "Experiment",
     "InputError",
     "KerasAdam",
@@ -33,5 +36,6 @@ __all__ = [
     "load_checkpoint",
     "load_mnist",
     "pretrained",
+    "register_experiment",
 ]
 __version__ = "0.1.0"

@@ -33,12 +33,12 @@ from pytorch_lightning.utilities.exceptions import MisconfigurationException
 from torchae.checkpoints import MODEL_KEY, read_checkpoint, run_order
 from torchae.data import MNISTDataModule
 from torchae.engine import Engine
-from torchae.engine.progress import ImageBatchProgressBar
 from torchae.errors import CheckpointError, ConfigError, NonFiniteLossError, UserError
 from torchae.export import Format, Part
 from torchae.figures import ArticleFigures
 from torchae.models import AutoencoderModule
 from torchae.predictions import NpzPredictionWriter
+from torchae.progress import ImageBatchProgressBar
 from torchae.registry import EXPERIMENTS
 from torchae.safety import AtomicCheckpointIO, StopOnNonFiniteLoss
 from torchae.timing import EpochTimer

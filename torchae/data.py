@@ -21,11 +21,13 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.utilities import rank_zero_info
 
 from torchae.errors import ConfigError, DataError
 
 __all__ = [
     "BatchGroup",
+    "batches_of",
     "MNISTDataModule",
     "MNISTSplits",
     "TensorBatches",
@@ -187,12 +189,18 @@ def to_image_tensor(images: np.ndarray) -> torch.Tensor:
 
 
 class BatchGroup(list):
-    """Several image batches delivered as one Lightning step; the model takes one optimizer step per batch.
+    """Several image batches delivered as one Lightning step (a step group); the model takes one optimizer step per
+    batch.
 
     Keras's ``steps_per_execution`` in Lightning's terms: the per-step cost of the training loop (hooks, logging,
     progress bar) is paid once per group instead of once per batch, which matters for the article's small models
     (at batch 16 Lightning's own work per step takes longer than the model's).
     """
+
+
+def batches_of(batch: Any) -> list[Any]:
+    """The image batches of what a dataloader gave: each batch of a :class:`BatchGroup`, or the batch itself."""
+    return list(batch) if isinstance(batch, BatchGroup) else [batch]
 
 
 class TensorBatches:
@@ -233,6 +241,7 @@ class TensorBatches:
         self.rank = rank
         self.world_size = world_size
         self.steps_per_execution = steps_per_execution
+        self._said_plain = False
         self.epoch = 0
         # Lightning calls ``dataloader.sampler.set_epoch(epoch)`` before every epoch; this object is its own sampler.
         self.sampler = self
@@ -313,11 +322,10 @@ class MNISTDataModule(pl.LightningDataModule):
         train_size: use only the first ``train_size`` training images (quick runs); ``None`` for all.
         val_size: use only the first ``val_size`` test images; ``None`` for all.
         verify_checksums: check IDX files against MNIST's sha256 sums.
-
-    Attributes:
-        steps_per_execution: image batches per item of the training and validation loaders (1: plain batches).
-            :class:`torchae.engine.Engine` sets it to its own ``steps_per_execution`` (Keras's), and runs each
-            item as that many optimizer steps.
+        steps_per_execution: image batches per Lightning step of training and validation (Keras's
+            ``steps_per_execution``): above 1 each item is a :class:`BatchGroup`, and the model takes one optimizer
+            step per batch of it. The results are those of plain batches; Lightning's per-step work is paid once per
+            group. On several devices the loaders serve plain batches (DDP synchronises once per Lightning step).
     """
 
     def __init__(
@@ -330,9 +338,11 @@ class MNISTDataModule(pl.LightningDataModule):
         train_size: int | None = None,
         val_size: int | None = None,
         verify_checksums: bool = True,
+        steps_per_execution: int = 1,
     ) -> None:
         super().__init__()
         _check_positive_int("batch_size", batch_size)
+        _check_positive_int("steps_per_execution", steps_per_execution)
         for name, value in (("val_batch_size", val_batch_size), ("train_size", train_size), ("val_size", val_size)):
             if value is not None:
                 _check_positive_int(name, value)
@@ -345,7 +355,8 @@ class MNISTDataModule(pl.LightningDataModule):
         self.train_size = train_size
         self.val_size = val_size
         self.verify_checksums = verify_checksums
-        self.steps_per_execution = 1
+        self.steps_per_execution = steps_per_execution
+        self._said_plain = False
         self.train_images: torch.Tensor | None = None
         self.val_images: torch.Tensor | None = None
         self.val_labels: torch.Tensor | None = None
@@ -377,7 +388,13 @@ class MNISTDataModule(pl.LightningDataModule):
         device = self._device()
         trainer = self.trainer
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
-        group = self.steps_per_execution if grouped else 1
+        group = self.steps_per_execution if grouped and world == 1 else 1
+        if grouped and world > 1 and self.steps_per_execution > 1 and not self._said_plain:
+            self._said_plain = True
+            rank_zero_info(
+                f"torchae: data.steps_per_execution {self.steps_per_execution} is off on {world} devices (DDP "
+                "synchronises gradients once per Lightning step): plain batches"
+            )
         labels = labels.to(device) if labels is not None else None
         seed = int(self.seed or 0)
         return TensorBatches(images.to(device), batch_size, shuffle, seed, rank, world, group, labels)

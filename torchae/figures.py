@@ -9,7 +9,7 @@
   space (decoded), the figure that opens the next part of the article's series (every model);
 - ``loss_curves.png``: train and validation loss per epoch (every model, when a history is given).
 
-Which figures a model draws is its experiment's ``figures`` (:mod:`torchae.registry`).
+Which figures a model draws is its class's ``figures`` (:class:`~torchae.models.AutoencoderModule`).
 """
 
 from __future__ import annotations
@@ -28,9 +28,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from torchvision.utils import make_grid
 
-from torchae.registry import experiment_of
-
 __all__ = [
+    "DEFAULT_FIGURES",
     "FIGURES",
     "ArticleFigures",
     "TestSet",
@@ -200,7 +199,10 @@ FIGURES: dict[str, Callable[[Any, TestSet, Path], Path]] = {
     "codes_2d": draw_codes_2d,
     "interpolation": draw_interpolation,
 }
-"""Every figure by name, each written to ``NAME.png`` (the registry says which a model draws)."""
+"""Every figure by name, each written to ``NAME.png`` (a model's ``figures`` says which it draws)."""
+
+DEFAULT_FIGURES = ("reconstructions", "codes_2d", "interpolation")
+"""What a model without a ``figures`` attribute draws."""
 
 
 @torch.no_grad()
@@ -213,8 +215,8 @@ def draw_figures(
     seed: int = 0,
     labels: torch.Tensor | None = None,
 ) -> list[Path]:
-    """Draw the figures of ``model``'s experiment (see :mod:`torchae.registry`) into ``out_dir``, and the loss
-    curves when ``history`` is given; returns the written paths.
+    """Draw ``model``'s figures (its ``figures``: reconstructions and the code space by default) into ``out_dir``,
+    and the loss curves when ``history`` is given; returns the written paths.
 
     Args:
         model: a torchae ``AutoencoderModule``.
@@ -230,7 +232,8 @@ def draw_figures(
     was_training = model.training
     model.eval()
     test = TestSet(images, encode_all(model, images), labels, n, seed)
-    written = [FIGURES[figure](model, test, out / f"{figure}.png") for figure in experiment_of(model).figures]
+    figures = getattr(model, "figures", DEFAULT_FIGURES)
+    written = [FIGURES[figure](model, test, out / f"{figure}.png") for figure in figures]
     if history:
         written.append(plot_loss_curves(history, out / "loss_curves.png", f"{type(model).__name__}: loss per epoch"))
     model.train(was_training)

@@ -6,8 +6,7 @@ from typing import Any
 
 import torch
 
-from torchae.data import BatchGroup
-from torchae.errors import ConfigError, InputError
+from torchae.errors import InputError
 from torchae.networks import IMAGE_SHAPE
 
 __all__ = ["check_codes", "check_images", "images_of"]
@@ -48,14 +47,5 @@ def check_codes(code: Any, code_shape: tuple[int, ...]) -> torch.Tensor:
 
 
 def images_of(batch: Any) -> torch.Tensor:
-    """The images of a batch: the batch itself, or the first item of an ``(images, labels)`` pair.
-
-    Raises:
-        ConfigError: ``batch`` is a :class:`~torchae.data.BatchGroup`, which only the engine runs.
-    """
-    if isinstance(batch, BatchGroup):
-        raise ConfigError(
-            f"the model got a group of {len(batch)} batches (steps_per_execution > 1), which only torchae's Engine "
-            "runs: add torchae.Engine(steps_per_execution=...) to the Trainer's callbacks"
-        )
+    """The images of one image batch: the batch itself, or the first item of an ``(images, labels)`` pair."""
     return batch[0] if isinstance(batch, (tuple, list)) else batch

@@ -2,14 +2,20 @@
 
 Lightning's autoencoder example grown up: a network (:mod:`torchae.networks`), one shared step that logs
 ``f"{stage}_loss"``, ``save_hyperparameters()`` and Keras's Adam. Variants override ``corrupt`` (denoising) or
-``activity_penalty`` (sparse). A plain ``pl.Trainer`` runs these steps through Lightning's public API alone;
-:class:`torchae.engine.Engine` (the CLI installs it) runs the same ``loss_terms`` faster, and is never imported here.
+``activity_penalty`` (sparse). Each model registers its experiment (:func:`~torchae.registry.register_experiment`).
+A plain ``pl.Trainer`` runs these steps through Lightning's public API alone; the fast lane,
+:class:`torchae.engine.Engine` (the CLI installs it), runs the same ``loss_terms`` faster and is never imported here.
+
+The randomness contract: a step's random draws come from where every way of running it draws them alike. Input
+noise is drawn in ``corrupt``, eagerly, from the model's own seeded stream (denoising); draws inside the network
+(dropout, a latent sample) come from torch's global generator, which the engine checks for and then runs the step
+as written.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import pytorch_lightning as pl
 import torch
@@ -17,13 +23,14 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from torchae.checkpoints import NamedCheckpoints, network_state
-from torchae.data import mix_seed
+from torchae.data import batches_of, mix_seed
 from torchae.errors import require
 from torchae.export import Exportable
 from torchae.inputs import check_codes, check_images, images_of
 from torchae.networks import IMAGE_SHAPE, Autoencoder, DeepDenseAutoencoder, DenseAutoencoder, build_architecture
 from torchae.networks import ConvAutoencoder as ConvNetwork
 from torchae.optim import KerasAdam
+from torchae.registry import register_experiment
 
 __all__ = ["AutoencoderModule", "ConvAE", "DeepDenseAE", "DenoisingAE", "DenseAE", "SparseAE", "Stage"]
 
@@ -38,7 +45,12 @@ class AutoencoderModule(NamedCheckpoints, Exportable, pl.LightningModule):
         net: the encoder/decoder network.
         learning_rate: Adam's learning rate (Keras: 1e-3).
         epsilon: Adam's epsilon, placed as Keras places it (Keras 3: 1e-7).
+
+    Attributes:
+        figures: the figures this model draws (names of :data:`torchae.figures.FIGURES`), besides the loss curves.
     """
+
+    figures: ClassVar[tuple[str, ...]] = ("reconstructions", "codes_2d", "interpolation")
 
     def __init__(self, net: Autoencoder, learning_rate: float = 1e-3, epsilon: float = 1e-7) -> None:
         super().__init__()
@@ -109,18 +121,22 @@ class AutoencoderModule(NamedCheckpoints, Exportable, pl.LightningModule):
         return terms["loss"]
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        """One optimizer step per image batch: one, or each batch of a step group (``data.steps_per_execution``)."""
         optimizer = self.optimizers()
-        optimizer.zero_grad()
-        loss = self.shared_step(batch, "train")
-        self.manual_backward(loss)
-        optimizer.step()
+        for images in batches_of(batch):
+            optimizer.zero_grad()
+            loss = self.shared_step(images, "train")
+            self.manual_backward(loss)
+            optimizer.step()
         return loss
 
-    def validation_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        return self.shared_step(batch, "val")
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        for images in batches_of(batch):
+            self.shared_step(images, "val")
 
-    def test_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        return self.shared_step(batch, "test")
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        for images in batches_of(batch):
+            self.shared_step(images, "test")
 
     def predict_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
         """Codes and reconstructions of what the encoder sees, and the labels when the batch has them."""
@@ -133,6 +149,15 @@ class AutoencoderModule(NamedCheckpoints, Exportable, pl.LightningModule):
         return KerasAdam(self.parameters(), lr=self.learning_rate, eps=self.epsilon)
 
 
+@register_experiment(
+    "dense",
+    epochs=50,
+    batch_size=256,
+    parameters=(38_465, 39_200, 77_665),
+    article_losses=(0.0784, 0.0777),
+    keras=True,
+    shipped=True,
+)
 class DenseAE(AutoencoderModule):
     """The article's dense autoencoder: 784 -> ``code_dim`` = 49 (relu) -> 784 (sigmoid); 77,665 parameters."""
 
@@ -140,6 +165,15 @@ class DenseAE(AutoencoderModule):
         super().__init__(DenseAutoencoder(code_dim), learning_rate=learning_rate, epsilon=epsilon)
 
 
+@register_experiment(
+    "deep",
+    epochs=100,
+    batch_size=256,
+    parameters=(134_750, 135_485, 270_235),
+    article_losses=(0.0721, 0.0720),
+    keras=True,
+    shipped=True,
+)
 class DeepDenseAE(AutoencoderModule):
     """The article's deep dense autoencoder: 784-147-98-``code_dim`` (49) and back; 270,235 parameters."""
 
@@ -147,6 +181,15 @@ class DeepDenseAE(AutoencoderModule):
         super().__init__(DeepDenseAutoencoder(code_dim), learning_rate=learning_rate, epsilon=epsilon)
 
 
+@register_experiment(
+    "conv",
+    epochs=64,
+    batch_size=256,
+    parameters=(24_385, 24_385, 48_770),
+    article_losses=(0.0697, 0.0693),
+    keras=True,
+    shipped=True,
+)
 class ConvAE(AutoencoderModule):
     """The article's convolutional autoencoder with a ``(1, 7, 7)`` code; 48,770 parameters."""
 
@@ -154,25 +197,15 @@ class ConvAE(AutoencoderModule):
         super().__init__(ConvNetwork(), learning_rate=learning_rate, epsilon=epsilon)
 
 
-class SparseAE(AutoencoderModule):
-    """The article's sparse autoencoder: the deep layout, a 16-dimensional code and an L1 penalty; 80,320 parameters.
-
-    Args:
-        code_dim: size of the code.
-        l1: the L1 coefficient (the article's ``lambda_l1``); the penalty is ``l1 * sum(|code|) / batch_size``.
-    """
-
-    def __init__(
-        self, code_dim: int = 16, l1: float = 1e-5, learning_rate: float = 1e-3, epsilon: float = 1e-7
-    ) -> None:
-        require(l1 >= 0, "model.l1", l1, "zero or a positive number", "1e-5")
-        super().__init__(DeepDenseAutoencoder(code_dim), learning_rate=learning_rate, epsilon=epsilon)
-        self.l1 = l1
-
-    def activity_penalty(self, code: torch.Tensor) -> torch.Tensor:
-        return self.l1 * code.abs().sum() / code.shape[0]
-
-
+@register_experiment(
+    "denoising",
+    epochs=200,
+    batch_size=16,
+    parameters=(38_465, 39_200, 77_665),
+    retrains="dense",
+    keras=True,
+    shipped=True,
+)
 class DenoisingAE(AutoencoderModule):
     """Another autoencoder trained to undo noise: ``clip(x + N(noise_mean, noise_std), 0, 1)`` goes in, the clean
     ``x`` is the target. Fresh noise for every batch, in training and validation alike (the article's noise layer
@@ -205,6 +238,8 @@ class DenoisingAE(AutoencoderModule):
         self.init_from, self.seed = init_from, seed
         self._init_loaded = False
         self._noise: dict[str, torch.Generator] = {}
+
+    figures = ("reconstructions", "denoising", "codes_2d", "interpolation")
 
     def setup(self, stage: str) -> None:
         if stage == "fit" and self.init_from is not None and not self._init_loaded:
@@ -248,3 +283,27 @@ class DenoisingAE(AutoencoderModule):
         super().on_load_checkpoint(checkpoint)
         self.seed = checkpoint.get("torchae_noise_seed", self.seed)
         self._init_loaded = True  # the checkpoint's weights win over init_from
+
+
+@register_experiment(
+    "sparse", epochs=400, batch_size=256, parameters=(39_776, 40_544, 80_320), keras=True, shipped=True
+)
+class SparseAE(AutoencoderModule):
+    """The article's sparse autoencoder: the deep layout, a 16-dimensional code and an L1 penalty; 80,320 parameters.
+
+    Args:
+        code_dim: size of the code.
+        l1: the L1 coefficient (the article's ``lambda_l1``); the penalty is ``l1 * sum(|code|) / batch_size``.
+    """
+
+    def __init__(
+        self, code_dim: int = 16, l1: float = 1e-5, learning_rate: float = 1e-3, epsilon: float = 1e-7
+    ) -> None:
+        require(l1 >= 0, "model.l1", l1, "zero or a positive number", "1e-5")
+        super().__init__(DeepDenseAutoencoder(code_dim), learning_rate=learning_rate, epsilon=epsilon)
+        self.l1 = l1
+
+    figures = ("reconstructions", "sparse_code_dimensions", "codes_2d", "interpolation")
+
+    def activity_penalty(self, code: torch.Tensor) -> torch.Tensor:
+        return self.l1 * code.abs().sum() / code.shape[0]

@@ -1,132 +1,103 @@
-"""The article's five experiments, in one place: which model, how the article trains it, what it must measure up
-to, and which figures it draws. The configs (``configs/NAME.yaml``), the parity suite, the benchmarks and the tests
-all read this table (``tests/test_registry.py`` checks the configs against it)."""
+"""The open registry of the series' experiments: each experiment registers itself beside its model, as torchvision's
+``@register_model`` does.
+
+An experiment is a model class with the article's recipe (epochs, batch size), the facts it must measure up to
+(parameter counts, the article's losses) and what it has (a Keras builder in ``parity/``, shipped weights)::
+
+    @register_experiment("dense", epochs=50, batch_size=256, parameters=(38_465, 39_200, 77_665))
+    class DenseAE(AutoencoderModule): ...
+
+How fast it runs is not here: the configs (``configs/NAME.yaml``) own the engine settings. The tests, the parity
+suite and the benchmarks iterate :data:`EXPERIMENTS` and check what each experiment declares.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from torchae.checkpoints import MODEL_KEY, read_checkpoint
-from torchae.data import MNISTDataModule
-from torchae.engine import Engine
 from torchae.errors import CheckpointError
-from torchae.models import AutoencoderModule, ConvAE, DeepDenseAE, DenoisingAE, DenseAE, SparseAE
 
-__all__ = ["EXPERIMENTS", "Experiment", "experiment_of", "load_checkpoint"]
+__all__ = ["EXPERIMENTS", "Experiment", "experiment_of", "load_checkpoint", "model_classes", "register_experiment"]
+
+ModelClass = TypeVar("ModelClass", bound=type)
 
 
 @dataclass(frozen=True)
 class Experiment:
-    """One of the article's experiments.
+    """One experiment of the series.
 
     Attributes:
-        name: the short name (``dense``, ``deep``, ``conv``, ``denoising``, ``sparse``).
-        model: the LightningModule class, built with its defaults for the article's model.
+        name: the short name (``dense``, ``conv``, ...): the config is ``configs/NAME.yaml``.
+        model: the LightningModule class, whose defaults build the article's model.
         epochs: the article's epochs.
         batch_size: the article's batch size.
-        parameters: encoder, decoder and total parameter counts (SPEC.md).
-        figures: the article's figures this model draws, besides the loss curves (see :mod:`torchae.figures`).
+        parameters: encoder, decoder and total parameter counts, as the article's Keras model counts them.
         article_losses: the article's last-epoch ``loss`` / ``val_loss``; ``None`` where it gives none.
-        engine: the :class:`~torchae.engine.Engine` settings of the configs (speed only; results do not change).
         retrains: the experiment whose trained model this one starts from, as the article does.
+        keras: whether ``parity/`` has a Keras builder of the article's model (then the parity checks run).
+        shipped: whether a trained model ships in ``torchae/weights/`` (then ``torchae.pretrained(name)`` serves it).
     """
 
     name: str
-    model: type[AutoencoderModule]
+    model: type
     epochs: int
     batch_size: int
     parameters: tuple[int, int, int]
-    figures: tuple[str, ...] = ("reconstructions", "codes_2d", "interpolation")
     article_losses: tuple[float, float] | None = None
-    engine: dict[str, Any] = field(default_factory=lambda: {"steps_per_execution": 32})
     retrains: str | None = None
-
-    def build_engine(self, **overrides: Any) -> Engine:
-        """The engine with this experiment's settings (``overrides`` win)."""
-        return Engine(**{**self.engine, **overrides})
-
-    def build_data(self, train_size: int | None = None, val_size: int | None = None, seed: int = 0) -> MNISTDataModule:
-        """MNIST with the article's batch size (``None`` sizes: all 60,000 / 10,000 images)."""
-        return MNISTDataModule(batch_size=self.batch_size, seed=seed, train_size=train_size, val_size=val_size)
+    keras: bool = False
+    shipped: bool = False
 
 
-EXPERIMENTS: dict[str, Experiment] = {
-    experiment.name: experiment
-    for experiment in (
-        Experiment(
-            "dense",
-            DenseAE,
-            50,
-            256,
-            (38_465, 39_200, 77_665),
-            article_losses=(0.0784, 0.0777),
-            engine={"steps_per_execution": 32, "compiled_steps": True},
-        ),
-        Experiment(
-            "deep",
-            DeepDenseAE,
-            100,
-            256,
-            (134_750, 135_485, 270_235),
-            article_losses=(0.0721, 0.0720),
-            engine={"steps_per_execution": 32, "compiled_steps": True},
-        ),
-        Experiment(
-            "conv",
-            ConvAE,
-            64,
-            256,
-            (24_385, 24_385, 48_770),
-            article_losses=(0.0697, 0.0693),
-            engine={"steps_per_execution": 32, "cpu_micro_batch_size": 32},
-        ),
-        Experiment(
-            "denoising",
-            DenoisingAE,
-            200,
-            16,
-            (38_465, 39_200, 77_665),
-            figures=("reconstructions", "denoising", "codes_2d", "interpolation"),
-            engine={"steps_per_execution": 128, "compiled_steps": True, "compiled_steps_per_call": 8},
-            retrains="dense",
-        ),
-        Experiment(
-            "sparse",
-            SparseAE,
-            400,
-            256,
-            (39_776, 40_544, 80_320),
-            figures=("reconstructions", "sparse_code_dimensions", "codes_2d", "interpolation"),
-            engine={"steps_per_execution": 32, "compiled_steps": True},
-        ),
-    )
-}
-"""The five experiments by name, in the article's order."""
+EXPERIMENTS: dict[str, Experiment] = {}
+"""Every registered experiment by name, in the order they registered (the article's order)."""
 
 
-def experiment_of(model: AutoencoderModule) -> Experiment:
-    """The experiment whose model class ``model`` is (or derives from, nearest first).
+def register_experiment(name: str, **recipe: Any) -> Callable[[ModelClass], ModelClass]:
+    """Register the decorated model class as experiment ``name`` (the other arguments are :class:`Experiment`'s).
 
     Raises:
-        KeyError: ``model`` is no torchae model.
+        ValueError: another class already registered ``name``.
     """
+
+    def register(model: ModelClass) -> ModelClass:
+        known = EXPERIMENTS.get(name)
+        if known is not None and known.model.__qualname__ != model.__qualname__:
+            raise ValueError(f"experiment {name!r} is already registered by {known.model.__qualname__}")
+        EXPERIMENTS[name] = Experiment(name, model, **recipe)
+        return model
+
+    return register
+
+
+def experiment_of(model: Any) -> Experiment | None:
+    """The experiment whose model class ``model`` is (or derives from, nearest first); ``None`` for a model that no
+    experiment registered (a user's own, say)."""
     for cls in type(model).__mro__:
         for experiment in EXPERIMENTS.values():
             if experiment.model is cls:
                 return experiment
-    raise KeyError(f"{type(model).__name__} is not one of torchae's models")
+    return None
 
 
-def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> AutoencoderModule:
-    """Load any torchae checkpoint as the model class that saved it (read with ``weights_only=True``), in eval mode.
+def model_classes() -> dict[str, type]:
+    """The registered model classes by class name: the only classes a checkpoint's name may select."""
+    return {experiment.model.__name__: experiment.model for experiment in EXPERIMENTS.values()}
+
+
+def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> Any:
+    """Load any checkpoint of a registered model as the class that saved it (read with ``weights_only=True``), in
+    eval mode. The class is looked up by name among the registered ones: nothing the file says is imported.
 
     Raises:
-        CheckpointError: the file is missing, unreadable, or not from a torchae model.
+        CheckpointError: the file is missing, unreadable, or not from a registered torchae model.
     """
     name = read_checkpoint(path).get(MODEL_KEY)
-    classes = {experiment.model.__name__: experiment.model for experiment in EXPERIMENTS.values()}
+    classes = model_classes()
     if name not in classes:
         raise CheckpointError(f"{str(path)!r} was not saved by a torchae model: load it with its own class")
     return classes[name].load_from_checkpoint(path, map_location=map_location, weights_only=True).eval()

@@ -1,52 +1,55 @@
-"""The engine room: every speed technique, behind one Lightning callback, :class:`Engine`.
+"""The fast lane: stock PyTorch and Lightning speed techniques behind options, in one Lightning callback,
+:class:`Engine`. Only the CLI installs it; no module of the core imports it.
 
-The models (:mod:`torchae.models`) say how to compute a loss; the engine decides how steps run. It never changes
-what a step computes: grouped steps are bitwise the steps Lightning runs one by one (tested), CUDA graphs replay the
-same kernels, the CPU kernels compute the stock layers' function with the same parameters, and the packed matrix
-product (``cpu_matmul``) sums the same products in another order.
+The engine changes how a step runs, never what it computes, random draws included:
 
-The contract between engine and model (an :class:`~torchae.models.AutoencoderModule`):
+- **direct steps**: ``backward`` and the optimizer called directly when no hook listens (bitwise Lightning's steps);
+- **CPU micro-batches**: a batch run in parts whose gradients add up (the same loss and gradients, up to rounding);
+- **compiled whole steps**: network, loss, gradients and Keras's Adam as one ``torch.compile``\\ d function;
+- **CUDA graphs**: each step captured once and replayed.
 
-- ``loss_terms(x, stage)`` gives the loss terms of clean images ``x`` (``"loss"`` among them), and
-  ``log_terms(terms, stage, batch_size)`` logs them; ``corrupt`` and ``reconstruction_terms`` split ``loss_terms``
-  into the part drawn outside a CUDA graph (noise) and the part captured in it;
-- ``configure_optimizers`` returns :class:`~torchae.optim.KerasAdam` (CUDA graphs read its flat buffers);
-- ``model.net`` is the network whose stock layers may be swapped for CPU kernels while fitting.
+Step groups (Keras's ``steps_per_execution``) are data that the datamodule serves (``data.steps_per_execution``);
+the engine runs them as the model's own steps do, one optimizer step per image batch.
 
-During ``fit`` (and ``validate``) the engine sets the model's ``training_step``/``validation_step`` to a
-:class:`~torchae.engine.steps.StepRunner`'s (both use Lightning's manual optimization, one optimizer step per image
-batch), then puts everything back at ``teardown``. With every option off it does nothing, and Lightning runs the
-model's own steps.
+The randomness contract. A compiled step or a CUDA graph must draw what the plain step draws. Input noise is drawn
+eagerly by the model's ``corrupt``, outside either, from the same stream in the same order. A model that draws
+random numbers inside its step (dropout, a latent sample: :func:`draws_random_numbers` finds out before training)
+cannot be compiled or replayed with the plain step's draws, so the engine turns those techniques off for it and
+says so in one line; likewise micro-batches for a model whose loss is not a mean over independent images. A model
+the engine cannot run exactly runs as written, never silently differently.
 
-Modules: :mod:`~torchae.engine.steps` (grouped, direct and micro-batched steps), :mod:`~torchae.engine.compiled`
-(whole steps compiled), :mod:`~torchae.engine.graphs` (CUDA graphs), :mod:`~torchae.engine.kernels` (CPU kernels
-swapped in; :mod:`torchae.matmul` for the matrix product), :mod:`~torchae.engine.lightning_compat` (the one
-use of Lightning's private API).
+The contract between engine and model (an :class:`~torchae.models.AutoencoderModule`): ``loss_terms(x, stage)``
+gives the loss terms of clean images ``x`` (``"loss"`` among them), ``corrupt`` and ``reconstruction_terms`` split it
+into the part drawn eagerly (noise) and the part compiled or captured, ``log_terms`` logs them, and
+``configure_optimizers`` returns :class:`~torchae.optim.KerasAdam` (whole steps update its flat buffers).
+
+Modules: :mod:`~torchae.engine.steps` (the runner: direct steps, micro-batches), :mod:`~torchae.engine.compiled`,
+:mod:`~torchae.engine.graphs`, :mod:`~torchae.engine.lightning_compat` (the one use of Lightning's private API).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.strategies import SingleDeviceStrategy
+import yaml
 from pytorch_lightning.utilities import rank_zero_info
+from torch import nn
 
-from torchae.data import MNISTDataModule
 from torchae.engine.compiled import CompiledSteps
 from torchae.engine.graphs import StepGraphs
-from torchae.engine.kernels import use_cpu_kernels
 from torchae.engine.steps import StepRunner, plain_single_device, step_hooks_in_use
 from torchae.errors import ConfigError
-from torchae.matmul import packed_matmul_helps, route_matmul_to_packed
 from torchae.models import AutoencoderModule
+from torchae.optim import KerasAdam
 
-__all__ = ["CompileMode", "CompiledSteps", "CpuMatmul", "Engine", "StepGraphs", "StepRunner"]
+__all__ = ["CompileMode", "CompiledSteps", "Engine", "StepGraphs", "StepRunner", "draws_random_numbers"]
 
-CpuMatmul = Literal["auto", "packed", "torch"]
 CompileMode = Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
+BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
 
 def _positive(name: str, value: object, optional: bool = False) -> None:
@@ -56,89 +59,90 @@ def _positive(name: str, value: object, optional: bool = False) -> None:
         raise ConfigError(f"engine.{name} must be a positive integer, got {value!r}: set --engine.{name} 1 or more")
 
 
-def _refuse_what_a_whole_step_skips(
-    trainer: pl.Trainer, module: AutoencoderModule, option: str, verb: str, inside: str
-) -> None:
-    """A technique that runs a whole step as one unit (a CUDA graph, a compiled function) runs the model's
-    ``reconstruction_terms`` and no per-step hook: refuse a model that overrides ``loss_terms``, and a listening
-    hook, naming engine option ``option``."""
-    if type(module).loss_terms is not AutoencoderModule.loss_terms:
-        raise ConfigError(f"{type(module).__name__} overrides loss_terms, which engine.{option} does not {verb}")
-    in_use = step_hooks_in_use(trainer, module)
-    if in_use:
-        raise ConfigError(
-            f"{', '.join(in_use)} cannot run inside {inside}: set --engine.{option} false or remove that hook"
-        )
+def _generator_states(device: torch.device) -> list[torch.Tensor]:
+    states = [torch.get_rng_state()]
+    if device.type == "cuda":
+        states.append(torch.cuda.get_rng_state(device))
+    return states
+
+
+def draws_random_numbers(module: AutoencoderModule) -> bool:
+    """Whether ``module``'s ``reconstruction_terms`` draws from torch's global generators (dropout, a latent sample),
+    in training or in evaluation mode.
+
+    It runs once in each mode on the model's ``example_input_array`` and compares the generators' states; the
+    generators, the mode and every buffer (BatchNorm's statistics) are put back as they were, so the probe changes
+    nothing a run will draw or compute. A model without an example input counts as drawing (it cannot be checked).
+    """
+    example = getattr(module, "example_input_array", None)
+    if not isinstance(example, torch.Tensor):
+        return True
+    device = next((p.device for p in module.parameters()), torch.device("cpu"))
+    x = example.to(device)
+    was_training = module.training
+    buffers = {name: buffer.clone() for name, buffer in module.named_buffers()}
+    devices = [device] if device.type == "cuda" else []
+    try:
+        with torch.random.fork_rng(devices=devices, device_type=device.type if devices else "cuda"), torch.no_grad():
+            for training in (True, False):
+                module.train(training)
+                before = _generator_states(device)
+                module.reconstruction_terms(x, x)
+                if any(not torch.equal(a, b) for a, b in zip(before, _generator_states(device))):
+                    return True
+        return False
+    finally:
+        module.train(was_training)
+        with torch.no_grad():
+            for name, buffer in module.named_buffers():
+                buffer.copy_(buffers[name])
 
 
 class Engine(pl.Callback):
-    """Runs a torchae model's steps fast; the results are those of the model's own steps.
+    """Runs a torchae model's training steps fast while fitting; the results are those of the model's own steps.
 
     From the CLI the options are ``--engine.NAME`` (the configs set the article's); in Python::
 
-        pl.Trainer(callbacks=[Engine(steps_per_execution=32)]).fit(torchae.DenseAE(), datamodule=data)
+        pl.Trainer(callbacks=[Engine(compiled_steps=True)]).fit(torchae.DenseAE(), datamodule=data)
+
+    A technique that cannot run a model exactly (see the module's randomness contract), or that this run's devices,
+    precision or hooks rule out, is turned off for the run with one info line that says which and why.
 
     Args:
-        steps_per_execution: image batches per Lightning step, each with its own optimizer step (Keras's
-            ``steps_per_execution``): Lightning's per-step work (hooks, logging, progress bar) is paid once per
-            group. Needs :class:`~torchae.data.MNISTDataModule` and one device.
-        cpu_micro_batch_size: on one CPU process, run each batch in parts of this size (same loss and gradients,
-            activations that stay in cache: the conv model's configs use 32); ``None`` runs batches whole.
-        cpu_kernels: on a CPU, swap :mod:`torchae.layers`' faster kernels in for the stock layers while fitting.
-        cpu_matmul: on a CPU, whose kernel runs float32 matrix products while fitting: ``"packed"``, torchae's
-            packed product compiled for this CPU (:mod:`torchae.matmul`; built once per CPU, needs a C++
-            compiler); ``"torch"``, torch's own (MKL on x86); ``"auto"``, packed where
-            :func:`~torchae.matmul.packed_matmul_helps` (AMD CPUs with full-width AVX-512, on which MKL runs its
-            AVX2 code), else torch's.
         direct_steps: call ``backward`` and the optimizer directly when no callback or the model overrides a
             per-step hook, on one device at 32-bit precision (Lightning's wrappers otherwise).
+        cpu_micro_batch_size: on one CPU process, run each batch in parts of this size (same loss and gradients,
+            activations that stay in cache); ``None`` runs batches whole.
+        compiled_steps: run each training step as one compiled function: the network, the loss, the gradients and
+            Keras's Adam update (:mod:`~torchae.engine.compiled`), with ``compile_mode`` and ``compile_backend``.
+            One device, 32-bit precision. Compiling takes seconds to a minute per batch shape, so it pays on long
+            runs of small steps.
+        compiled_steps_per_call: with ``compiled_steps``, unroll this many consecutive optimizer steps of a step
+            group into one compiled call, as Keras's ``steps_per_execution`` does in one XLA call.
+        compile_mode: ``torch.compile``'s mode for ``compiled_steps``.
+        compile_backend: ``torch.compile``'s backend (``"aot_eager"`` only traces, for checking without a compiler).
         cuda_graphs: replay each (stage, batch shape) step as one captured CUDA graph after ``graph_warmup_steps``
-            eager ones; one CUDA device, 32-bit precision, no per-step hook.
+            eager ones; one CUDA device, 32-bit precision.
         graph_warmup_steps: eager steps per batch shape before it is captured.
-        compiled_steps: run each training step as one compiled function: the network, the loss, the gradients
-            and Keras's Adam update (:mod:`~torchae.engine.compiled`), with ``compile_mode`` and
-            ``compile_backend``; the input noise is still drawn eagerly. One device, 32-bit precision, no per-step
-            hook, no micro-batches. Compiling takes seconds to a minute per batch shape, so it pays on long runs
-            of small steps (the denoising config turns it on).
-        compiled_steps_per_call: with ``compiled_steps``, unroll this many consecutive optimizer steps of a
-            step group (``steps_per_execution``) into one compiled call, as Keras's ``steps_per_execution`` does
-            in one XLA call: the cost of a call besides its kernels is paid once for all of them (the batch-16
-            denoising config uses 8). Compiling takes about that many times longer. A group with fewer batches left
-            than this (its end, or ``steps_per_execution`` below it) runs them as single compiled steps. Without
-            ``compiled_steps`` it has no effect, as ``graph_warmup_steps`` without ``cuda_graphs``.
-        compile: ``torch.compile`` the model's ``reconstruction_terms`` (network, loss and, through AOTAutograd,
-            their backward) with ``compile_mode`` and ``compile_backend``; measured slower than eager for these
-            small models, kept for experiments.
-        compile_mode: ``torch.compile``'s mode.
-        compile_backend: ``torch.compile``'s backend (``"aot_eager"`` only traces, for checking).
 
     Raises:
-        ConfigError: a setting out of range, or one this run cannot honour (named, with the fix).
+        ConfigError: a setting out of range, or two that exclude each other.
     """
 
     def __init__(
         self,
-        steps_per_execution: int = 1,
-        cpu_micro_batch_size: int | None = None,
-        cpu_kernels: bool = True,
-        cpu_matmul: CpuMatmul = "auto",
         direct_steps: bool = True,
-        cuda_graphs: bool = False,
-        graph_warmup_steps: int = 3,
+        cpu_micro_batch_size: int | None = None,
         compiled_steps: bool = False,
         compiled_steps_per_call: int = 1,
-        compile: bool = False,
         compile_mode: CompileMode = "default",
         compile_backend: str = "inductor",
+        cuda_graphs: bool = False,
+        graph_warmup_steps: int = 3,
     ) -> None:
-        _positive("steps_per_execution", steps_per_execution)
         _positive("cpu_micro_batch_size", cpu_micro_batch_size, optional=True)
         _positive("graph_warmup_steps", graph_warmup_steps)
         _positive("compiled_steps_per_call", compiled_steps_per_call)
-        if cpu_matmul not in CpuMatmul.__args__:  # type: ignore[attr-defined]
-            raise ConfigError(
-                f"engine.cpu_matmul must be auto, packed or torch, got {cpu_matmul!r}: set --engine.cpu_matmul auto"
-            )
         modes = CompileMode.__args__  # type: ignore[attr-defined]
         if compile_mode not in modes:
             raise ConfigError(
@@ -152,69 +156,49 @@ class Engine(pl.Callback):
                 f"engine.compile_backend must be one of {', '.join(backends)}, got {compile_backend!r}: "
                 "set --engine.compile_backend inductor"
             )
-        self.steps_per_execution = steps_per_execution
-        self.cpu_micro_batch_size = cpu_micro_batch_size
-        self.cpu_kernels = cpu_kernels
-        self.cpu_matmul = cpu_matmul
+        if compiled_steps and (cuda_graphs or cpu_micro_batch_size is not None):
+            raise ConfigError(
+                "engine.compiled_steps compiles the whole step, so it runs without engine.cuda_graphs and "
+                "engine.cpu_micro_batch_size: turn those off, or set --engine.compiled_steps false"
+            )
         self.direct_steps = direct_steps
-        self.cuda_graphs = cuda_graphs
-        self.graph_warmup_steps = graph_warmup_steps
+        self.cpu_micro_batch_size = cpu_micro_batch_size
         self.compiled_steps = compiled_steps
         self.compiled_steps_per_call = compiled_steps_per_call
-        self.compile = compile
         self.compile_mode = compile_mode
         self.compile_backend = compile_backend
+        self.cuda_graphs = cuda_graphs
+        self.graph_warmup_steps = graph_warmup_steps
         self.runner: StepRunner | None = None
-        """The runner of the latest run (``None`` while Lightning runs the model's own steps)."""
+        """The runner of the latest fit (``None`` while Lightning runs the model's own steps)."""
+        self.turned_off: dict[str, str] = {}
+        """The techniques asked for but off in the latest fit, each with the reason."""
         self._undo: list[Callable[[], None]] = []
 
-    @property
-    def runs_steps(self) -> bool:
-        """Whether the engine runs the model's training and validation steps (else Lightning runs the model's)."""
-        return (
-            self.steps_per_execution > 1
-            or self.cpu_micro_batch_size is not None
-            or self.direct_steps
-            or self.cuda_graphs
-            or self.compiled_steps
-        )
+    @classmethod
+    def from_config(cls, path: str | Path, **overrides: Any) -> Engine:
+        """The engine of a torchae config file's ``engine:`` section (``overrides`` win)."""
+        settings = (yaml.safe_load(Path(path).read_text()) or {}).get("engine") or {}
+        return cls(**{**settings, **overrides})
 
-    @property
-    def packed_matmul(self) -> bool:
-        """Whether a CPU run routes its float32 matrix products to :mod:`torchae.matmul`'s packed kernel."""
-        return self.cpu_matmul == "packed" or (self.cpu_matmul == "auto" and packed_matmul_helps())
-
-    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if not isinstance(pl_module, AutoencoderModule):
-            raise ConfigError(f"torchae's Engine runs torchae models, not {type(pl_module).__name__}")
-        graphs = StepGraphs(self.graph_warmup_steps) if self._check_graphs(trainer, pl_module) else None
-        self._check_compiled_steps(trainer, pl_module)
-        if self.steps_per_execution > 1:
-            self._group_batches(trainer)  # checks before it changes anything, as _check_graphs
-        on_cpu = trainer.strategy.root_device.type == "cpu"
-        if self.cpu_kernels and on_cpu:
-            self._undo.append(use_cpu_kernels(pl_module.net))
-        if on_cpu and self.packed_matmul:
-            self._undo.append(route_matmul_to_packed())
-            rank_zero_info(
-                f"torchae: float32 matrix products on torchae's packed kernel for this CPU "
-                f"(engine.cpu_matmul {self.cpu_matmul}; --engine.cpu_matmul torch for torch's own)"
-            )
-        if self.compile:
-            self._compile(pl_module)
-        self.runner = None
-        if self.runs_steps:
-            micro = self.cpu_micro_batch_size if trainer.world_size == 1 else None
-            self.runner = StepRunner(pl_module, micro, graphs)
-            if self.compiled_steps:
-                self.runner.compiled = CompiledSteps(pl_module, self.compiled_steps_per_call, **self._compile_options())
-            self._install(pl_module, self.runner)
-
+    # ----------------------------------------------------------------- Lightning hooks
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.runner is not None:
-            self.runner.direct = (
-                self.direct_steps and not step_hooks_in_use(trainer, pl_module) and plain_single_device(trainer)
-            )
+        self.runner, self.turned_off = None, {}
+        if not isinstance(pl_module, AutoencoderModule):
+            rank_zero_info(f"torchae: the engine runs torchae models; {type(pl_module).__name__} runs as written")
+            return
+        plan = self._plan(trainer, pl_module)
+        for option, reason in self.turned_off.items():
+            rank_zero_info(f"torchae: engine.{option} is off for this run: {reason}")
+        graphs = StepGraphs(self.graph_warmup_steps) if plan["cuda_graphs"] else None
+        micro = self.cpu_micro_batch_size if plan["cpu_micro_batch_size"] else None
+        self.runner = StepRunner(pl_module, micro, graphs)
+        self.runner.direct = (
+            self.direct_steps and not step_hooks_in_use(trainer, pl_module) and (plain_single_device(trainer))
+        )
+        if plan["compiled_steps"]:
+            self.runner.compiled = CompiledSteps(pl_module, self.compiled_steps_per_call, **self._compile_options())
+        self._install(pl_module, self.runner)
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         while self._undo:
@@ -223,68 +207,77 @@ class Engine(pl.Callback):
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         self.teardown(trainer, pl_module, "fit")  # a failed run leaves the model as it was, too
 
-    # ----------------------------------------------------------------- setup, one technique at a time
-    def _group_batches(self, trainer: pl.Trainer) -> None:
-        data = trainer.datamodule
-        if trainer.world_size > 1:
-            raise ConfigError(
-                f"engine.steps_per_execution={self.steps_per_execution} runs several optimizer steps per Lightning "
-                "step, which DDP's gradient synchronisation does not allow: set --engine.steps_per_execution 1 on "
-                "several devices"
-            )
-        if not isinstance(data, MNISTDataModule):
-            raise ConfigError(
-                f"engine.steps_per_execution={self.steps_per_execution} needs torchae's MNISTDataModule, not "
-                f"{type(data).__name__}: set --engine.steps_per_execution 1"
-            )
-        previous = data.steps_per_execution
-        data.steps_per_execution = self.steps_per_execution
+    # ----------------------------------------------------------------- which techniques this run can take
+    def _plan(self, trainer: pl.Trainer, module: AutoencoderModule) -> dict[str, bool]:
+        """Which of the asked-for techniques run; each one that cannot goes into :attr:`turned_off` with why."""
+        asked = {
+            "compiled_steps": self.compiled_steps,
+            "cuda_graphs": self.cuda_graphs,
+            "cpu_micro_batch_size": self.cpu_micro_batch_size is not None,
+        }
+        if not any(asked.values()):
+            return asked
+        name = type(module).__name__
+        random = draws_random_numbers(module)
+        reasons = {
+            "compiled_steps": self._whole_step_reason(trainer, module, random, "a compiled step"),
+            "cuda_graphs": self._whole_step_reason(trainer, module, random, "a CUDA graph")
+            or self._graphs_device_reason(trainer),
+            "cpu_micro_batch_size": self._micro_batch_reason(trainer, module, name, random),
+        }
+        for option, wanted in asked.items():
+            if wanted and reasons[option]:
+                self.turned_off[option] = reasons[option]
+        return {option: wanted and not reasons[option] for option, wanted in asked.items()}
 
-        def restore() -> None:
-            data.steps_per_execution = previous
+    @staticmethod
+    def _whole_step_reason(trainer: pl.Trainer, module: AutoencoderModule, random: bool, what: str) -> str | None:
+        """Why ``what`` (a technique that runs a whole step as one unit) cannot run this model exactly, if it
+        cannot."""
+        name = type(module).__name__
+        if random:
+            return (
+                f"{name} draws random numbers inside its step (dropout, a latent sample), which {what} would not "
+                "draw as the plain step does; its steps run as written"
+            )
+        if type(module).loss_terms is not AutoencoderModule.loss_terms:
+            return f"{name} overrides loss_terms, which {what} would skip; its steps run as written"
+        hooks = step_hooks_in_use(trainer, module)
+        if hooks:
+            return f"{', '.join(hooks)} cannot run inside {what}; steps run as written"
+        if not plain_single_device(trainer):
+            return (
+                f"{what} needs one device at precision 32-true, this run uses "
+                f"{type(trainer.strategy).__name__} at {trainer.precision!r}"
+            )
+        optimizer = trainer.optimizers[0] if len(trainer.optimizers) == 1 else None
+        if not isinstance(optimizer, KerasAdam):
+            return f"{what} updates torchae's KerasAdam, and {name} configures another optimizer"
+        return None
 
-        self._undo.append(restore)
+    @staticmethod
+    def _graphs_device_reason(trainer: pl.Trainer) -> str | None:
+        device = trainer.strategy.root_device
+        if device.type != "cuda":
+            return f"CUDA graphs need a CUDA device, this run is on {device} (--trainer.accelerator gpu)"
+        return None
+
+    @staticmethod
+    def _micro_batch_reason(trainer: pl.Trainer, module: AutoencoderModule, name: str, random: bool) -> str | None:
+        if trainer.strategy.root_device.type != "cpu" or trainer.world_size > 1:
+            return "micro-batches run on one CPU process only"
+        if random or type(module).corrupt is not AutoencoderModule.corrupt:
+            return f"{name} draws random numbers in its step, which parts of a batch would draw differently"
+        if any(isinstance(layer, BATCH_NORMS) for layer in module.modules()):
+            return f"{name} normalises over the batch (BatchNorm), which parts of a batch would change"
+        if type(module).loss_terms is not AutoencoderModule.loss_terms:
+            return f"{name} overrides loss_terms, whose parts may not add up to the batch's loss"
+        return None
 
     def _compile_options(self) -> dict[str, object]:
-        """``torch.compile``'s arguments for ``compile`` and ``compiled_steps`` (a mode only where inductor runs)."""
+        """``torch.compile``'s arguments for ``compiled_steps`` (a mode only where inductor runs)."""
         mode = {"mode": self.compile_mode} if self.compile_backend == "inductor" else {}
         return {"backend": self.compile_backend, "dynamic": False, **mode}
-
-    def _compile(self, module: AutoencoderModule) -> None:
-        module.reconstruction_terms = torch.compile(  # type: ignore[method-assign]
-            module.reconstruction_terms, **self._compile_options()
-        )
-        self._undo.append(lambda: delattr(module, "reconstruction_terms"))
-
-    def _check_graphs(self, trainer: pl.Trainer, module: AutoencoderModule) -> bool:
-        if not self.cuda_graphs:
-            return False
-        _refuse_what_a_whole_step_skips(trainer, module, "cuda_graphs", "capture", "a CUDA graph replay")
-        device = trainer.strategy.root_device
-        if device.type != "cuda" or not isinstance(trainer.strategy, SingleDeviceStrategy):
-            raise ConfigError(
-                f"engine.cuda_graphs needs one CUDA device (--trainer.accelerator gpu --trainer.devices 1), this run "
-                f"uses {type(trainer.strategy).__name__} on {device}: set --engine.cuda_graphs false"
-            )
-        if not plain_single_device(trainer):
-            raise ConfigError(f"engine.cuda_graphs supports precision 32-true only, got {trainer.precision!r}")
-        return True
-
-    def _check_compiled_steps(self, trainer: pl.Trainer, module: AutoencoderModule) -> None:
-        if not self.compiled_steps:
-            return
-        _refuse_what_a_whole_step_skips(trainer, module, "compiled_steps", "run", "a compiled step")
-        off = "set --engine.compiled_steps false"
-        if self.cuda_graphs or self.compile or self.cpu_micro_batch_size is not None:
-            raise ConfigError(
-                "engine.compiled_steps compiles the whole step, so it runs without engine.cuda_graphs, engine.compile "
-                f"and engine.cpu_micro_batch_size: turn those off, or {off}"
-            )
-        if not plain_single_device(trainer):
-            raise ConfigError(
-                f"engine.compiled_steps needs one device at precision 32-true, this run uses "
-                f"{type(trainer.strategy).__name__} at {trainer.precision!r}: {off}"
-            )
 
     def _install(self, module: AutoencoderModule, runner: StepRunner) -> None:
         module.training_step = runner.training_step  # type: ignore[method-assign]

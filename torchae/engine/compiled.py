@@ -89,13 +89,6 @@ class CompiledSteps:
             ]
         return group, flat
 
-    def _terms_with(
-        self, params: dict[str, torch.Tensor], inputs: torch.Tensor, target: torch.Tensor
-    ) -> dict[str, torch.Tensor]:
-        """The model's loss terms with its parameters given as ``params`` (views of the flat weight buffer): the
-        network a step differentiates (``benchmarks/step_anatomy.py`` overrides it to pad the network's widths)."""
-        return functional_call(self.terms, params, (inputs, target))
-
     def _step(
         self,
         weights: torch.Tensor,
@@ -112,7 +105,7 @@ class CompiledSteps:
         params = {name: weights[offset : offset + math.prod(shape)].view(shape) for name, offset, shape in self.layout}
 
         def loss(params: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-            terms = self._terms_with(params, inputs, target)
+            terms = functional_call(self.terms, params, (inputs, target))
             return terms["loss"], {name: value.detach() for name, value in terms.items()}
 
         gradients, terms = grad(loss, has_aux=True)(params)

@@ -4,7 +4,7 @@
 weights are files of this package (``NAME-SHA8.pt``, tensors only: loaded with ``weights_only=True``), so loading
 never touches the network; every load checks the file's sha256 against ``weights.json``, which also holds each
 model's metadata in the manner of torchvision's weights (parameter count, the loss on the 10,000 test images, the
-recipe, the commit and the Keras 3 row). ``python -m torchae.weights.build`` rebuilds them.
+recipe, the commit and the Keras 3 row). ``python tools/build_weights.py`` (in a clone of torchae) rebuilds them.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from torchae.data import MNISTDataModule
 from torchae.errors import CheckpointError, ConfigError
 from torchae.models import AutoencoderModule
 from torchae.registry import EXPERIMENTS, experiment_of
@@ -97,7 +98,7 @@ def get_weights(name: str, directory: Path = WEIGHTS_DIR) -> Weights:
         ConfigError: ``name`` is not a shipped model.
     """
     shipped = available(directory)
-    if name in EXPERIMENTS and name not in shipped:  # an article model whose full-length training is not shipped
+    if name in EXPERIMENTS and name not in shipped:  # an experiment whose full-length training is not shipped
         raise ConfigError(
             f"the pretrained {name} model is not shipped in this version: train it with torchae fit --config "
             f"configs/{name}.yaml, or choose one of {', '.join(shipped)}"
@@ -127,6 +128,8 @@ def loss_on_test_images(model: AutoencoderModule, name: str | None = None) -> fl
     """``val_loss`` of ``model`` on the 10,000 MNIST test images, as ``trainer.validate`` logs it, with the
     experiment's batch size (the denoising model draws its validation noise of epoch 0)."""
     experiment = EXPERIMENTS[name] if name is not None else experiment_of(model)
-    data = experiment.build_data()
+    if experiment is None:
+        raise ConfigError(f"{type(model).__name__} is no registered experiment: name the experiment whose data it uses")
+    data = MNISTDataModule(batch_size=experiment.batch_size, seed=0)
     (metrics,) = quiet_trainer(accelerator="cpu", devices=1).validate(model, datamodule=data, verbose=False)
     return float(metrics["val_loss"])

@@ -1,12 +1,13 @@
-"""Rebuild the shipped weights and their metadata from the configs.
+"""Rebuild the shipped weights and their metadata from the configs (a tool of the repository, not of the package).
 
-    python -m torchae.weights.build [NAME ...] [--work DIR]
+    python tools/build_weights.py [NAME ...] [--work DIR]
 
 Each model trains with ``torchae fit --config configs/NAME.yaml`` (seed 0, the article's full budget); the denoising
 model retrains the dense model just built, as the article does. A run that stops resumes from its ``last.ckpt`` in
 ``--work`` when the command runs again. The weights land in ``torchae/weights/`` as ``NAME-SHA8.pt``
 (weights only) and ``weights.json`` gets their metadata: checksum, parameter count, the loss on the 10,000 test
-images, the recipe, the commit and the Keras 3 row of ``parity/results/NAME.json``.
+images, the recipe, the commit and the Keras 3 row of ``parity/results/NAME.json``. Then
+``python tools/docs_tables.py`` puts the new table into the README.
 """
 
 from __future__ import annotations
@@ -15,24 +16,26 @@ import argparse
 import csv
 import hashlib
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from torchae.checkpoints import network_state, run_order
-from torchae.cli import AutoencoderCLI, find_last_checkpoint
-from torchae.figures import ArticleFigures
-from torchae.models import AutoencoderModule
-from torchae.registry import EXPERIMENTS
-from torchae.runs import source_commit
-from torchae.safety import write_text_atomically
-from torchae.weights import METADATA_FILE, WEIGHTS_DIR, loss_on_test_images
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # this checkout's torchae, installed or not
 
-REPO = Path(__file__).resolve().parents[2]
+from torchae.checkpoints import network_state, run_order  # noqa: E402
+from torchae.cli import AutoencoderCLI, find_last_checkpoint  # noqa: E402
+from torchae.figures import ArticleFigures  # noqa: E402
+from torchae.models import AutoencoderModule  # noqa: E402
+from torchae.registry import EXPERIMENTS  # noqa: E402
+from torchae.runs import source_commit  # noqa: E402
+from torchae.safety import write_text_atomically  # noqa: E402
+from torchae.weights import METADATA_FILE, WEIGHTS_DIR, loss_on_test_images  # noqa: E402
+
 CONFIGS = REPO / "configs"
 PARITY_RESULTS = REPO / "parity" / "results"
-README = REPO / "README.md"
 
 
 def train(name: str, work: Path, init_from: Path | None = None) -> tuple[AutoencoderModule, list[dict[str, float]]]:
@@ -121,7 +124,7 @@ def write_weights(name: str, model: AutoencoderModule, history: list[dict[str, f
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m torchae.weights.build", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python tools/build_weights.py", description=__doc__)
     parser.add_argument("names", nargs="*", metavar="NAME", help=f"any of {', '.join(EXPERIMENTS)} (default: all)")
     parser.add_argument("--work", type=Path, default=REPO / "runs" / "pretrained", help="training runs (resumable)")
     parser.add_argument("--out", type=Path, default=WEIGHTS_DIR)
@@ -138,22 +141,20 @@ def main(argv: list[str] | None = None) -> None:
             shipped = read_metadata(args.out)
             if name not in shipped:
                 parser.error(
-                    f"{args.out / METADATA_FILE} has no {name} entry: build it (python -m torchae.weights.build {name})"
+                    f"{args.out / METADATA_FILE} has no {name} entry: build it (python tools/build_weights.py {name})"
                 )
             entry = refresh(name, shipped[name], args.work)
         else:
             retrains = EXPERIMENTS[name].retrains
             init_from = find_last_checkpoint(args.work / retrains) if retrains else None
             if retrains and init_from is None:
-                parser.error(f"{name} retrains {retrains}: build it first (python -m torchae.weights.build {retrains})")
+                parser.error(f"{name} retrains {retrains}: build it first (python tools/build_weights.py {retrains})")
             model, history = train(name, args.work, init_from)
             entry = write_weights(name, model, history, args.out)
         write_metadata(args.out, name, entry)  # read again: builds of other models may run beside this one
         print(f"{name}: {entry['file']} val_loss {entry['val_loss']:.6f}", flush=True)
-    table = pretrained_table(read_metadata(args.out))
-    print(table)
-    if args.out == WEIGHTS_DIR and update_readme(README, table):
-        print(f"updated the table in {README}")
+    if args.out == WEIGHTS_DIR:
+        print("python tools/docs_tables.py puts the new numbers into the README")
 
 
 def refresh(name: str, entry: dict[str, Any], work: Path) -> dict[str, Any]:
@@ -168,51 +169,6 @@ def refresh(name: str, entry: dict[str, Any], work: Path) -> dict[str, Any]:
             for row in rows
         ]
     return entry
-
-
-def pretrained_table(metadata: dict[str, Any]) -> str:
-    """The README's table of the shipped models (printed by every build)."""
-    lines = [
-        "| model | parameters | epochs | batch | val_loss: article | Keras 3 (parity row) | torchae, shipped | file |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for name, entry in metadata.items():
-        article = f"{entry['article']['val_loss']:.4f}" if entry.get("article") else "—"
-        keras = entry.get("keras")
-        keras = f"{keras['val_loss']:.4f} ({keras.get('backend', 'tensorflow')})" if keras else "not yet at full length"
-        lines.append(
-            f"| {name} | {entry['num_params']:,} | {entry['epochs']} | {entry['batch_size']} | {article} | {keras} "
-            f"| {entry['val_loss']:.4f} | `{entry['file']}` |"
-        )
-    return "\n".join(lines)
-
-
-TABLE_START, TABLE_END = "<!-- pretrained-table", "<!-- end pretrained-table -->"
-
-
-def _block_span(text: str, markers: tuple[str, str]) -> tuple[int, int]:
-    """Where the text between ``markers`` lies: after the line that starts with the first, up to the second."""
-    return text.index("\n", text.index(markers[0])) + 1, text.index(markers[1])
-
-
-def readme_block(readme: Path, markers: tuple[str, str] = (TABLE_START, TABLE_END)) -> str:
-    """The text between the README's ``markers`` (the pretrained-table ones unless given), as
-    :func:`update_readme` writes it: the table and a newline."""
-    text = readme.read_text()
-    start, end = _block_span(text, markers)
-    return text[start:end]
-
-
-def update_readme(readme: Path, table: str, markers: tuple[str, str] = (TABLE_START, TABLE_END)) -> bool:
-    """Put ``table`` between the README's ``markers`` (the pretrained-table ones unless given: the line that
-    starts with the first, and the second); returns whether the file changed."""
-    text = readme.read_text()
-    start, end = _block_span(text, markers)
-    updated = text[:start] + table + "\n" + text[end:]
-    if updated == text:
-        return False
-    readme.write_text(updated)
-    return True
 
 
 def read_metadata(directory: Path) -> dict[str, Any]:

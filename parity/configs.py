@@ -1,0 +1,72 @@
+"""The configs (``configs/NAME.yaml``) as the parity suite and the benchmarks run them: each experiment's data
+settings (batch size, step groups) and engine, read from its config, which owns them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import yaml
+
+from torchae.data import MNISTDataModule
+from torchae.engine import Engine
+from torchae.figures import ArticleFigures
+from torchae.models import AutoencoderModule
+from torchae.runs import quiet_trainer
+from torchae.timing import EpochTimer
+
+__all__ = ["CONFIGS", "config_of", "data_of", "engine_of", "fit_quietly"]
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def config_of(name: str) -> dict[str, Any]:
+    """The parsed ``configs/NAME.yaml``."""
+    return yaml.safe_load((CONFIGS / f"{name}.yaml").read_text())
+
+
+def data_of(
+    name: str, train_size: int | None = None, val_size: int | None = None, seed: int = 0, **overrides: Any
+) -> MNISTDataModule:
+    """MNIST with the config's data settings (``None`` sizes: all 60,000 / 10,000 images; ``overrides`` win)."""
+    settings = {**(config_of(name).get("data") or {}), "train_size": train_size, "val_size": val_size, "seed": seed}
+    return MNISTDataModule(**{**settings, **overrides})
+
+
+def engine_of(name: str, **overrides: Any) -> Engine:
+    """The config's engine (``overrides`` win)."""
+    return Engine.from_config(CONFIGS / f"{name}.yaml", **overrides)
+
+
+def fit_quietly(
+    model: AutoencoderModule,
+    name: str,
+    epochs: int,
+    train_size: int | None = None,
+    val_size: int | None = None,
+    seed: int = 0,
+    accelerator: str = "cpu",
+    callbacks: Sequence[pl.Callback] = (),
+    data: MNISTDataModule | None = None,
+    engine: Engine | None = None,
+) -> tuple[list[dict[str, float]], list[float]]:
+    """Train ``model`` as config ``name`` does (its data settings and engine), writing no file.
+
+    Args:
+        data: the datamodule (default: the config's, with these sizes and seed).
+        engine: the engine (default: the config's).
+
+    Returns:
+        The per-epoch metrics (``train_loss``, ``val_loss``, ...) and the seconds of each epoch.
+    """
+    pl.seed_everything(seed, verbose=False)
+    data = data or data_of(name, train_size, val_size, seed)
+    history, timer = ArticleFigures(enabled=False, write_history=False), EpochTimer()
+    engine = engine or engine_of(name)
+    trainer = quiet_trainer(
+        max_epochs=epochs, accelerator=accelerator, devices=1, callbacks=[engine, history, timer, *callbacks]
+    )
+    trainer.fit(model, datamodule=data)
+    return history.history, timer.seconds
