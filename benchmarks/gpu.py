@@ -11,9 +11,8 @@
    for the bare loop and for the real user path (``torchae fit --config configs/NAME.yaml``), and the projected
    time of the whole article (every model at its article epochs).
 4. Variants (``--variants``): the engine's whole-step CUDA graphs (``Engine(cuda_graphs=True)``, checked against
-   eager training on a subset), ``torch.compile`` of the step (``Engine(compile=True)``, default mode and
-   ``reduce-overhead``, i.e. CUDA graphs), and the compiled whole steps (``Engine(compiled_steps=True)``, the
-   experiment's steps per call; with ``reduce-overhead`` too), each timed against the eager loop.
+   eager training on a subset) and the compiled whole steps (``Engine(compiled_steps=True)``, the config's steps
+   per call; with ``reduce-overhead``, i.e. inductor's CUDA graphs, too), each timed against the eager loop.
 """
 
 from __future__ import annotations
@@ -30,8 +29,8 @@ import pytorch_lightning as pl
 import torch
 
 from torchae.data import load_mnist, to_image_tensor
+from torchae.engine.configs import engine_of, fit_quietly
 from torchae.registry import EXPERIMENTS
-from torchae.runs import fit_quietly
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench import worker_cli  # noqa: E402
@@ -39,15 +38,13 @@ from bench import worker_cli  # noqa: E402
 VARIANTS = {
     "eager": {"compiled_steps": False},
     "graphs": {"cuda_graphs": True, "compiled_steps": False},
-    "compile": {"compile": True, "compiled_steps": False},
-    "compile-reduce-overhead": {"compile": True, "compile_mode": "reduce-overhead", "compiled_steps": False},
-    "compiled-steps": {"compiled_steps": True},
+    "compiled-steps": {"compiled_steps": True, "cpu_micro_batch_size": None},
     # The compiled whole step (with the experiment's steps per call: 8 for denoising) under inductor's CUDA graphs:
     # several optimizer steps per replayed graph, if inductor captures a step that updates its inputs in place.
-    "compiled-steps-graphs": {"compiled_steps": True, "compile_mode": "reduce-overhead"},
+    "compiled-steps-graphs": {"compiled_steps": True, "compile_mode": "reduce-overhead", "cpu_micro_batch_size": None},
 }
-"""Engine settings of each variant, on top of the experiment's (whose ``compiled_steps``, on for the CPU in some
-experiments, each variant sets: the engine runs one whole-step technique at a time)."""
+"""Engine settings of each variant, on top of the config's (whose ``compiled_steps``, on for the CPU in some
+configs, each variant sets: the engine runs one whole-step technique at a time). Micro-batches run on a CPU only."""
 
 
 def check_step_on_device(name: str, device: torch.device, perturb: float = 0.0) -> tuple[float, float, float]:
@@ -98,7 +95,7 @@ def compare_graphs(name: str, device: torch.device, train_size: int = 4096, val_
     for graphs in (False, True):
         pl.seed_everything(0, verbose=False)
         model = EXPERIMENTS[name].model()
-        engine = EXPERIMENTS[name].build_engine(cuda_graphs=graphs, compiled_steps=False)
+        engine = engine_of(name, cuda_graphs=graphs, compiled_steps=False)
         history, _ = fit_quietly(model, name, 3, train_size, val_size, accelerator=device.type, engine=engine)
         runs.append((torch.cat([p.detach().reshape(-1) for p in model.parameters()]).cpu(), history))
     (eager_w, eager_h), (graph_w, graph_h) = runs
@@ -140,7 +137,7 @@ def time_loop(
     torch._dynamo.reset()
     pl.seed_everything(0, verbose=False)  # the same initial weights for every variant
     model = EXPERIMENTS[name].model()
-    engine = EXPERIMENTS[name].build_engine(**VARIANTS[variant])
+    engine = engine_of(name, **VARIANTS[variant])
     callbacks: list[pl.Callback] = []
     syncs = SyncCounter()
     if device.type == "cuda":

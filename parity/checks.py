@@ -17,11 +17,11 @@ import torch
 
 import torchae
 from parity._keras import import_keras
-from parity.configs import config_of
 from parity.keras_models import KerasModels, build_keras
 from parity.transfer import keras_to_torch, kernel_to_torch, layer_pairs, to_nchw, to_nhwc, torch_to_keras
 from torchae.data import load_mnist, to_image_tensor
 from torchae.engine.compiled import CompiledSteps
+from torchae.engine.configs import config_of
 from torchae.registry import EXPERIMENTS
 
 __all__ = ["Check", "TOLERANCES", "format_table", "run_checks"]

@@ -20,11 +20,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from parity.configs import fit_quietly
 from parity.keras_models import build_keras
 from parity.train import _train_keras, machine_description, versions
 from parity.transfer import to_nhwc
 from torchae.data import load_mnist, to_image_tensor
+from torchae.engine.configs import fit_quietly
 from torchae.registry import EXPERIMENTS
 from torchae.runs import source_commit
 

@@ -22,11 +22,11 @@ import torch
 
 import torchae
 from parity._keras import import_keras
-from parity.configs import fit_quietly
 from parity.keras_models import build_keras
 from parity.transfer import keras_to_torch, to_nhwc, torch_to_keras
 from torchae.checkpoints import network_state, run_order
 from torchae.data import load_mnist, to_image_tensor
+from torchae.engine.configs import fit_quietly
 from torchae.registry import EXPERIMENTS
 from torchae.runs import source_commit
 
@@ -253,7 +253,7 @@ def keras_against_run(
 ) -> TrainRecord:
     """Train the Keras reference from the network weights a ``torchae fit`` run started from, and pair its curves
     with that run's: the torchae side of the record is the run itself (for example a weights build,
-    ``python -m torchae.weights.build``), so an hours-long run is not repeated.
+    ``python tools/build_weights.py``), so an hours-long run is not repeated.
 
     Keras runs on the backend ``KERAS_BACKEND`` names (TensorFlow when unset), and the record says which. The Keras
     run saves itself (model, optimizer and curves) into ``state_dir`` after every epoch and resumes from there when

@@ -4,8 +4,11 @@ helpers.NaNAfter`` (the tests put this folder on PYTHONPATH)."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
+from pathlib import Path
+from types import ModuleType
 
 import pytorch_lightning as pl
 import torch
@@ -14,6 +17,17 @@ from torch import nn
 import torchae
 import torchae.networks
 from torchae import runs
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_script(relative: str) -> ModuleType:
+    """A script of the repository (``tools/NAME.py``, ``benchmarks/NAME.py``: not packages) as a module."""
+    path = ROOT / relative
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def quiet_trainer(tmp_path, **kwargs) -> pl.Trainer:

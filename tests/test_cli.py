@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import torchae
@@ -167,3 +168,56 @@ def test_the_progress_bar_counts_image_batches_as_keras_does(tmp_path, capsys):
     shown = captured.out + captured.err  # Lightning's bars write to stdout
     assert "4/4" in shown and "2/2" in shown, shown[-2000:]  # training, and validation: 512 images, 2 batches
     assert " 1/1 " not in shown
+
+
+OUTSIDE_MODEL = '''
+import torchae
+
+
+class MyAE(torchae.AutoencoderModule):
+    """A model of the user's own package: registered nowhere."""
+
+    figures = ("reconstructions", "interpolation")
+
+    def __init__(self, code_dim: int = 8, learning_rate: float = 1e-3) -> None:
+        super().__init__(torchae.DenseAutoencoder(code_dim), learning_rate=learning_rate)
+'''
+
+
+def test_a_model_from_outside_the_package_trains_draws_predicts_and_exports(tmp_path, monkeypatch, capsys):
+    """``torchae fit --model mypkg.MyAE``: the model trains with the engine, draws the figures its class names,
+    predicts, and exports; its checkpoint's class is taken from the command line, never from the file."""
+    (tmp_path / "mypkg.py").write_text(OUTSIDE_MODEL)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    small = ["--data.train_size", "256", "--data.val_size", "128", "--data.steps_per_execution", "4"]
+    quiet = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+    main(["fit", "--model", "mypkg.MyAE", "--model.code_dim", "4", "--trainer.max_epochs", "1", *small, *quiet])
+    run = tmp_path / "runs" / "version_0"
+    assert {"reconstructions.png", "interpolation.png", "loss_curves.png"} <= {p.name for p in run.iterdir()}
+    assert not (run / "codes_2d.png").exists()
+    checkpoint = str(run / "checkpoints" / "last.ckpt")
+    main(["predict", "--model", "mypkg.MyAE", "--ckpt_path", checkpoint, *small, *quiet])
+    predictions = next((tmp_path / "runs").glob("version_*/predictions.npz"))
+    with np.load(predictions) as arrays:
+        assert arrays["codes"].shape == (128, 4) and arrays["reconstructions"].shape == (128, 1, 28, 28)
+    main(["export", checkpoint, "--model", "mypkg.MyAE", "--format", "pt2", "--output", str(tmp_path / "my.pt2")])
+    assert (tmp_path / "my.pt2").is_file()
+    main(["figures", checkpoint, "--model", "mypkg.MyAE", "--out_dir", str(tmp_path / "again")])
+    assert {p.name for p in (tmp_path / "again").iterdir()} == {
+        "reconstructions.png",
+        "interpolation.png",
+        "loss_curves.png",
+    }
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as refused:
+        main(["export", checkpoint, "--output", str(tmp_path / "x.onnx")])
+    assert refused.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"torchae: error: checkpoint {checkpoint!r} holds a MyAE, which is not one of torchae's models (DenseAE, "
+        "DeepDenseAE, ConvAE, DenoisingAE, SparseAE): name its class with --model mypkg.MyAE"
+    ]
+    with pytest.raises(SystemExit):
+        main(["export", checkpoint, "--model", "torchae.DenseAE", "--output", str(tmp_path / "x.onnx")])
+    assert "holds a MyAE, not a DenseAE" in capsys.readouterr().err
+    assert not (tmp_path / "x.onnx").exists()

@@ -4,7 +4,6 @@ Speed itself is measured by benchmarks/bench.py (ratios side by side), not asser
 
 from __future__ import annotations
 
-import copy
 import importlib.util
 import json
 import re
@@ -15,11 +14,10 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from torchae.weights.build import readme_block
 
 import torchae
 from torchae.data import BatchGroup, MNISTDataModule, TensorBatches
-from torchae.engine import CompiledSteps
+from torchae.engine.configs import engine_of, fit_quietly
 from torchae.optim import KerasAdam
 from torchae.registry import EXPERIMENTS
 
@@ -100,12 +98,12 @@ def test_every_gpu_script_variant_is_an_engine_setting_of_every_experiment():
     """``benchmarks/gpu.py --variants``: each variant's settings build an engine for each experiment (a misspelt
     setting would fail only on the GPU machine, whose time is scarce)."""
     gpu = load_benchmark("gpu")
-    for name, experiment in EXPERIMENTS.items():
+    for name in EXPERIMENTS:
         for variant, settings in gpu.VARIANTS.items():
-            engine = experiment.build_engine(**settings)
+            engine = engine_of(name, **settings)
             assert {key: getattr(engine, key) for key in settings} == settings, (name, variant)
-    assert gpu.VARIANTS["compiled-steps-graphs"] == {"compiled_steps": True, "compile_mode": "reduce-overhead"}
-    assert EXPERIMENTS["denoising"].build_engine(**gpu.VARIANTS["compiled-steps-graphs"]).compiled_steps_per_call == 8
+    assert gpu.VARIANTS["compiled-steps-graphs"]["compile_mode"] == "reduce-overhead"
+    assert engine_of("denoising", **gpu.VARIANTS["compiled-steps-graphs"]).compiled_steps_per_call == 8
 
 
 @pytest.mark.slow
@@ -144,8 +142,6 @@ def test_flat_adam_buffers_are_aligned_and_device_step_sizes_match():
 
 def test_the_quiet_run_writes_no_file(tmp_path, monkeypatch):
     """The benchmarks' and parity suite's training run keeps its history in memory and leaves the folder alone."""
-    from torchae.runs import fit_quietly
-
     monkeypatch.chdir(tmp_path)
     history, seconds = fit_quietly(torchae.DenseAE(), "dense", 2, train_size=256, val_size=128)
     assert [row["epoch"] for row in history] == [0, 1] and len(seconds) == 2
@@ -182,68 +178,6 @@ def test_benchmark_times_keras_and_torchae_side_by_side_and_writes_its_table(tmp
     assert verdict == ("met" if float(ratio) <= 0.5 else "MISSED")
     # the table's seconds are rounded to 0.01 and the ratio to 0.01: it lies between the bounds the cells allow
     assert (fit - 0.005) / (keras + 0.005) - 0.005 <= float(ratio) <= (fit + 0.005) / (keras - 0.005) + 0.005
-
-
-def test_the_readme_benchmark_table_is_the_results_files():
-    """The README's performance table is the one ``benchmarks/bench.py`` last wrote to ``benchmarks/RESULTS.md``."""
-    bench = load_benchmark("bench")
-    block = readme_block(bench.README, bench.README_MARKERS)
-    table = bench.results_table(bench.RESULTS_MD.read_text())
-    assert table.count("\n") >= 2, "benchmarks/RESULTS.md has no rows"
-    assert block == table + "\n", "the README's benchmark table is stale: copy it from benchmarks/RESULTS.md"
-
-
-def test_the_benchmark_copies_its_table_into_the_readme_only_with_the_default_results_file(tmp_path, monkeypatch):
-    bench = load_benchmark("bench")
-    readme = tmp_path / "README.md"
-    readme.write_text(f"intro\n{bench.README_MARKERS[0]} -->\n| old |\n{bench.README_MARKERS[1]}\nafter\n")
-    before = readme.read_text()
-    header, rows = "| model | s |", ["| dense | 0.30 |"]
-    monkeypatch.setattr(bench, "backend_versions", lambda: "keras 3")
-    elsewhere = SimpleNamespace(out=tmp_path / "elsewhere.md", repeats=1)
-    bench.write_results(header, rows, elsewhere, pending=[], readme=readme)
-    assert readme.read_text() == before
-    assert bench.results_table(elsewhere.out.read_text()) == "| model | s |\n|---|---|\n| dense | 0.30 |"
-    default = SimpleNamespace(out=tmp_path / "RESULTS.md", repeats=1)
-    monkeypatch.setattr(bench, "RESULTS_MD", default.out)
-    bench.write_results(header, rows, default, pending=[], readme=readme)
-    start, end = bench.README_MARKERS
-    assert readme.read_text() == f"intro\n{start} -->\n{header}\n|---|---|\n{rows[0]}\n{end}\nafter\n"
-
-
-def test_step_anatomy_times_the_deep_steps_products_and_pads_widths_without_changing_the_step():
-    """``benchmarks/step_anatomy.py``: the products it times are the deep step's 17 (no input gradient for the first
-    layer), and its padded step (zero units appended inside the traced step) trains as the plain compiled step."""
-    anatomy = load_benchmark("step_anatomy")
-    torch.manual_seed(0)
-    plain_model = torchae.DeepDenseAE()
-    padded_model = copy.deepcopy(plain_model)
-    widths = anatomy.layer_widths(plain_model)
-    assert widths == [784, 147, 98, 49, 98, 147, 784]
-    padded = anatomy.padded_widths(widths, 8, keep={3})
-    assert padded == [784, 152, 104, 49, 104, 152, 784]
-    shapes = anatomy.product_shapes(widths)
-    assert len(shapes) == 17 and ("input_grad", 256, 147, 784) not in shapes and ("forward", 256, 784, 147) in shapes
-    # --layouts: every layout of a product is the same matrix, and "step" is the compiled step's own layouts
-    variants = anatomy.layout_variants("weight_grad", 147, 256, 784)
-    assert len(variants) == 10 and variants["step"][0].stride() == (1, 147) and variants["NN^T"][2].stride() == (1, 147)
-    left, right, _ = variants["NN"]
-    for name, (left_operand, right_operand, out) in variants.items():
-        torch.mm(left_operand, right_operand, out=out)
-        torch.testing.assert_close(out, left @ right, msg=name)
-    # --onednn: oneDNN's product is the same matrix
-    left, right, _ = anatomy.layout_variants("forward", 256, 784, 147)["step"]
-    torch.testing.assert_close(anatomy.onednn_product(*anatomy.onednn_operands(left, right)).to_dense(), left @ right)
-    plain = CompiledSteps(plain_model, backend="aot_eager")
-    pads = anatomy.PaddedSteps(padded_model, widths, padded, backend="aot_eager")
-    plain_optimizer, padded_optimizer = plain_model.configure_optimizers(), padded_model.configure_optimizers()
-    for x in torch.rand(3, 32, 1, 28, 28):
-        torch.testing.assert_close(
-            pads.step(x, "train", padded_optimizer)["loss"], plain.step(x, "train", plain_optimizer)["loss"]
-        )
-    for padded_parameter, parameter in zip(padded_model.parameters(), plain_model.parameters(), strict=True):
-        assert padded_parameter.shape == parameter.shape
-        torch.testing.assert_close(padded_parameter, parameter, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.slow
@@ -328,44 +262,3 @@ def test_the_article_script_retrains_dense_after_it_and_reports_failures(tmp_pat
     assert "| denoising | — | — | — | — | not started: dense did not finish |" in article.table(
         {"wall_s": 1.0, "machine": "m", "framework": "torchae fit", "models": failing}
     )
-
-
-def test_matmul_bench_times_the_deep_products_with_and_without_the_packed_kernel(capsys, monkeypatch):
-    """``benchmarks/matmul_bench.py``: its products are the deep step's, each run labelled packed runs routed to the
-    packed kernel and the other on torch's, and its tables have a row per product, per model and per conv
-    micro-batch size."""
-    from torchae import matmul
-
-    bench = load_benchmark("matmul_bench")
-    anatomy = load_benchmark("step_anatomy")
-    deep_shapes = {shape[1:] for shape in anatomy.product_shapes(anatomy.layer_widths(torchae.DeepDenseAE()))}
-    assert set(bench.DEEP_PRODUCTS) <= deep_shapes
-    a, b = torch.randn(256, 784), torch.randn(784, 147)
-    routed: dict[str, list[int]] = {"torch": [], "packed": []}
-
-    def counting(key):
-        def run():
-            before = matmul.routed_calls()
-            a @ b
-            routed[key].append(matmul.routed_calls() - before)
-
-        return run
-
-    bench.interleaved({key: counting(key) for key in routed}, 2, 3, {"packed"})
-    assert routed == {"torch": [0] * 6, "packed": [1] * 6}
-    assert routed_calls_now_unrouted(a, b)
-    monkeypatch.setattr(bench, "CompiledSteps", lambda model: CompiledSteps(model, backend="aot_eager"))
-    bench.products(1)
-    bench.steps(["dense"], 1)
-    bench.conv_micro_batches([128], 1, repeats=1)
-    pattern = r"\| \d+ x \d+ x \d+ \||\| dense \||\| 128 \|"
-    rows = [line for line in capsys.readouterr().out.splitlines() if re.match(pattern, line)]
-    assert len(rows) == len(bench.DEEP_PRODUCTS) + 2
-
-
-def routed_calls_now_unrouted(a: torch.Tensor, b: torch.Tensor) -> bool:
-    from torchae import matmul
-
-    before = matmul.routed_calls()
-    a @ b
-    return matmul.routed_calls() == before

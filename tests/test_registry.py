@@ -1,7 +1,10 @@
-"""The registry of the five experiments: it states SPEC.md's facts, and the configs and parity follow it."""
+"""The open registry: each experiment registers itself beside its model, states the article's facts, and declares
+what it has; the configs own the engine settings."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -9,13 +12,14 @@ import yaml
 
 import torchae
 from torchae.figures import FIGURES
-from torchae.registry import EXPERIMENTS, experiment_of
+from torchae.registry import EXPERIMENTS, Experiment, experiment_of, register_experiment
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs"
 
-# SPEC.md, written out independently of the registry: class, epochs, batch, parameters (enc / dec / total), and the
-# article's last-epoch loss / val_loss.
-SPEC = {
+# The articles' facts, written out independently of the registry: class, epochs, batch, parameters (enc / dec /
+# total), and the article's last-epoch loss / val_loss.
+ARTICLE = {
     "dense": ("DenseAE", 50, 256, (38_465, 39_200, 77_665), (0.0784, 0.0777)),
     "deep": ("DeepDenseAE", 100, 256, (134_750, 135_485, 270_235), (0.0721, 0.0720)),
     "conv": ("ConvAE", 64, 256, (24_385, 24_385, 48_770), (0.0697, 0.0693)),
@@ -24,30 +28,36 @@ SPEC = {
 }
 
 
-def test_the_registry_holds_the_five_experiments_in_the_article_order():
-    assert list(EXPERIMENTS) == list(SPEC)
+def test_the_part_one_experiments_register_in_the_article_order():
+    assert list(EXPERIMENTS)[: len(ARTICLE)] == list(ARTICLE)
     assert all(name == experiment.name for name, experiment in EXPERIMENTS.items())
 
 
-@pytest.mark.parametrize("name", EXPERIMENTS)
-def test_each_experiment_states_the_spec(name):
+@pytest.mark.parametrize("name", ARTICLE)
+def test_each_part_one_experiment_states_the_article(name):
     experiment = EXPERIMENTS[name]
-    cls, epochs, batch, parameters, losses = SPEC[name]
+    cls, epochs, batch, parameters, losses = ARTICLE[name]
     assert (experiment.model.__name__, experiment.epochs, experiment.batch_size) == (cls, epochs, batch)
     assert experiment.parameters == parameters
     assert experiment.article_losses == losses
-    assert set(experiment.figures) <= set(FIGURES) and "reconstructions" in experiment.figures
-    assert experiment.retrains is None or experiment.retrains in EXPERIMENTS
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
-def test_the_configs_follow_the_registry(name):
+def test_each_experiment_is_consistent(name):
+    experiment = EXPERIMENTS[name]
+    figures = experiment.model.figures
+    assert set(figures) <= set(FIGURES) and "reconstructions" in figures
+    assert experiment.retrains is None or experiment.retrains in EXPERIMENTS
+    assert getattr(torchae, experiment.model.__name__) is experiment.model  # importable as the configs name it
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_each_experiment_has_one_config_that_follows_it(name):
     experiment = EXPERIMENTS[name]
     config = yaml.safe_load((CONFIGS / f"{name}.yaml").read_text())
     assert config["model"]["class_path"] == f"torchae.{experiment.model.__name__}"
     assert config["trainer"]["max_epochs"] == experiment.epochs
     assert config["data"]["batch_size"] == experiment.batch_size
-    assert config["engine"] == experiment.engine
     assert config["trainer"]["default_root_dir"] == f"runs/{name}"
 
 
@@ -59,5 +69,55 @@ def test_every_config_belongs_to_an_experiment():
 def test_a_model_finds_its_experiment(name):
     experiment = EXPERIMENTS[name]
     assert experiment_of(experiment.model()) is experiment
-    with pytest.raises(KeyError, match="not one of torchae's models"):
-        experiment_of(torchae.AutoencoderModule(torchae.DenseAutoencoder()))
+    assert experiment_of(torchae.AutoencoderModule(torchae.DenseAutoencoder())) is None
+
+
+def test_a_new_experiment_registers_with_one_decorator(monkeypatch):
+    """What a new article's module does: decorate its model; the registry holds it, and a second class cannot
+    take the same name."""
+    monkeypatch.setattr(torchae.registry, "EXPERIMENTS", dict(EXPERIMENTS))
+
+    @register_experiment("tiny", epochs=3, batch_size=8, parameters=(1, 2, 3), keras=False)
+    class TinyAE(torchae.DenseAE):
+        pass
+
+    registry = torchae.registry.EXPERIMENTS
+    assert registry["tiny"] == Experiment("tiny", TinyAE, 3, 8, (1, 2, 3))
+    assert experiment_of(TinyAE()) is registry["tiny"]
+    with pytest.raises(ValueError, match="'tiny' is already registered by .*TinyAE"):
+
+        @register_experiment("tiny", epochs=3, batch_size=8, parameters=(1, 2, 3))
+        class OtherAE(torchae.DenseAE):
+            pass
+
+
+def test_import_torchae_loads_the_core_only():
+    """``import torchae`` loads neither the fast lane nor the figures, and no torchae module imports matplotlib
+    (Lightning's torchmetrics may, where it is installed: that is Lightning's import, not ours)."""
+    code = "import sys, torchae\nprint(sorted(m for m in sys.modules if m.startswith('torchae')))\n"
+    done = subprocess.run([sys.executable, "-X", "importtime", "-c", code], capture_output=True, text=True, check=True)
+    loaded = eval(done.stdout.strip().splitlines()[-1])  # noqa: S307 (our own print of a list of names)
+    assert "torchae.engine" not in loaded and "torchae.figures" not in loaded and "torchae.cli" not in loaded
+    assert "torchae.models" in loaded and "torchae.weights" in loaded
+    rows = [line.split("|")[-1] for line in done.stderr.splitlines() if line.startswith("import time:")][1:]
+    for index, row in enumerate(rows):
+        if row.strip() == "matplotlib":  # who imported it: the first later row with less indentation
+            depth = len(row) - len(row.lstrip())
+            importer = next(later for later in rows[index + 1 :] if len(later) - len(later.lstrip()) < depth)
+            assert not importer.strip().startswith("torchae"), importer
+
+
+def test_the_core_never_imports_the_fast_lane():
+    """Layers point one way: only the CLI, at the top, imports ``torchae.engine``; the engine may import the core."""
+    import ast
+
+    offenders = []
+    for path in sorted((ROOT / "torchae").rglob("*.py")):
+        relative = path.relative_to(ROOT).as_posix()
+        if relative.startswith("torchae/engine/") or relative in ("torchae/cli.py", "torchae/__main__.py"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+            names += [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            offenders += [f"{relative}: {name}" for name in names if name.startswith("torchae.engine")]
+    assert offenders == []

@@ -29,7 +29,7 @@ from torchae.safety import AtomicCheckpointIO, write_text_atomically
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
-SMALL = ["--data.train_size", "1024", "--data.val_size", "256", "--engine.steps_per_execution", "1"]
+SMALL = ["--data.train_size", "1024", "--data.val_size", "256", "--data.steps_per_execution", "1"]
 
 
 def fit_args(tmp_path: Path, *extra: str, config: str = "dense", epochs: int = 1) -> list[str]:

@@ -13,15 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from torchae.weights.build import (
-    keras_row,
-    model_arguments,
-    pretrained_table,
-    read_metadata,
-    readme_block,
-    write_metadata,
-    write_weights,
-)
+from helpers import load_script
 
 import torchae
 from torchae.cli import main
@@ -31,12 +23,21 @@ from torchae.weights import METADATA_FILE, WEIGHTS_DIR, available, get_weights, 
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = available()
+build = load_script("tools/build_weights.py")
+docs_tables = load_script("tools/docs_tables.py")
+keras_row, model_arguments, read_metadata = build.keras_row, build.model_arguments, build.read_metadata
+write_metadata, write_weights, pretrained_table = (
+    build.write_metadata,
+    build.write_weights,
+    docs_tables.pretrained_table,
+)
 
 
 def test_the_shipped_files_are_exactly_those_listed():
     listed = {get_weights(name).path.name for name in SHIPPED}
     assert listed == {path.name for path in WEIGHTS_DIR.glob("*.pt")}
-    assert SHIPPED == tuple(EXPERIMENTS), f"every article model is shipped, in the article's order: {SHIPPED}"
+    declared = tuple(name for name, experiment in EXPERIMENTS.items() if experiment.shipped)
+    assert SHIPPED == declared, f"the experiments that declare shipped weights ship them, in order: {SHIPPED}"
 
 
 def test_the_files_are_small_tensor_only_and_packaged():
@@ -67,12 +68,14 @@ def test_metadata_states_the_recipe(name):
     meta = weights.meta
     assert meta["num_params"] == experiment.parameters[2]
     assert (meta["epochs"], meta["batch_size"], meta["seed"]) == (experiment.epochs, experiment.batch_size, 0)
-    # The recipe is the config it was trained with. The engine section is speed only (how steps run, not what they
-    # compute) and may have gained settings since (compiled steps for deep and sparse came after their training).
+    # The recipe is the config it was trained with. The engine section and the step groups are speed only (how
+    # steps run, not what they compute) and have changed since: compiled steps for deep and sparse came after their
+    # training, and the step groups moved from engine.steps_per_execution to data.steps_per_execution.
     config = (ROOT / "configs" / f"{name}.yaml").read_text()
     trained, current = yaml.safe_load(meta["config"]), yaml.safe_load(config)
+    groups = current["data"].pop("steps_per_execution")
     assert {k: v for k, v in trained.items() if k != "engine"} == {k: v for k, v in current.items() if k != "engine"}
-    assert trained["engine"]["steps_per_execution"] == current["engine"]["steps_per_execution"]
+    assert trained["engine"]["steps_per_execution"] == groups
     assert meta["retrains"] == experiment.retrains
     assert len(meta["commit"]) == 40 and int(meta["commit"], 16) >= 0
     assert [row["epoch"] for row in weights.history] == list(range(experiment.epochs))
@@ -131,7 +134,7 @@ def test_an_article_model_that_is_not_shipped_says_how_to_train_it(tmp_path):
 def test_cli_draws_the_figures_of_a_pretrained_model(tmp_path, capsys):
     name = SHIPPED[0]
     main(["figures", "--pretrained", name, "--out_dir", str(tmp_path)])
-    expected = {f"{figure}.png" for figure in EXPERIMENTS[name].figures} | {"loss_curves.png"}
+    expected = {f"{figure}.png" for figure in EXPERIMENTS[name].model.figures} | {"loss_curves.png"}
     assert {path.name for path in tmp_path.iterdir()} == expected
     assert all(str(tmp_path / file) in capsys.readouterr().out for file in [sorted(expected)[0]])
 
@@ -163,15 +166,31 @@ def test_the_rebuild_writes_weights_that_load_and_verify(tmp_path):
     assert entry["keras"] == keras_row("denoising")
 
 
-def test_the_readme_table_is_the_metadata():
-    assert readme_block(ROOT / "README.md").strip() == pretrained_table(read_metadata(WEIGHTS_DIR))
+def test_one_command_regenerates_the_readme_tables(tmp_path):
+    """``tools/docs_tables.py``: each table between its markers is made again from its results (the shipped
+    metadata, the parity records, the benchmark's results file); ``--check`` only reports, then nothing is stale."""
+    stale = "\n".join(f"{start} -->\n| old |\n{end}" for start, end in map(docs_tables.markers, docs_tables.TABLES))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{stale}\nafter\n")
+    assert docs_tables.main(["--check", "--readme", str(readme)]) == 1
+    assert "| old |" in readme.read_text()
+    assert docs_tables.main(["--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert "| old |" not in text and text.startswith("intro\n") and text.endswith("after\n")
+    pretrained = docs_tables.read_block(text, "pretrained")
+    assert pretrained == pretrained_table(read_metadata(WEIGHTS_DIR)) and pretrained.count("\n| ") == len(SHIPPED)
+    bench = docs_tables.read_block(text, "bench")
+    assert bench.startswith("| model |") and bench in (ROOT / "benchmarks" / "RESULTS.md").read_text()
+    assert docs_tables.read_block(text, "parity").count("\n| ") == len(list((ROOT / "parity/results").glob("*.json")))
+    assert docs_tables.regenerate(readme, check=True) == []
+    readme.write_text("no markers")
+    with pytest.raises(ValueError, match="has no <!-- parity-table"):
+        docs_tables.regenerate(readme, ["parity"])
 
 
 def test_the_keras_row_names_the_backend_keras_ran_on(tmp_path, monkeypatch):
     """A full-length parity record's last epoch becomes the metadata's Keras row, with the record's backend (a
     record from before the backend was recorded ran on TensorFlow); a shorter run gives no row."""
-    import torchae.weights.build as build
-
     monkeypatch.setattr(build, "PARITY_RESULTS", tmp_path)
     epochs = EXPERIMENTS["conv"].epochs
     record = {"epochs": epochs, "train_size": 60_000, "keras": {"loss": [0.2, 0.1], "val_loss": [0.19, 0.09]}}

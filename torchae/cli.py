@@ -39,7 +39,7 @@ from torchae.figures import ArticleFigures
 from torchae.models import AutoencoderModule
 from torchae.predictions import NpzPredictionWriter
 from torchae.progress import ImageBatchProgressBar
-from torchae.registry import EXPERIMENTS
+from torchae.registry import EXPERIMENTS, model_classes
 from torchae.safety import AtomicCheckpointIO, StopOnNonFiniteLoss
 from torchae.timing import EpochTimer
 
@@ -199,8 +199,61 @@ class AutoencoderCLI(LightningCLI):
         self._load_checkpoints_weights_only()
 
 
+def load_model(checkpoint: str, model: str | None = None) -> AutoencoderModule:
+    """The model of a checkpoint, in eval mode on the CPU, read with ``weights_only=True``. Its class is a registered
+    one, found by the name the file holds; or the class the user names (``model``: a class path such as
+    ``mypkg.MyAE``, for a model outside the package), which must be the class the file names. Nothing the file says
+    is imported.
+
+    Raises:
+        CheckpointError: the file is unreadable, or names a class that is neither registered nor the one named.
+        ConfigError: ``model`` is not an importable torchae model class.
+    """
+    saved = read_checkpoint(checkpoint).get(MODEL_KEY)
+    classes = model_classes()
+    if model is None:
+        if saved not in classes:
+            raise CheckpointError(
+                f"checkpoint {checkpoint!r} holds a {saved or 'non-torchae model'}, which is not one of torchae's "
+                f"models ({_MODEL_NAMES}): name its class with --model mypkg.{saved or 'MyAE'}"
+            )
+        cls = classes[saved]
+    else:
+        cls = classes.get(model) or import_model_class(model)
+        if cls.__name__ != saved:
+            raise CheckpointError(
+                f"checkpoint {checkpoint!r} holds a {saved or 'non-torchae model'}, not a {cls.__name__}: "
+                f"use --model with the class that wrote it"
+            )
+    return cls.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=True).eval()
+
+
+def import_model_class(class_path: str) -> type[AutoencoderModule]:
+    """The model class a user names on the command line (``package.module.Class``).
+
+    Raises:
+        ConfigError: the path does not name an importable subclass of :class:`AutoencoderModule`.
+    """
+    module_name, _, class_name = class_path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name) if module_name else None
+    except (ImportError, AttributeError):
+        cls = None
+    if not (isinstance(cls, type) and issubclass(cls, AutoencoderModule)):
+        raise ConfigError(
+            f"--model {class_path!r} is not a torchae model class: give one of {_MODEL_NAMES} or the class path "
+            "of a subclass of torchae.AutoencoderModule (mypkg.MyAE)"
+        )
+    return cls
+
+
 def figures_command(
-    checkpoint: str, out_dir: str | None = None, data_dir: str | None = None, n: int = 10, seed: int = 0
+    checkpoint: str,
+    out_dir: str | None = None,
+    data_dir: str | None = None,
+    n: int = 10,
+    seed: int = 0,
+    model: str | None = None,
 ) -> None:
     """Draw the article's figures from a checkpoint of any torchae model (``torchae figures --pretrained NAME`` draws
     them from a shipped model).
@@ -211,10 +264,9 @@ def figures_command(
         data_dir: MNIST source (default: the embedded copy).
         n: digits per row.
         seed: seed of the noise in the denoising figure.
+        model: the class of a model defined outside torchae (``mypkg.MyAE``); torchae's own are found by name.
     """
-    from torchae.registry import load_checkpoint
-
-    model = load_checkpoint(checkpoint)
+    model = load_model(checkpoint, model)
     state = read_checkpoint(checkpoint)
     history = next(
         (cb.get("history") for key, cb in state.get("callbacks", {}).items() if "ArticleFigures" in key), None
@@ -282,7 +334,11 @@ def _config_files(words: list[str]) -> list[str]:
 
 
 def export_command(
-    checkpoint: str, output: str | None = None, format: Format = "onnx", part: Part = "autoencoder"
+    checkpoint: str,
+    output: str | None = None,
+    format: Format = "onnx",
+    part: Part = "autoencoder",
+    model: str | None = None,
 ) -> None:
     """Export the model of a checkpoint, or one half of it, with a dynamic batch dimension; then check the file
     against torch at another batch size (onnxruntime for ONNX).
@@ -292,11 +348,11 @@ def export_command(
         output: the file to write; default: beside the checkpoint, named after it, the part and the format.
         format: ``onnx``, ``pt2`` (``torch.export``) or ``torchscript``.
         part: ``autoencoder`` (images to reconstructions), ``encoder`` (images to codes) or ``decoder``.
+        model: the class of a model defined outside torchae (``mypkg.MyAE``); torchae's own are found by name.
     """
     from torchae.export import export_model
-    from torchae.registry import load_checkpoint
 
-    model = load_checkpoint(checkpoint)
+    model = load_model(checkpoint, model)
     suffix = {"onnx": ".onnx", "pt2": ".pt2", "torchscript": ".pt"}.get(format, "")
     target = Path(output) if output else Path(checkpoint).with_name(f"{Path(checkpoint).stem}-{part}{suffix}")
     difference = export_model(model, target, format, part)

@@ -21,7 +21,7 @@ def _image_batches(loader: Any, total: int | float) -> int | float:
 
 class ImageBatchProgressBar(TQDMProgressBar):
     """``TQDMProgressBar`` whose counts are image batches (235/235 for an epoch of the dense model, as Keras shows),
-    not the groups of ``engine.steps_per_execution`` batches that Lightning steps through (8/8)."""
+    not the groups of ``data.steps_per_execution`` batches that Lightning steps through (8/8)."""
 
     def __init__(self, refresh_rate: int = 1, leave: bool = False) -> None:
         super().__init__(refresh_rate=refresh_rate, leave=leave)

@@ -1,5 +1,6 @@
-"""The configs (``configs/NAME.yaml``) as the parity suite and the benchmarks run them: each experiment's data
-settings (batch size, step groups) and engine, read from its config, which owns them."""
+"""The configs of a torchae checkout (``configs/NAME.yaml``) as the parity suite, the benchmarks and the tests run
+them outside the CLI: each experiment's data settings (batch size, step groups) and engine, read from its config,
+which owns them."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from torchae.timing import EpochTimer
 
 __all__ = ["CONFIGS", "config_of", "data_of", "engine_of", "fit_quietly"]
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 def config_of(name: str) -> dict[str, Any]:
