@@ -346,14 +346,15 @@ def export_command(
     Args:
         checkpoint: a ``.ckpt`` written by ``torchae fit``.
         output: the file to write; default: beside the checkpoint, named after it, the part and the format.
-        format: ``onnx``, ``pt2`` (``torch.export``) or ``torchscript``.
+        format: ``onnx`` (one self-contained file) or ``pt2`` (``torch.export``; TorchScript, which PyTorch
+            deprecates, is not offered).
         part: ``autoencoder`` (images to reconstructions), ``encoder`` (images to codes) or ``decoder``.
         model: the class of a model defined outside torchae (``mypkg.MyAE``); torchae's own are found by name.
     """
     from torchae.export import export_model
 
     model = load_model(checkpoint, model)
-    suffix = {"onnx": ".onnx", "pt2": ".pt2", "torchscript": ".pt"}.get(format, "")
+    suffix = {"onnx": ".onnx", "pt2": ".pt2"}.get(format, "")
     target = Path(output) if output else Path(checkpoint).with_name(f"{Path(checkpoint).stem}-{part}{suffix}")
     difference = export_model(model, target, format, part)
     print(f"{target}: the {part} of a {type(model).__name__} as {format}, batch dimension dynamic; at batch 7 the file")

@@ -1,9 +1,11 @@
-"""A trained model outside training: ONNX, ``torch.export`` (``.pt2``) and TorchScript, with a dynamic batch.
+"""A trained model outside training: ONNX and ``torch.export`` (``.pt2``), one self-contained file each, with a
+dynamic batch.
 
-The five models export as they are (``model.to_onnx(path)``, ``torch.export.export(model, (x,), ...)``,
-``model.to_torchscript()``): their ``forward`` checks shapes, never values, so it traces. :func:`export_model`
-exports the whole autoencoder or one half (``torchae export CKPT --format onnx --part encoder``) and checks the
-file against torch at another batch size (onnxruntime for ONNX).
+The models export as they are (``model.to_onnx(path)``, ``torch.export.export(model, (x,), ...)``): their
+``forward`` checks shapes, never values, so it traces. :func:`export_model` exports the whole autoencoder or one
+half (``torchae export CKPT --format onnx --part encoder``) and checks the file against torch at another batch size
+(onnxruntime for ONNX). TorchScript is not offered: PyTorch deprecates it in favour of ``torch.export``, whose
+``.pt2`` loads with ``torch.export.load`` in Python and with AOTInductor in C++.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from torchae.errors import ConfigError
 
 __all__ = ["FORMATS", "PARTS", "Exportable", "export_model", "load_exported", "part_of"]
 
-Format = Literal["onnx", "pt2", "torchscript"]
+Format = Literal["onnx", "pt2"]
 Part = Literal["autoencoder", "encoder", "decoder"]
 FORMATS: tuple[str, ...] = Format.__args__  # type: ignore[attr-defined]
 PARTS: tuple[str, ...] = Part.__args__  # type: ignore[attr-defined]
@@ -29,21 +31,18 @@ NAMES = {"autoencoder": ("images", "reconstructions"), "encoder": ("images", "co
 
 
 class Exportable(pl.LightningModule):
-    """Lightning's export methods with a dynamic batch dimension by default (``to_onnx``) and tracing, which these
-    models support, instead of scripting (``to_torchscript``)."""
+    """Lightning's ``to_onnx`` with a dynamic batch dimension and one self-contained file by default."""
 
     def to_onnx(self, file_path: str | Path, input_sample: Any | None = None, **kwargs: Any) -> Any:
-        """Lightning's ``to_onnx``: inputs named ``images``, outputs ``reconstructions``, batch dimension dynamic."""
+        """Lightning's ``to_onnx``: inputs named ``images``, outputs ``reconstructions``, batch dimension dynamic,
+        the weights inside the file (no ``.onnx.data`` beside it)."""
         kwargs.setdefault("input_names", ["images"])
         kwargs.setdefault("output_names", ["reconstructions"])
         if "dynamic_axes" not in kwargs:
             kwargs.setdefault("dynamic_shapes", ({0: batch_dimension()},))
+        kwargs.setdefault("external_data", False)
         kwargs.setdefault("verbose", False)
         return super().to_onnx(file_path, input_sample, **kwargs)
-
-    def to_torchscript(self, file_path: str | Path | None = None, method: str | None = "trace", **kwargs: Any) -> Any:
-        """Lightning's ``to_torchscript``, traced from ``example_input_array`` by default."""
-        return super().to_torchscript(file_path, method, **kwargs)
 
 
 def batch_dimension() -> Any:
@@ -93,13 +92,12 @@ def export_model(model: Any, output: str | Path, format: str = "onnx", part: str
                 input_names=[input_name],
                 output_names=[output_name],
                 dynamic_shapes=({0: batch_dimension()},),
+                external_data=False,  # one file: the models are at most a megabyte
                 verbose=False,
             )
-        elif format == "pt2":
+        else:
             program = torch.export.export(module, (sample,), dynamic_shapes=({0: batch_dimension()},))
             torch.export.save(program, str(path))
-        else:
-            torch.jit.trace(module, sample).save(str(path))
         check = _sample(model, part, 7)
         expected = module(check).numpy()
     found = load_exported(path, format)(check.numpy())
@@ -114,8 +112,5 @@ def load_exported(path: str | Path, format: str) -> Any:
         session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         name = session.get_inputs()[0].name
         return lambda x: session.run(None, {name: x})[0]
-    if format == "pt2":
-        program = torch.export.load(str(path)).module()
-    else:
-        program = torch.jit.load(str(path))
+    program = torch.export.load(str(path)).module()
     return lambda x: program(torch.from_numpy(x)).detach().numpy()
