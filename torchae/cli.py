@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 import os
 import re
 import sys
+import time
 import types
 import typing
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import yaml
 from jsonargparse import ArgumentError
@@ -31,6 +34,7 @@ from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
 from torchae.checkpoints import MODEL_KEY, read_checkpoint, run_order
+from torchae.console import KNOWN_NOISE, quiet_known_noise
 from torchae.data import MNISTDataModule
 from torchae.engine import Engine
 from torchae.errors import CheckpointError, ConfigError, NonFiniteLossError, UserError
@@ -65,13 +69,53 @@ def find_last_checkpoint(root: str | Path) -> Path | None:
     return max(candidates, key=run_order) if candidates else None
 
 
-def default_loggers(root: Path) -> list[Logger]:
-    """A CSV logger, and a TensorBoard logger in the same ``version_N`` folder when TensorBoard is installed."""
-    loggers: list[Logger] = [CSVLogger(save_dir=str(root), name="")]
+def default_loggers(root: Path, version: str | None = None) -> list[Logger]:
+    """A CSV logger, and a TensorBoard logger in the same folder when TensorBoard is installed: ``root/version_N``
+    (the next free ``N``), or ``root/version`` when a version is given."""
+    loggers: list[Logger] = [CSVLogger(save_dir=str(root), name="", version=version)]
     if importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX"):
         _tensorboard_without_tensorflow()
         loggers.append(TensorBoardLogger(save_dir=str(root), name="", version=loggers[0].version))
     return loggers
+
+
+EVALUATIONS = ("validate", "test", "predict")
+
+
+def evaluation_folder(subcommand: str, ckpt_path: str | None, root: str | Path) -> Path:
+    """Where ``validate``, ``test`` or ``predict`` writes: into the run that wrote the checkpoint
+    (``version_N/SUBCOMMAND/TIME``) when it lies in a run's ``checkpoints/`` folder, else ``root/SUBCOMMAND/TIME``;
+    never a new ``version_N``. TIME is the start, to the second, with a suffix if two start within one."""
+    checkpoint = Path(ckpt_path) if ckpt_path else None
+    run = checkpoint.parent.parent if checkpoint is not None and checkpoint.parent.name == "checkpoints" else Path(root)
+    stamp = time.strftime("%Y-%m-%dT%H-%M-%S")
+    folder, count = run / subcommand / stamp, 1
+    while folder.exists():
+        count += 1
+        folder = run / subcommand / f"{stamp}-{count}"
+    return folder
+
+
+def _with_pretrained_model(args: ArgsType) -> ArgsType:
+    """``args`` with ``--model`` and the model's settings of the shipped model that ``--pretrained NAME`` names,
+    placed after the rest so that they win over a config's; unchanged without ``--pretrained``."""
+    words = list(sys.argv[1:] if args is None else args) if not isinstance(args, dict) else None
+    if words is None:
+        return args
+    name = next((after for word, after in zip(words, words[1:]) if word == "--pretrained"), None)
+    name = name or next((word.split("=", 1)[1] for word in words if word.startswith("--pretrained=")), None)
+    if name is None:
+        return args
+    from torchae.weights import available, get_weights
+
+    if name not in available():
+        return args  # refused after parsing, in one line
+    meta = get_weights(name).meta
+    extra = ["--model", f"torchae.{meta['model']}"]
+    for key, value in meta["model_arguments"].items():
+        if value is not None:
+            extra += [f"--model.{key}", str(value)]
+    return [*words, *extra]
 
 
 class AutoencoderCLI(LightningCLI):
@@ -105,15 +149,48 @@ class AutoencoderCLI(LightningCLI):
         parser.add_lightning_class_args(NpzPredictionWriter, "predictions")
         # Save after the whole epoch (validation included), so a checkpoint is always an epoch boundary.
         parser.set_defaults({"checkpoint.save_last": True, "checkpoint.save_on_train_epoch_end": True})
+        parser.add_argument(
+            "--pretrained",
+            type=Optional[str],  # noqa: UP045 (jsonargparse reads the annotation object)
+            default=None,
+            help="a model shipped with torchae (dense, deep, conv, denoising, sparse) in place of --ckpt_path: its "
+            "class and settings, and its verified weights (validate, test and predict)",
+        )
 
     def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
         """Lightning's parsing, then ``--ckpt_path`` checked before anything is built: ``last`` means the newest
         ``last.ckpt`` under ``default_root_dir``; the file must be a readable checkpoint of the configured model
         class. (Lightning then reads the run's hyperparameters from it, with ``weights_only=True``.)"""
-        super().parse_arguments(parser, args)
+        super().parse_arguments(parser, _with_pretrained_model(args))
         subcommand = self.config.get("subcommand")
         config = self.config[subcommand] if subcommand else None
-        ckpt_path = config.get("ckpt_path") if config is not None else None
+        self.evaluation_dir: Path | None = None
+        if config is None:
+            return
+        if config.get("pretrained") is not None:
+            self._use_pretrained(subcommand, config)
+        else:
+            self._check_ckpt_path(config)
+        if subcommand in EVALUATIONS:
+            ckpt_path = config.get("ckpt_path")
+            self.evaluation_dir = evaluation_folder(subcommand, ckpt_path, config.trainer.default_root_dir or "runs")
+            if ckpt_path is not None:  # the run's checkpoint folder: nothing is written there while evaluating
+                config.checkpoint.dirpath = str(Path(ckpt_path).parent)
+
+    def _use_pretrained(self, subcommand: str, config: Any) -> None:
+        from torchae.weights import get_weights
+
+        if subcommand not in EVALUATIONS:
+            raise ConfigError(
+                f"--pretrained is for validate, test and predict, not {subcommand}: leave it out (torchae fit trains "
+                "from the config's initial weights)"
+            )
+        if config.get("ckpt_path") is not None:
+            raise ConfigError("give --pretrained or --ckpt_path, not both: leave one out")
+        get_weights(config.pretrained)  # an unknown name ends here, in one line
+
+    def _check_ckpt_path(self, config: Any) -> None:
+        ckpt_path = config.get("ckpt_path")
         if ckpt_path is None:
             return
         if ckpt_path == "last":
@@ -145,14 +222,18 @@ class AutoencoderCLI(LightningCLI):
                 f"trainer.max_epochs must be a positive integer, got {max_epochs}: set --trainer.max_epochs N"
             )
         if config.get("logger") in (None, True):
-            kwargs.setdefault("logger", default_loggers(Path(config.get("default_root_dir") or "runs")))
+            if self.evaluation_dir is not None:
+                loggers = default_loggers(self.evaluation_dir.parent, version=self.evaluation_dir.name)
+            else:
+                loggers = default_loggers(Path(config.get("default_root_dir") or "runs"))
+            kwargs.setdefault("logger", loggers)
         if config.get("plugins") is None:
             kwargs.setdefault("plugins", [AtomicCheckpointIO()])
         callbacks = list(config.get("callbacks") or [])
         if config.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
             kwargs.setdefault("callbacks", [*callbacks, ImageBatchProgressBar()])
         try:
-            return super().instantiate_trainer(**kwargs)
+            trainer = super().instantiate_trainer(**kwargs)
         except (MisconfigurationException, ValueError, TypeError, ModuleNotFoundError) as err:
             given = {key: config.get(key) for key in ("accelerator", "devices", "strategy", "precision")}
             named = ", ".join(f"trainer.{key}={value!r}" for key, value in given.items() if value not in (None, "auto"))
@@ -161,6 +242,7 @@ class AutoencoderCLI(LightningCLI):
                 "--trainer.accelerator cpu, gpu or auto; --trainer.devices a count this machine has; "
                 "--trainer.strategy auto or ddp (torchae fit --help lists the choices)"
             ) from None
+        return trainer
 
     def instantiate_classes(self) -> None:
         """Lightning's, except that a torchae setting out of range ends as its own one-line error (jsonargparse
@@ -185,6 +267,12 @@ class AutoencoderCLI(LightningCLI):
         config = self.config_init[self.subcommand]
         if "weights_only" in config and config.get("weights_only") is None:
             config["weights_only"] = True  # never unpickle code from a checkpoint file
+        if config.get("pretrained") is not None:
+            from torchae.weights import get_weights
+
+            self.model.load_state_dict(get_weights(config["pretrained"]).state_dict())
+        if self.subcommand in EVALUATIONS:  # known harmless: evaluating never writes a checkpoint
+            warnings.filterwarnings("ignore", message=KNOWN_NOISE[3].pattern)
 
     def before_fit(self) -> None:
         self._load_checkpoints_weights_only()
@@ -247,50 +335,52 @@ def import_model_class(class_path: str) -> type[AutoencoderModule]:
     return cls
 
 
+def _model_of(checkpoint: str | None, pretrained: str | None, model: str | None) -> tuple[AutoencoderModule, Any]:
+    """The model of a checkpoint or a shipped one (exactly one of them given), and its loss history."""
+    if (checkpoint is None) == (pretrained is None):
+        raise ConfigError("give a checkpoint or --pretrained NAME (one of them): torchae figures --help shows both")
+    if pretrained is not None:
+        from torchae.weights import get_weights
+
+        weights = get_weights(pretrained)
+        return weights.load(), weights.history
+    state = read_checkpoint(checkpoint)
+    history = next(
+        (cb.get("history") for key, cb in state.get("callbacks", {}).items() if "ArticleFigures" in key), None
+    )
+    return load_model(checkpoint, model), history
+
+
 def figures_command(
-    checkpoint: str,
+    checkpoint: str | None = None,
+    pretrained: str | None = None,
     out_dir: str | None = None,
     data_dir: str | None = None,
     n: int = 10,
     seed: int = 0,
     model: str | None = None,
 ) -> None:
-    """Draw the article's figures from a checkpoint of any torchae model (``torchae figures --pretrained NAME`` draws
-    them from a shipped model).
+    """Draw a model's figures (reconstructions, the code space, its own, and the loss curves) from a checkpoint or
+    a shipped model.
 
     Args:
         checkpoint: a ``.ckpt`` written by ``torchae fit``.
-        out_dir: where to write the PNG files; default: a ``figures`` folder beside the checkpoint's folder.
+        pretrained: a model shipped with torchae instead (dense, deep, conv, denoising, sparse).
+        out_dir: where to write the PNG files; default: a ``figures`` folder beside the checkpoint's folder, or
+            ``figures/NAME`` for a shipped model.
         data_dir: MNIST source (default: the embedded copy).
         n: digits per row.
         seed: seed of the noise in the denoising figure.
         model: the class of a model defined outside torchae (``mypkg.MyAE``); torchae's own are found by name.
     """
-    model = load_model(checkpoint, model)
-    state = read_checkpoint(checkpoint)
-    history = next(
-        (cb.get("history") for key, cb in state.get("callbacks", {}).items() if "ArticleFigures" in key), None
-    )
-    target = Path(out_dir) if out_dir else Path(checkpoint).resolve().parent.parent / "figures"
-    _draw(model, history, target, data_dir, n, seed)
-
-
-def pretrained_figures_command(
-    pretrained: str, out_dir: str | None = None, data_dir: str | None = None, n: int = 10, seed: int = 0
-) -> None:
-    """Draw the article's figures, loss curves included, from a model shipped with torchae.
-
-    Args:
-        pretrained: dense, deep, conv, denoising or sparse.
-        out_dir: where to write the PNG files; default: ``figures/NAME`` in the current folder.
-        data_dir: MNIST source (default: the embedded copy).
-        n: digits per row.
-        seed: seed of the noise in the denoising figure.
-    """
-    from torchae.weights import get_weights
-
-    weights = get_weights(pretrained)
-    _draw(weights.load(), weights.history, Path(out_dir or Path("figures") / pretrained), data_dir, n, seed)
+    loaded, history = _model_of(checkpoint, pretrained, model)
+    if out_dir is not None:
+        target = Path(out_dir)
+    elif checkpoint is not None:
+        target = Path(checkpoint).resolve().parent.parent / "figures"
+    else:
+        target = Path("figures") / str(pretrained)
+    _draw(loaded, history, target, data_dir, n, seed)
 
 
 def _draw(model: AutoencoderModule, history: Any, target: Path, data_dir: str | None, n: int, seed: int) -> None:
@@ -334,47 +424,94 @@ def _config_files(words: list[str]) -> list[str]:
 
 
 def export_command(
-    checkpoint: str,
+    checkpoint: str | None = None,
+    pretrained: str | None = None,
     output: str | None = None,
     format: Format = "onnx",
     part: Part = "autoencoder",
     model: str | None = None,
 ) -> None:
-    """Export the model of a checkpoint, or one half of it, with a dynamic batch dimension; then check the file
-    against torch at another batch size (onnxruntime for ONNX).
+    """Export a checkpoint's or a shipped model, or one half of it, as one self-contained file with a dynamic batch
+    dimension; then check the file against torch at another batch size (onnxruntime for ONNX).
 
     Args:
         checkpoint: a ``.ckpt`` written by ``torchae fit``.
-        output: the file to write; default: beside the checkpoint, named after it, the part and the format.
-        format: ``onnx`` (one self-contained file) or ``pt2`` (``torch.export``; TorchScript, which PyTorch
-            deprecates, is not offered).
+        pretrained: a model shipped with torchae instead (dense, deep, conv, denoising, sparse).
+        output: the file to write; default: beside the checkpoint (in the current folder for a shipped model),
+            named after it, the part and the format.
+        format: ``onnx``, or ``pt2`` (``torch.export``; TorchScript, which PyTorch deprecates, is not offered).
         part: ``autoencoder`` (images to reconstructions), ``encoder`` (images to codes) or ``decoder``.
         model: the class of a model defined outside torchae (``mypkg.MyAE``); torchae's own are found by name.
     """
     from torchae.export import export_model
 
-    model = load_model(checkpoint, model)
+    loaded, _ = _model_of(checkpoint, pretrained, model)
     suffix = {"onnx": ".onnx", "pt2": ".pt2"}.get(format, "")
-    target = Path(output) if output else Path(checkpoint).with_name(f"{Path(checkpoint).stem}-{part}{suffix}")
-    difference = export_model(model, target, format, part)
-    print(f"{target}: the {part} of a {type(model).__name__} as {format}, batch dimension dynamic; at batch 7 the file")
-    print(f"gives the model's outputs to {difference:.1e} (largest absolute difference)")
+    source = Path(checkpoint) if checkpoint is not None else Path(str(pretrained))
+    target = Path(output) if output else source.with_name(f"{source.stem}-{part}{suffix}")
+    difference = export_model(loaded, target, format, part)
+    print(f"{target}: the {part} of a {type(loaded).__name__} as {format}, batch dimension dynamic; at batch 7 the")
+    print(f"file gives the model's outputs to {difference:.1e} (largest absolute difference)")
+
+
+SUBCOMMANDS = {
+    "fit": "train a model: torchae fit --config configs/dense.yaml",
+    "validate": "the loss of a checkpoint (--ckpt_path) or a shipped model (--pretrained) on the test images",
+    "test": "the same through Lightning's test loop",
+    "predict": "codes and reconstructions of the test images into predictions.npz",
+    "figures": "the figures of a checkpoint or a shipped model: torchae figures CKPT, or --pretrained NAME",
+    "export": "a checkpoint or a shipped model as ONNX or torch.export, batch dimension dynamic",
+}
+"""Every subcommand with its line of ``torchae --help``."""
+
+OWN_COMMANDS = {"figures": figures_command, "export": export_command}
+
+
+def overview() -> str:
+    """``torchae --help``: what the command is and its six subcommands, one line each."""
+    width = max(map(len, SUBCOMMANDS))
+    lines = [
+        f"usage: torchae [-h] {{{','.join(SUBCOMMANDS)}}} ...",
+        "",
+        f"Train and use the autoencoders of the Autoencoders in Keras series. Models: {_MODEL_NAMES}.",
+        "",
+        "subcommands (torchae SUBCOMMAND --help lists each one's settings):",
+        *(f"  {name:<{width}}  {line}" for name, line in SUBCOMMANDS.items()),
+    ]
+    return "\n".join(lines)
+
+
+def own_command_parser(name: str) -> Any:
+    """The parser of ``torchae figures`` or ``torchae export``: the checkpoint as an optional positional argument,
+    the function's other arguments as options; errors are raised, not printed (:func:`main` prints one line)."""
+    from jsonargparse import ArgumentParser
+
+    function = OWN_COMMANDS[name]
+    summary = " ".join((function.__doc__ or "").split("Args:")[0].split())
+    parser = ArgumentParser(prog=f"torchae {name}", description=summary, exit_on_error=False)
+    parser.add_argument("checkpoint", nargs="?", default=None, help="a .ckpt written by torchae fit")
+    parser.add_function_arguments(function, as_group=False, skip={"checkpoint"})
+    return parser
 
 
 def _run(args: list[str] | None) -> None:
     words = sys.argv[1:] if args is None else args
+    if not words or words[0] in ("-h", "--help"):
+        print(overview())
+        if not words:
+            raise ConfigError(f"choose a subcommand: {', '.join(SUBCOMMANDS)} (torchae --help says what each does)")
+        return
     for path in _config_files(words):
         check_config_file(path)
-    commands = {"figures": figures_command, "export": export_command}
-    if words[:1] == ["figures"] and any(word.split("=", 1)[0] == "--pretrained" for word in words[1:]):
-        commands["figures"] = pretrained_figures_command
-    if words[:1] and words[0] in commands:
-        from jsonargparse import auto_cli
-
-        command = commands[words[0]]
-        auto_cli(command, args=words[1:], as_positional=command is not pretrained_figures_command)
+    if words[0] in OWN_COMMANDS:
+        parsed = own_command_parser(words[0]).parse_args(words[1:])
+        OWN_COMMANDS[words[0]](**{key: value for key, value in vars(parsed).items() if key in _parameters(words[0])})
         return
     AutoencoderCLI(args=args)
+
+
+def _parameters(name: str) -> set[str]:
+    return set(inspect.signature(OWN_COMMANDS[name]).parameters)
 
 
 def describe_type(annotation: Any) -> str:
@@ -417,7 +554,7 @@ def _setting_type(setting: str) -> Any:
     return None
 
 
-def describe_parse_error(err: ArgumentError) -> str:
+def describe_parse_error(err: ArgumentError, subcommand: str = "fit") -> str:
     """One line for a command-line or config error: the setting, the value, and the fix."""
     text = " ".join(str(err).split())
     nested = re.search(r"Given value: NestedArg\(key='([\w.]+)', val='(.*?)'\)", text)
@@ -430,21 +567,24 @@ def describe_parse_error(err: ArgumentError) -> str:
     elif key:
         setting, value = key.group(1), text.rsplit("value:", 1)[-1].strip()
     elif text.startswith("unrecognized arguments"):
-        return f"{text}: check the spelling of the keys (torchae fit --help lists them)"
+        return f"{text}: check the spelling of the keys (torchae {subcommand} --help lists them)"
     else:
-        return f"{text} (torchae fit --help lists the settings)"
+        return f"{text} (torchae {subcommand} --help lists the settings)"
     annotation = _setting_type(setting)
-    expected = f"it takes {describe_type(annotation)}" if annotation is not None else "see torchae fit --help"
+    expected = f"it takes {describe_type(annotation)}" if annotation is not None else f"see torchae {subcommand} --help"
     return f"{setting} = {value!r} is not a valid value: {expected}; set --{setting} to such a value"
 
 
 def main(args: list[str] | None = None) -> None:
     """Entry point of ``torchae`` and ``python -m torchae``; ``args`` defaults to the command line."""
+    quiet_known_noise()
     try:
         _run(args)
     except (UserError, NonFiniteLossError, FileNotFoundError, ArgumentError) as err:
         if os.environ.get(DEBUG_VARIABLE):
             raise
-        message = describe_parse_error(err) if isinstance(err, ArgumentError) else str(err)
+        words = sys.argv[1:] if args is None else args
+        subcommand = words[0] if words and words[0] in SUBCOMMANDS else "fit"
+        message = describe_parse_error(err, subcommand) if isinstance(err, ArgumentError) else str(err)
         print(f"torchae: error: {message}", file=sys.stderr)
         sys.exit(1 if isinstance(err, NonFiniteLossError) else 2)

@@ -68,12 +68,15 @@ class Weights:
                 f"expected {self.sha256[:16]}...): the file was damaged or changed; {REINSTALL}"
             )
 
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The trained weights, after :meth:`verify` (tensors only, read with ``weights_only=True``)."""
+        self.verify()
+        return torch.load(self.path, map_location="cpu", weights_only=True)
+
     def load(self) -> AutoencoderModule:
         """The trained model, after :meth:`verify`, in eval mode on the CPU."""
-        self.verify()
-        state = torch.load(self.path, map_location="cpu", weights_only=True)
         model = EXPERIMENTS[self.name].model(**self.meta["model_arguments"])
-        model.load_state_dict(state)
+        model.load_state_dict(self.state_dict())
         return model.eval()
 
 
