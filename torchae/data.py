@@ -12,7 +12,7 @@ import hashlib
 import struct
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -220,6 +220,9 @@ class TensorBatches:
         world_size: number of processes sharing the data.
         steps_per_execution: batches per item; above 1 the items are :class:`BatchGroup` lists of batches.
         labels: ``(N,)`` labels of the images; given, each batch is an ``(images, labels)`` pair.
+        sanity_batches: called at each iteration; while it gives a number ``n`` (Lightning's sanity check), the
+            iteration is the first ``n`` image batches, one per item (as many items as the loader has at most, the
+            rest in the last): the sanity check then runs the image batches it was told to, grouped or not.
     """
 
     def __init__(
@@ -232,6 +235,7 @@ class TensorBatches:
         world_size: int = 1,
         steps_per_execution: int = 1,
         labels: torch.Tensor | None = None,
+        sanity_batches: Callable[[], int | None] | None = None,
     ) -> None:
         self.images = images
         self.labels = labels
@@ -241,7 +245,7 @@ class TensorBatches:
         self.rank = rank
         self.world_size = world_size
         self.steps_per_execution = steps_per_execution
-        self._said_plain = False
+        self.sanity_batches = sanity_batches
         self.epoch = 0
         # Lightning calls ``dataloader.sampler.set_epoch(epoch)`` before every epoch; this object is its own sampler.
         self.sampler = self
@@ -287,7 +291,21 @@ class TensorBatches:
             else:
                 yield images, self.labels[start:stop] if rows is None else self.labels.index_select(0, rows)
 
+    def _sanity_items(self, count: int) -> Iterator[Any]:
+        """The first ``count`` image batches as at most ``len(self)`` items: Lightning's sanity check takes
+        ``min(num_sanity_val_steps, len(loader))`` items, so the last item carries what does not fit one per item."""
+        batches = _first(self.batches(), count)
+        items = min(len(batches), len(self))
+        yield from batches[: items - 1]
+        if items:
+            rest = batches[items - 1 :]
+            yield rest[0] if len(rest) == 1 else BatchGroup(rest)
+
     def __iter__(self) -> Iterator[torch.Tensor | BatchGroup]:
+        sanity = self.sanity_batches() if self.sanity_batches is not None else None
+        if sanity is not None and self.steps_per_execution > 1:
+            yield from self._sanity_items(sanity)
+            return
         if self.steps_per_execution == 1:
             yield from self.batches()
             return
@@ -299,6 +317,20 @@ class TensorBatches:
                 group = BatchGroup()
         if group:
             yield group
+
+
+def _counts_batches(option: str, value: Any) -> bool:
+    """Whether a Trainer option is set to count batches or steps: anything but its default (all of them: 1.0 for the
+    limits and the validation interval, -1 for max_steps). An integer 1 counts one batch, unlike 1.0."""
+    if value is None:
+        return False
+    if option == "max_steps":
+        return value != -1
+    return isinstance(value, int) or value != 1.0
+
+
+def _first(batches: Iterator[Any], count: int) -> list[Any]:
+    return [batch for _, batch in zip(range(count), batches)]
 
 
 def mix_seed(seed: int, *salt: int) -> int:
@@ -356,7 +388,7 @@ class MNISTDataModule(pl.LightningDataModule):
         self.val_size = val_size
         self.verify_checksums = verify_checksums
         self.steps_per_execution = steps_per_execution
-        self._said_plain = False
+        self._said_plain: set[str] = set()
         self.train_images: torch.Tensor | None = None
         self.val_images: torch.Tensor | None = None
         self.val_labels: torch.Tensor | None = None
@@ -380,7 +412,7 @@ class MNISTDataModule(pl.LightningDataModule):
         images: torch.Tensor | None,
         batch_size: int,
         shuffle: bool,
-        grouped: bool,
+        grouped: str | None,
         labels: torch.Tensor | None = None,
     ) -> TensorBatches:
         if images is None:
@@ -388,29 +420,51 @@ class MNISTDataModule(pl.LightningDataModule):
         device = self._device()
         trainer = self.trainer
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
-        group = self.steps_per_execution if grouped and world == 1 else 1
-        if grouped and world > 1 and self.steps_per_execution > 1 and not self._said_plain:
-            self._said_plain = True
-            rank_zero_info(
-                f"torchae: data.steps_per_execution {self.steps_per_execution} is off on {world} devices (DDP "
-                "synchronises gradients once per Lightning step): plain batches"
-            )
+        group = self.steps_per_execution if grouped is not None else 1
+        reason = self._why_plain(grouped) if group > 1 else None
+        if reason is not None:
+            group = 1
+            if reason not in self._said_plain:
+                self._said_plain.add(reason)
+                rank_zero_info(f"torchae: data.steps_per_execution {self.steps_per_execution} is off {reason}")
         labels = labels.to(device) if labels is not None else None
         seed = int(self.seed or 0)
-        return TensorBatches(images.to(device), batch_size, shuffle, seed, rank, world, group, labels)
+        sanity = self._sanity_batches if grouped == "val" else None
+        return TensorBatches(images.to(device), batch_size, shuffle, seed, rank, world, group, labels, sanity)
+
+    def _why_plain(self, stage: str) -> str | None:
+        """Why this stage's loader serves plain batches instead of step groups (``None``: groups): several devices,
+        or a Lightning option that counts batches (so that it counts image batches and optimizer steps)."""
+        trainer = self.trainer
+        if trainer is None:
+            return None
+        if trainer.world_size > 1:
+            devices = trainer.world_size
+            return f"on {devices} devices (DDP synchronises gradients once per Lightning step): plain batches"
+        options = {"val": ["limit_val_batches"], "train": ["limit_train_batches", "val_check_interval", "max_steps"]}
+        counting = [name for name in options[stage] if _counts_batches(name, getattr(trainer, name, None))]
+        if counting:
+            return f"for {stage}: trainer.{counting[0]} counts image batches and optimizer steps: plain batches"
+        return None
+
+    def _sanity_batches(self) -> int | None:
+        trainer = self.trainer
+        if trainer is None or not trainer.sanity_checking or trainer.num_sanity_val_steps < 0:
+            return None
+        return int(trainer.num_sanity_val_steps)
 
     def train_dataloader(self) -> TensorBatches:
-        return self._loader(self.train_images, self.batch_size, self.shuffle, grouped=True)
+        return self._loader(self.train_images, self.batch_size, self.shuffle, grouped="train")
 
     def val_dataloader(self) -> TensorBatches:
-        return self._loader(self.val_images, self.val_batch_size, False, grouped=True)
+        return self._loader(self.val_images, self.val_batch_size, False, grouped="val")
 
     def test_dataloader(self) -> TensorBatches:
-        return self._loader(self.val_images, self.val_batch_size, False, grouped=False)
+        return self._loader(self.val_images, self.val_batch_size, False, grouped=None)
 
     def predict_dataloader(self) -> TensorBatches:
         """The test images in MNIST's order, as ``(images, labels)`` pairs."""
-        return self._loader(self.val_images, self.val_batch_size, False, grouped=False, labels=self.val_labels)
+        return self._loader(self.val_images, self.val_batch_size, False, grouped=None, labels=self.val_labels)
 
     def state_dict(self) -> dict[str, Any]:
         # The seed decides every epoch's order: a resumed run must keep it even if seed_everything picked it.

@@ -1,4 +1,5 @@
-"""The one place torchae relies on Lightning's private API, because no public way exists.
+"""The one place torchae relies on Lightning's private API, because no public way exists: counting optimizer
+steps and logged steps that Lightning's loop does not see.
 
 A training step that calls ``optimizer.step()`` on the raw optimizer (the engine's direct step and its CUDA-graph
 replay) bypasses ``LightningOptimizer.step``, which is what counts the step in Lightning's progress
@@ -14,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["counted_step", "counted_steps"]
+__all__ = ["count_logged_batches", "counted_step", "counted_steps"]
 
 
 @contextmanager
@@ -42,3 +43,17 @@ def counted_steps(optimizer: Any, count: int) -> Iterator[None]:
             pass
     with counted_step(optimizer):
         yield
+
+
+def count_logged_batches(trainer: Any, extra: int) -> None:
+    """Count ``extra`` more batches in the step that Lightning's loggers write (``metrics.csv``'s ``step``, the
+    x-axis of TensorBoard): a step group of ``n`` image batches is ``n`` optimizer steps, which ``global_step``
+    counts, and should be ``n`` logged steps too, not one. Lightning keeps that count in its epoch loop's
+    ``_batches_that_stepped`` (saved in checkpoints), with no public setter."""
+    loop = trainer.fit_loop.epoch_loop
+    if not isinstance(getattr(loop, "_batches_that_stepped", None), int):
+        raise RuntimeError(
+            "this Lightning release's training epoch loop has no _batches_that_stepped, which torchae's engine uses "
+            "to count step groups in the logged step: install a pytorch-lightning release that torchae supports"
+        )
+    loop._batches_that_stepped += extra

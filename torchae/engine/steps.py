@@ -13,7 +13,7 @@ from pytorch_lightning.strategies import SingleDeviceStrategy
 from pytorch_lightning.utilities.model_helpers import is_overridden
 
 from torchae.data import BatchGroup
-from torchae.engine.lightning_compat import counted_step, counted_steps
+from torchae.engine.lightning_compat import count_logged_batches, counted_step, counted_steps
 from torchae.inputs import check_images, images_of
 from torchae.models import AutoencoderModule, Stage
 
@@ -116,6 +116,8 @@ class StepRunner:
             count += sum(x.shape[0] for x in xs[start : start + together])
             start += together
         self.module.log_terms({name: total / count for name, total in sums.items()}, stage, batch_size=count)
+        if optimizer is not None and len(xs) > 1:
+            count_logged_batches(self.module.trainer, len(xs) - 1)
         return sums["loss"] / count
 
     def steps_in_one_call(self, xs: list[torch.Tensor], start: int, optimizer: Any) -> int:
