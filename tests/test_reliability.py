@@ -359,13 +359,16 @@ def test_killed_run_resumes_to_the_same_weights_and_metrics(tmp_path, config):
 
 @pytest.mark.slow
 def test_fit_under_ddp_through_the_cli_writes_everything_resumes_and_keeps_the_ranks_equal(tmp_path):
-    """The README's several-devices command on two CPU processes (gloo), with every callback the CLI installs."""
+    """The dense config on two CPU processes (gloo), with no engine flags and every callback the CLI installs: what
+    DDP cannot take (step groups, compiled steps) turns off with one line each, printed once."""
     ddp = ["--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp"]
-    ddp += ["--engine.compiled_steps", "false"]  # a compiled step runs on one device
+    ddp += ["--data.steps_per_execution", "32"]  # the config's groups (fit_args turns them off for speed elsewhere)
     weights = tmp_path / "weights"
     save = ["--trainer.callbacks+=helpers.SaveWeights", f"--trainer.callbacks.folder={weights}"]
     first = cli(fit_args(tmp_path, *ddp, *save, epochs=2), tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
+    assert first.stderr.count("torchae: data.steps_per_execution 32 is off on 2 devices") == 1, first.stderr[-3000:]
+    assert first.stderr.count("torchae: engine.compiled_steps is off for this run: a compiled step needs one") == 1
     run = tmp_path / "version_0"
     assert (run / "checkpoints" / "last.ckpt").is_file() and len(read_history(run)) == 2
     assert (run / "reconstructions.png").is_file() and (run / "loss_curves.png").is_file()
@@ -378,6 +381,32 @@ def test_fit_under_ddp_through_the_cli_writes_everything_resumes_and_keeps_the_r
         assert all(torch.equal(rank0[key], rank1[key]) for key in rank0)
     final = torch.load(weights / "rank0-epoch3.pt", weights_only=True)
     assert all(torch.equal(final[key], value) for key, value in final_state(tmp_path / "version_1").items())
+
+
+@pytest.mark.slow
+def test_a_launch_on_two_devices_that_fails_before_training_says_so_once_and_leaves_no_run(tmp_path):
+    ddp = ["--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp"]
+    failed = cli(fit_args(tmp_path, *ddp, "--data.data_dir", str(tmp_path / "nowhere")), tmp_path)
+    assert failed.returncode == 2
+    errors = [line for line in failed.stderr.splitlines() if line.startswith("torchae: error:")]
+    assert len(errors) == 1 and "does not exist" in errors[0], failed.stderr[-3000:]
+    assert "Traceback" not in failed.stderr
+    assert not list(tmp_path.glob("version_*"))
+
+
+def test_a_run_that_fails_before_its_first_step_leaves_no_folder_but_keeps_anything_else(tmp_path, capsys):
+    code, err = run_main(fit_args(tmp_path, "--data.data_dir", str(tmp_path / "nowhere")), capsys)
+    assert code == 2 and not list(tmp_path.glob("version_*"))
+    kept = tmp_path / "version_0"
+    kept.mkdir()
+    (kept / "notes.txt").write_text("mine")
+    from types import SimpleNamespace
+
+    from torchae.safety import RemoveFailedLaunch
+
+    logger = SimpleNamespace(log_dir=str(kept))
+    RemoveFailedLaunch().on_exception(SimpleNamespace(global_step=0, global_rank=0, loggers=[logger]), None, None)
+    assert (kept / "notes.txt").read_text() == "mine"
 
 
 def test_a_crash_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatch):

@@ -44,7 +44,7 @@ from torchae.models import AutoencoderModule
 from torchae.predictions import NpzPredictionWriter
 from torchae.progress import ImageBatchProgressBar
 from torchae.registry import EXPERIMENTS, model_classes
-from torchae.safety import AtomicCheckpointIO, StopOnNonFiniteLoss
+from torchae.safety import AtomicCheckpointIO, RemoveFailedLaunch, StopOnNonFiniteLoss
 from torchae.timing import EpochTimer
 
 __all__ = ["AutoencoderCLI", "main", "find_last_checkpoint"]
@@ -229,9 +229,10 @@ class AutoencoderCLI(LightningCLI):
             kwargs.setdefault("logger", loggers)
         if config.get("plugins") is None:
             kwargs.setdefault("plugins", [AtomicCheckpointIO()])
-        callbacks = list(config.get("callbacks") or [])
+        callbacks = [*(config.get("callbacks") or []), RemoveFailedLaunch()]
         if config.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
-            kwargs.setdefault("callbacks", [*callbacks, ImageBatchProgressBar()])
+            callbacks.append(ImageBatchProgressBar())
+        kwargs.setdefault("callbacks", callbacks)
         try:
             trainer = super().instantiate_trainer(**kwargs)
         except (MisconfigurationException, ValueError, TypeError, ModuleNotFoundError) as err:
@@ -575,6 +576,11 @@ def describe_parse_error(err: ArgumentError, subcommand: str = "fit") -> str:
     return f"{setting} = {value!r} is not a valid value: {expected}; set --{setting} to such a value"
 
 
+def _rank_zero() -> bool:
+    """Whether this process is rank 0 of its run (Lightning's launcher sets these for the other processes)."""
+    return all(int(os.environ.get(variable, "0") or 0) == 0 for variable in ("LOCAL_RANK", "NODE_RANK"))
+
+
 def main(args: list[str] | None = None) -> None:
     """Entry point of ``torchae`` and ``python -m torchae``; ``args`` defaults to the command line."""
     quiet_known_noise()
@@ -586,5 +592,6 @@ def main(args: list[str] | None = None) -> None:
         words = sys.argv[1:] if args is None else args
         subcommand = words[0] if words and words[0] in SUBCOMMANDS else "fit"
         message = describe_parse_error(err, subcommand) if isinstance(err, ArgumentError) else str(err)
-        print(f"torchae: error: {message}", file=sys.stderr)
+        if _rank_zero():  # every rank of a multi-process run fails alike: one line
+            print(f"torchae: error: {message}", file=sys.stderr)
         sys.exit(1 if isinstance(err, NonFiniteLossError) else 2)

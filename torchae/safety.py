@@ -12,7 +12,7 @@ from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from torchae.errors import NonFiniteLossError
 
-__all__ = ["AtomicCheckpointIO", "StopOnNonFiniteLoss", "write_text_atomically"]
+__all__ = ["AtomicCheckpointIO", "RemoveFailedLaunch", "StopOnNonFiniteLoss", "write_text_atomically"]
 
 
 def write_text_atomically(path: Path, text: str) -> None:
@@ -104,3 +104,30 @@ class StopOnNonFiniteLoss(pl.Callback):
                 f"(global step {trainer.global_step}): training stopped and the last good checkpoint was kept; "
                 "lower the learning rate or check the data"
             )
+
+
+STARTUP_FILES = ("config.yaml", "hparams.yaml", "metrics.csv")
+"""What a run writes into its folder before its first optimizer step (besides TensorBoard's event files)."""
+
+
+class RemoveFailedLaunch(pl.Callback):
+    """A run that fails before its first optimizer step leaves no ``version_N`` behind: the folder its loggers
+    claimed for it holds only what a start writes (config, hyperparameters, an empty metrics file, event files),
+    and it is removed. A folder holding anything else (a checkpoint, a figure) is kept whole."""
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        if trainer.global_step > 0 or trainer.global_rank != 0 or not trainer.loggers:
+            return
+        folder = Path(trainer.loggers[0].log_dir)  # the logger's own path: no collective call while failing
+        if not folder.is_dir():
+            return
+        entries = list(folder.iterdir())
+        startup = all(
+            (entry.is_file() and (entry.name in STARTUP_FILES or entry.name.startswith("events.out.tfevents.")))
+            or (entry.is_dir() and entry.name == "checkpoints" and not any(entry.iterdir()))
+            for entry in entries
+        )
+        if startup:
+            for entry in entries:
+                entry.rmdir() if entry.is_dir() else entry.unlink()
+            folder.rmdir()
