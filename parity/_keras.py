@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import ModuleType
 
 __all__ = ["BACKENDS", "ImportOrderError", "import_keras", "load_torch_first"]
@@ -28,6 +31,48 @@ def load_torch_first() -> None:
             "created: import parity (or torch._dynamo) before tensorflow or keras"
         )
     import torch._dynamo  # noqa: F401  (must be loaded before TensorFlow)
+
+
+TENSORFLOW_NOISE = (
+    "All log messages before absl::InitializeLog() is called are written to STDERR",
+    "cudart_stub.cc",
+    "cpu_feature_guard.cc",
+    "oneDNN custom operations are on",
+    "Unable to register cuDNN factory",
+    "Unable to register cuFFT factory",
+    "Unable to register cuBLAS factory",
+    "computation placer already registered",
+    "failed call to cuInit",
+)
+"""Lines TensorFlow's C++ side prints while it loads and finds its devices, before its log level applies: that it
+found no GPU on a CPU machine, which CPU instructions it uses, that its CUDA plugins were registered twice."""
+
+
+@contextmanager
+def _native_lines_filtered() -> Iterator[None]:
+    """Run the body with the process's standard error (file descriptor 2, where C++ code writes) captured; then
+    write back every captured line but the known harmless ones of :data:`TENSORFLOW_NOISE` (all of them where
+    torch finds a GPU, whose absence they would report)."""
+    import torch
+
+    gpu = torch.cuda.is_available()
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept = [
+                line
+                for line in captured.read().decode(errors="replace").splitlines(keepends=True)
+                if gpu or not any(noise in line for noise in TENSORFLOW_NOISE)
+            ]
+            sys.stderr.write("".join(kept))
 
 
 BACKENDS = ("tensorflow", "jax", "torch")
@@ -50,7 +95,16 @@ def import_keras(backend: str | None = "tensorflow") -> ModuleType:
     if wanted not in BACKENDS:
         raise RuntimeError(f"KERAS_BACKEND={wanted!r} is not one of {', '.join(BACKENDS)}: set one of them")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
+    from torchae.console import quiet_known_noise
+
+    quiet_known_noise()  # the parity check compiles a step too
+    with _native_lines_filtered():
+        import keras
+
+        if keras.backend.backend() == "tensorflow":  # TensorFlow looks for GPUs on first use: let it look here
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()
 
     if backend is not None and keras.backend.backend() != backend:
         raise RuntimeError(

@@ -221,3 +221,22 @@ def test_a_model_from_outside_the_package_trains_draws_predicts_and_exports(tmp_
         main(["export", checkpoint, "--model", "torchae.DenseAE", "--output", str(tmp_path / "x.onnx")])
     assert "holds a MyAE, not a DenseAE" in capsys.readouterr().err
     assert not (tmp_path / "x.onnx").exists()
+
+
+@pytest.mark.slow
+def test_a_short_fit_and_predict_print_none_of_the_known_noise(tmp_path):
+    """Lightning's logger tip, the pytree deprecation, inductor's CUDA_HOME line (the dense config compiles its
+    steps), the dirpath warning and the batch-indices warning of predict: none of them reaches the console."""
+    from torchae.console import KNOWN_NOISE
+
+    small = ["--data.train_size", "512", "--data.val_size", "256", "--trainer.default_root_dir", str(tmp_path)]
+    fit = run_cli("fit", "--config", str(CONFIGS / "dense.yaml"), "--trainer.max_epochs", "1", *small, cwd=tmp_path)
+    assert fit.returncode == 0, fit.stderr[-3000:]
+    checkpoint = str(tmp_path / "version_0" / "checkpoints" / "last.ckpt")
+    predict = run_cli(
+        "predict", "--config", str(CONFIGS / "dense.yaml"), "--ckpt_path", checkpoint, *small, cwd=tmp_path
+    )
+    assert predict.returncode == 0, predict.stderr[-3000:]
+    for result in (fit, predict):
+        printed = result.stdout + result.stderr
+        assert [pattern.pattern for pattern in KNOWN_NOISE if pattern.search(printed)] == []

@@ -461,3 +461,17 @@ def test_each_article_row_shows_the_seed_spread_of_the_same_run(tmp_path):
     rendered = write_results(tmp_path, tmp_path / "RESULTS.md").read_text()
     (spread_row,) = [line for line in rendered.splitlines() if line.startswith("| dense | 50 | ")]  # not "50 (full)"
     assert "| — (linear code) |" in spread_row
+
+
+def test_parity_check_prints_none_of_tensorflows_loading_lines():
+    """TensorFlow's C++ lines while it loads (no GPU found, CPU instructions, CUDA plugins registered twice) are
+    dropped; the check's own table is printed."""
+    from parity._keras import TENSORFLOW_NOISE
+
+    result = subprocess.run(
+        [sys.executable, "-m", "parity", "check", "dense"], capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    printed = result.stdout + result.stderr
+    assert [noise for noise in TENSORFLOW_NOISE if noise in printed] == []
+    assert "| dense |" in result.stdout
