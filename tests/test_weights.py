@@ -10,6 +10,7 @@ import socket
 import tomllib
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -202,3 +203,32 @@ def test_the_keras_row_names_the_backend_keras_ran_on(tmp_path, monkeypatch):
     assert keras_row("conv") is None
     table = pretrained_table({"conv": {**read_metadata(WEIGHTS_DIR)[SHIPPED[0]], "keras": keras_row("sparse")}})
     assert "| not yet at full length |" in table
+
+
+def test_the_shipped_models_work_wherever_a_checkpoint_does(tmp_path, monkeypatch, capsys):
+    """``--pretrained NAME`` with predict, validate, export and figures; a shipped file given as a checkpoint is
+    refused in one line that names ``--pretrained``."""
+    monkeypatch.chdir(tmp_path)
+    quiet = ["--trainer.enable_progress_bar", "false", "--data.val_size", "300"]
+    main(["predict", "--pretrained", "dense", *quiet])
+    (predictions,) = tmp_path.glob("runs/predict/*/predictions.npz")
+    model = torchae.pretrained("dense")
+    with np.load(predictions) as arrays:
+        images = torch.from_numpy(arrays["reconstructions"][:4])
+        codes = torch.from_numpy(arrays["codes"][:4])
+    torch.testing.assert_close(model.decode(codes), images, atol=1e-6, rtol=0)
+    main(["validate", "--pretrained", "denoising", *quiet])
+    assert len(list(tmp_path.glob("runs/validate/*/metrics.csv"))) == 1
+    main(["export", "--pretrained", "conv", "--part", "decoder", "--output", str(tmp_path / "decoder.onnx")])
+    assert (tmp_path / "decoder.onnx").is_file()
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as refused:
+        main(
+            ["predict", "--config", str(ROOT / "configs" / "dense.yaml"), "--ckpt_path", str(get_weights("dense").path)]
+        )
+    assert refused.value.code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("torchae: error: ") and "holds weights only" in line and "--pretrained NAME" in line
+    with pytest.raises(SystemExit):
+        main(["fit", "--pretrained", "dense"])
+    assert "--pretrained is for validate, test and predict, not fit" in capsys.readouterr().err

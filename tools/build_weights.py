@@ -64,7 +64,7 @@ def model_arguments(model: AutoencoderModule) -> dict[str, Any]:
     arguments = {key: value for key, value in model.hparams.items() if not key.startswith("_")}
     if "init_from" in arguments:
         arguments["init_from"] = None
-    if "seed" in arguments:  # the denoising noise seed: the process seed when none was configured
+    if hasattr(model, "noise_seed"):  # the denoising noise seed: the process seed when none was configured
         arguments["seed"] = int(model.noise_seed())
     return arguments
 

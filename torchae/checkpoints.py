@@ -43,6 +43,12 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
             f"checkpoint {str(path)!r} cannot be read ({type(err).__name__}): the file is "
             "truncated or not a torch checkpoint; use another one"
         ) from None
+    if isinstance(checkpoint, dict) and checkpoint and all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
+        raise CheckpointError(
+            f"{str(path)!r} holds weights only, not a Lightning checkpoint: for a model shipped with torchae use "
+            "--pretrained NAME (dense, deep, conv, denoising, sparse); in Python, model.load_state_dict(torch.load("
+            "path, weights_only=True))"
+        )
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise CheckpointError(f"{str(path)!r} is not a Lightning checkpoint (no state_dict): use a .ckpt from a run")
     return checkpoint

@@ -51,6 +51,8 @@ class AutoencoderModule(NamedCheckpoints, Exportable, pl.LightningModule):
     """
 
     figures: ClassVar[tuple[str, ...]] = ("reconstructions", "codes_2d", "interpolation")
+    unsaved_arguments: ClassVar[tuple[str, ...]] = ()
+    """Constructor arguments kept out of the hyperparameters (the checkpoint carries them otherwise)."""
 
     def __init__(self, net: Autoencoder, learning_rate: float = 1e-3, epsilon: float = 1e-7) -> None:
         super().__init__()
@@ -58,7 +60,7 @@ class AutoencoderModule(NamedCheckpoints, Exportable, pl.LightningModule):
         self.automatic_optimization = False
         require(learning_rate > 0, "model.learning_rate", learning_rate, "a positive number", "1e-3")
         require(epsilon > 0, "model.epsilon", epsilon, "a positive number", "1e-7")
-        self.save_hyperparameters(ignore=["net"])
+        self.save_hyperparameters(ignore=["net", *self.unsaved_arguments])
         self.learning_rate, self.epsilon = learning_rate, epsilon
         self.net = net
         self.example_input_array = torch.zeros(2, *IMAGE_SHAPE)
@@ -240,6 +242,9 @@ class DenoisingAE(AutoencoderModule):
         self._noise: dict[str, torch.Generator] = {}
 
     figures = ("reconstructions", "denoising", "codes_2d", "interpolation")
+    # The noise seed travels in the checkpoint (torchae_noise_seed); as a hyperparameter it would clash with the
+    # datamodule's own `seed` when Lightning logs both.
+    unsaved_arguments = ("seed",)
 
     def setup(self, stage: str) -> None:
         if stage == "fit" and self.init_from is not None and not self._init_loaded:
