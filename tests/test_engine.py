@@ -19,6 +19,7 @@ from torchae.data import MNISTDataModule, TensorBatches
 from torchae.engine import CompiledSteps, Engine, StepRunner, draws_random_numbers
 from torchae.engine import graphs as graphs_module
 from torchae.engine.lightning_compat import counted_step
+from torchae.engine.threads import CpuThreads
 from torchae.errors import ConfigError
 from torchae.registry import EXPERIMENTS
 
@@ -479,3 +480,57 @@ def test_a_failed_run_leaves_the_model_as_it_was(tmp_path):
     with pytest.raises(RuntimeError, match="boom"):
         quiet_trainer(tmp_path, callbacks=[Engine(cpu_micro_batch_size=8), Boom()]).fit(model, datamodule=data)
     assert "training_step" not in vars(model) and "validation_step" not in vars(model)
+
+
+# ---------------------------------------------------------------- CPU threads
+def test_cpu_threads_follow_what_other_processes_leave_free(monkeypatch):
+    """Two cores: another process busy on one of them leaves one thread; gone, both come back; never more than
+    torch started with, never fewer than one."""
+    from torchae.engine import threads as threads_module
+
+    clock = {"busy": 0, "total": 0, "own": 0.0, "wall": 0.0}
+    monkeypatch.setattr(threads_module, "_cpu_jiffies", lambda cpus: (clock["busy"], clock["total"]))
+    monkeypatch.setattr(threads_module, "_own_seconds", lambda: clock["own"])
+    monkeypatch.setattr(threads_module.time, "monotonic", lambda: clock["wall"])
+
+    def epoch(others: float, own: float, seconds: float = 1.0) -> None:  # cores' worth busy over ``seconds``
+        clock["busy"] += int(1000 * (others + own) * seconds)
+        clock["total"] += int(1000 * 2 * seconds)
+        clock["own"] += own * seconds
+        clock["wall"] += seconds
+
+    # the pause before the first epoch, while another process keeps one core busy
+    monkeypatch.setattr(threads_module.time, "sleep", lambda seconds: epoch(others=1.0, own=0.0, seconds=seconds))
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        threads = CpuThreads()
+        threads.cpus = {0, 1}
+        assert threads.start() == 1 and torch.get_num_threads() == 1  # a busy core before the first epoch
+        epoch(others=1.0, own=1.0)
+        assert threads.update() == 1
+        epoch(others=0.0, own=1.0)
+        assert threads.update() == 2 and torch.get_num_threads() == 2  # the other process ended
+        epoch(others=0.3, own=1.9)
+        assert threads.update() == 2  # a little work beside: still both cores
+        epoch(others=2.0, own=0.0)
+        assert threads.update() == 1  # never fewer than one
+        threads.restore()
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_a_fixed_thread_count_holds_while_fitting_and_is_put_back(tmp_path):
+    seen = []
+
+    class Spy(pl.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            seen.append(torch.get_num_threads())
+
+    before = torch.get_num_threads()
+    train("dense", tmp_path, Engine(cpu_threads=3), epochs=1, callbacks=[Spy()])
+    assert set(seen) == {3} and torch.get_num_threads() == before
+    with pytest.raises(ConfigError, match="engine.cpu_threads must be a positive integer"):
+        Engine(cpu_threads=0)

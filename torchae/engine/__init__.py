@@ -6,7 +6,8 @@ The engine changes how a step runs, never what it computes, random draws include
 - **direct steps**: ``backward`` and the optimizer called directly when no hook listens (bitwise Lightning's steps);
 - **CPU micro-batches**: a batch run in parts whose gradients add up (the same loss and gradients, up to rounding);
 - **compiled whole steps**: network, loss, gradients and Keras's Adam as one ``torch.compile``\\ d function;
-- **CUDA graphs**: each step captured once and replayed.
+- **CUDA graphs**: each step captured once and replayed;
+- **CPU threads that follow the load** (:mod:`~torchae.engine.threads`): as many as other processes leave cores.
 
 Step groups (Keras's ``steps_per_execution``) are data that the datamodule serves (``data.steps_per_execution``);
 the engine runs them as the model's own steps do, one optimizer step per image batch.
@@ -42,6 +43,7 @@ from torch import nn
 from torchae.engine.compiled import CompiledSteps
 from torchae.engine.graphs import StepGraphs
 from torchae.engine.steps import StepRunner, plain_single_device, step_hooks_in_use
+from torchae.engine.threads import CpuThreads
 from torchae.errors import ConfigError
 from torchae.models import AutoencoderModule
 from torchae.optim import KerasAdam
@@ -124,6 +126,10 @@ class Engine(pl.Callback):
         cuda_graphs: replay each (stage, batch shape) step as one captured CUDA graph after ``graph_warmup_steps``
             eager ones; one CUDA device, 32-bit precision.
         graph_warmup_steps: eager steps per batch shape before it is captured.
+        cpu_threads: on one CPU process, torch's intra-op threads while fitting: ``"auto"`` follows the load,
+            epoch by epoch, with as many threads as other processes leave cores free (:mod:`~torchae.engine.threads`:
+            a busy core then costs its share of a step, not several times the step); a number fixes them; ``None``
+            leaves torch's setting. The thread count may change float rounding, not what a step computes.
 
     Raises:
         ConfigError: a setting out of range, or two that exclude each other.
@@ -139,10 +145,13 @@ class Engine(pl.Callback):
         compile_backend: str = "inductor",
         cuda_graphs: bool = False,
         graph_warmup_steps: int = 3,
+        cpu_threads: int | Literal["auto"] | None = None,
     ) -> None:
         _positive("cpu_micro_batch_size", cpu_micro_batch_size, optional=True)
         _positive("graph_warmup_steps", graph_warmup_steps)
         _positive("compiled_steps_per_call", compiled_steps_per_call)
+        if cpu_threads != "auto":
+            _positive("cpu_threads", cpu_threads, optional=True)
         modes = CompileMode.__args__  # type: ignore[attr-defined]
         if compile_mode not in modes:
             raise ConfigError(
@@ -169,6 +178,9 @@ class Engine(pl.Callback):
         self.compile_backend = compile_backend
         self.cuda_graphs = cuda_graphs
         self.graph_warmup_steps = graph_warmup_steps
+        self.cpu_threads = cpu_threads
+        self.threads: CpuThreads | None = None
+        """What sets the CPU threads in the latest fit (``None``: torch's setting)."""
         self.runner: StepRunner | None = None
         """The runner of the latest fit (``None`` while Lightning runs the model's own steps)."""
         self.turned_off: dict[str, str] = {}
@@ -199,6 +211,33 @@ class Engine(pl.Callback):
         if plan["compiled_steps"]:
             self.runner.compiled = CompiledSteps(pl_module, self.compiled_steps_per_call, **self._compile_options())
         self._install(pl_module, self.runner)
+        self._set_threads(trainer)
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.threads is not None and self.cpu_threads == "auto":
+            self._say_threads(self.threads.update())
+
+    def _set_threads(self, trainer: pl.Trainer) -> None:
+        self.threads, self._said_threads = None, False
+        one_cpu = trainer.strategy.root_device.type == "cpu" and trainer.world_size == 1
+        if self.cpu_threads is None or not one_cpu:
+            return
+        threads = self.threads = CpuThreads()
+        self._undo.append(threads.restore)
+        if self.cpu_threads == "auto":
+            self._say_threads(threads.start())
+        else:
+            threads.most = self.cpu_threads
+            torch.set_num_threads(self.cpu_threads)
+            threads.threads = self.cpu_threads
+
+    def _say_threads(self, threads: int) -> None:
+        if threads < self.threads.started_with and not self._said_threads:
+            self._said_threads = True
+            rank_zero_info(
+                f"torchae: other processes keep cores of this machine busy: steps run on {threads} of "
+                f"{self.threads.started_with} threads, following the load each epoch (engine.cpu_threads auto)"
+            )
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         while self._undo:
