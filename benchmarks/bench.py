@@ -4,6 +4,7 @@
     python benchmarks/bench.py dense --epochs 4     # some models, prints the table only
     python benchmarks/bench.py --backends jax       # Keras on some backends only
     python benchmarks/bench.py --baseline ../old    # this checkout's torchae against another's, interleaved
+    python benchmarks/bench.py denoising --busy 1   # with one busy process beside every measurement
 
 Each measurement runs in its own process (Keras 3 on TensorFlow, JAX and PyTorch, running the article's model code
 unchanged; torchae's loop; and torchae's real user path ``torchae fit --config configs/NAME.yaml``), one after the
@@ -16,6 +17,7 @@ Peak memory is the process's peak resident set size above what it held before tr
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -25,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -217,6 +220,13 @@ def main() -> None:
     )
     parser.add_argument("--no-write", action="store_true", help="print only; do not write the results file")
     parser.add_argument(
+        "--busy",
+        type=int,
+        default=0,
+        help="run this many busy processes (a Python loop each, as other work on a laptop or a shared runner) beside "
+        "every measurement, Keras's and torchae's alike",
+    )
+    parser.add_argument(
         "--out",
         type=Path,
         default=RESULTS_MD,
@@ -239,6 +249,26 @@ def main() -> None:
     if args.baseline:
         compare_with_baseline(args.baseline.resolve(), args.models, args.epochs, args.repeats, args)
         return
+    if args.busy < 0:
+        parser.error("--busy must be 0 or more")
+    with busy_processes(args.busy):
+        measure(args)
+
+
+@contextlib.contextmanager
+def busy_processes(count: int) -> Iterator[list[subprocess.Popen]]:
+    """``count`` processes that keep a core busy each (a Python loop) while the body runs."""
+    loops = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+    try:
+        yield loops
+    finally:
+        for loop in loops:
+            loop.kill()
+            loop.wait()
+
+
+def measure(args: Any) -> None:
+    """The rounds of every model, the table printed and (unless ``--no-write``) written."""
     backends = args.backends
     kinds = [f"keras-{backend}" for backend in backends] + ["torch", "cli"]
     rows = []
@@ -299,6 +329,11 @@ def write_results(header: str, rows: list[str], args: Any, pending: list[str]) -
             f"{backend_versions()}.",
             "",
             *status,
+            *(
+                [f"Load: {args.busy} busy process(es) (a Python loop each) ran beside every measurement.", ""]
+                if args.busy
+                else []
+            ),
             "An epoch is training plus validation. Each measurement runs in its own process and reports the median"
             " of its epochs after the first; a round runs Keras on each backend, torchae's loop and `torchae fit`"
             f" back to back (alternate rounds in reverse order), and there are {args.repeats} rounds per model."

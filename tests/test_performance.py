@@ -262,3 +262,16 @@ def test_the_article_script_retrains_dense_after_it_and_reports_failures(tmp_pat
     assert "| denoising | — | — | — | — | not started: dense did not finish |" in article.table(
         {"wall_s": 1.0, "machine": "m", "framework": "torchae fit", "models": failing}
     )
+
+
+def test_the_benchmark_runs_beside_busy_processes_and_stops_them():
+    """``bench.py --busy N``: N processes keep a core busy each while the measurements run, and end with them."""
+    import time
+
+    bench = load_benchmark("bench")
+    with bench.busy_processes(2) as loops:
+        time.sleep(0.5)
+        assert all(loop.poll() is None for loop in loops)
+        ticks = [int(Path(f"/proc/{loop.pid}/stat").read_text().rsplit(")", 1)[1].split()[11]) for loop in loops]
+        assert all(tick > 0 for tick in ticks)  # user time: they compute
+    assert all(loop.poll() is not None for loop in loops)
