@@ -240,3 +240,47 @@ def test_a_short_fit_and_predict_print_none_of_the_known_noise(tmp_path):
     for result in (fit, predict):
         printed = result.stdout + result.stderr
         assert [pattern.pattern for pattern in KNOWN_NOISE if pattern.search(printed)] == []
+
+
+def test_torchae_help_names_every_subcommand(capsys):
+    from torchae.cli import SUBCOMMANDS
+
+    main(["--help"])
+    shown = capsys.readouterr().out
+    for name in ("fit", "validate", "test", "predict", "figures", "export"):
+        assert f"\n  {name} " in shown and name in SUBCOMMANDS
+    with pytest.raises(SystemExit) as exit_info:
+        main([])
+    assert exit_info.value.code == 2 and "choose a subcommand: fit, validate" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("subcommand", ["fit", "validate", "test", "predict", "figures", "export"])
+def test_every_subcommand_has_complete_help_and_one_line_parse_errors(subcommand, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([subcommand, "--help"])
+    assert exit_info.value.code == 0
+    shown = capsys.readouterr().out
+    assert "--pretrained" in shown or subcommand == "fit"
+    with pytest.raises(SystemExit) as exit_info:
+        main([subcommand, "--no_such_setting", "3"])
+    assert exit_info.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("torchae: error: ") and "--no_such_setting" in lines[0]
+    assert f"torchae {subcommand} --help" in lines[0]
+
+
+def test_evaluating_a_run_writes_into_that_run(tmp_path, capsys):
+    """validate and test with a run's checkpoint write their config and metrics into ``version_N/SUBCOMMAND/TIME``;
+    fit and its resume keep numbering versions."""
+    args = ["--config", str(CONFIGS / "dense.yaml"), "--data.train_size", "512", "--data.val_size", "256"]
+    args += ["--trainer.default_root_dir", str(tmp_path), "--trainer.enable_progress_bar", "false"]
+    args += ["--trainer.enable_model_summary", "false", "--figures.enabled", "false"]
+    main(["fit", *args, "--trainer.max_epochs", "1", "--engine.compiled_steps", "false"])
+    checkpoint = str(tmp_path / "version_0" / "checkpoints" / "last.ckpt")
+    for subcommand in ("validate", "test", "validate"):
+        main([subcommand, *args, "--ckpt_path", checkpoint])
+    assert sorted(path.name for path in tmp_path.glob("version_*")) == ["version_0"]
+    runs = sorted((tmp_path / "version_0" / "validate").iterdir()) + list((tmp_path / "version_0" / "test").iterdir())
+    assert len(runs) == 3 and all((run / "metrics.csv").is_file() and (run / "config.yaml").is_file() for run in runs)
+    main(["fit", *args, "--trainer.max_epochs", "2", "--engine.compiled_steps", "false", "--ckpt_path", "last"])
+    assert sorted(path.name for path in tmp_path.glob("version_*")) == ["version_0", "version_1"]

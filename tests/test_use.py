@@ -104,7 +104,9 @@ def test_predict_writes_codes_reconstructions_and_labels_in_mnist_order(name, tm
     main(["fit", *config, *root, *quiet, *small, "--trainer.max_epochs", "1"])
     checkpoint = tmp_path / "version_0" / "checkpoints" / "last.ckpt"
     main(["predict", *config, *root, *quiet, *small, "--ckpt_path", str(checkpoint)])
-    with np.load(tmp_path / "version_1" / "predictions.npz") as found:
+    assert sorted(path.name for path in tmp_path.glob("version_*")) == ["version_0"]  # into the run, no new version
+    (written,) = (tmp_path / "version_0" / "predict").glob("*/predictions.npz")
+    with np.load(written) as found:
         arrays = dict(found)
     model = torchae.load_checkpoint(checkpoint).eval()
     expected = {"codes", "reconstructions", "labels"} | ({"noisy"} if name == "denoising" else set())
