@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import pytorch_lightning as pl
 import torch
 
 import torchae
@@ -528,3 +529,27 @@ def test_a_nan_on_another_rank_stops_this_one_too():
         guard._raise_if_bad(trainer)
     trainer.strategy = SimpleNamespace(reduce_boolean_decision=lambda decision, all: decision)
     guard._raise_if_bad(trainer)  # no rank bad: goes on
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("subcommand", ["fit", "validate", "test", "predict"])
+def test_a_checkpoint_naming_a_module_never_makes_torchae_import_it(tmp_path, subcommand):
+    """A checkpoint whose hyperparameters name ``_class_path: evilmod.Evil``, with evilmod.py in the working folder
+    (on the import path of ``python -m torchae``): refused in one line before anything is imported."""
+    (tmp_path / "evilmod.py").write_text(
+        "import pathlib\npathlib.Path('imported').write_text('code ran')\nclass Evil: pass\n"
+    )
+    model = torchae.DenseAE()
+    trainer = pl.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, max_epochs=0)
+    trainer.strategy.connect(model)
+    crafted = tmp_path / "crafted.ckpt"
+    trainer.save_checkpoint(crafted)
+    checkpoint = torch.load(crafted, weights_only=True)
+    checkpoint["hyper_parameters"] = {**checkpoint.get("hyper_parameters", {}), "_class_path": "evilmod.Evil"}
+    torch.save(checkpoint, crafted)
+    args = [subcommand, "--model", "DenseAE", "--ckpt_path", str(crafted), "--trainer.default_root_dir", "runs"]
+    result = cli([*args, "--trainer.max_epochs", "1"] if subcommand == "fit" else args, tmp_path)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert not (tmp_path / "imported").exists()
+    errors = [line for line in result.stderr.splitlines() if line.startswith("torchae: error:")]
+    assert len(errors) == 1 and "names the class 'evilmod.Evil' in its hyperparameters" in errors[0]

@@ -202,13 +202,24 @@ class AutoencoderCLI(LightningCLI):
                 return
             print(f"torchae: resuming from {found}", file=sys.stderr)
             config.ckpt_path = ckpt_path = str(found)
-        saved = read_checkpoint(ckpt_path).get(MODEL_KEY)
+        checkpoint = read_checkpoint(ckpt_path)
+        saved = checkpoint.get(MODEL_KEY)
         class_path = str(config.model.class_path) if config.get("model") is not None else ""
         expected = class_path.rsplit(".", 1)[-1]
         if saved != expected:
             raise CheckpointError(
                 f"checkpoint {ckpt_path!r} holds a {saved or 'non-torchae model'}, but the model is a {expected}: "
                 f"use the config of the run that wrote it (--model {saved})"
+            )
+        # Lightning's CLI next reads the checkpoint's hyperparameters into the config, and their `_class_path` would
+        # be imported: only the class given on the command line, under any of its names, may stand there.
+        hyper_parameters = checkpoint.get("hyper_parameters")
+        named = hyper_parameters.get("_class_path") if isinstance(hyper_parameters, dict) else None
+        if named is not None and named not in class_names(class_path):
+            raise CheckpointError(
+                f"checkpoint {ckpt_path!r} names the class {str(named)!r} in its hyperparameters, not the model "
+                f"given ({class_path}): torchae imports no class that a file names; use a checkpoint that torchae "
+                "fit wrote for this model"
             )
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
@@ -315,6 +326,16 @@ def load_model(checkpoint: str, model: str | None = None) -> AutoencoderModule:
                 f"use --model with the class that wrote it"
             )
     return cls.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=True).eval()
+
+
+def class_names(class_path: str) -> set[str]:
+    """The names under which a config may give the model class ``class_path`` (as given, and for a registered
+    class its module path, ``torchae.NAME`` and ``NAME``): what a checkpoint's ``_class_path`` may say."""
+    names = {class_path}
+    cls = model_classes().get(class_path.rsplit(".", 1)[-1])
+    if cls is not None and class_path in {cls.__name__, f"torchae.{cls.__name__}", f"{cls.__module__}.{cls.__name__}"}:
+        names |= {cls.__name__, f"torchae.{cls.__name__}", f"{cls.__module__}.{cls.__name__}"}
+    return names
 
 
 def import_model_class(class_path: str) -> type[AutoencoderModule]:
