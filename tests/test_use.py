@@ -161,3 +161,21 @@ def test_figures_command_draws_the_code_space_for_every_model(tmp_path, capsys):
     drawn = {Path(line).name for line in capsys.readouterr().out.split()}
     assert {"codes_2d.png", "interpolation.png", "reconstructions.png", "sparse_code_dimensions.png"} <= drawn
     assert all((tmp_path / "figures" / name).stat().st_size > 10_000 for name in drawn)
+
+
+def test_an_export_never_replaces_its_checkpoint_or_a_folder(tmp_path, capsys):
+    model = trained("dense", tmp_path)
+    checkpoint = tmp_path / "dense.ckpt"
+    model.trainer.save_checkpoint(checkpoint)
+    before = checkpoint.read_bytes()
+    for output, fragment in (
+        (checkpoint, "is the checkpoint being exported"),
+        (tmp_path / "other.ckpt", "is named as a checkpoint"),
+        (tmp_path, "is a folder"),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["export", str(checkpoint), "--output", str(output)])
+        assert exit_info.value.code == 2 and fragment in capsys.readouterr().err
+    assert checkpoint.read_bytes() == before and not (tmp_path / "other.ckpt").exists()
+    main(["export", str(checkpoint), "--output", str(tmp_path / "dense.onnx")])
+    assert not list(tmp_path.glob(".*partial*"))  # written beside, then renamed into place

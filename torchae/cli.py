@@ -471,6 +471,8 @@ def export_command(
     suffix = {"onnx": ".onnx", "pt2": ".pt2"}.get(format, "")
     source = Path(checkpoint) if checkpoint is not None else Path(str(pretrained))
     target = Path(output) if output else source.with_name(f"{source.stem}-{part}{suffix}")
+    if checkpoint is not None and target.resolve() == Path(checkpoint).resolve():
+        raise ConfigError(f"--output {str(target)!r} is the checkpoint being exported: give another file name")
     difference = export_model(loaded, target, format, part)
     print(f"{target}: the {part} of a {type(loaded).__name__} as {format}, batch dimension dynamic; at batch 7 the")
     print(f"file gives the model's outputs to {difference:.1e} (largest absolute difference)")

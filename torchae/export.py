@@ -80,8 +80,27 @@ def export_model(model: Any, output: str | Path, format: str = "onnx", part: str
         raise ConfigError(f"format must be one of {', '.join(FORMATS)}, got {format!r}: set --format onnx")
     module = part_of(model, part).eval()
     path = Path(output)
+    if path.is_dir():
+        example = path / f"model.{format}"
+        raise ConfigError(f"the export's output {str(path)!r} is a folder: give a file, such as {example}")
+    if path.suffix == ".ckpt":
+        raise ConfigError(f"the export's output {str(path)!r} is named as a checkpoint: give a .{format} file")
     path.parent.mkdir(parents=True, exist_ok=True)
-    sample = _sample(model, part, 4)
+    # Written beside its place and renamed into it: a stop leaves the old file or the new one, never half of one.
+    partial = path.with_name(f".{path.name}.partial{path.suffix}")
+    try:
+        _write(module, partial, format, part, _sample(model, part, 4))
+        with torch.no_grad():
+            check = _sample(model, part, 7)
+            expected = module(check).numpy()
+        found = load_exported(partial, format)(check.numpy())
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return float(np.abs(found - expected).max())
+
+
+def _write(module: nn.Module, path: Path, format: str, part: str, sample: torch.Tensor) -> None:
     input_name, output_name = NAMES[part]
     with torch.no_grad():
         if format == "onnx":
@@ -98,10 +117,6 @@ def export_model(model: Any, output: str | Path, format: str = "onnx", part: str
         else:
             program = torch.export.export(module, (sample,), dynamic_shapes=({0: batch_dimension()},))
             torch.export.save(program, str(path))
-        check = _sample(model, part, 7)
-        expected = module(check).numpy()
-    found = load_exported(path, format)(check.numpy())
-    return float(np.abs(found - expected).max())
 
 
 def load_exported(path: str | Path, format: str) -> Any:
