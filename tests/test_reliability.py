@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -553,3 +554,36 @@ def test_a_checkpoint_naming_a_module_never_makes_torchae_import_it(tmp_path, su
     assert not (tmp_path / "imported").exists()
     errors = [line for line in result.stderr.splitlines() if line.startswith("torchae: error:")]
     assert len(errors) == 1 and "names the class 'evilmod.Evil' in its hyperparameters" in errors[0]
+
+
+@pytest.mark.slow
+def test_sigterm_stops_a_fit_with_143_one_line_an_up_to_date_history_and_a_run_that_resumes(tmp_path):
+    args = fit_args(tmp_path, "--engine.compiled_steps", "false", epochs=200)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "torchae", *args],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    last = tmp_path / "version_0" / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 300
+    while not last.exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.1)
+    time.sleep(0.5)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 128 + signal.SIGTERM, err[-3000:]
+    lines = [line for line in err.splitlines() if line.startswith("torchae:")]
+    assert lines[-1].startswith("torchae: stopped by SIGTERM in epoch ") and str(last) in lines[-1]
+    assert "--ckpt_path last" in lines[-1] and "Traceback" not in err
+    history = read_history(tmp_path / "version_0")
+    saved = torch.load(last, weights_only=True)["epoch"]
+    assert len(history) >= saved + 1  # every finished epoch is in history.csv
+    resumed = cli(
+        fit_args(tmp_path, "--engine.compiled_steps", "false", "--ckpt_path", "last", epochs=saved + 2), tmp_path
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert [int(row["epoch"]) for row in read_history(tmp_path / "version_1")] == list(range(saved + 2))

@@ -17,6 +17,7 @@ import importlib.util
 import inspect
 import os
 import re
+import signal
 import sys
 import time
 import types
@@ -44,7 +45,7 @@ from torchae.models import AutoencoderModule
 from torchae.predictions import NpzPredictionWriter
 from torchae.progress import ImageBatchProgressBar
 from torchae.registry import EXPERIMENTS, model_classes
-from torchae.safety import AtomicCheckpointIO, RemoveFailedLaunch, StopOnNonFiniteLoss
+from torchae.safety import AtomicCheckpointIO, RemoveFailedLaunch, SignalStop, StopOnNonFiniteLoss, stopped_by_signal
 from torchae.timing import EpochTimer
 
 __all__ = ["AutoencoderCLI", "main", "find_last_checkpoint"]
@@ -240,7 +241,7 @@ class AutoencoderCLI(LightningCLI):
             kwargs.setdefault("logger", loggers)
         if config.get("plugins") is None:
             kwargs.setdefault("plugins", [AtomicCheckpointIO()])
-        callbacks = [*(config.get("callbacks") or []), RemoveFailedLaunch()]
+        callbacks = [*(config.get("callbacks") or []), RemoveFailedLaunch(), SignalStop()]
         if config.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
             callbacks.append(ImageBatchProgressBar())
         kwargs.setdefault("callbacks", callbacks)
@@ -609,6 +610,19 @@ def main(args: list[str] | None = None) -> None:
     quiet_known_noise()
     try:
         _run(args)
+    except SystemExit:
+        stop = stopped_by_signal()
+        if stop is None:
+            raise
+        if _rank_zero():
+            name = signal.Signals(stop.signal).name
+            where = (
+                f"the last checkpoint is {stop.checkpoint}: resume with the same command and --ckpt_path last"
+                if stop.checkpoint
+                else "no checkpoint was written yet: run the command again"
+            )
+            print(f"torchae: stopped by {name} in epoch {stop.epoch}; {where}", file=sys.stderr)
+        sys.exit(128 + stop.signal)
     except (UserError, NonFiniteLossError, FileNotFoundError, ArgumentError) as err:
         if os.environ.get(DEBUG_VARIABLE):
             raise

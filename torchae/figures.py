@@ -294,6 +294,13 @@ class ArticleFigures(pl.Callback):
         paths = draw_figures(pl_module, images, out, self.history, n=self.n, labels=labels)
         print(f"figures: {', '.join(str(p) for p in paths)}")
 
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        """A run stopped early (a signal, an error) still leaves its ``history.csv`` up to date."""
+        if self.write_history and self.history and trainer.is_global_zero and trainer.loggers:
+            folder = Path(trainer.loggers[0].log_dir)  # no collective call while stopping
+            if folder.is_dir():
+                write_history_csv(self.history, folder / "history.csv")
+
     def state_dict(self) -> dict[str, Any]:
         return {"history": list(self.history)}
 

@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import os
+import signal
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.plugins.io import TorchCheckpointIO
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from torchae.errors import NonFiniteLossError
 
-__all__ = ["AtomicCheckpointIO", "RemoveFailedLaunch", "StopOnNonFiniteLoss", "write_text_atomically"]
+__all__ = [
+    "AtomicCheckpointIO",
+    "RemoveFailedLaunch",
+    "SignalStop",
+    "StopOnNonFiniteLoss",
+    "stopped_by_signal",
+    "write_text_atomically",
+]
 
 
 def write_text_atomically(path: Path, text: str) -> None:
@@ -131,3 +141,37 @@ class RemoveFailedLaunch(pl.Callback):
             for entry in entries:
                 entry.rmdir() if entry.is_dir() else entry.unlink()
             folder.rmdir()
+
+
+@dataclass(frozen=True)
+class Stop:
+    """A fit stopped by a signal: which, in which epoch, and the last checkpoint on disk ("" for none)."""
+
+    signal: int
+    epoch: int
+    checkpoint: str
+
+
+_STOPS: list[Stop] = []
+
+
+def stopped_by_signal() -> Stop | None:
+    """The stop :class:`SignalStop` saw in this process, if any."""
+    return _STOPS[-1] if _STOPS else None
+
+
+class SignalStop(pl.Callback):
+    """Remembers a fit that SIGTERM (a scheduler, ``kill``) or SIGINT (Ctrl-C) stopped, with the last checkpoint, so
+    that the ``torchae`` command can say where it is and exit with 128 + the signal, as a process a signal stopped
+    does. (Lightning stops the loop at the next step and would exit 0 on SIGTERM.)"""
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        if isinstance(exception, KeyboardInterrupt):
+            number = signal.SIGINT
+        elif isinstance(exception, SIGTERMException):
+            number = signal.SIGTERM
+        else:
+            return
+        callback = trainer.checkpoint_callback
+        last = getattr(callback, "last_model_path", "") or getattr(callback, "best_model_path", "") or ""
+        _STOPS.append(Stop(int(number), trainer.current_epoch, str(last)))
