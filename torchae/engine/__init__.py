@@ -181,6 +181,7 @@ class Engine(pl.Callback):
         self.cpu_threads = cpu_threads
         self.threads: CpuThreads | None = None
         """What sets the CPU threads in the latest fit (``None``: torch's setting)."""
+        self._said_threads = False
         self.runner: StepRunner | None = None
         """The runner of the latest fit (``None`` while Lightning runs the model's own steps)."""
         self.turned_off: dict[str, str] = {}
@@ -206,7 +207,7 @@ class Engine(pl.Callback):
         micro = self.cpu_micro_batch_size if plan["cpu_micro_batch_size"] else None
         self.runner = StepRunner(pl_module, micro, graphs)
         self.runner.direct = (
-            self.direct_steps and not step_hooks_in_use(trainer, pl_module) and (plain_single_device(trainer))
+            self.direct_steps and not step_hooks_in_use(trainer, pl_module) and plain_single_device(trainer)
         )
         if plan["compiled_steps"]:
             self.runner.compiled = CompiledSteps(pl_module, self.compiled_steps_per_call, **self._compile_options())
