@@ -449,7 +449,7 @@ class MNISTDataModule(pl.LightningDataModule):
 
     def _sanity_batches(self) -> int | None:
         trainer = self.trainer
-        if trainer is None or not trainer.sanity_checking or trainer.num_sanity_val_steps < 0:
+        if trainer is None or not getattr(trainer, "sanity_checking", False) or trainer.num_sanity_val_steps < 0:
             return None
         return int(trainer.num_sanity_val_steps)
 

@@ -41,6 +41,7 @@ class Exportable(pl.LightningModule):
         if "dynamic_axes" not in kwargs:
             kwargs.setdefault("dynamic_shapes", ({0: batch_dimension()},))
         kwargs.setdefault("external_data", False)
+        kwargs.setdefault("dynamo", True)
         kwargs.setdefault("verbose", False)
         return super().to_onnx(file_path, input_sample, **kwargs)
 
@@ -111,6 +112,7 @@ def _write(module: nn.Module, path: Path, format: str, part: str, sample: torch.
                 input_names=[input_name],
                 output_names=[output_name],
                 dynamic_shapes=({0: batch_dimension()},),
+                dynamo=True,  # the exporter that takes dynamic_shapes (the default since torch 2.9)
                 external_data=False,  # one file: the models are at most a megabyte
                 verbose=False,
             )
