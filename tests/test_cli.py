@@ -198,7 +198,7 @@ def test_a_model_from_outside_the_package_trains_draws_predicts_and_exports(tmp_
     assert not (run / "codes_2d.png").exists()
     checkpoint = str(run / "checkpoints" / "last.ckpt")
     main(["predict", "--model", "mypkg.MyAE", "--ckpt_path", checkpoint, *small, *quiet])
-    predictions = next((tmp_path / "runs").glob("version_*/predictions.npz"))
+    (predictions,) = (tmp_path / "runs" / "version_0" / "predict").glob("*/predictions.npz")  # into the run
     with np.load(predictions) as arrays:
         assert arrays["codes"].shape == (128, 4) and arrays["reconstructions"].shape == (128, 1, 28, 28)
     main(["export", checkpoint, "--model", "mypkg.MyAE", "--format", "pt2", "--output", str(tmp_path / "my.pt2")])
