@@ -35,7 +35,7 @@ from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
 from torchae.checkpoints import MODEL_KEY, read_checkpoint, run_order
-from torchae.console import KNOWN_NOISE, quiet_known_noise
+from torchae.console import DIRPATH_CHANGED, quiet_known_noise
 from torchae.data import MNISTDataModule
 from torchae.engine import Engine
 from torchae.errors import CheckpointError, ConfigError, NonFiniteLossError, UserError
@@ -285,7 +285,7 @@ class AutoencoderCLI(LightningCLI):
 
             self.model.load_state_dict(get_weights(config["pretrained"]).state_dict())
         if self.subcommand in EVALUATIONS:  # known harmless: evaluating never writes a checkpoint
-            warnings.filterwarnings("ignore", message=KNOWN_NOISE[3].pattern)
+            warnings.filterwarnings("ignore", message=DIRPATH_CHANGED.pattern)
 
     def before_fit(self) -> None:
         self._load_checkpoints_weights_only()
@@ -332,11 +332,9 @@ def load_model(checkpoint: str, model: str | None = None) -> AutoencoderModule:
 def class_names(class_path: str) -> set[str]:
     """The names under which a config may give the model class ``class_path`` (as given, and for a registered
     class its module path, ``torchae.NAME`` and ``NAME``): what a checkpoint's ``_class_path`` may say."""
-    names = {class_path}
     cls = model_classes().get(class_path.rsplit(".", 1)[-1])
-    if cls is not None and class_path in {cls.__name__, f"torchae.{cls.__name__}", f"{cls.__module__}.{cls.__name__}"}:
-        names |= {cls.__name__, f"torchae.{cls.__name__}", f"{cls.__module__}.{cls.__name__}"}
-    return names
+    aliases = {cls.__name__, f"torchae.{cls.__name__}", f"{cls.__module__}.{cls.__name__}"} if cls else set()
+    return aliases if class_path in aliases else {class_path}
 
 
 def import_model_class(class_path: str) -> type[AutoencoderModule]:

@@ -16,20 +16,26 @@ import logging
 import re
 import warnings
 
-__all__ = ["KNOWN_NOISE", "quiet_known_noise"]
+__all__ = ["DIRPATH_CHANGED", "KNOWN_NOISE", "quiet_known_noise"]
+
+LIGHTNING_TIP = re.compile(r"Tip: For seamless cloud logging")
+LEAFSPEC_DEPRECATED = re.compile(r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+NO_CUDA_RUNTIME = re.compile(r"No CUDA runtime is found, using CUDA_HOME")
+DIRPATH_CHANGED = re.compile(r"The dirpath has changed from")
+BATCH_INDICES = re.compile(r"Couldn't infer the batch indices fetched from your dataloader: `TensorBatches`")
 
 KNOWN_NOISE = (
-    re.compile(r"Tip: For seamless cloud logging"),
-    re.compile(r"`isinstance\(treespec, LeafSpec\)` is deprecated"),
-    re.compile(r"No CUDA runtime is found, using CUDA_HOME"),
-    re.compile(r"The dirpath has changed from"),
+    LIGHTNING_TIP,
+    LEAFSPEC_DEPRECATED,
+    NO_CUDA_RUNTIME,
+    DIRPATH_CHANGED,
     re.compile(r"torch\.jit\..* is deprecated"),
-    re.compile(r"Couldn't infer the batch indices fetched from your dataloader: `TensorBatches`"),
+    BATCH_INDICES,
     re.compile(r"callbacks used to create the checkpoint need to be provided"),
 )
 """Lines that ``torchae`` commands must not print (``tests/test_cli.py`` looks for each)."""
 
-_LOGGED_NOISE = (KNOWN_NOISE[0], KNOWN_NOISE[2])
+_LOGGED_NOISE = (LIGHTNING_TIP, NO_CUDA_RUNTIME)
 
 
 class _DropKnownNoise(logging.Filter):
@@ -41,8 +47,8 @@ class _DropKnownNoise(logging.Filter):
 def quiet_known_noise() -> None:
     """Install the filters (idempotent): one ``warnings`` filter by message, and a logging filter on the loggers
     that print the other lines."""
-    warnings.filterwarnings("ignore", message=KNOWN_NOISE[1].pattern, category=FutureWarning)
-    warnings.filterwarnings("ignore", message=KNOWN_NOISE[5].pattern)
+    warnings.filterwarnings("ignore", message=LEAFSPEC_DEPRECATED.pattern, category=FutureWarning)
+    warnings.filterwarnings("ignore", message=BATCH_INDICES.pattern)
     noise = _DropKnownNoise()
     for name in (
         "pytorch_lightning.utilities.rank_zero",

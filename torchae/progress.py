@@ -7,7 +7,7 @@ from typing import Any
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import TQDMProgressBar
 
-from torchae.data import BatchGroup, TensorBatches
+from torchae.data import TensorBatches, batches_of
 
 __all__ = ["ImageBatchProgressBar"]
 
@@ -62,7 +62,7 @@ class ImageBatchProgressBar(TQDMProgressBar):
         self._advance("val", self.val_progress_bar, batch, None, None)
 
     def _advance(self, stage: str, bar: Any, batch: Any, trainer: Any, pl_module: Any) -> None:
-        self._done[stage] += len(batch) if isinstance(batch, BatchGroup) else 1
+        self._done[stage] += len(batches_of(batch))
         done = self._done[stage]
         if bar is None or bar.disable or self.refresh_rate == 0:
             return
