@@ -12,7 +12,15 @@ from torch import nn
 
 from torchae.errors import CheckpointError
 
-__all__ = ["MODEL_KEY", "NamedCheckpoints", "network_state", "read_checkpoint", "require_model_class", "run_order"]
+__all__ = [
+    "MODEL_KEY",
+    "NamedCheckpoints",
+    "check_weights",
+    "network_state",
+    "read_checkpoint",
+    "require_model_class",
+    "run_order",
+]
 
 MODEL_KEY = "torchae_model"
 """The checkpoint entry that names the torchae model class that saved it."""
@@ -32,6 +40,11 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         CheckpointError: the file is missing, truncated or not a checkpoint.
     """
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} is a folder, not a file: give a .ckpt file in it (runs keep theirs in "
+            "<log dir>/checkpoints/)"
+        )
     if not path.is_file():
         raise CheckpointError(
             f"checkpoint {str(path)!r} does not exist: check the path (runs keep theirs in <log dir>/checkpoints/)"
@@ -61,6 +74,35 @@ def require_model_class(checkpoint: dict[str, Any], cls: type) -> None:
         raise CheckpointError(
             f"this checkpoint holds a {saved}, not a {cls.__name__}: load it with "
             f"{saved}.load_from_checkpoint(...) or torchae.load_checkpoint(...)"
+        )
+
+
+def check_weights(state_dict: Any, model: nn.Module) -> None:
+    """Refuse, before loading, weights that do not fit ``model`` (missing, extra or misshapen entries) or that hold
+    NaN or infinite values (a run that diverged): each as one :class:`CheckpointError` naming the first entry."""
+    if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
+        raise CheckpointError(
+            "the checkpoint's state_dict is not a mapping of tensors: use a checkpoint torchae fit wrote"
+        )
+    expected = model.state_dict()
+    problems = [f"{key} missing" for key in expected if key not in state_dict]
+    problems += [f"{key} unexpected" for key in state_dict if key not in expected]
+    problems += [
+        f"{key} of shape {tuple(state_dict[key].shape)}, expected {tuple(value.shape)}"
+        for key, value in expected.items()
+        if key in state_dict and state_dict[key].shape != value.shape
+    ]
+    if problems:
+        more = f" and {len(problems) - 1} more" if len(problems) > 1 else ""
+        raise CheckpointError(
+            f"the checkpoint's weights do not fit a {type(model).__name__} ({problems[0]}{more}): it was written for "
+            "other settings or edited; use a checkpoint that torchae fit wrote with these settings"
+        )
+    broken = [key for key, value in state_dict.items() if value.is_floating_point() and not torch.isfinite(value).all()]
+    if broken:
+        raise CheckpointError(
+            f"the checkpoint's weights hold NaN or infinite values ({broken[0]}): the run had diverged when it was "
+            "written; use an earlier checkpoint of the run (its checkpoints/ folder keeps one per epoch)"
         )
 
 
@@ -99,3 +141,4 @@ class NamedCheckpoints(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         require_model_class(checkpoint, type(self))
+        check_weights(checkpoint.get("state_dict"), self)

@@ -12,6 +12,7 @@ traceback.
 
 from __future__ import annotations
 
+import copy
 import importlib
 import importlib.util
 import inspect
@@ -29,7 +30,7 @@ from typing import Any, Optional
 import yaml
 from jsonargparse import ArgumentError
 from pytorch_lightning import Trainer
-from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
+from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint, ProgressBar
 from pytorch_lightning.cli import ArgsType, LightningArgumentParser, LightningCLI
 from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
@@ -40,11 +41,12 @@ from torchae.data import MNISTDataModule
 from torchae.engine import Engine
 from torchae.errors import CheckpointError, ConfigError, NonFiniteLossError, UserError
 from torchae.export import Format, Part
-from torchae.figures import ArticleFigures
+from torchae.figures import ArticleFigures, check_digits_per_row
 from torchae.models import AutoencoderModule
 from torchae.predictions import NpzPredictionWriter
 from torchae.progress import ImageBatchProgressBar
 from torchae.registry import EXPERIMENTS, model_classes
+from torchae.runs import claim_folder, claim_version, is_run_folder
 from torchae.safety import AtomicCheckpointIO, RemoveFailedLaunch, SignalStop, StopOnNonFiniteLoss, stopped_by_signal
 from torchae.timing import EpochTimer
 
@@ -86,14 +88,31 @@ EVALUATIONS = ("validate", "test", "predict")
 def evaluation_folder(subcommand: str, ckpt_path: str | None, root: str | Path) -> Path:
     """Where ``validate``, ``test`` or ``predict`` writes: into the run that wrote the checkpoint
     (``version_N/SUBCOMMAND/TIME``) when it lies in a run's ``checkpoints/`` folder, else ``root/SUBCOMMAND/TIME``;
-    never a new ``version_N``. TIME is the start, to the second, with a suffix if two start within one."""
+    never a new ``version_N``. TIME is the start, to the second; :func:`~torchae.runs.claim_folder` adds a suffix
+    when two start within one."""
     checkpoint = Path(ckpt_path) if ckpt_path else None
     run = checkpoint.parent.parent if checkpoint is not None and checkpoint.parent.name == "checkpoints" else Path(root)
-    stamp = time.strftime("%Y-%m-%dT%H-%M-%S")
-    folder, count = run / subcommand / stamp, 1
-    while folder.exists():
-        count += 1
-        folder = run / subcommand / f"{stamp}-{count}"
+    return run / subcommand / time.strftime("%Y-%m-%dT%H-%M-%S")
+
+
+CLAIMED_VERSION = "TORCHAE_CLAIMED_VERSION"
+"""Set by rank 0 of a multi-process fit to the ``version_N`` it claimed; the processes Lightning launches for the
+other ranks inherit it and log there too."""
+_CLAIMED: list[Path] = []
+
+
+def _release_unused_claims() -> None:
+    """Remove the folders this process claimed and left empty (a command that failed before writing anything)."""
+    for folder in _CLAIMED:
+        try:
+            folder.rmdir()
+        except OSError:
+            pass  # not empty: it holds what the run wrote, which is kept
+    _CLAIMED.clear()
+
+
+def _claim(folder: Path) -> Path:
+    _CLAIMED.append(folder)
     return folder
 
 
@@ -168,13 +187,27 @@ class AutoencoderCLI(LightningCLI):
         self.evaluation_dir: Path | None = None
         if config is None:
             return
+        seed = config.get("seed_everything")
+        if seed is not None and not isinstance(seed, bool):
+            check_seed(seed)
+        root = config.trainer.default_root_dir or "runs"
+        if Path(root).exists() and not Path(root).is_dir():
+            raise ConfigError(f"trainer.default_root_dir {root!r} is a file, not a folder: give a folder for the runs")
         if config.get("pretrained") is not None:
             self._use_pretrained(subcommand, config)
         else:
-            self._check_ckpt_path(config)
+            self._check_ckpt_path(parser, subcommand, config)
+        if subcommand == "fit" and config.trainer.get("logger") is False:
+            self._refuse_writing_into_a_run(root, config.get("ckpt_path"))
         if subcommand in EVALUATIONS:
             ckpt_path = config.get("ckpt_path")
-            self.evaluation_dir = evaluation_folder(subcommand, ckpt_path, config.trainer.default_root_dir or "runs")
+            if ckpt_path is None and config.get("pretrained") is None:
+                print(
+                    f"torchae: {subcommand} uses the model's untrained initial weights: give --ckpt_path CKPT or "
+                    "--pretrained NAME for a trained model",
+                    file=sys.stderr,
+                )
+            self.evaluation_dir = evaluation_folder(subcommand, ckpt_path, root)
             if ckpt_path is not None:  # the run's checkpoint folder: nothing is written there while evaluating
                 config.checkpoint.dirpath = str(Path(ckpt_path).parent)
 
@@ -190,13 +223,31 @@ class AutoencoderCLI(LightningCLI):
             raise ConfigError("give --pretrained or --ckpt_path, not both: leave one out")
         get_weights(config.pretrained)  # an unknown name ends here, in one line
 
-    def _check_ckpt_path(self, config: Any) -> None:
+    @staticmethod
+    def _refuse_writing_into_a_run(root: str, ckpt_path: str | None) -> None:
+        """Without a logger, Lightning writes a run's files straight into ``default_root_dir``: refuse one that holds
+        another run's, unless this run resumes from a checkpoint of that folder."""
+        if not is_run_folder(root):
+            return
+        resuming = ckpt_path is not None and Path(root).resolve() in Path(ckpt_path).resolve().parents
+        if not resuming:
+            raise ConfigError(
+                f"trainer.default_root_dir {root!r} holds another run's files, and with --trainer.logger false this "
+                "run would write over them: give a new folder, or keep the logger so that each run gets a version_N"
+            )
+
+    def _check_ckpt_path(self, parser: LightningArgumentParser, subcommand: str, config: Any) -> None:
         ckpt_path = config.get("ckpt_path")
         if ckpt_path is None:
             return
         if ckpt_path == "last":
             root = config.trainer.default_root_dir or "runs"
             found = find_last_checkpoint(root)
+            if found is None and subcommand in EVALUATIONS:
+                raise CheckpointError(
+                    f"--ckpt_path last: no run under {root} has a last.ckpt, so there is nothing to {subcommand}: give "
+                    "a checkpoint's path, --trainer.default_root_dir of the runs, or --pretrained NAME"
+                )
             if found is None:
                 print(f"torchae: no last.ckpt under {root}: starting a new run", file=sys.stderr)
                 config.ckpt_path = None
@@ -222,6 +273,36 @@ class AutoencoderCLI(LightningCLI):
                 f"given ({class_path}): torchae imports no class that a file names; use a checkpoint that torchae "
                 "fit wrote for this model"
             )
+        if isinstance(hyper_parameters, dict):
+            self._report_checkpoint_settings(parser, subcommand, config, ckpt_path, hyper_parameters)
+
+    def _report_checkpoint_settings(
+        self, parser: LightningArgumentParser, subcommand: str, config: Any, ckpt_path: str, saved: dict[str, Any]
+    ) -> None:
+        """Lightning's CLI next reads the checkpoint's model settings over the given ones, as it should (the weights
+        need them). Check that they parse, as a one-line error; say which given settings they replace."""
+        settings = {key: value for key, value in saved.items() if key != "_instantiator"}
+        if "_class_path" in settings:
+            settings = {"class_path": settings.pop("_class_path"), "dict_kwargs": settings}
+        try:
+            merged = parser.parse_object({subcommand: {"model": settings}}, copy.deepcopy(self.config))
+        except (ArgumentError, ValueError, TypeError):
+            shown = ", ".join(f"{key}={value!r}" for key, value in saved.items() if not key.startswith("_"))
+            raise CheckpointError(
+                f"checkpoint {ckpt_path!r} holds model settings that are not valid for its class ({shown[:200]}): the "
+                "file was edited or damaged; use a checkpoint that torchae fit wrote"
+            ) from None
+        given = dict(config.model.get("init_args") or {})
+        used = dict(merged[subcommand].model.get("init_args") or {})
+        replaced = [
+            f"model.{key} {given[key]!r} -> {used[key]!r}" for key in used if key in given and given[key] != used[key]
+        ]
+        if replaced:
+            print(
+                f"torchae: the checkpoint's model settings replace those given: {', '.join(replaced)} (a checkpoint's "
+                "weights need the settings that trained them; leave these out, or fit a new model)",
+                file=sys.stderr,
+            )
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         """Lightning's Trainer with torchae's defaults where the config leaves them unset: CSV and TensorBoard
@@ -233,12 +314,13 @@ class AutoencoderCLI(LightningCLI):
             raise ConfigError(
                 f"trainer.max_epochs must be a positive integer, got {max_epochs}: set --trainer.max_epochs N"
             )
-        if config.get("logger") in (None, True):
+        if config.get("logger") in (None, True) and "logger" not in kwargs:
             if self.evaluation_dir is not None:
-                loggers = default_loggers(self.evaluation_dir.parent, version=self.evaluation_dir.name)
+                folder = _claim(claim_folder(self.evaluation_dir))
+                kwargs["logger"] = default_loggers(folder.parent, version=folder.name)
             else:
-                loggers = default_loggers(Path(config.get("default_root_dir") or "runs"))
-            kwargs.setdefault("logger", loggers)
+                root = Path(config.get("default_root_dir") or "runs")
+                kwargs["logger"] = default_loggers(root, version=self._run_version(root))
         if config.get("plugins") is None:
             kwargs.setdefault("plugins", [AtomicCheckpointIO()])
         callbacks = [*(config.get("callbacks") or []), RemoveFailedLaunch(), SignalStop()]
@@ -257,14 +339,36 @@ class AutoencoderCLI(LightningCLI):
             ) from None
         return trainer
 
+    @staticmethod
+    def _run_version(root: Path) -> str:
+        """The ``version_N`` of this fit: claimed by rank 0, inherited by the ranks Lightning launches."""
+        if not _rank_zero():  # only rank 0 writes logs; a rank another launcher started claims nothing
+            return os.environ.get(CLAIMED_VERSION) or "version_unclaimed"
+        name = f"version_{claim_version(root)}"
+        _claim(root / name)
+        os.environ[CLAIMED_VERSION] = name
+        return name
+
     def instantiate_classes(self) -> None:
         """Lightning's, except that a torchae setting out of range ends as its own one-line error (jsonargparse
         would wrap it in a ValueError about union subtypes)."""
         try:
             super().instantiate_classes()
-        except ValueError:
+        except (ValueError, TypeError, MisconfigurationException):
             self._raise_user_error()
             raise
+        except (RuntimeError, MemoryError) as err:
+            self._raise_if_out_of_memory(err)
+            raise
+
+    def _raise_if_out_of_memory(self, err: BaseException) -> None:
+        if isinstance(err, MemoryError) or "allocate" in str(err):
+            config = self.config[self.subcommand] if self.subcommand else self.config
+            settings = dict((config.get("model") or {}).get("init_args") or {})
+            raise ConfigError(
+                f"the model's settings ({', '.join(f'model.{k}={v!r}' for k, v in settings.items())}) need more "
+                "memory than this machine can give: set smaller sizes (model.code_dim, ...)"
+            ) from None
 
     def _raise_user_error(self) -> None:
         """Build the model and the datamodule again from the config, outside jsonargparse: the
@@ -273,8 +377,25 @@ class AutoencoderCLI(LightningCLI):
         model = config.get("model")
         if model is not None and model.get("class_path"):
             module_name, _, class_name = str(model.class_path).rpartition(".")
-            getattr(importlib.import_module(module_name), class_name)(**dict(model.get("init_args") or {}))
+            try:
+                getattr(importlib.import_module(module_name), class_name)(**dict(model.get("init_args") or {}))
+            except (RuntimeError, MemoryError) as err:
+                self._raise_if_out_of_memory(err)
+                raise
         MNISTDataModule(**dict(config.get("data") or {}))
+        for section, cls in CALLBACK_SECTIONS.items():
+            settings = config.get(section)
+            if settings is None:
+                continue
+            try:
+                cls(**dict(settings))
+            except UserError:
+                raise
+            except Exception as err:  # Lightning's callbacks refuse settings with several exception types
+                raise ConfigError(
+                    f"the {section} settings are refused: {' '.join(str(err).split())} Fix the --{section}.* "
+                    f"settings (torchae {self.subcommand or 'fit'} --help lists them)"
+                ) from None
 
     def _load_checkpoints_weights_only(self) -> None:
         config = self.config_init[self.subcommand]
@@ -289,6 +410,22 @@ class AutoencoderCLI(LightningCLI):
 
     def before_fit(self) -> None:
         self._load_checkpoints_weights_only()
+        self._check_monitors()
+
+    def _check_monitors(self) -> None:
+        """Refuse, before training, a checkpoint or early-stopping callback that watches a metric the run never
+        logs (Lightning finds out after the first epoch)."""
+        logged = {*self.model.metric_names(), "epoch_seconds"}
+        for callback in self.trainer.callbacks:
+            monitor = getattr(callback, "monitor", None)
+            if isinstance(callback, (ModelCheckpoint, EarlyStopping)) and monitor is not None and monitor not in logged:
+                setting = (
+                    "--checkpoint.monitor" if isinstance(callback, ModelCheckpoint) else "the EarlyStopping monitor"
+                )
+                raise ConfigError(
+                    f"{setting} {monitor!r} is not a metric this run logs ({', '.join(sorted(logged))}): set it to "
+                    f"one of them, such as val_loss (a model of your own lists its terms in loss_names)"
+                )
 
     def before_validate(self) -> None:
         self._load_checkpoints_weights_only()
@@ -366,10 +503,22 @@ def _model_of(checkpoint: str | None, pretrained: str | None, model: str | None)
         weights = get_weights(pretrained)
         return weights.load(), weights.history
     state = read_checkpoint(checkpoint)
-    history = next(
-        (cb.get("history") for key, cb in state.get("callbacks", {}).items() if "ArticleFigures" in key), None
-    )
+    callbacks = state.get("callbacks")
+    saved = [cb for key, cb in (callbacks if isinstance(callbacks, dict) else {}).items() if "ArticleFigures" in key]
+    history = saved[0].get("history") if saved and isinstance(saved[0], dict) else None
+    if history is not None and not _is_history(history):
+        raise CheckpointError(
+            f"checkpoint {checkpoint!r} holds a loss history that is not a list of per-epoch numbers: the file was "
+            "edited or damaged; use a checkpoint that torchae fit wrote"
+        )
     return load_model(checkpoint, model), history
+
+
+def _is_history(history: Any) -> bool:
+    return isinstance(history, list) and all(
+        isinstance(row, dict) and all(isinstance(k, str) and isinstance(v, (int, float)) for k, v in row.items())
+        for row in history
+    )
 
 
 def figures_command(
@@ -394,13 +543,21 @@ def figures_command(
         seed: seed of the noise in the denoising figure.
         model: the class of a model defined outside torchae (``mypkg.MyAE``); torchae's own are found by name.
     """
-    loaded, history = _model_of(checkpoint, pretrained, model)
+    check_digits_per_row(n, "n")
     if out_dir is not None:
         target = Path(out_dir)
+        if target.exists() and not target.is_dir():
+            raise ConfigError(f"--out_dir {out_dir!r} is a file, not a folder: give a folder for the figures")
+        if is_run_folder(target):
+            raise ConfigError(
+                f"--out_dir {out_dir!r} is a run's folder, whose figures are the run's own: give another folder "
+                "(by default they go to the run's figures/ folder)"
+            )
     elif checkpoint is not None:
         target = Path(checkpoint).resolve().parent.parent / "figures"
     else:
         target = Path("figures") / str(pretrained)
+    loaded, history = _model_of(checkpoint, pretrained, model)
     _draw(loaded, history, target, data_dir, n, seed)
 
 
@@ -422,6 +579,30 @@ CONFIG_SHAPE = (
 )
 
 
+SECTIONS = ("model", "data", "trainer", "engine", "figures", "checkpoint", "nan_guard", "epoch_timer", "predictions")
+"""The sections of a config that hold settings (mappings)."""
+CALLBACK_SECTIONS = {
+    "engine": Engine,
+    "figures": ArticleFigures,
+    "checkpoint": ModelCheckpoint,
+    "nan_guard": StopOnNonFiniteLoss,
+    "epoch_timer": EpochTimer,
+    "predictions": NpzPredictionWriter,
+}
+"""The callbacks the CLI adds, by the section of their settings."""
+MAX_SEED = 2**32 - 1  # numpy's generators, which Lightning seeds too, take seeds of 32 bits
+
+
+def check_seed(seed: Any, setting: str = "seed_everything") -> None:
+    """Refuse a seed that Lightning cannot pass to numpy (an integer from 0 to 2**32 - 1)."""
+    ok = isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed <= MAX_SEED
+    if not ok:
+        raise ConfigError(
+            f"{setting} must be an integer from 0 to {MAX_SEED} (numpy's seeds are 32 bits), got {seed!r}: "
+            "set --seed_everything 0 or another seed in that range"
+        )
+
+
 def check_config_file(path: str) -> None:
     """Refuse, with one line that says what a config looks like, a config file that is missing, empty, not YAML, or
     not a mapping."""
@@ -437,6 +618,16 @@ def check_config_file(path: str) -> None:
         raise ConfigError(f"config file {path!r} is empty: {CONFIG_SHAPE}")
     if not isinstance(content, dict):
         raise ConfigError(f"config file {path!r} holds a {type(content).__name__}, not a mapping: {CONFIG_SHAPE}")
+    for section, value in content.items():
+        allowed = (dict, str) if section == "model" else (dict,)
+        if section in SECTIONS and value is not None and not isinstance(value, allowed):
+            raise ConfigError(
+                f"config file {path!r}: section {section!r} holds {value!r}, not a mapping of settings "
+                f"({section}: {{name: value, ...}}): {CONFIG_SHAPE}"
+            )
+    seed = content.get("seed_everything")
+    if seed is not None and not isinstance(seed, bool):
+        check_seed(seed, f"config file {path!r}: seed_everything")
 
 
 def _config_files(words: list[str]) -> list[str]:
@@ -472,6 +663,11 @@ def export_command(
     target = Path(output) if output else source.with_name(f"{source.stem}-{part}{suffix}")
     if checkpoint is not None and target.resolve() == Path(checkpoint).resolve():
         raise ConfigError(f"--output {str(target)!r} is the checkpoint being exported: give another file name")
+    if output and suffix and target.suffix != suffix:
+        raise ConfigError(
+            f"--output {output!r} does not end in {suffix}, the suffix of --format {format}: give a name such as "
+            f"{target.with_suffix(suffix).name} (an export never replaces a checkpoint or a run's other files)"
+        )
     difference = export_model(loaded, target, format, part)
     print(f"{target}: the {part} of a {type(loaded).__name__} as {format}, batch dimension dynamic; at batch 7 the")
     print(f"file gives the model's outputs to {difference:.1e} (largest absolute difference)")
@@ -603,12 +799,33 @@ def _rank_zero() -> bool:
     return all(int(os.environ.get(variable, "0") or 0) == 0 for variable in ("LOCAL_RANK", "NODE_RANK"))
 
 
+def debug_enabled() -> bool:
+    """Whether ``TORCHAE_DEBUG`` asks for tracebacks: ``1``, ``true``, ``yes`` or ``on`` (any case); ``0``, ``false``,
+    ``no``, ``off`` and empty do not."""
+    return os.environ.get(DEBUG_VARIABLE, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def describe_os_error(err: OSError) -> str:
+    """One line for a file system error: the path, the cause in the system's words, and what to check."""
+    where = f" {str(err.filename)!r}" if err.filename is not None else ""
+    fixes = {
+        FileNotFoundError: "check the path",
+        FileExistsError: "a file stands where a folder is needed: give another path or move the file",
+        NotADirectoryError: "a part of the path is a file, not a folder: give another path",
+        IsADirectoryError: "a folder stands where a file is needed: give a file's path",
+        PermissionError: "give a path you may write to, or change its permissions",
+    }
+    fix = next((text for kind, text in fixes.items() if isinstance(err, kind)), "check the path and the disk")
+    return f"cannot use{where}: {err.strerror or err}; {fix}"
+
+
 def main(args: list[str] | None = None) -> None:
     """Entry point of ``torchae`` and ``python -m torchae``; ``args`` defaults to the command line."""
     quiet_known_noise()
     try:
         _run(args)
     except SystemExit:
+        _release_unused_claims()
         stop = stopped_by_signal()
         if stop is None:
             raise
@@ -621,12 +838,18 @@ def main(args: list[str] | None = None) -> None:
             )
             print(f"torchae: stopped by {name} in epoch {stop.epoch}; {where}", file=sys.stderr)
         sys.exit(128 + stop.signal)
-    except (UserError, NonFiniteLossError, FileNotFoundError, ArgumentError) as err:
-        if os.environ.get(DEBUG_VARIABLE):
+    except (UserError, NonFiniteLossError, OSError, ArgumentError) as err:
+        _release_unused_claims()
+        if debug_enabled():
             raise
         words = sys.argv[1:] if args is None else args
         subcommand = words[0] if words and words[0] in SUBCOMMANDS else "fit"
-        message = describe_parse_error(err, subcommand) if isinstance(err, ArgumentError) else str(err)
+        if isinstance(err, ArgumentError):
+            message = describe_parse_error(err, subcommand)
+        elif isinstance(err, OSError):
+            message = describe_os_error(err)
+        else:
+            message = str(err)
         if _rank_zero():  # every rank of a multi-process run fails alike: one line
             print(f"torchae: error: {message}", file=sys.stderr)
         sys.exit(1 if isinstance(err, NonFiniteLossError) else 2)

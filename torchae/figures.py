@@ -28,6 +28,9 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from torchvision.utils import make_grid
 
+from torchae.errors import require
+from torchae.safety import atomic_write
+
 __all__ = [
     "DEFAULT_FIGURES",
     "FIGURES",
@@ -56,7 +59,8 @@ def plot_digit_rows(rows: Sequence[tuple[str, torch.Tensor]], path: Path, title:
         ax.set_yticks([])
     figure.suptitle(title)
     figure.tight_layout()
-    figure.savefig(path)
+    with atomic_write(path) as partial:
+        figure.savefig(partial)
     return path
 
 
@@ -77,7 +81,8 @@ def plot_loss_curves(history: Sequence[dict[str, float]], path: Path, title: str
     ax.grid(alpha=0.3)
     ax.legend()
     figure.tight_layout()
-    figure.savefig(path)
+    with atomic_write(path) as partial:
+        figure.savefig(partial)
     return path
 
 
@@ -180,7 +185,8 @@ def draw_codes_2d(model: Any, test: TestSet, path: Path) -> Path:
     ax.set_ylabel("principal component 2")
     ax.set_title(f"{type(model).__name__}: {len(points):,} test codes, PCA to 2-D")
     figure.tight_layout()
-    figure.savefig(path)
+    with atomic_write(path) as partial:
+        figure.savefig(partial)
     return path
 
 
@@ -227,6 +233,7 @@ def draw_figures(
         seed: seed of the noise in the denoising figure.
         labels: the digits of ``images``, for the code-space figures.
     """
+    check_digits_per_row(n, "n")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     was_training = model.training
@@ -240,10 +247,19 @@ def draw_figures(
     return written
 
 
+MAX_DIGITS_PER_ROW = 100
+
+
+def check_digits_per_row(n: Any, setting: str) -> None:
+    """Refuse a count of digits per figure row that is not 1 to :data:`MAX_DIGITS_PER_ROW`, naming ``setting``."""
+    ok = not isinstance(n, bool) and isinstance(n, int) and 1 <= n <= MAX_DIGITS_PER_ROW
+    require(ok, setting, n, f"an integer from 1 to {MAX_DIGITS_PER_ROW}", "10")
+
+
 def write_history_csv(history: Sequence[dict[str, float]], path: Path) -> Path:
     """Write the per-epoch metrics as CSV (one row per epoch)."""
     keys = sorted({key for row in history for key in row}, key=lambda k: (k != "epoch", k))
-    with path.open("w", newline="") as file:
+    with atomic_write(path) as partial, partial.open("w", newline="") as file:
         writer = csv.DictWriter(file, fieldnames=keys)
         writer.writeheader()
         writer.writerows(history)
@@ -261,6 +277,7 @@ class ArticleFigures(pl.Callback):
     """
 
     def __init__(self, enabled: bool = True, n: int = 10, write_history: bool = True) -> None:
+        check_digits_per_row(n, "figures.n")
         self.enabled = enabled
         self.n = n
         self.write_history = write_history

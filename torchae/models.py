@@ -48,9 +48,12 @@ class AutoencoderModule(NamedCheckpoints, Exportable, pl.LightningModule):
 
     Attributes:
         figures: the figures this model draws (names of :data:`torchae.figures.FIGURES`), besides the loss curves.
+        loss_names: the terms :meth:`loss_terms` returns, each logged as ``f"{stage}_{name}"``: what
+            ``--checkpoint.monitor`` may name, checked before training.
     """
 
     figures: ClassVar[tuple[str, ...]] = ("reconstructions", "codes_2d", "interpolation")
+    loss_names: ClassVar[tuple[str, ...]] = ("loss",)
     unsaved_arguments: ClassVar[tuple[str, ...]] = ()
     """Constructor arguments kept out of the hyperparameters (the checkpoint carries them otherwise)."""
 
@@ -64,6 +67,11 @@ class AutoencoderModule(NamedCheckpoints, Exportable, pl.LightningModule):
         self.learning_rate, self.epsilon = learning_rate, epsilon
         self.net = net
         self.example_input_array = torch.zeros(2, *IMAGE_SHAPE)
+
+    @classmethod
+    def metric_names(cls) -> tuple[str, ...]:
+        """The metrics a fit logs: each of :attr:`loss_names` for training and validation."""
+        return tuple(f"{stage}_{name}" for stage in ("train", "val") for name in cls.loss_names)
 
     @property
     def encoder(self) -> nn.Module:
@@ -79,15 +87,15 @@ class AutoencoderModule(NamedCheckpoints, Exportable, pl.LightningModule):
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Codes of images ``x`` of shape ``(N, 1, 28, 28)`` (the article's ``encoder.predict``)."""
-        return self.net.encode(check_images(x))
+        return self.net.encode(check_images(x, dtype=self.dtype))
 
     def decode(self, code: torch.Tensor) -> torch.Tensor:
         """Pixel probabilities ``(N, 1, 28, 28)`` in [0, 1] from codes (the article's ``decoder.predict``)."""
-        return self.net.decode(check_codes(code, self.code_shape))
+        return self.net.decode(check_codes(code, self.code_shape, dtype=self.dtype))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Reconstructions of ``x``: ``decode(encode(x))``. Checks shapes, not values, so it can be traced."""
-        return self.net(check_images(x, check_finite=False))
+        return self.net(check_images(x, check_finite=False, dtype=self.dtype))
 
     def corrupt(self, x: torch.Tensor, stage: Stage) -> torch.Tensor:
         """What the encoder sees for clean images ``x`` during ``stage``; the target stays ``x``."""
@@ -309,6 +317,7 @@ class SparseAE(AutoencoderModule):
         self.l1 = l1
 
     figures = ("reconstructions", "sparse_code_dimensions", "codes_2d", "interpolation")
+    loss_names = ("loss", "reconstruction_loss", "l1_penalty")
 
     def activity_penalty(self, code: torch.Tensor) -> torch.Tensor:
         return self.l1 * code.abs().sum() / code.shape[0]

@@ -12,6 +12,7 @@ from pytorch_lightning.callbacks import BasePredictionWriter
 
 from torchae.errors import ConfigError
 from torchae.models import AutoencoderModule
+from torchae.safety import atomic_write
 
 __all__ = ["NpzPredictionWriter"]
 
@@ -55,5 +56,6 @@ class NpzPredictionWriter(BasePredictionWriter):
         folder = Path(trainer.log_dir or trainer.default_root_dir)
         folder.mkdir(parents=True, exist_ok=True)
         self.path = folder / self.filename
-        np.savez(self.path, **arrays)
+        with atomic_write(self.path) as partial:
+            np.savez(partial, **arrays)
         print(f"predictions: {self.path} ({', '.join(f'{k} {v.shape}' for k, v in arrays.items())})")

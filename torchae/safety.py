@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,10 +15,11 @@ import torch
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from torchae.errors import NonFiniteLossError
+from torchae.errors import NonFiniteLossError, require
 
 __all__ = [
     "AtomicCheckpointIO",
+    "atomic_write",
     "RemoveFailedLaunch",
     "SignalStop",
     "StopOnNonFiniteLoss",
@@ -25,16 +28,25 @@ __all__ = [
 ]
 
 
+@contextmanager
+def atomic_write(path: Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` (same folder, same suffix) to write to; when the block ends it is renamed onto
+    ``path``, so that a stop at any moment leaves the old file or the new one, never half of it. After an error
+    the temporary file is removed and ``path`` is untouched."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.stem}.{os.getpid()}.partial{path.suffix}")
+    try:
+        yield partial
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
 def write_text_atomically(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file in the same folder renamed into place, so that a stop at
     any moment leaves the old file or the new one, never half of it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    try:
+    with atomic_write(path) as partial:
         partial.write_text(text)
-        partial.replace(path)
-    finally:
-        partial.unlink(missing_ok=True)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -76,8 +88,15 @@ class StopOnNonFiniteLoss(pl.Callback):
     """
 
     def __init__(self, check_every_n_steps: int = 50) -> None:
-        if check_every_n_steps <= 0:
-            raise ValueError(f"check_every_n_steps must be positive, got {check_every_n_steps}")
+        require(
+            not isinstance(check_every_n_steps, bool)
+            and isinstance(check_every_n_steps, int)
+            and check_every_n_steps > 0,
+            "nan_guard.check_every_n_steps",
+            check_every_n_steps,
+            "a positive integer",
+            "50",
+        )
         self.check_every_n_steps = check_every_n_steps
         self._first_bad: torch.Tensor | None = None
 
