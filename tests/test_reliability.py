@@ -587,3 +587,26 @@ def test_sigterm_stops_a_fit_with_143_one_line_an_up_to_date_history_and_a_run_t
     )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert [int(row["epoch"]) for row in read_history(tmp_path / "version_1")] == list(range(saved + 2))
+
+
+@pytest.mark.slow
+def test_sigterm_stops_every_rank_of_a_ddp_fit(tmp_path):
+    ddp = ["--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp"]
+    args = fit_args(tmp_path, *ddp, epochs=200)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "torchae", *args], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    last = tmp_path / "version_0" / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 300
+    while not last.exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.1)
+    ranks = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True).stdout.split()
+    assert len(ranks) >= 2, "rank 1 is a process of its own"
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 128 + signal.SIGTERM, err.decode()[-3000:]
+    assert err.decode().count("torchae: stopped by SIGTERM") == 1
+    time.sleep(1)
+    left = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True).stdout.split()
+    assert not left, "every rank has stopped"

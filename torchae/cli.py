@@ -663,11 +663,6 @@ def export_command(
     target = Path(output) if output else source.with_name(f"{source.stem}-{part}{suffix}")
     if checkpoint is not None and target.resolve() == Path(checkpoint).resolve():
         raise ConfigError(f"--output {str(target)!r} is the checkpoint being exported: give another file name")
-    if output and suffix and target.suffix != suffix:
-        raise ConfigError(
-            f"--output {output!r} does not end in {suffix}, the suffix of --format {format}: give a name such as "
-            f"{target.with_suffix(suffix).name} (an export never replaces a checkpoint or a run's other files)"
-        )
     difference = export_model(loaded, target, format, part)
     print(f"{target}: the {part} of a {type(loaded).__name__} as {format}, batch dimension dynamic; at batch 7 the")
     print(f"file gives the model's outputs to {difference:.1e} (largest absolute difference)")
@@ -763,8 +758,8 @@ def _setting_type(setting: str) -> Any:
     owners = {
         "model": [experiment.model for experiment in EXPERIMENTS.values()],
         "data": [MNISTDataModule],
-        "engine": [Engine],
         "trainer": [Trainer],
+        **{name: [cls] for name, cls in CALLBACK_SECTIONS.items()},
     }.get(section, [])
     for owner in owners:
         hints = typing.get_type_hints(owner.__init__)

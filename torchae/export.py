@@ -86,6 +86,11 @@ def export_model(model: Any, output: str | Path, format: str = "onnx", part: str
         raise ConfigError(f"the export's output {str(path)!r} is a folder: give a file, such as {example}")
     if path.suffix == ".ckpt":
         raise ConfigError(f"the export's output {str(path)!r} is named as a checkpoint: give a .{format} file")
+    if path.suffix != f".{format}":
+        raise ConfigError(
+            f"the export's output {str(path)!r} does not end in .{format}, the suffix of format {format}: give a name "
+            f"such as {path.with_suffix(f'.{format}').name} (an export never replaces a run's other files)"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     # Written beside its place and renamed into it: a stop leaves the old file or the new one, never half of one.
     partial = path.with_name(f".{path.name}.partial{path.suffix}")

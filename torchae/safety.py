@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -180,11 +181,47 @@ def stopped_by_signal() -> Stop | None:
 
 
 class SignalStop(pl.Callback):
-    """Remembers a fit that SIGTERM (a scheduler, ``kill``) or SIGINT (Ctrl-C) stopped, with the last checkpoint, so
+    """Stops a fit on SIGTERM (a scheduler, ``kill``) or SIGINT (Ctrl-C) and remembers it, with the last checkpoint, so
     that the ``torchae`` command can say where it is and exit with 128 + the signal, as a process a signal stopped
-    does. (Lightning stops the loop at the next step and would exit 0 on SIGTERM.)"""
+    does (Lightning would exit 0 on SIGTERM).
+
+    While training, SIGTERM only sets a flag, read after each training step; with several processes the ranks
+    decide together (one all-reduce of the flag) and all stop at the same step. (Lightning's own SIGTERM handler
+    starts a collective inside the signal handler, out of step with the other ranks' collectives, and a DDP fit
+    can hang on it.)
+    """
+
+    def __init__(self) -> None:
+        self._signalled: int | None = None
+        self._previous: Any = None
+
+    def _note(self, signum: int, frame: Any) -> None:
+        self._signalled = signum
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._signalled = None
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._note)
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        stop = self._signalled is not None
+        if trainer.world_size > 1:
+            stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
+        if stop:
+            raise SIGTERMException
+
+    def _restore(self) -> None:
+        if self._previous is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._previous)
+            self._previous = None
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._restore()
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        self._restore()
         if isinstance(exception, KeyboardInterrupt):
             number = signal.SIGINT
         elif isinstance(exception, SIGTERMException):

@@ -1,0 +1,440 @@
+"""The README's promises about untrusted files, concurrent runs and settings: crafted files are refused within bounded
+memory, runs never share or overwrite a folder, and every setting and input is checked before training, each bad one
+as one line."""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import io
+import shutil
+import struct
+import subprocess
+import sys
+import warnings
+import zipfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+import torchae
+from torchae.cli import CALLBACK_SECTIONS, describe_os_error, main
+from torchae.data import MAX_ITEMS, MNIST_FILES, embedded_mnist_dir, load_mnist
+from torchae.runs import claim_folder, claim_version, quiet_trainer
+
+ROOT = Path(__file__).resolve().parents[1]
+DENSE = str(ROOT / "configs" / "dense.yaml")
+TINY = [
+    "--trainer.enable_progress_bar=false",
+    "--trainer.enable_model_summary=false",
+    "--data.train_size=256",
+    "--data.val_size=256",
+    "--data.steps_per_execution=1",
+    "--trainer.max_epochs=1",
+]
+
+
+def run_main(args: list[str], capsys) -> tuple[int, str]:
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    return exit_info.value.code, capsys.readouterr().err
+
+
+def one_line(code: int, err: str, *fragments: str) -> str:
+    """The single ``torchae: error:`` line of a refused command (exit 2, no traceback), holding ``fragments``."""
+    assert code == 2, err
+    lines = [line for line in err.splitlines() if line.startswith("torchae: error:")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+def fit(root: Path, *extra: str) -> list[str]:
+    return ["fit", "--config", DENSE, "--trainer.default_root_dir", str(root), *TINY, *extra]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    """A one-epoch DenseAE run's last.ckpt."""
+    root = tmp_path_factory.mktemp("run")
+    main(fit(root, "--figures.enabled=false"))
+    return root / "version_0" / "checkpoints" / "last.ckpt"
+
+
+def crafted(checkpoint: Path, target: Path, change) -> Path:
+    state = torch.load(checkpoint, weights_only=True, map_location="cpu")
+    change(state)
+    torch.save(state, target)
+    return target
+
+
+# ---------------------------------------------------------------------------------------------- bounded reading
+def idx_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    for name in MNIST_FILES:
+        shutil.copy(embedded_mnist_dir() / f"{name}.gz", folder / f"{name}.gz")
+    return folder
+
+
+def test_a_small_file_that_expands_to_a_gib_is_refused_within_2_gb_of_memory(tmp_path):
+    folder = idx_folder(tmp_path)
+    # MNIST's header, then 1 GiB of zeros: 1 MB on disk.
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    with (folder / "train-images-idx3-ubyte.gz").open("wb") as file:
+        file.write(packer.compress(struct.pack(">IIII", 2051, 60_000, 28, 28)))
+        zeros = bytes(1 << 20)
+        for _ in range(1024):
+            file.write(packer.compress(zeros))
+        file.write(packer.flush())
+    assert (folder / "train-images-idx3-ubyte.gz").stat().st_size < 2 << 20
+    probe = (
+        "import resource, sys\nfrom torchae.data import load_mnist\ntry:\n    load_mnist(sys.argv[1])\n"
+        "except Exception as err:\n    print(type(err).__name__, err)\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    )
+    done = subprocess.run([sys.executable, "-c", probe, str(folder)], capture_output=True, text=True, timeout=300)
+    message, peak_kib = done.stdout.strip().rsplit("\n", 1)
+    assert message.startswith("DataError") and "holds more than the 47040000 bytes" in message, done.stdout
+    assert int(peak_kib) < 2 * 1024 * 1024, f"peak {int(peak_kib) / 1024:.0f} MiB"
+
+
+def _write_idx(path: Path, magic: int, dims: tuple[int, ...], data: bytes) -> None:
+    path.write_bytes(struct.pack(f">I{len(dims)}I", magic, *dims) + data)
+
+
+@pytest.mark.parametrize(
+    ("dims", "payload", "verify", "fragment"),
+    [
+        ((2**32 - 1, 28, 28), b"", False, f"more than the {MAX_ITEMS} torchae reads"),  # no allocation, no overflow
+        ((5, 28, 28), bytes(5 * 784), True, "holds 5 items, MNIST's train file 60000"),
+        ((5, 40, 40), bytes(5 * 1600), False, "images of 40x40 pixels"),
+        ((5, 28, 28), bytes(5 * 784 + 1), False, "holds more than the 3920 bytes"),  # too long, not "truncated"
+        ((5, 28, 28), bytes(100), False, "the file is truncated"),
+        ((2**31, 2**31, 2**31), b"", False, "images of 2147483648x2147483648 pixels"),
+    ],
+)
+def test_idx_headers_are_checked_before_any_data_is_read(tmp_path, dims, payload, verify, fragment):
+    folder = idx_folder(tmp_path)
+    (folder / "train-images-idx3-ubyte.gz").unlink()
+    _write_idx(folder / "train-images-idx3-ubyte", 2051, dims, payload)
+    with pytest.raises(torchae.DataError, match="train-images") as info:
+        load_mnist(folder, verify_checksums=verify)
+    assert fragment in str(info.value)
+
+
+def _npz(path: Path, arrays: dict[str, np.ndarray], claimed: dict[str, tuple[int, ...]] | None = None) -> Path:
+    """An .npz of ``arrays``; ``claimed`` gives arrays whose header states a shape their data do not have."""
+    with zipfile.ZipFile(path, "w") as archive:
+        for key, array in arrays.items():
+            buffer = io.BytesIO()
+            if claimed and key in claimed:
+                header = {"descr": "|u1", "fortran_order": False, "shape": claimed[key]}
+                np.lib.format.write_array_header_1_0(buffer, header)
+                buffer.write(array.tobytes())
+            else:
+                np.lib.format.write_array(buffer, array)
+            archive.writestr(f"{key}.npy", buffer.getvalue())
+    return path
+
+
+def _mnist_like(train: int = 8, test: int = 8, labels: int = 10) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return {
+        "x_train": rng.integers(0, 256, (train, 28, 28), dtype=np.uint8),
+        "y_train": rng.integers(0, labels, train).astype(np.uint8),
+        "x_test": rng.integers(0, 256, (test, 28, 28), dtype=np.uint8),
+        "y_test": rng.integers(0, labels, test).astype(np.uint8),
+    }
+
+
+@pytest.mark.parametrize(
+    ("arrays", "claimed", "fragment"),
+    [
+        (_mnist_like(), {"x_train": (10**9, 28, 28)}, "more than the"),  # refused before numpy allocates 784 GB
+        (_mnist_like(labels=200), None, "labels are"),
+        (_mnist_like(test=0), None, "the test split holds no images"),
+    ],
+)
+def test_npz_sizes_labels_and_splits_are_checked_when_read(tmp_path, arrays, claimed, fragment):
+    with pytest.raises(torchae.DataError) as info:
+        load_mnist(_npz(tmp_path / "mnist.npz", arrays, claimed), verify_checksums=False)
+    assert fragment in str(info.value)
+
+
+def test_an_empty_test_split_ends_a_fit_before_training_in_one_line(tmp_path, capsys):
+    data = _npz(tmp_path / "mnist.npz", _mnist_like(train=256, test=0))
+    code, err = run_main(fit(tmp_path / "runs", f"--data.data_dir={data}"), capsys)
+    one_line(code, err, "the test split holds no images")
+    assert not list(tmp_path.rglob("*.ckpt")) and not list((tmp_path / "runs").glob("version_*"))
+
+
+# ---------------------------------------------------------------------------------------------- concurrent runs
+def test_claims_give_every_caller_its_own_folder(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(8) as pool:
+        versions = list(pool.map(lambda _: claim_version(tmp_path), range(16)))
+        folders = list(pool.map(lambda _: claim_folder(tmp_path / "validate" / "T"), range(8)))
+    assert sorted(versions) == list(range(16))
+    assert len(set(folders)) == 8 and all(folder.is_dir() for folder in folders)
+
+
+def test_runs_started_together_get_separate_folders(tmp_path):
+    seeds = [11, 22, 33, 44]
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "torchae", *fit(tmp_path, "--figures.enabled=false", f"--seed_everything={seed}")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for seed in seeds
+    ]
+    errors = [run.communicate(timeout=600)[1] for run in runs]
+    assert [run.returncode for run in runs] == [0] * len(seeds), errors
+    folders = sorted(tmp_path.glob("version_*"))
+    assert len(folders) == len(seeds)
+    found = []
+    for folder in folders:
+        config = yaml.safe_load((folder / "config.yaml").read_text())
+        state = torch.load(folder / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
+        assert state["MNISTDataModule"]["seed"] == config["seed_everything"]  # its own config beside its checkpoint
+        assert (folder / "history.csv").read_text().count("\n") == 2
+        found.append(config["seed_everything"])
+    assert sorted(found) == seeds
+
+
+def test_no_logger_into_an_earlier_run_folder_is_refused_and_the_run_is_untouched(tmp_path, capsys, checkpoint):
+    run = checkpoint.parent.parent
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    code, err = run_main(fit(run, "--trainer.logger=false"), capsys)
+    one_line(code, err, "holds another run's files", "--trainer.logger false")
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
+def test_outputs_that_are_a_run_or_its_files_are_refused(tmp_path, capsys, checkpoint):
+    run = checkpoint.parent.parent
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    cases = [
+        (["figures", str(checkpoint), "--out_dir", str(run)], "is a run's folder"),
+        (["figures", str(checkpoint), "--out_dir", str(checkpoint)], "is a file, not a folder"),
+        (["export", str(checkpoint), "--output", str(run / "config.yaml")], "does not end in .onnx"),
+        (["export", str(checkpoint), "--output", str(checkpoint)], "is the checkpoint being exported"),
+        (["export", str(checkpoint), "--format", "pt2", "--output", str(run / "model.onnx")], "does not end in .pt2"),
+    ]
+    for args, fragment in cases:
+        one_line(*run_main(args, capsys), fragment)
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
+# ---------------------------------------------------------------------------------------------- crafted checkpoints
+def _set_history(state):
+    for key, callback in state["callbacks"].items():
+        if "ArticleFigures" in key:
+            callback["history"] = "not a history"
+
+
+CRAFTED = {
+    "missing": (lambda s: s["state_dict"].pop("net.encoder.1.weight"), "net.encoder.1.weight missing"),
+    "extra": (lambda s: s["state_dict"].__setitem__("net.spy", torch.zeros(1)), "net.spy unexpected"),
+    "misshapen": (
+        lambda s: s["state_dict"].__setitem__("net.encoder.1.weight", torch.zeros(3, 3)),
+        "of shape (3, 3), expected (49, 784)",
+    ),
+    "nan": (
+        lambda s: s["state_dict"].__setitem__("net.encoder.1.bias", torch.full((49,), float("nan"))),
+        "NaN or infinite values (net.encoder.1.bias)",
+    ),
+    "settings": (lambda s: s["hyper_parameters"].__setitem__("code_dim", "many"), "code_dim='many'"),
+}
+
+
+@pytest.mark.parametrize("subcommand", ["fit", "validate", "predict", "figures", "export"])
+@pytest.mark.parametrize("case", sorted(CRAFTED))
+def test_a_crafted_checkpoint_is_one_line_for_every_command_that_reads_one(
+    tmp_path, capsys, checkpoint, case, subcommand
+):
+    change, fragment = CRAFTED[case]
+    path = crafted(checkpoint, tmp_path / f"{case}.ckpt", change)
+    if subcommand in ("figures", "export"):
+        args = [subcommand, str(path), *(["--out_dir", str(tmp_path / "f")] if subcommand == "figures" else [])]
+    else:
+        args = [subcommand, "--config", DENSE, "--ckpt_path", str(path), "--trainer.default_root_dir", str(tmp_path)]
+        args += TINY[:2] + (["--trainer.max_epochs=3"] if subcommand == "fit" else [])
+    if case == "settings" and subcommand in ("figures", "export"):
+        fragment = "code_dim"  # read by Lightning's load_from_checkpoint: the model refuses the setting
+    line = one_line(*run_main(args, capsys), fragment)
+    assert "learning rate" not in line  # a diverged checkpoint is not a training that diverges now
+    assert not list(tmp_path.rglob("*.png")) and not list(tmp_path.rglob("*.onnx"))
+
+
+def test_a_checkpoint_with_a_damaged_history_is_one_line(tmp_path, capsys, checkpoint):
+    path = crafted(checkpoint, tmp_path / "history.ckpt", _set_history)
+    one_line(*run_main(["figures", str(path), "--out_dir", str(tmp_path / "f")], capsys), "loss history")
+
+
+def test_a_folder_given_as_a_checkpoint_is_called_a_folder(tmp_path, capsys):
+    (tmp_path / "run.ckpt").mkdir()
+    args = ["validate", "--config", DENSE, "--ckpt_path", str(tmp_path / "run.ckpt")]
+    one_line(*run_main(args, capsys), "is a folder, not a file")
+
+
+# ---------------------------------------------------------------------------------------------- settings
+def _callback_settings() -> list[tuple[str, str]]:
+    """(setting, a value of the wrong type) for every argument of the callbacks the CLI adds."""
+    cases = []
+    for section, cls in CALLBACK_SECTIONS.items():
+        for name, parameter in inspect.signature(cls.__init__).parameters.items():
+            if name == "self" or parameter.kind in (parameter.VAR_KEYWORD, parameter.VAR_POSITIONAL):
+                continue
+            text = str(parameter.annotation)
+            if "str" in text and "Literal" not in text and "timedelta" not in text:
+                continue  # any text is a string: out-of-range strings are listed below
+            cases.append((f"{section}.{name}", "{not-a-value"))
+    return cases
+
+
+OUT_OF_RANGE = [
+    ("figures.n", "0", "figures.n must be an integer from 1"),
+    ("figures.n", "1000", "figures.n must be an integer from 1"),
+    ("nan_guard.check_every_n_steps", "0", "nan_guard.check_every_n_steps must be a positive integer"),
+    ("checkpoint.monitor", "val_los", "'val_los' is not a metric this run logs"),
+    ("checkpoint.mode", "sideways", "checkpoint"),
+    ("checkpoint.save_top_k", "-5", "checkpoint"),
+    ("checkpoint.every_n_epochs", "-1", "checkpoint"),
+    ("seed_everything", "-1", "seed_everything must be an integer from 0 to 4294967295"),
+    ("seed_everything", str(2**40), "seed_everything must be an integer from 0 to 4294967295"),
+    ("model.code_dim", str(10**11), "need more memory than this machine can give"),
+]
+
+
+@pytest.mark.parametrize(("setting", "value"), _callback_settings())
+def test_every_callback_setting_of_the_wrong_type_is_one_line(tmp_path, capsys, setting, value):
+    one_line(*run_main(fit(tmp_path, f"--{setting}={value}"), capsys), setting.split(".")[-1])
+    assert not list(tmp_path.rglob("*.ckpt"))
+
+
+@pytest.mark.parametrize(("setting", "value", "fragment"), OUT_OF_RANGE)
+def test_settings_out_of_range_end_before_training_in_one_line(tmp_path, capsys, setting, value, fragment):
+    one_line(*run_main(fit(tmp_path, f"--{setting}={value}"), capsys), fragment)
+    assert not list(tmp_path.rglob("*.ckpt")) and not list(tmp_path.glob("version_*"))  # nothing trained, no run
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        ("trainer: [1, 2]\n", "section 'trainer' holds [1, 2]"),
+        ("data: 5\n", "section 'data' holds 5"),
+        ("model: 3\n", "section 'model' holds 3"),
+        ("checkpoint: on\n", "section 'checkpoint' holds True"),
+        ("seed_everything: -3\n", "seed_everything must be an integer from 0"),
+    ],
+)
+def test_config_sections_of_the_wrong_type_are_one_line(tmp_path, capsys, content, fragment):
+    (tmp_path / "bad.yaml").write_text(content)
+    code, err = run_main(["fit", "--config", DENSE, "--config", str(tmp_path / "bad.yaml")], capsys)
+    one_line(code, err, fragment, "configs/dense.yaml" if "section" in fragment else "set --seed_everything 0")
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["figures", "--pretrained", "dense", "--n", "0"], "n must be an integer from 1 to 100"),
+        (["export", "--pretrained", "dense", "--output", "dense.ckpt"], "is named as a checkpoint"),
+    ],
+)
+def test_the_own_subcommands_check_their_settings(tmp_path, capsys, monkeypatch, args, fragment):
+    monkeypatch.chdir(tmp_path)
+    one_line(*run_main(args, capsys), fragment)
+    assert not list(tmp_path.rglob("*.*"))
+
+
+# ---------------------------------------------------------------------------------------------- file system
+@pytest.mark.parametrize("where", ["file", "under-a-file"])
+def test_a_file_where_a_folder_should_be_is_one_line(tmp_path, capsys, where):
+    (tmp_path / "taken").write_text("mine")
+    root = tmp_path / "taken" if where == "file" else tmp_path / "taken" / "runs"
+    one_line(*run_main(fit(root), capsys), "taken")
+    assert (tmp_path / "taken").read_text() == "mine"
+
+
+@pytest.mark.parametrize(
+    ("error", "fragment"),
+    [
+        (PermissionError(13, "Permission denied", "/srv/runs"), "'/srv/runs': Permission denied; give a path you"),
+        (IsADirectoryError(21, "Is a directory", "/x"), "a folder stands where a file is needed"),
+        (NotADirectoryError(20, "Not a directory", "/f/x"), "a part of the path is a file"),
+    ],
+)
+def test_file_system_errors_name_the_path_the_cause_and_the_fix(error, fragment):
+    assert fragment in describe_os_error(error)
+
+
+# ---------------------------------------------------------------------------------------------- no silent work
+def test_evaluating_without_weights_says_so_and_last_without_a_run_is_refused(tmp_path, capsys):
+    main(["validate", "--config", DENSE, "--trainer.default_root_dir", str(tmp_path), *TINY])
+    assert "validate uses the model's untrained initial weights" in capsys.readouterr().err
+    args = ["predict", "--config", DENSE, "--ckpt_path", "last", "--trainer.default_root_dir", str(tmp_path / "none")]
+    one_line(*run_main(args, capsys), "--ckpt_path last: no run under", "nothing to predict")
+
+
+def test_a_setting_the_checkpoint_overrides_is_reported(tmp_path, capsys, checkpoint):
+    args = ["validate", "--config", DENSE, "--ckpt_path", str(checkpoint), "--model.code_dim=10", *TINY]
+    main([*args, "--trainer.default_root_dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert "the checkpoint's model settings replace those given: model.code_dim 10 -> 49" in err
+
+
+def test_debug_zero_is_off(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("TORCHAE_DEBUG", "0")
+    one_line(*run_main(fit(tmp_path, "--data.data_dir", str(tmp_path / "nowhere")), capsys), "does not exist")
+    monkeypatch.setenv("TORCHAE_DEBUG", "yes")
+    with pytest.raises(torchae.DataError):
+        main(fit(tmp_path, "--data.data_dir", str(tmp_path / "nowhere")))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16])
+def test_images_and_codes_of_another_float_dtype_are_an_input_error(dtype):
+    model = torchae.DenseAE()
+    with pytest.raises(torchae.InputError, match=f"dtype {dtype}, the model's weights are torch.float32"):
+        model.encode(torch.rand(2, 1, 28, 28, dtype=dtype))
+    with pytest.raises(torchae.InputError, match="x.float()"):
+        model.decode(torch.rand(2, 49, dtype=dtype))
+    assert model.double().encode(torch.rand(2, 1, 28, 28, dtype=torch.float64)).dtype == torch.float64
+
+
+def test_pixels_outside_0_1_give_a_warning_not_an_error():
+    model = torchae.DenseAE()
+    images = torch.rand(2, 1, 28, 28)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.encode(images)  # [0, 1]: silent
+    with pytest.warns(UserWarning, match=r"outside \[0, 1\].*x / 255"):
+        codes = model.encode(images * 255)
+    assert codes.shape == (2, 49)
+
+
+def test_the_metrics_a_model_declares_are_the_ones_it_logs(tmp_path):
+    for name, experiment in torchae.EXPERIMENTS.items():
+        model = experiment.model()
+        trainer = quiet_trainer(max_epochs=1, limit_train_batches=1, limit_val_batches=1)
+        data = torchae.MNISTDataModule(train_size=64, val_size=64, batch_size=32)
+        trainer.fit(model, data)
+        logged = {key for key in trainer.callback_metrics if key.startswith(("train_", "val_"))}
+        assert logged == set(model.metric_names()), name
+
+
+def test_a_copy_of_a_valid_state_passes_the_weight_check(checkpoint):
+    from torchae.checkpoints import check_weights
+
+    state = torch.load(checkpoint, weights_only=True, map_location="cpu")["state_dict"]
+    check_weights(copy.deepcopy(state), torchae.DenseAE())
+    state["net.decoder.body.0.bias"][0] = float("inf")
+    with pytest.raises(torchae.CheckpointError, match="NaN or infinite"):
+        check_weights(state, torchae.DenseAE())
