@@ -3,6 +3,7 @@ a NaN loss stops training and keeps the last good checkpoint; nothing unpickles 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import inspect
@@ -595,18 +596,27 @@ def test_sigterm_stops_every_rank_of_a_ddp_fit(tmp_path):
     args = fit_args(tmp_path, *ddp, epochs=200)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])}
     process = subprocess.Popen(
-        [sys.executable, "-m", "torchae", *args], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        [sys.executable, "-m", "torchae", *args],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,  # its own process group: whatever happens, the test kills every rank at the end
     )
-    last = tmp_path / "version_0" / "checkpoints" / "last.ckpt"
-    deadline = time.monotonic() + 300
-    while not last.exists() and time.monotonic() < deadline and process.poll() is None:
-        time.sleep(0.1)
-    ranks = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True).stdout.split()
-    assert len(ranks) >= 2, "rank 1 is a process of its own"
-    process.send_signal(signal.SIGTERM)
-    _, err = process.communicate(timeout=300)
+    try:
+        last = tmp_path / "version_0" / "checkpoints" / "last.ckpt"
+        deadline = time.monotonic() + 300
+        while not last.exists() and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.1)
+        ranks = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True).stdout.split()
+        assert len(ranks) >= 2, "rank 1 is a process of its own"
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=120)
+        time.sleep(1)
+        left = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True).stdout.split()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
     assert process.returncode == 128 + signal.SIGTERM, err.decode()[-3000:]
     assert err.decode().count("torchae: stopped by SIGTERM") == 1
-    time.sleep(1)
-    left = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True).stdout.split()
     assert not left, "every rank has stopped"
