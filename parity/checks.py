@@ -18,7 +18,17 @@ import torch
 import torchae
 from parity._keras import import_keras
 from parity.keras_models import KerasModels, build_keras
-from parity.transfer import keras_to_torch, kernel_to_torch, layer_pairs, to_nchw, to_nhwc, torch_to_keras
+from parity.transfer import (
+    keras_arrays,
+    keras_to_torch,
+    keras_variables,
+    kernel_to_torch,
+    layer_pairs,
+    to_nchw,
+    to_nhwc,
+    torch_tensors,
+    torch_to_keras,
+)
 from torchae.data import load_mnist, to_image_tensor
 from torchae.engine.compiled import CompiledSteps
 from torchae.engine.configs import config_of
@@ -63,22 +73,39 @@ def build_pair(name: str, seed: int = 0) -> tuple[KerasModels, torchae.Autoencod
     return keras_models, torch_model
 
 
+def keras_count(module: torch.nn.Module, trainable: bool | None = None) -> int:
+    """Parameters as Keras counts them: the trainable ones and the BatchNorm running statistics (Keras's
+    non-trainable weights); ``trainable`` True or False counts one kind only."""
+    learned = sum(p.numel() for p in module.parameters()) if trainable in (None, True) else 0
+    statistics = [b for n, b in module.named_buffers() if n.endswith(("running_mean", "running_var"))]
+    return learned + (sum(b.numel() for b in statistics) if trainable in (None, False) else 0)
+
+
 def check_structure(name: str, keras_models: KerasModels, torch_model: torchae.AutoencoderModule) -> list[Check]:
     enc, dec, total = EXPERIMENTS[name].parameters
+    autoencoder = keras_models.autoencoder
     counts = {
-        "encoder": (keras_models.encoder.count_params(), sum(p.numel() for p in torch_model.encoder.parameters()), enc),
-        "decoder": (keras_models.decoder.count_params(), sum(p.numel() for p in torch_model.decoder.parameters()), dec),
-        "total": (keras_models.autoencoder.count_params(), sum(p.numel() for p in torch_model.parameters()), total),
+        "encoder": (keras_models.encoder.count_params(), keras_count(torch_model.encoder), enc),
+        "decoder": (keras_models.decoder.count_params(), keras_count(torch_model.decoder), dec),
+        "total": (autoencoder.count_params(), keras_count(torch_model), total),
     }
     rows = [
         Check(name, f"{part} params keras={k} torch={t} spec={s}", float(max(abs(k - s), abs(t - s))), 0.0, "exact")
         for part, (k, t, s) in counts.items()
     ]
+    for trainable, kind in ((True, "trainable"), (False, "non-trainable")):
+        weights = autoencoder.trainable_weights if trainable else autoencoder.non_trainable_weights
+        k = sum(int(np.prod(w.shape)) for w in weights)
+        t = keras_count(torch_model, trainable)
+        rows.append(Check(name, f"{kind} params keras={k} torch={t}", float(abs(k - t)), 0.0, "exact"))
     code_nchw = tuple(to_nchw(np.zeros((1, *keras_models.encoder.output_shape[1:]))).shape[1:])
     image_nchw = tuple(to_nchw(np.zeros((1, *keras_models.autoencoder.output_shape[1:]))).shape[1:])
+    was_training = torch_model.training
+    torch_model.eval()  # a training-mode pass would move BatchNorm's running statistics
     with torch.no_grad():
         x = torch.zeros(2, 1, 28, 28)
         torch_shapes = (tuple(torch_model.encode(x).shape[1:]), tuple(torch_model(x).shape[1:]))
+    torch_model.train(was_training)
     rows.append(
         Check(
             name,
@@ -108,11 +135,8 @@ def check_round_trip(name: str, keras_models: KerasModels, torch_model: torchae.
     for (k_ref, _, _), (k_new, _, _) in zip(
         layer_pairs(keras_models.inner, torch_model), layer_pairs(fresh.inner, torch_model)
     ):
-        worst = max(
-            worst,
-            _max_abs(k_ref.kernel.numpy(), k_new.kernel.numpy()),
-            _max_abs(k_ref.bias.numpy(), k_new.bias.numpy()),
-        )
+        for a, b in zip(keras_arrays(k_ref), keras_arrays(k_new), strict=True):
+            worst = max(worst, _max_abs(a, b))
     return [Check(name, "weights keras -> torch -> keras", worst, 0.0, "exact")]
 
 
@@ -132,17 +156,26 @@ def check_forward(
     # Chunks of 64 keep the conv activations in cache (3x faster than 1000 on this CPU).
     # The autoencoder is decoder(encoder(x)) on both sides (checked in check_structure's shapes and by
     # test_forward_is_decode_of_encode): decoding the codes gives its reconstructions in one pass.
-    keras_codes = keras_models.encoder.predict(nhwc, batch_size=1000, verbose=0)
+    # A VAE's code is its mean (the article's z_meaner), which Keras and torch compute without drawing.
+    extras = keras_models.extras or {}
+    keras_codes = extras.get("z_mean", keras_models.encoder).predict(nhwc, batch_size=1000, verbose=0)
     keras_recon = keras_models.decoder.predict(keras_codes, batch_size=1000, verbose=0)
     torch_model.eval()
     with torch.no_grad():
         torch_codes = torch.cat([torch_model.encode(chunk) for chunk in inputs.split(64)])
         torch_recon = torch.cat([torch_model.decode(chunk) for chunk in torch_codes.split(64)])
     n = f"{inputs.shape[0]:,} test images" + (" (same noise)" if inputs is not images else "")
-    return [
-        Check(name, f"codes, {n}", _max_abs(to_nchw(keras_codes), torch_codes), TOLERANCES["forward"], "abs"),
-        Check(name, f"reconstructions, {n}", _max_abs(to_nchw(keras_recon), torch_recon), TOLERANCES["forward"], "abs"),
+    tol = TOLERANCES["forward"]
+    rows = [
+        Check(name, f"codes, {n}", _max_abs(to_nchw(keras_codes), torch_codes), tol, "abs"),
+        Check(name, f"reconstructions, {n}", _max_abs(to_nchw(keras_recon), torch_recon), tol, "abs"),
     ]
+    if "z_log_var" in extras:
+        keras_log_var = extras["z_log_var"].predict(nhwc, batch_size=1000, verbose=0)
+        with torch.no_grad():
+            torch_log_var = torch.cat([torch_model.distribution(chunk).z_log_var for chunk in inputs.split(64)])
+        rows.append(Check(name, f"z_log_var, {n}, inference mode", _max_abs(keras_log_var, torch_log_var), tol, "abs"))
+    return rows
 
 
 def check_step(
@@ -152,11 +185,13 @@ def check_step(
     keras = import_keras()
     import tensorflow as tf
 
+    if isinstance(torch_model, torchae.VAE):
+        return check_vae_step(name, batch)
     inputs = _encoder_inputs(torch_model, batch)
     model = keras_models.inner
     model.compile(optimizer=keras.optimizers.Adam(), loss="binary_crossentropy")
     pairs = layer_pairs(model, torch_model)
-    variables = [v for k_layer, _, _ in pairs for v in (k_layer.kernel, k_layer.bias)]
+    variables = [v for k_layer, _, _ in pairs for v in keras_variables(k_layer)]
     x_in, target = tf.constant(to_nhwc(inputs)), tf.constant(to_nhwc(batch))
     with tf.GradientTape() as tape:
         y_pred = model(x_in, training=True)
@@ -190,6 +225,79 @@ def check_step(
     return rows
 
 
+def check_vae_step(name: str, batch: torch.Tensor, seed: int = 0) -> list[Check]:
+    """The VAE's loss terms, gradients, weights and BatchNorm statistics after one Adam step, with dropout off and
+    the same latent noise ``eps`` in both frameworks (Keras's :class:`~parity.keras_models.Sampling` is given it,
+    torch's ``latent_noise`` returns it).
+
+    BatchNorm's running variance: Keras adds the batch's biased variance, PyTorch its unbiased one (times
+    ``n / (n - 1)``); torch's new running variance is converted to Keras's convention before the comparison, so
+    the check holds the rest of the arithmetic to the tolerance.
+    """
+    import tensorflow as tf
+
+    from parity.keras_models import build_keras, vae_reconstruction_loss
+
+    keras_models = build_keras(name, seed=seed, dropout_rate=0.0)
+    torch.manual_seed(seed + 1)
+    torch_model = EXPERIMENTS[name].model(dropout=0.0)
+    keras_to_torch(keras_models.autoencoder, torch_model)
+    model = keras_models.autoencoder
+    noise = np.random.default_rng(seed).standard_normal((batch.shape[0], torch_model.latent_dim)).astype(np.float32)
+    model.get_layer("encoder").get_layer("sampling").noise = noise
+    torch_model.latent_noise = lambda z_mean: torch.from_numpy(noise)
+
+    pairs = layer_pairs(model, torch_model)
+    before = {t_name: [t.detach().clone() for t in torch_tensors(module)] for _, t_name, module in pairs}
+    variables = [v for k_layer, _, _ in pairs for v in keras_variables(k_layer) if v.trainable]
+    target = tf.constant(to_nhwc(batch))
+    with tf.GradientTape() as tape:
+        y_pred = model(target, training=True)
+        k_total = model.compute_loss(x=target, y=target, y_pred=y_pred, training=True)
+    k_kl = float(sum(float(v) for v in model.losses))
+    k_recon = float(tf.reduce_mean(vae_reconstruction_loss(target, y_pred)))
+    k_grads = tape.gradient(k_total, variables)
+    model.optimizer.apply_gradients(zip(k_grads, variables))
+
+    torch_model.train()
+    optimizer = torch_model.configure_optimizers()
+    optimizer.zero_grad()
+    terms = torch_model.reconstruction_terms(batch, batch)
+    terms["loss"].backward()
+    t_grads = [p.grad.clone() for _, _, module in pairs for p in torch_tensors(module) if p.requires_grad]
+    optimizer.step()
+
+    tol = TOLERANCES
+    rows = [
+        Check(name, "batch loss (total)", _rel(terms["loss"].detach(), k_total), tol["loss"], "rel"),
+        Check(
+            name, "batch reconstruction loss", _rel(terms["reconstruction_loss"].detach(), k_recon), tol["loss"], "rel"
+        ),
+        Check(name, "batch KL term", _rel(terms["kl_loss"].detach(), k_kl), tol["loss"], "rel"),
+    ]
+    gradient_worst = max(
+        _max_abs(kernel_to_torch(k.numpy()) if k.ndim > 1 else k.numpy(), t.numpy()) for k, t in zip(k_grads, t_grads)
+    )
+    rows.append(Check(name, "gradients", gradient_worst, tol["gradient"], "abs"))
+    n = batch.shape[0]
+    weight_worst, statistics_worst = 0.0, 0.0
+    for k_layer, t_name, module in pairs:
+        tensors = [t.detach() for t in torch_tensors(module)]
+        arrays = keras_arrays(k_layer)
+        if isinstance(module, torch.nn.BatchNorm1d):
+            momentum, old = module.momentum, before[t_name][3]
+            keras_convention = old * (1 - momentum) + (tensors[3] - old * (1 - momentum)) * (n - 1) / n
+            statistics_worst = max(
+                statistics_worst, _max_abs(arrays[2], tensors[2]), _max_abs(arrays[3], keras_convention)
+            )
+            tensors, arrays = tensors[:2], arrays[:2]
+        for array, tensor in zip(arrays, tensors, strict=True):
+            weight_worst = max(weight_worst, _max_abs(array, tensor))
+    rows.append(Check(name, "weights after one Adam step", weight_worst, tol["adam_step"], "abs"))
+    rows.append(Check(name, "BatchNorm statistics after the step", statistics_worst, tol["adam_step"], "abs"))
+    return rows
+
+
 def _one_step(
     model: torchae.AutoencoderModule, pairs: list[tuple[Any, str, Any]], inputs: torch.Tensor, batch: torch.Tensor
 ) -> tuple[dict[str, torch.Tensor], list[torch.Tensor]]:
@@ -200,7 +308,7 @@ def _one_step(
     terms = model.reconstruction_terms(inputs, batch)
     terms["loss"].backward()
     layers = [model.get_submodule(module_name) for _, module_name, _ in pairs]
-    grads = [g for layer in layers for g in (layer.weight.grad.clone(), layer.bias.grad.clone())]
+    grads = [t.grad.clone() for layer in layers for t in torch_tensors(layer) if t.requires_grad]
     optimizer.step()
     return terms, grads
 
@@ -218,12 +326,9 @@ def _worst_weight_difference(pairs: list[tuple[Any, str, Any]], torch_model: tor
     ``torch_model`` (kernels and biases)."""
     worst = 0.0
     for k_layer, module_name, _ in pairs:
-        t_module = torch_model.get_submodule(module_name)
-        worst = max(
-            worst,
-            _max_abs(kernel_to_torch(k_layer.kernel.numpy()), t_module.weight.detach()),
-            _max_abs(k_layer.bias.numpy(), t_module.bias.detach()),
-        )
+        tensors = torch_tensors(torch_model.get_submodule(module_name))
+        for array, tensor in zip(keras_arrays(k_layer), tensors, strict=True):
+            worst = max(worst, _max_abs(array, tensor.detach()))
     return worst
 
 

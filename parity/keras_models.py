@@ -1,4 +1,5 @@
-"""The article's five models in Keras 3, with the functional API, exactly as its code builds them.
+"""The article's models (part 1's five, part 3's VAE) in Keras 3, with the functional API, as its code builds
+them.
 
 Each builder returns ``KerasModels(encoder, decoder, autoencoder, inner)``: ``autoencoder`` is what the article
 trains (for denoising, the noise layer followed by the wrapped autoencoder) and ``inner`` the autoencoder without
@@ -15,7 +16,16 @@ keras = import_keras(backend=None)  # the models are backend-agnostic (the bench
 layers = keras.layers
 Model = keras.Model
 
-__all__ = ["AddClippedNoise", "KERAS_BUILDERS", "KerasModels", "build_keras", "load_keras"]
+__all__ = [
+    "AddClippedNoise",
+    "KERAS_BUILDERS",
+    "KerasModels",
+    "Sampling",
+    "build_keras",
+    "create_vae",
+    "load_keras",
+    "vae_reconstruction_loss",
+]
 
 
 class KerasModels(NamedTuple):
@@ -23,6 +33,8 @@ class KerasModels(NamedTuple):
     decoder: Any
     autoencoder: Any
     inner: Any
+    extras: dict[str, Any] | None = None
+    """Further models of an article's ``models`` dict (the VAE's ``z_mean`` and ``z_log_var`` encoders)."""
 
 
 @keras.saving.register_keras_serializable(package="torchae")
@@ -104,31 +116,109 @@ def create_denoising_ae(mean: float = 0.5, stddev: float = 0.5) -> KerasModels:
     return create_denoising_model(create_dense_ae(), mean, stddev)
 
 
+@keras.saving.register_keras_serializable(package="torchae")
+class Sampling(layers.Layer):
+    """The article's ``Lambda(sampling)``: ``z_mean + exp(z_log_var / 2) * eps``, ``eps ~ N(0, I)`` drawn from the
+    layer's own seed generator, in training and inference alike. It also adds the KL divergence of ``q(z|x)`` from
+    the prior, ``-0.5 * sum(1 + z_log_var - z_mean**2 - exp(z_log_var))`` per image, as a loss of the model, scaled
+    as the article's ``vae_loss`` scales it (``/ 2 / 784``, averaged over the batch).
+
+    ``noise`` (an array ``(N, latent_dim)``), when set, replaces the draw: the parity check feeds both frameworks
+    the same ``eps``.
+    """
+
+    def __init__(self, seed: int | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.noise: Any = None
+
+    def call(self, inputs: Any) -> Any:
+        z_mean, z_log_var = inputs
+        kl = -0.5 * keras.ops.sum(1 + z_log_var - keras.ops.square(z_mean) - keras.ops.exp(z_log_var), axis=-1)
+        self.add_loss(keras.ops.mean(kl) / 2 / 784)
+        if self.noise is None:
+            epsilon = keras.random.normal(keras.ops.shape(z_mean), seed=self.seed_generator)
+        else:
+            epsilon = keras.ops.convert_to_tensor(self.noise)
+        return z_mean + keras.ops.exp(z_log_var / 2) * epsilon
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="torchae")
+def vae_reconstruction_loss(x: Any, decoded: Any) -> Any:
+    """The article's ``vae_loss`` without its KL term (which :class:`Sampling` adds): ``784 * binary_crossentropy
+    / 2 / 784`` per image."""
+    flat = (-1, 28 * 28)
+    return keras.losses.binary_crossentropy(keras.ops.reshape(x, flat), keras.ops.reshape(decoded, flat)) / 2
+
+
+def create_vae(latent_dim: int = 2, dropout_rate: float = 0.3) -> KerasModels:
+    """The article's ``create_vae()`` in Keras 3 (``ops`` for ``K``, a :class:`Sampling` layer with a
+    ``SeedGenerator`` for the ``Lambda``, the KL term a loss of the model). ``encoder`` is its ``encoder`` (a
+    sampled code); ``extras`` holds its ``z_meaner`` (``z_mean``, what torchae's ``encode`` gives) and ``z_lvarer``
+    (``z_log_var``)."""
+
+    def apply_bn_and_dropout(x: Any) -> Any:
+        return layers.Dropout(dropout_rate)(layers.BatchNormalization()(x))
+
+    input_img = keras.Input(shape=(28, 28, 1))
+    x = layers.Flatten()(input_img)
+    x = apply_bn_and_dropout(layers.Dense(256, activation="relu")(x))
+    x = apply_bn_and_dropout(layers.Dense(128, activation="relu")(x))
+    z_mean = layers.Dense(latent_dim, name="z_mean")(x)
+    z_log_var = layers.Dense(latent_dim, name="z_log_var")(x)
+    sampled = Sampling(name="sampling")([z_mean, z_log_var])
+    encoder = Model(input_img, sampled, name="encoder")
+
+    z = keras.Input(shape=(latent_dim,))
+    x = apply_bn_and_dropout(layers.LeakyReLU()(layers.Dense(128)(z)))
+    x = apply_bn_and_dropout(layers.LeakyReLU()(layers.Dense(256)(x)))
+    decoded = layers.Reshape((28, 28, 1))(layers.Dense(28 * 28, activation="sigmoid")(x))
+    decoder = Model(z, decoded, name="decoder")
+
+    vae = Model(input_img, decoder(encoder(input_img)), name="vae")
+    extras = {
+        "z_mean": Model(input_img, z_mean, name="z_meaner"),
+        "z_log_var": Model(input_img, z_log_var, name="z_lvarer"),
+    }
+    return KerasModels(encoder, decoder, vae, vae, extras)
+
+
 KERAS_BUILDERS = {
     "dense": create_dense_ae,
     "deep": create_deep_dense_ae,
     "conv": create_deep_conv_ae,
     "denoising": create_denoising_ae,
     "sparse": create_sparse_ae,
+    "vae": create_vae,
 }
 """The article's Keras builder of each experiment of :data:`torchae.registry.EXPERIMENTS`, by the same name."""
 
 
-def build_keras(name: str, seed: int | None = None, compile: bool = True) -> KerasModels:
-    """Build (and by default compile with Adam and binary cross-entropy, as the article) one of the five models.
+KERAS_COMPILE: dict[str, tuple[float, Any]] = {"vae": (1e-4, vae_reconstruction_loss)}
+"""The article's learning rate and loss where they are not Keras's Adam defaults and binary cross-entropy."""
+
+
+def build_keras(name: str, seed: int | None = None, compile: bool = True, **settings: Any) -> KerasModels:
+    """Build (and by default compile with Adam and the article's loss) one of the article's models.
 
     Args:
-        name: ``dense``, ``deep``, ``conv``, ``denoising`` or ``sparse``.
+        name: ``dense``, ``deep``, ``conv``, ``denoising``, ``sparse`` or ``vae``.
         seed: seeds Keras's initialisers and noise (``keras.utils.set_random_seed``); ``None`` leaves them.
         compile: compile the trained model as the article does.
+        settings: arguments of the builder (``dropout_rate=0.0`` for the VAE's step check).
     """
     if name not in KERAS_BUILDERS:
         raise ValueError(f"unknown model {name!r}: choose one of {', '.join(KERAS_BUILDERS)}")
     if seed is not None:
         keras.utils.set_random_seed(seed)  # the initialisers, and the noise layer's seed generator
-    models = KERAS_BUILDERS[name]()
+    models = KERAS_BUILDERS[name](**settings)
     if compile:
-        models.autoencoder.compile(optimizer=keras.optimizers.Adam(), loss="binary_crossentropy")
+        learning_rate, loss = KERAS_COMPILE.get(name, (0.001, "binary_crossentropy"))
+        models.autoencoder.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss)
     return models
 
 

@@ -5,6 +5,8 @@ Layout conventions (the one place they are converted):
 - Keras ``Dense`` kernel ``(in, out)``  <->  ``nn.Linear.weight`` ``(out, in)``: a transpose. The flattened input
   has the same pixel order on both sides because NHWC and NCHW flatten alike with one channel.
 - Keras ``Conv2D`` kernel ``(kh, kw, in, out)``  <->  ``nn.Conv2d.weight`` ``(out, in, kh, kw)``.
+- Keras ``BatchNormalization`` ``gamma, beta, moving_mean, moving_variance``  <->  ``nn.BatchNorm1d``'s ``weight,
+  bias, running_mean, running_var`` (the VAE): as they are.
 - Images: Keras NHWC ``(N, 28, 28, 1)``, torchae NCHW ``(N, 1, 28, 28)`` (:func:`to_nhwc`, :func:`to_nchw`).
 """
 
@@ -19,7 +21,17 @@ from torch import nn
 
 from parity._keras import import_keras
 
-__all__ = ["TransferError", "keras_to_torch", "layer_pairs", "to_nchw", "to_nhwc", "torch_to_keras"]
+__all__ = [
+    "TransferError",
+    "keras_arrays",
+    "keras_to_torch",
+    "keras_variables",
+    "layer_pairs",
+    "to_nchw",
+    "to_nhwc",
+    "torch_tensors",
+    "torch_to_keras",
+]
 
 
 class TransferError(ValueError):
@@ -45,24 +57,55 @@ def _keras_weighted_layers(model: Any) -> list[Any]:
     for layer in model.layers:
         if isinstance(layer, keras.Model):
             found.extend(_keras_weighted_layers(layer))
-        elif isinstance(layer, (keras.layers.Dense, keras.layers.Conv2D)):
+        elif isinstance(layer, (keras.layers.Dense, keras.layers.Conv2D, keras.layers.BatchNormalization)):
             found.append(layer)
         elif layer.weights:
             raise TransferError(
                 f"Keras layer {layer.name!r} ({type(layer).__name__}) has weights but no torchae "
-                "counterpart: the article's models hold only Dense and Conv2D weights"
+                "counterpart: the article's models hold only Dense, Conv2D and BatchNormalization weights"
             )
     return found
 
 
 def _torch_weighted_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     net = getattr(model, "net", model)
-    return [(name, module) for name, module in net.named_modules() if isinstance(module, (nn.Linear, nn.Conv2d))]
+    kinds = (nn.Linear, nn.Conv2d, nn.BatchNorm1d)
+    return [(name, module) for name, module in net.named_modules() if isinstance(module, kinds)]
 
 
 def _keras_kernel_shape(module: nn.Module) -> tuple[int, ...]:
     shape = tuple(module.weight.shape)
+    if isinstance(module, nn.BatchNorm1d):
+        return shape
     return (shape[1], shape[0]) if isinstance(module, nn.Linear) else (shape[2], shape[3], shape[1], shape[0])
+
+
+_KINDS = {"Dense": nn.Linear, "Conv2D": nn.Conv2d, "BatchNormalization": nn.BatchNorm1d}
+
+
+def keras_arrays(layer: Any) -> list[np.ndarray]:
+    """A Keras layer's weights in PyTorch's layout and the order of :func:`torch_tensors`: a kernel and its bias,
+    or BatchNormalization's ``gamma, beta, moving_mean, moving_variance``."""
+    if type(layer).__name__ == "BatchNormalization":
+        return [np.asarray(v.numpy()) for v in (layer.gamma, layer.beta, layer.moving_mean, layer.moving_variance)]
+    arrays = [kernel_to_torch(np.asarray(layer.kernel.numpy()))]
+    return arrays + ([np.asarray(layer.bias.numpy())] if layer.bias is not None else [])
+
+
+def torch_tensors(module: nn.Module) -> list[torch.Tensor]:
+    """A torch layer's weights in the order of :func:`keras_arrays`: ``weight, bias``, and a BatchNorm's running
+    statistics after them."""
+    tensors = [module.weight] + ([module.bias] if module.bias is not None else [])
+    if isinstance(module, nn.BatchNorm1d):
+        tensors += [module.running_mean, module.running_var]
+    return tensors
+
+
+def keras_variables(layer: Any) -> list[Any]:
+    """A Keras layer's variables in the order of :func:`keras_arrays`."""
+    if type(layer).__name__ == "BatchNormalization":
+        return [layer.gamma, layer.beta, layer.moving_mean, layer.moving_variance]
+    return [layer.kernel] + ([layer.bias] if layer.bias is not None else [])
 
 
 def layer_pairs(keras_model: Any, torch_model: nn.Module) -> list[tuple[Any, str, nn.Module]]:
@@ -82,9 +125,10 @@ def layer_pairs(keras_model: Any, torch_model: nn.Module) -> list[tuple[Any, str
                 f" Dense/Conv2D layers, torchae {len(torch_layers)})"
             )
         t_name, t_module = t_entry
-        same_kind = isinstance(k_layer, keras.layers.Dense) == isinstance(t_module, nn.Linear)
-        kernel_shape = tuple(k_layer.kernel.shape)
-        bias_ok = (k_layer.bias is None) == (t_module.bias is None)
+        same_kind = isinstance(t_module, _KINDS[type(k_layer).__name__])
+        normalizes = isinstance(k_layer, keras.layers.BatchNormalization)
+        kernel_shape = tuple((k_layer.gamma if normalizes else k_layer.kernel).shape)
+        bias_ok = normalizes or (k_layer.bias is None) == (t_module.bias is None)
         if not same_kind or kernel_shape != _keras_kernel_shape(t_module) or not bias_ok:
             raise TransferError(
                 f"weighted layer {index} does not fit: Keras {k_layer.name!r} ({type(k_layer).__name__}, kernel "
@@ -118,9 +162,8 @@ def keras_to_torch(keras_model: Any, torch_model: nn.Module) -> nn.Module:
     pairs = layer_pairs(keras_model, torch_model)
     with torch.no_grad():
         for k_layer, _, t_module in pairs:
-            t_module.weight.copy_(torch.from_numpy(np.ascontiguousarray(kernel_to_torch(k_layer.kernel.numpy()))))
-            if t_module.bias is not None:
-                t_module.bias.copy_(torch.from_numpy(np.asarray(k_layer.bias.numpy())))
+            for tensor, array in zip(torch_tensors(t_module), keras_arrays(k_layer), strict=True):
+                tensor.copy_(torch.from_numpy(np.ascontiguousarray(array)))
     return torch_model
 
 
@@ -131,7 +174,7 @@ def torch_to_keras(torch_model: nn.Module, keras_model: Any) -> Any:
         ``keras_model``.
     """
     for k_layer, _, t_module in layer_pairs(keras_model, torch_model):
-        k_layer.kernel.assign(kernel_to_keras(t_module.weight.detach().cpu().numpy()))
-        if t_module.bias is not None:
-            k_layer.bias.assign(t_module.bias.detach().cpu().numpy())
+        for variable, tensor in zip(keras_variables(k_layer), torch_tensors(t_module), strict=True):
+            array = tensor.detach().cpu().numpy()
+            variable.assign(kernel_to_keras(array) if variable is getattr(k_layer, "kernel", None) else array)
     return keras_model

@@ -12,6 +12,7 @@ import pytest
 
 import torchae
 from torchae.cli import main
+from torchae.registry import EXPERIMENTS
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
@@ -214,8 +215,8 @@ def test_a_model_from_outside_the_package_trains_draws_predicts_and_exports(tmp_
         main(["export", checkpoint, "--output", str(tmp_path / "x.onnx")])
     assert refused.value.code == 2
     assert capsys.readouterr().err.strip().splitlines() == [
-        f"torchae: error: checkpoint {checkpoint!r} holds a MyAE, which is not one of torchae's models (DenseAE, "
-        "DeepDenseAE, ConvAE, DenoisingAE, SparseAE): name its class with --model mypkg.MyAE"
+        f"torchae: error: checkpoint {checkpoint!r} holds a MyAE, which is not one of torchae's models "
+        f"({', '.join(e.model.__name__ for e in EXPERIMENTS.values())}): name its class with --model mypkg.MyAE"
     ]
     with pytest.raises(SystemExit):
         main(["export", checkpoint, "--model", "torchae.DenseAE", "--output", str(tmp_path / "x.onnx")])

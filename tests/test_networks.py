@@ -15,11 +15,13 @@ from torchae.networks import ConvAutoencoder, DenseAutoencoder, build_architectu
 from torchae.registry import EXPERIMENTS
 
 # SPEC.md, "The models": the code shapes (NCHW; denoising wraps the dense model).
-CODE_SHAPES = {"dense": (49,), "deep": (49,), "conv": (1, 7, 7), "denoising": (49,), "sparse": (16,)}
+CODE_SHAPES = {"dense": (49,), "deep": (49,), "conv": (1, 7, 7), "denoising": (49,), "sparse": (16,), "vae": (2,)}
 
 
 def count(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
+    """Parameters as Keras counts them: BatchNorm's running statistics are its non-trainable weights."""
+    statistics = [b for name, b in module.named_buffers() if name.endswith(("running_mean", "running_var"))]
+    return sum(p.numel() for p in module.parameters()) + sum(b.numel() for b in statistics)
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
@@ -120,9 +122,10 @@ def test_code_dim_is_configurable_and_validated():
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_networks_are_built_from_stock_layers(name):
-    """Every layer is PyTorch's own, except the bias-accurate Conv2d (a correctness fix, itself an nn.Conv2d)."""
+    """Every layer is PyTorch's own, except the bias-accurate Conv2d (a correctness fix, itself an nn.Conv2d); the
+    containers are torchae's (the VAE's encoder holds stock layers and two heads)."""
     net = EXPERIMENTS[name].model().net
-    own = {networks.Autoencoder, networks.SigmoidDecoder, networks.Conv2d}
+    own = {networks.Autoencoder, networks.SigmoidDecoder, networks.Conv2d, torchae.vae.GaussianEncoder}
     for module in net.modules():
         kind = type(module)
         assert kind.__module__.startswith("torch.nn") or kind in own or isinstance(module, networks.Autoencoder), kind

@@ -69,6 +69,8 @@ def test_step_parity(name, mnist):
     assert {"batch loss (total)", "gradients", "weights after one Adam step"} <= checked
     if type(torch_model).activity_penalty is not AutoencoderModule.activity_penalty:
         assert {"batch reconstruction loss", "batch L1 penalty"} <= checked
+    if isinstance(torch_model, torchae.VAE):  # same eps, dropout off; BatchNorm's statistics after the step too
+        assert {"batch reconstruction loss", "batch KL term", "BatchNorm statistics after the step"} <= checked
     if (config_of(name).get("engine") or {}).get("compiled_steps"):  # the config's compiled step, against Keras too
         assert {"batch loss, compiled step", "weights after one compiled step"} <= checked
 
@@ -152,6 +154,7 @@ SHORT_BUDGETS = {
     "conv": (1, 2048, (0,)),
     "sparse": (2, 2048, (0,)),
     "denoising": (3, 16384, (0, 1)),
+    "vae": (3, 8000, (0,)),
 }
 
 

@@ -205,6 +205,8 @@ OUT_OF_RANGE = {
     "steps_per_execution": "0",
     "cpu_micro_batch_size": "0",
     "graph_warmup_steps": "-3",
+    "latent_dim": "0",
+    "dropout": "1.5",
 }
 
 

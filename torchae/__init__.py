@@ -2,7 +2,8 @@
 
 Importing torchae loads the core only (networks, models, data, optim, the registry, checkpoints, weights): neither
 matplotlib (:mod:`torchae.figures`) nor the fast lane (:mod:`torchae.engine`), which the CLI installs.
-Each experiment registers itself where its model is defined; importing its module here is all it takes.
+Each experiment registers itself where its model is defined (part 1 in :mod:`torchae.models`, part 3 in
+:mod:`torchae.vae`); importing its module here is all it takes.
 """
 
 from torchae.data import MNISTDataModule, load_mnist
@@ -11,6 +12,7 @@ from torchae.models import AutoencoderModule, ConvAE, DeepDenseAE, DenoisingAE, 
 from torchae.networks import Autoencoder, ConvAutoencoder, DeepDenseAutoencoder, DenseAutoencoder
 from torchae.optim import KerasAdam
 from torchae.registry import EXPERIMENTS, Experiment, load_checkpoint, register_experiment
+from torchae.vae import VAE
 from torchae.weights import pretrained
 
 __all__ = [
@@ -33,6 +35,7 @@ __all__ = [
     "MNISTDataModule",
     "SparseAE",
     "UserError",
+    "VAE",
     "load_checkpoint",
     "load_mnist",
     "pretrained",

@@ -15,12 +15,14 @@ Which figures a model draws is its class's ``figures`` (:class:`~torchae.models.
 from __future__ import annotations
 
 import csv
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import matplotlib
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -198,12 +200,185 @@ def draw_interpolation(model: Any, test: TestSet, path: Path) -> Path:
     return plot_digit_rows(interpolation_rows(model, a, b), path, title)
 
 
+MANIFOLD_SIDE = 15
+"""Digits per side of the decoded latent grid (the article's ``n = 15``)."""
+
+
+def latent_grid(latent_dim: int, n: int = MANIFOLD_SIDE) -> torch.Tensor:
+    """The article's grid over the latent plane, ``(n * n, latent_dim)``: the standard normal's quantiles at
+    ``linspace(0.05, 0.95, n)`` (its inverse CDF, as the article's ``norm.ppf``), row ``i`` at ``z[1] = q[i]`` and
+    column ``j`` at ``z[0] = q[j]``; any further dimensions 0."""
+    quantiles = torch.distributions.Normal(0.0, 1.0).icdf(torch.linspace(0.05, 0.95, n, dtype=torch.float64))
+    rows, columns = torch.meshgrid(quantiles.float(), quantiles.float(), indexing="ij")
+    codes = torch.zeros(n * n, latent_dim)
+    codes[:, 0] = columns.reshape(-1)
+    if latent_dim > 1:
+        codes[:, 1] = rows.reshape(-1)
+    return codes
+
+
+def manifold_image(model: Any, n: int = MANIFOLD_SIDE) -> torch.Tensor:
+    """The digits decoded from :func:`latent_grid`, tiled into one ``(28 n, 28 n)`` image."""
+    codes = latent_grid(model.code_shape[0], n).to(device=model.device, dtype=model.dtype)
+    digits = model.decode(codes).detach().float().cpu().reshape(n, n, 28, 28)
+    return digits.permute(0, 2, 1, 3).reshape(n * 28, n * 28)
+
+
+def _image_axes(size: float) -> tuple[Figure, Any]:
+    figure = Figure(figsize=(size, size), dpi=100)
+    FigureCanvasAgg(figure)
+    ax = figure.subplots()
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return figure, ax
+
+
+def draw_manifold(model: Any, test: TestSet, path: Path) -> Path:
+    """The article's manifold: digits decoded from a 15 x 15 grid over the latent plane."""
+    figure, ax = _image_axes(8)
+    ax.imshow(manifold_image(model).numpy(), cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+    ax.set_title(f"{type(model).__name__}: digits decoded from a grid of normal quantiles 0.05-0.95")
+    figure.tight_layout()
+    with atomic_write(path) as partial:
+        figure.savefig(partial)
+    return path
+
+
+def latent_points(codes: torch.Tensor) -> tuple[torch.Tensor, tuple[str, str]]:
+    """Two coordinates per code for a scatter plot, and their axis labels: the code itself when it is 2-D, else its
+    first two principal components."""
+    if codes.flatten(1).shape[1] == 2:
+        return codes.flatten(1).float().cpu(), ("z[0]", "z[1]")
+    return pca_2d(codes).cpu(), ("principal component 1", "principal component 2")
+
+
+def _scatter_by_digit(ax: Any, points: torch.Tensor, labels: torch.Tensor | None) -> list[Any]:
+    if labels is None:
+        return [ax.scatter(points[:, 0], points[:, 1], s=2, alpha=0.5)]
+    colours = matplotlib.colormaps["tab10"]
+    drawn = []
+    for digit in range(10):
+        chosen = labels.cpu() == digit
+        drawn.append(
+            ax.scatter(points[chosen, 0], points[chosen, 1], s=2, alpha=0.6, color=colours(digit), label=str(digit))
+        )
+    ax.legend(title="digit", markerscale=5, loc="upper right", fontsize=8)
+    return drawn
+
+
+def draw_latent_distribution(model: Any, test: TestSet, path: Path) -> Path:
+    """The test images' codes (for a VAE, the means of ``q(z|x)``), coloured by digit."""
+    points, (x_label, y_label) = latent_points(test.codes)
+    figure = Figure(figsize=(6.5, 6), dpi=100)
+    FigureCanvasAgg(figure)
+    ax = figure.subplots()
+    _scatter_by_digit(ax, points, test.labels)
+    ax.set_xlabel(x_label)
+    ax.set_ylabel(y_label)
+    ax.set_title(f"{type(model).__name__}: the codes of {len(points):,} test digits")
+    figure.tight_layout()
+    with atomic_write(path) as partial:
+        figure.savefig(partial)
+    return path
+
+
+ANIMATION_EPOCHS = frozenset(int(e) for e in (np.arange(0, 59) ** 1.701).astype(int)) | frozenset(range(10))
+"""The article's ``save_epochs``: every epoch up to 9, then ever sparser up to 999 (0-based, as Keras counts)."""
+ANIMATION_FOLDER = "animation"
+
+
+def record_frame(model: Any, images: torch.Tensor, folder: Path, epoch: int) -> Path:
+    """Save the animation frame of ``epoch``: the decoded manifold and the codes of ``images``, in inference mode
+    (which draws no random numbers), to ``folder/epoch_NNNN.npz``."""
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        manifold = manifold_image(model)
+        codes = encode_all(model, images)
+    model.train(was_training)
+    path = folder / f"epoch_{epoch:04d}.npz"
+    with atomic_write(path) as partial:
+        np.savez(partial, manifold=(manifold * 255).round().to(torch.uint8).numpy(), codes=codes.float().cpu().numpy())
+    return path
+
+
+def write_animations(
+    folder: Path,
+    out: Path,
+    labels: torch.Tensor | None,
+    title: str,
+    names: Sequence[str] = ("manifold", "latent_distribution"),
+) -> list[Path]:
+    """The training animations ``names`` from the frames in ``folder``: ``manifold.gif`` and
+    ``latent_distribution.gif``, one frame per saved epoch (matplotlib's Pillow writer, Pillow being a dependency of
+    matplotlib)."""
+
+    frames = sorted(folder.glob("epoch_*.npz"))
+    if not frames:
+        return []
+    epochs = [int(path.stem.split("_")[1]) for path in frames]
+    loaded = [dict(np.load(path, allow_pickle=False)) for path in frames]
+    written = []
+    if "manifold" in names:
+        written.append(_animate_manifold(loaded, epochs, out / "manifold.gif", title))
+    if "latent_distribution" in names:
+        written.append(_animate_codes(loaded, epochs, labels, out / "latent_distribution.gif", title))
+    return written
+
+
+def _animate_manifold(loaded: list[dict[str, np.ndarray]], epochs: list[int], path: Path, title: str) -> Path:
+    from matplotlib.animation import FuncAnimation
+
+    figure, ax = _image_axes(6)
+    shown = ax.imshow(loaded[0]["manifold"], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+
+    def show_manifold(index: int) -> list[Any]:
+        shown.set_data(loaded[index]["manifold"])
+        ax.set_title(f"{title}: epoch {epochs[index] + 1}")
+        return [shown]
+
+    return _save_animation(FuncAnimation(figure, show_manifold, frames=len(loaded)), path)
+
+
+def _animate_codes(
+    loaded: list[dict[str, np.ndarray]], epochs: list[int], labels: torch.Tensor | None, path: Path, title: str
+) -> Path:
+    from matplotlib.animation import FuncAnimation
+
+    figure = Figure(figsize=(6.5, 6), dpi=80)
+    FigureCanvasAgg(figure)
+    ax = figure.subplots()
+    points = [latent_points(torch.from_numpy(frame["codes"]))[0] for frame in loaded]
+    every = torch.cat(points)
+    low, high = torch.quantile(every, 0.001, dim=0), torch.quantile(every, 0.999, dim=0)
+
+    def show_codes(index: int) -> list[Any]:
+        ax.clear()
+        drawn = _scatter_by_digit(ax, points[index], labels)
+        ax.set_xlim(float(low[0]), float(high[0]))
+        ax.set_ylim(float(low[1]), float(high[1]))
+        ax.set_title(f"{title}: test codes, epoch {epochs[index] + 1}")
+        return drawn
+
+    return _save_animation(FuncAnimation(figure, show_codes, frames=len(loaded)), path)
+
+
+def _save_animation(animation: Any, path: Path) -> Path:
+    from matplotlib.animation import PillowWriter
+
+    with atomic_write(path) as partial:
+        animation.save(partial, writer=PillowWriter(fps=4))
+    return path
+
+
 FIGURES: dict[str, Callable[[Any, TestSet, Path], Path]] = {
     "reconstructions": draw_reconstructions,
     "denoising": draw_denoising,
     "sparse_code_dimensions": draw_sparse_code_dimensions,
     "codes_2d": draw_codes_2d,
     "interpolation": draw_interpolation,
+    "manifold": draw_manifold,
+    "latent_distribution": draw_latent_distribution,
 }
 """Every figure by name, each written to ``NAME.png`` (a model's ``figures`` says which it draws)."""
 
@@ -291,6 +466,34 @@ class ArticleFigures(pl.Callback):
             if key.startswith(("train_", "val_")):
                 row[key] = float(value)
         self.history = [r for r in self.history if r["epoch"] < row["epoch"]] + [row]
+        self._record_frame(trainer, pl_module)
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """A resumed run starts its animation with the frames its checkpoint's run saved before the stop."""
+        checkpoint = Path(trainer.ckpt_path) if trainer.ckpt_path else None
+        if checkpoint is None or not getattr(pl_module, "animations", ()) or not trainer.is_global_zero:
+            return
+        if not trainer.loggers:
+            return
+        earlier = checkpoint.resolve().parent.parent / ANIMATION_FOLDER
+        folder = Path(trainer.loggers[0].log_dir) / ANIMATION_FOLDER
+        if not earlier.is_dir() or earlier == folder.resolve():
+            return
+        folder.mkdir(parents=True, exist_ok=True)
+        for frame in sorted(earlier.glob("epoch_*.npz")):
+            if not (folder / frame.name).exists():
+                shutil.copy2(frame, folder / frame.name)
+
+    def _record_frame(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """At the article's epochs, a frame of the model's training animations (its ``animations``), saved in the
+        run's ``animation/`` folder as it is drawn, so a resumed run keeps the frames before the stop."""
+        images = getattr(trainer.datamodule, "val_images", None)
+        if not self.enabled or not getattr(pl_module, "animations", ()) or images is None:
+            return
+        if trainer.current_epoch not in ANIMATION_EPOCHS or not trainer.is_global_zero or not trainer.loggers:
+            return
+        folder = Path(trainer.loggers[0].log_dir) / ANIMATION_FOLDER  # no collective call: rank 0 only
+        record_frame(pl_module, images, folder, trainer.current_epoch)
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not (self.enabled or self.write_history):
@@ -309,6 +512,9 @@ class ArticleFigures(pl.Callback):
             return
         labels = getattr(datamodule, "val_labels", None)
         paths = draw_figures(pl_module, images, out, self.history, n=self.n, labels=labels)
+        if getattr(pl_module, "animations", ()):
+            frames = out / ANIMATION_FOLDER
+            paths += write_animations(frames, out, labels, type(pl_module).__name__, pl_module.animations)
         print(f"figures: {', '.join(str(p) for p in paths)}")
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:

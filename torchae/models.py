@@ -50,10 +50,12 @@ class AutoencoderModule(NamedCheckpoints, Exportable, pl.LightningModule):
         figures: the figures this model draws (names of :data:`torchae.figures.FIGURES`), besides the loss curves.
         loss_names: the terms :meth:`loss_terms` returns, each logged as ``f"{stage}_{name}"``: what
             ``--checkpoint.monitor`` may name, checked before training.
+        animations: the figures ``torchae fit`` also animates over training (frames at the article's epochs).
     """
 
     figures: ClassVar[tuple[str, ...]] = ("reconstructions", "codes_2d", "interpolation")
     loss_names: ClassVar[tuple[str, ...]] = ("loss",)
+    animations: ClassVar[tuple[str, ...]] = ()
     unsaved_arguments: ClassVar[tuple[str, ...]] = ()
     """Constructor arguments kept out of the hyperparameters (the checkpoint carries them otherwise)."""
 
