@@ -129,10 +129,13 @@ def pretrained(name: str) -> AutoencoderModule:
 
 def loss_on_test_images(model: AutoencoderModule, name: str | None = None) -> float:
     """``val_loss`` of ``model`` on the 10,000 MNIST test images, as ``trainer.validate`` logs it, with the
-    experiment's batch size (the denoising model draws its validation noise of epoch 0)."""
+    experiment's batch size (the denoising model draws its validation noise of epoch 0; the VAE its latent samples
+    from torch's generator seeded with 0, in a fork of it that leaves the caller's as it was)."""
     experiment = EXPERIMENTS[name] if name is not None else experiment_of(model)
     if experiment is None:
         raise ConfigError(f"{type(model).__name__} is no registered experiment: name the experiment whose data it uses")
     data = MNISTDataModule(batch_size=experiment.batch_size, seed=0)
-    (metrics,) = quiet_trainer(accelerator="cpu", devices=1).validate(model, datamodule=data, verbose=False)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        (metrics,) = quiet_trainer(accelerator="cpu", devices=1).validate(model, datamodule=data, verbose=False)
     return float(metrics["val_loss"])
