@@ -125,10 +125,14 @@ def test_a_fit_draws_the_articles_figures_and_animations_and_a_resumed_run_keeps
     assert {"train_kl_loss", "val_kl_loss", "train_reconstruction_loss", "val_loss"} <= set(header)
 
 
-def test_predict_writes_the_distribution_and_the_reconstructions(tmp_path, capsys):
+def test_figures_and_predict_of_a_checkpoint_write_the_distribution_and_the_reconstructions(tmp_path, capsys):
     config = str(ROOT / "configs" / "vae.yaml")
     main(["fit", "--config", config, "--trainer.default_root_dir", str(tmp_path), "--trainer.max_epochs=1", *TINY])
     checkpoint = tmp_path / "version_0" / "checkpoints" / "last.ckpt"
+    main(["figures", str(checkpoint), "--out_dir", str(tmp_path / "again")])
+    assert {"manifold.png", "latent_distribution.png", "reconstructions.png"} <= {
+        p.name for p in (tmp_path / "again").iterdir()
+    }
     main(["predict", "--config", config, "--ckpt_path", str(checkpoint), *TINY])
     written = next(tmp_path.glob("version_0/predict/*/predictions.npz"))
     with np.load(written) as arrays:
