@@ -32,6 +32,7 @@ from parity.transfer import (
 from torchae.data import load_mnist, to_image_tensor
 from torchae.engine.compiled import CompiledSteps
 from torchae.engine.configs import config_of
+from torchae.networks import keras_parameter_count
 from torchae.registry import EXPERIMENTS
 
 __all__ = ["Check", "TOLERANCES", "format_table", "run_checks"]
@@ -73,21 +74,13 @@ def build_pair(name: str, seed: int = 0) -> tuple[KerasModels, torchae.Autoencod
     return keras_models, torch_model
 
 
-def keras_count(module: torch.nn.Module, trainable: bool | None = None) -> int:
-    """Parameters as Keras counts them: the trainable ones and the BatchNorm running statistics (Keras's
-    non-trainable weights); ``trainable`` True or False counts one kind only."""
-    learned = sum(p.numel() for p in module.parameters()) if trainable in (None, True) else 0
-    statistics = [b for n, b in module.named_buffers() if n.endswith(("running_mean", "running_var"))]
-    return learned + (sum(b.numel() for b in statistics) if trainable in (None, False) else 0)
-
-
 def check_structure(name: str, keras_models: KerasModels, torch_model: torchae.AutoencoderModule) -> list[Check]:
     enc, dec, total = EXPERIMENTS[name].parameters
     autoencoder = keras_models.autoencoder
     counts = {
-        "encoder": (keras_models.encoder.count_params(), keras_count(torch_model.encoder), enc),
-        "decoder": (keras_models.decoder.count_params(), keras_count(torch_model.decoder), dec),
-        "total": (autoencoder.count_params(), keras_count(torch_model), total),
+        "encoder": (keras_models.encoder.count_params(), keras_parameter_count(torch_model.encoder), enc),
+        "decoder": (keras_models.decoder.count_params(), keras_parameter_count(torch_model.decoder), dec),
+        "total": (autoencoder.count_params(), keras_parameter_count(torch_model), total),
     }
     rows = [
         Check(name, f"{part} params keras={k} torch={t} spec={s}", float(max(abs(k - s), abs(t - s))), 0.0, "exact")
@@ -96,7 +89,7 @@ def check_structure(name: str, keras_models: KerasModels, torch_model: torchae.A
     for trainable, kind in ((True, "trainable"), (False, "non-trainable")):
         weights = autoencoder.trainable_weights if trainable else autoencoder.non_trainable_weights
         k = sum(int(np.prod(w.shape)) for w in weights)
-        t = keras_count(torch_model, trainable)
+        t = keras_parameter_count(torch_model, trainable)
         rows.append(Check(name, f"{kind} params keras={k} torch={t}", float(abs(k - t)), 0.0, "exact"))
     code_nchw = tuple(to_nchw(np.zeros((1, *keras_models.encoder.output_shape[1:]))).shape[1:])
     image_nchw = tuple(to_nchw(np.zeros((1, *keras_models.autoencoder.output_shape[1:]))).shape[1:])

@@ -29,6 +29,7 @@ from torchae.checkpoints import network_state, run_order  # noqa: E402
 from torchae.cli import AutoencoderCLI, find_last_checkpoint  # noqa: E402
 from torchae.figures import ArticleFigures  # noqa: E402
 from torchae.models import AutoencoderModule  # noqa: E402
+from torchae.networks import keras_parameter_count  # noqa: E402
 from torchae.registry import EXPERIMENTS  # noqa: E402
 from torchae.runs import source_commit  # noqa: E402
 from torchae.safety import write_text_atomically  # noqa: E402
@@ -108,7 +109,7 @@ def write_weights(name: str, model: AutoencoderModule, history: list[dict[str, f
         "sha256": digest,
         "model": type(model).__name__,
         "model_arguments": model_arguments(model),
-        "num_params": sum(p.numel() for p in model.parameters()),
+        "num_params": keras_parameter_count(model),
         "val_loss": loss_on_test_images(model),
         "train_loss": history[-1]["train_loss"] if history else None,
         "epochs": experiment.epochs,

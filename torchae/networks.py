@@ -40,11 +40,20 @@ __all__ = [
     "deep_dense_autoencoder",
     "dense_autoencoder",
     "keras_init_",
+    "keras_parameter_count",
     "same_conv",
 ]
 
 IMAGE_SHAPE = (1, 28, 28)
 PIXELS = 28 * 28
+
+
+def keras_parameter_count(module: nn.Module, trainable: bool | None = None) -> int:
+    """The parameters of ``module`` as Keras counts them: the trainable ones and the BatchNorm running statistics
+    (Keras's non-trainable weights; PyTorch keeps them as buffers). ``trainable`` True or False counts one kind."""
+    learned = sum(p.numel() for p in module.parameters()) if trainable in (None, True) else 0
+    statistics = [b for name, b in module.named_buffers() if name.endswith(("running_mean", "running_var"))]
+    return learned + (sum(b.numel() for b in statistics) if trainable in (None, False) else 0)
 
 
 def keras_init_(module: nn.Module) -> None:
