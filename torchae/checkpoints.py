@@ -59,7 +59,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     if isinstance(checkpoint, dict) and checkpoint and all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
         raise CheckpointError(
             f"{str(path)!r} holds weights only, not a Lightning checkpoint: for a model shipped with torchae use "
-            "--pretrained NAME (dense, deep, conv, denoising, sparse); in Python, model.load_state_dict(torch.load("
+            "--pretrained NAME (torchae.weights.available() lists them); in Python, model.load_state_dict(torch.load("
             "path, weights_only=True))"
         )
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:

@@ -116,6 +116,13 @@ def _claim(folder: Path) -> Path:
     return folder
 
 
+def shipped_names() -> str:
+    """The shipped models' names, for help texts."""
+    from torchae.weights import available
+
+    return ", ".join(available())
+
+
 def _with_pretrained_model(args: ArgsType) -> ArgsType:
     """``args`` with ``--model`` and the model's settings of the shipped model that ``--pretrained NAME`` names,
     placed after the rest so that they win over a config's; unchanged without ``--pretrained``."""
@@ -173,7 +180,7 @@ class AutoencoderCLI(LightningCLI):
             "--pretrained",
             type=Optional[str],  # noqa: UP045 (jsonargparse reads the annotation object)
             default=None,
-            help="a model shipped with torchae (dense, deep, conv, denoising, sparse) in place of --ckpt_path: its "
+            help=f"a model shipped with torchae ({shipped_names()}) in place of --ckpt_path: its "
             "class and settings, and its verified weights (validate, test and predict)",
         )
 
@@ -535,7 +542,7 @@ def figures_command(
 
     Args:
         checkpoint: a ``.ckpt`` written by ``torchae fit``.
-        pretrained: a model shipped with torchae instead (dense, deep, conv, denoising, sparse).
+        pretrained: a model shipped with torchae instead (``torchae.weights.available()`` lists them).
         out_dir: where to write the PNG files; default: a ``figures`` folder beside the checkpoint's folder, or
             ``figures/NAME`` for a shipped model.
         data_dir: MNIST source (default: the embedded copy).
@@ -648,7 +655,7 @@ def export_command(
 
     Args:
         checkpoint: a ``.ckpt`` written by ``torchae fit``.
-        pretrained: a model shipped with torchae instead (dense, deep, conv, denoising, sparse).
+        pretrained: a model shipped with torchae instead (``torchae.weights.available()`` lists them).
         output: the file to write; default: beside the checkpoint (in the current folder for a shipped model),
             named after it, the part and the format.
         format: ``onnx``, or ``pt2`` (``torch.export``; TorchScript, which PyTorch deprecates, is not offered).
