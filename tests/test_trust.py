@@ -442,3 +442,47 @@ def test_a_copy_of_a_valid_state_passes_the_weight_check(checkpoint):
     state["net.decoder.body.0.bias"][0] = float("inf")
     with pytest.raises(torchae.CheckpointError, match="NaN or infinite"):
         check_weights(state, torchae.DenseAE())
+
+
+def _own_subcommand_cases(tmp_path: Path) -> dict[str, dict[str, tuple[str, str]]]:
+    """A bad value, and a fragment of its line, for every argument of ``torchae figures`` and ``torchae export``."""
+    (tmp_path / "a-file").write_text("not a folder")
+    return {
+        "figures": {
+            "checkpoint": (str(tmp_path / "none.ckpt"), "does not exist"),
+            "pretrained": ("nonesuch", "nonesuch"),
+            "out_dir": (str(tmp_path / "a-file"), "is a file, not a folder"),
+            "data_dir": (str(tmp_path / "nowhere"), "does not exist"),
+            "n": ("not-a-value", "n"),
+            "seed": ("not-a-value", "seed"),
+            "model": ("torchae.DenseAE", "leave --model out"),
+        },
+        "export": {
+            "checkpoint": (str(tmp_path / "none.ckpt"), "does not exist"),
+            "pretrained": ("nonesuch", "nonesuch"),
+            "output": (str(tmp_path), "is a folder"),
+            "format": ("tflite", "format"),
+            "part": ("middle", "part"),
+            "model": ("no.such.Model", "leave --model out"),
+        },
+    }
+
+
+@pytest.mark.parametrize("subcommand", ["figures", "export"])
+def test_every_argument_of_figures_and_export_refuses_a_bad_value_in_one_line(
+    tmp_path, capsys, monkeypatch, subcommand
+):
+    from torchae.cli import OWN_COMMANDS
+
+    monkeypatch.chdir(tmp_path)
+    cases = _own_subcommand_cases(tmp_path)[subcommand]
+    assert set(cases) == set(inspect.signature(OWN_COMMANDS[subcommand]).parameters)  # a new argument needs a case
+    for name, (value, fragment) in cases.items():
+        if name == "checkpoint":
+            args = [subcommand, value]
+        elif name == "pretrained":
+            args = [subcommand, "--pretrained", value]
+        else:
+            args = [subcommand, "--pretrained", "dense", f"--{name}", value]
+        one_line(*run_main(args, capsys), fragment)
+    assert not list(tmp_path.rglob("*.png")) and not list(tmp_path.rglob("*.onnx"))

@@ -504,6 +504,11 @@ def _model_of(checkpoint: str | None, pretrained: str | None, model: str | None)
     """The model of a checkpoint or a shipped one (exactly one of them given), and its loss history."""
     if (checkpoint is None) == (pretrained is None):
         raise ConfigError("give a checkpoint or --pretrained NAME (one of them): torchae figures --help shows both")
+    if pretrained is not None and model is not None:
+        raise ConfigError(
+            f"--model {model!r} names the class of a checkpoint; --pretrained {pretrained!r} has its own: "
+            "leave --model out"
+        )
     if pretrained is not None:
         from torchae.weights import get_weights
 
