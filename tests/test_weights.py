@@ -43,7 +43,7 @@ def test_the_shipped_files_are_exactly_those_listed():
 
 def test_the_files_are_small_tensor_only_and_packaged():
     files = [get_weights(name).path for name in SHIPPED]
-    assert sum(path.stat().st_size for path in files) <= 3_000_000
+    assert sum(path.stat().st_size for path in files) <= 5_000_000  # the VAE's 1.9 MB is the largest
     patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["torchae"]
     for path in [*files, WEIGHTS_DIR / METADATA_FILE]:
         relative = path.relative_to(WEIGHTS_DIR.parent).as_posix()
@@ -75,8 +75,9 @@ def test_metadata_states_the_recipe(name):
     config = (ROOT / "configs" / f"{name}.yaml").read_text()
     trained, current = yaml.safe_load(meta["config"]), yaml.safe_load(config)
     groups = current["data"].pop("steps_per_execution")
+    trained_groups = trained["data"].pop("steps_per_execution", None) or trained["engine"]["steps_per_execution"]
     assert {k: v for k, v in trained.items() if k != "engine"} == {k: v for k, v in current.items() if k != "engine"}
-    assert trained["engine"]["steps_per_execution"] == groups
+    assert trained_groups == groups
     assert meta["retrains"] == experiment.retrains
     assert len(meta["commit"]) == 40 and int(meta["commit"], 16) >= 0
     assert [row["epoch"] for row in weights.history] == list(range(experiment.epochs))

@@ -96,6 +96,7 @@ def write_weights(name: str, model: AutoencoderModule, history: list[dict[str, f
     """Save ``model``'s weights as ``out/NAME-SHA8.pt`` and return its metadata entry."""
     experiment = EXPERIMENTS[name]
     model = model.cpu().eval()
+    out.mkdir(parents=True, exist_ok=True)
     scratch = out / f"{name}.pt.partial"
     torch.save(model.state_dict(), scratch)
     digest = hashlib.sha256(scratch.read_bytes()).hexdigest()

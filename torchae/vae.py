@@ -142,6 +142,7 @@ class VariationalAutoencoder(Autoencoder):
     batch_size=500,
     parameters=(235_908, 236_432, 472_340),
     keras=True,
+    shipped=True,
 )
 class VAE(AutoencoderModule):
     """The article's variational autoencoder (part 3) with a 2-D latent space; 472,340 parameters as Keras counts
