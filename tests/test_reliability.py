@@ -291,10 +291,27 @@ def final_state(run: Path) -> dict[str, torch.Tensor]:
     return torch.load(run / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")["state_dict"]
 
 
+def cli_env() -> dict[str, str]:
+    """This environment, with the tests' helpers importable by the CLI's processes."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])}
+
+
 def cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])}
     return subprocess.run(
-        [sys.executable, "-m", "torchae", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+        [sys.executable, "-m", "torchae", *args], cwd=cwd, env=cli_env(), capture_output=True, text=True, timeout=600
+    )
+
+
+def start_cli(args: list[str], cwd: Path) -> subprocess.Popen:
+    """The CLI started in the background, in a process group of its own (so a test can stop every process of it)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "torchae", *args],
+        cwd=cwd,
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
 
 
@@ -561,16 +578,7 @@ def test_a_checkpoint_naming_a_module_never_makes_torchae_import_it(tmp_path, su
 
 @pytest.mark.slow
 def test_sigterm_stops_a_fit_with_143_one_line_an_up_to_date_history_and_a_run_that_resumes(tmp_path):
-    args = fit_args(tmp_path, "--engine.compiled_steps", "false", epochs=200)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "torchae", *args],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = start_cli(fit_args(tmp_path, "--engine.compiled_steps", "false", epochs=200), tmp_path)
     last = tmp_path / "version_0" / "checkpoints" / "last.ckpt"
     deadline = time.monotonic() + 300
     while not last.exists() and time.monotonic() < deadline and process.poll() is None:
@@ -595,16 +603,7 @@ def test_sigterm_stops_a_fit_with_143_one_line_an_up_to_date_history_and_a_run_t
 @pytest.mark.slow
 def test_sigterm_stops_every_rank_of_a_ddp_fit(tmp_path):
     ddp = ["--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp"]
-    args = fit_args(tmp_path, *ddp, epochs=200)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "torchae", *args],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,  # its own process group: whatever happens, the test kills every rank at the end
-    )
+    process = start_cli(fit_args(tmp_path, *ddp, epochs=200), tmp_path)
     try:
         last = tmp_path / "version_0" / "checkpoints" / "last.ckpt"
         deadline = time.monotonic() + 300
@@ -619,6 +618,6 @@ def test_sigterm_stops_every_rank_of_a_ddp_fit(tmp_path):
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
-    assert process.returncode == 128 + signal.SIGTERM, err.decode()[-3000:]
-    assert err.decode().count("torchae: stopped by SIGTERM") == 1
+    assert process.returncode == 128 + signal.SIGTERM, err[-3000:]
+    assert err.count("torchae: stopped by SIGTERM") == 1
     assert not left, "every rank has stopped"

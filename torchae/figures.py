@@ -175,14 +175,7 @@ def draw_codes_2d(model: Any, test: TestSet, path: Path) -> Path:
     figure = Figure(figsize=(6.5, 6), dpi=100)
     FigureCanvasAgg(figure)
     ax = figure.subplots()
-    if test.labels is None:
-        ax.scatter(points[:, 0], points[:, 1], s=2, alpha=0.5)
-    else:
-        colours = matplotlib.colormaps["tab10"]
-        for digit in range(10):
-            chosen = test.labels.cpu() == digit
-            ax.scatter(points[chosen, 0], points[chosen, 1], s=2, alpha=0.6, color=colours(digit), label=str(digit))
-        ax.legend(title="digit", markerscale=5, loc="best", fontsize=8)
+    _scatter_by_digit(ax, points, test.labels, legend="best")
     ax.set_xlabel("principal component 1")
     ax.set_ylabel("principal component 2")
     ax.set_title(f"{type(model).__name__}: {len(points):,} test codes, PCA to 2-D")
@@ -252,7 +245,9 @@ def latent_points(codes: torch.Tensor) -> tuple[torch.Tensor, tuple[str, str]]:
     return pca_2d(codes).cpu(), ("principal component 1", "principal component 2")
 
 
-def _scatter_by_digit(ax: Any, points: torch.Tensor, labels: torch.Tensor | None) -> list[Any]:
+def _scatter_by_digit(
+    ax: Any, points: torch.Tensor, labels: torch.Tensor | None, legend: str = "upper right"
+) -> list[Any]:
     if labels is None:
         return [ax.scatter(points[:, 0], points[:, 1], s=2, alpha=0.5)]
     colours = matplotlib.colormaps["tab10"]
@@ -262,7 +257,7 @@ def _scatter_by_digit(ax: Any, points: torch.Tensor, labels: torch.Tensor | None
         drawn.append(
             ax.scatter(points[chosen, 0], points[chosen, 1], s=2, alpha=0.6, color=colours(digit), label=str(digit))
         )
-    ax.legend(title="digit", markerscale=5, loc="upper right", fontsize=8)
+    ax.legend(title="digit", markerscale=5, loc=legend, fontsize=8)
     return drawn
 
 
