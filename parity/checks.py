@@ -17,7 +17,8 @@ import torch
 
 import torchae
 from parity._keras import import_keras
-from parity.keras_models import KerasModels, build_keras
+from parity.keras_models import KERAS_COMPILE, KerasModels, build_keras
+from parity.train import parity_inputs
 from parity.transfer import (
     keras_arrays,
     keras_to_torch,
@@ -29,7 +30,7 @@ from parity.transfer import (
     torch_tensors,
     torch_to_keras,
 )
-from torchae.data import load_mnist, to_image_tensor
+from torchae.data import MNISTDataModule
 from torchae.engine.compiled import CompiledSteps
 from torchae.engine.configs import config_of
 from torchae.networks import keras_parameter_count
@@ -96,7 +97,7 @@ def check_structure(name: str, keras_models: KerasModels, torch_model: torchae.A
     was_training = torch_model.training
     torch_model.eval()  # a training-mode pass would move BatchNorm's running statistics
     with torch.no_grad():
-        x = torch.zeros(2, 1, 28, 28)
+        x = torch.zeros(2, *torch_model.input_shape)
         torch_shapes = (tuple(torch_model.encode(x).shape[1:]), tuple(torch_model(x).shape[1:]))
     torch_model.train(was_training)
     rows.append(
@@ -112,7 +113,7 @@ def check_structure(name: str, keras_models: KerasModels, torch_model: torchae.A
         Check(
             name,
             f"output shape keras={image_nchw} torch={torch_shapes[1]} (NCHW)",
-            float(image_nchw != torch_shapes[1] or image_nchw != (1, 28, 28)),
+            float(image_nchw != torch_shapes[1] or image_nchw != torch_model.input_shape),
             0.0,
             "exact",
         )
@@ -157,7 +158,8 @@ def check_forward(
     with torch.no_grad():
         torch_codes = torch.cat([torch_model.encode(chunk) for chunk in inputs.split(64)])
         torch_recon = torch.cat([torch_model.decode(chunk) for chunk in torch_codes.split(64)])
-    n = f"{inputs.shape[0]:,} test images" + (" (same noise)" if inputs is not images else "")
+    kind = "test images" if torch_model.datamodule is MNISTDataModule else "points"
+    n = f"{inputs.shape[0]:,} {kind}" + (" (same noise)" if inputs is not images else "")
     tol = TOLERANCES["forward"]
     rows = [
         Check(name, f"codes, {n}", _max_abs(to_nchw(keras_codes), torch_codes), tol, "abs"),
@@ -182,7 +184,8 @@ def check_step(
         return check_vae_step(name, batch)
     inputs = _encoder_inputs(torch_model, batch)
     model = keras_models.inner
-    model.compile(optimizer=keras.optimizers.Adam(), loss="binary_crossentropy")
+    learning_rate, loss = KERAS_COMPILE.get(name, (1e-3, "binary_crossentropy"))
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss)
     pairs = layer_pairs(model, torch_model)
     variables = [v for k_layer, _, _ in pairs for v in keras_variables(k_layer)]
     x_in, target = tf.constant(to_nhwc(inputs)), tf.constant(to_nhwc(batch))
@@ -329,12 +332,11 @@ def run_checks(
     names: tuple[str, ...] = MODEL_NAMES, n_images: int = 10_000, batch_size: int = 256, seed: int = 0
 ) -> list[Check]:
     """All checks for ``names``: structure, weight round trip, forward on ``n_images`` test images, one step."""
-    data = load_mnist()
-    images = to_image_tensor(data.x_test[:n_images])
-    batch = to_image_tensor(data.x_train[:batch_size])
     rows: list[Check] = []
     for name in names:
         keras_models, torch_model = build_pair(name, seed)
+        train, images = parity_inputs(name, val_size=n_images if torch_model.datamodule is MNISTDataModule else None)
+        batch = train[: min(batch_size, EXPERIMENTS[name].batch_size)]
         rows += check_structure(name, keras_models, torch_model)
         rows += check_round_trip(name, keras_models, torch_model)
         rows += check_forward(name, keras_models, torch_model, images)

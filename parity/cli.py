@@ -16,6 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from torchae.data import MNISTDataModule
 from torchae.registry import EXPERIMENTS
 
 MODEL_NAMES = tuple(EXPERIMENTS)
@@ -142,6 +143,10 @@ def main(argv: list[str] | None = None) -> None:
 
         (name,) = _models(parser, [args.name])
         epochs = args.epochs or EXPERIMENTS[name].epochs
+        if EXPERIMENTS[name].model.datamodule is not MNISTDataModule:  # the sizes are the config's (part 2's points)
+            from parity.train import parity_inputs
+
+            args.train_size, args.val_size = (len(inputs) for inputs in parity_inputs(name))
         out = RESULTS_DIR / "spread" / record_name(name, epochs, args.train_size, args.val_size)
         resume = json.loads(out.read_text()) if out.is_file() else None
         if resume is not None:

@@ -1,4 +1,5 @@
-"""The article's models (part 1's five, part 3's VAE) in Keras 3, with the functional API, as its code builds
+"""The article's models (part 1's five, part 2's autoencoders of points and its deep sparse
+autoencoder, part 3's VAE) in Keras 3, with the functional API, as its code builds
 them.
 
 Each builder returns ``KerasModels(encoder, decoder, autoencoder, inner)``: ``autoencoder`` is what the article
@@ -102,6 +103,56 @@ def create_sparse_ae(encoding_dim: int = 16, lambda_l1: float = 1e-5) -> KerasMo
     return create_deep_dense_ae(encoding_dim, activity_regularizer=keras.regularizers.L1L2(l1=lambda_l1))
 
 
+def _points_models(hidden: tuple[int, ...], activation: str | None) -> KerasModels:
+    input_dots = keras.Input((2,))
+    x = input_dots
+    for width in hidden:
+        x = layers.Dense(width, activation=activation)(x)
+    code = layers.Dense(1, activation="linear")(x)
+    input_code = keras.Input((1,))
+    x = input_code
+    for width in hidden[::-1]:
+        x = layers.Dense(width, activation=activation)(x)
+    out = layers.Dense(2, activation="linear")(x)
+    encoder = Model(input_dots, code, name="encoder")
+    decoder = Model(input_code, out, name="decoder")
+    autoencoder = Model(input_dots, decoder(encoder(input_dots)), name="autoencoder")
+    return KerasModels(encoder, decoder, autoencoder, autoencoder)
+
+
+def linear_ae() -> KerasModels:
+    """Part 2's ``linear_ae()``: ``Dense(1)``, ``Dense(2)``, both linear (split at the code into an encoder and a
+    decoder, which the article's single ``Model`` does not name)."""
+    return _points_models((), None)
+
+
+def deep_ae() -> KerasModels:
+    """Part 2's ``deep_ae()``: 2-64-64-1-64-64-2, ELU, a linear code and output."""
+    return _points_models((64, 64), "elu")
+
+
+def create_deep_sparse_ae(lambda_l1: float = 0.0, encoding_dim: int = 16) -> KerasModels:
+    """Part 2's ``create_deep_sparse_ae(lambda_l1)``: 784-64-48-32-16 (a linear code with an L1 activity
+    regulariser) and the mirror."""
+    input_img = keras.Input(shape=(28, 28, 1))
+    x = layers.Dense(encoding_dim * 4, activation="relu")(layers.Flatten()(input_img))
+    x = layers.Dense(encoding_dim * 3, activation="relu")(x)
+    x = layers.Dense(encoding_dim * 2, activation="relu")(x)
+    regulariser = keras.regularizers.L1L2(l1=lambda_l1, l2=0.0)
+    encoded = layers.Dense(encoding_dim, activation="linear", activity_regularizer=regulariser)(x)
+    input_encoded = keras.Input(shape=(encoding_dim,))
+    x = layers.Dense(encoding_dim * 2, activation="relu")(input_encoded)
+    x = layers.Dense(encoding_dim * 3, activation="relu")(x)
+    x = layers.Dense(encoding_dim * 4, activation="relu")(x)
+    decoded = layers.Reshape((28, 28, 1))(layers.Dense(28 * 28, activation="sigmoid")(x))
+    return _assemble(input_img, encoded, input_encoded, decoded)
+
+
+def create_deep_sparse_l1_ae(lambda_l1: float = 1e-5, encoding_dim: int = 16) -> KerasModels:
+    """Part 2's second run: ``create_deep_sparse_ae(0.00001)``."""
+    return create_deep_sparse_ae(lambda_l1, encoding_dim)
+
+
 def create_denoising_model(
     wrapped: KerasModels, mean: float = 0.5, stddev: float = 0.5, seed: int | None = None
 ) -> KerasModels:
@@ -193,12 +244,24 @@ KERAS_BUILDERS = {
     "conv": create_deep_conv_ae,
     "denoising": create_denoising_ae,
     "sparse": create_sparse_ae,
+    "dots_linear": linear_ae,
+    "dots_deep": deep_ae,
+    "dots_overfit": deep_ae,
+    "deep_sparse": create_deep_sparse_ae,
+    "deep_sparse_l1": create_deep_sparse_l1_ae,
     "vae": create_vae,
 }
 """The article's Keras builder of each experiment of :data:`torchae.registry.EXPERIMENTS`, by the same name."""
 
 
-KERAS_COMPILE: dict[str, tuple[float, Any]] = {"vae": (1e-4, vae_reconstruction_loss)}
+KERAS_COMPILE: dict[str, tuple[float, Any]] = {
+    "dots_linear": (0.01, "mse"),
+    "dots_deep": (0.003, "mse"),
+    "dots_overfit": (3e-4, "mse"),
+    "deep_sparse": (3e-4, "binary_crossentropy"),
+    "deep_sparse_l1": (3e-4, "binary_crossentropy"),
+    "vae": (1e-4, vae_reconstruction_loss),
+}
 """The article's learning rate and loss where they are not Keras's Adam defaults and binary cross-entropy."""
 
 

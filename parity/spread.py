@@ -21,9 +21,8 @@ import numpy as np
 import torch
 
 from parity.keras_models import build_keras
-from parity.train import _train_keras, machine_description, versions
+from parity.train import _train_keras, machine_description, parity_inputs, versions
 from parity.transfer import to_nhwc
-from torchae.data import load_mnist, to_image_tensor
 from torchae.engine.configs import fit_quietly
 from torchae.registry import EXPERIMENTS
 from torchae.runs import source_commit
@@ -71,10 +70,9 @@ def seed_spread(
     found = {key: record[key] for key in wanted}
     if found != wanted:
         raise ValueError(f"cannot resume the spread run {found} as the run {wanted}: start a new record")
-    data = load_mnist()
-    images_train, images_val = to_image_tensor(data.x_train[:train_size]), to_image_tensor(data.x_test[:val_size])
     batch_size = EXPERIMENTS[name].batch_size
     for seed in seeds:
+        images_train, images_val = parity_inputs(name, train_size, val_size, seed)  # the points differ by seed
         done = seeds_done(record)
         if seed not in done["keras"]:
             keras_models = build_keras(name, seed=seed)

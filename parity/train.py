@@ -25,8 +25,7 @@ from parity._keras import import_keras
 from parity.keras_models import build_keras
 from parity.transfer import keras_to_torch, to_nhwc, torch_to_keras
 from torchae.checkpoints import network_state, run_order
-from torchae.data import load_mnist, to_image_tensor
-from torchae.engine.configs import fit_quietly
+from torchae.engine.configs import data_of, fit_quietly
 from torchae.registry import EXPERIMENTS
 from torchae.runs import source_commit
 
@@ -84,6 +83,17 @@ def versions() -> dict[str, str]:
     return found | {"torchae": torchae.__version__}
 
 
+def parity_inputs(
+    name: str, train_size: int | None = None, val_size: int | None = None, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The training and validation inputs of experiment ``name`` as its config's datamodule gives them to torchae
+    (MNIST's first ``train_size`` / ``val_size`` images, or part 2's points drawn from ``seed``): what Keras gets
+    too, through :func:`~parity.transfer.to_nhwc`."""
+    data = data_of(name, train_size, val_size, seed)
+    data.setup("fit")
+    return data.train_images, data.val_images
+
+
 def _train_keras(
     models: Any, x_train: np.ndarray, x_val: np.ndarray, epochs: int, batch_size: int
 ) -> dict[str, list[float]]:
@@ -139,15 +149,12 @@ def train_both(
     """Train the Keras reference and torchae from the same initial weights, with the article's batch size and
     the configs' steps_per_execution; returns both curves."""
     batch_size = EXPERIMENTS[name].batch_size
-    data = load_mnist()
-    x_train, x_val = data.x_train[:train_size], data.x_test[:val_size]
+    x_train, x_val = parity_inputs(name, train_size, val_size, seed)
     keras_models = build_keras(name, seed=seed)
     torch.manual_seed(seed)  # the denoising model's noise seed is the process seed
     torch_model = EXPERIMENTS[name].model()
     keras_to_torch(keras_models.inner, torch_model)
-    keras_curves = _train_keras(
-        keras_models, to_nhwc(to_image_tensor(x_train)), to_nhwc(to_image_tensor(x_val)), epochs, batch_size
-    )
+    keras_curves = _train_keras(keras_models, to_nhwc(x_train), to_nhwc(x_val), epochs, batch_size)
     torch_curves = _train_torch(torch_model, name, epochs, len(x_train), len(x_val), seed)
     return TrainRecord(
         name,
@@ -282,8 +289,7 @@ def keras_against_run(
         keras_models = build_keras(name, seed=seed)
         torch_to_keras(initial_network(name, initial), keras_models.inner)
         model, curves = keras_models.autoencoder, {"backend": backend, "loss": [], "val_loss": [], "seconds": []}
-    data = load_mnist()
-    x_train, x_val = to_nhwc(to_image_tensor(data.x_train)), to_nhwc(to_image_tensor(data.x_test))
+    x_train, x_val = map(to_nhwc, parity_inputs(name, seed=seed))
 
     class SaveEveryEpoch(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:

@@ -97,3 +97,20 @@ class SaveWeights(pl.Callback):
         os.makedirs(self.folder, exist_ok=True)
         name = f"rank{trainer.global_rank}-epoch{trainer.current_epoch}.pt"
         torch.save({k: v.detach().cpu() for k, v in pl_module.state_dict().items()}, os.path.join(self.folder, name))
+
+
+def quick_data(config: str, train: int = 1024, val: int = 512) -> list[str]:
+    """Command-line settings that shrink config ``config``'s data for a quick run: MNIST's first ``train`` / ``val``
+    images, or for part 2's points 300 of them (the overfitting set repeated twice)."""
+    if config.startswith("dots_"):
+        return ["--data.points", "300", *(["--data.repeats", "2"] if config == "dots_overfit" else [])]
+    return ["--data.train_size", str(train), "--data.val_size", str(val)]
+
+
+def inputs_for(model_class: type, images: torch.Tensor) -> torch.Tensor:
+    """Test inputs of a model class: ``images`` (MNIST's), or as many of part 2's points for a points model."""
+    if model_class.datamodule is torchae.MNISTDataModule:
+        return images
+    from torchae.dots import sine_dots
+
+    return sine_dots(len(images), 0.06, torch.Generator().manual_seed(0)).dots

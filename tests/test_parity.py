@@ -21,6 +21,8 @@ if os.environ.get("TORCHAE_REQUIRE_PARITY") == "1":
 else:
     pytest.importorskip("keras", reason="the parity tests need the [parity] extra: pip install -e '.[parity]'")
 
+from helpers import inputs_for  # noqa: E402
+
 import parity  # noqa: E402  (after the skip)
 import torchae  # noqa: E402
 from parity.checks import build_pair, check_forward, check_step, check_structure, format_table  # noqa: E402
@@ -54,6 +56,7 @@ def test_structure_matches_spec_and_keras(name):
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_forward_parity_after_transfer(name, images):
     keras_models, torch_model = build_pair(name)
+    images = inputs_for(type(torch_model), images)
     rows = check_forward(name, keras_models, torch_model, images)
     assert all(row.passed for row in rows), format_table(rows)
 
@@ -63,7 +66,8 @@ def test_step_parity(name, mnist):
     keras_models, torch_model = build_pair(name)
     from torchae.data import to_image_tensor
 
-    rows = check_step(name, keras_models, torch_model, to_image_tensor(mnist.x_train[:256]))
+    batch = inputs_for(type(torch_model), to_image_tensor(mnist.x_train[:256]))
+    rows = check_step(name, keras_models, torch_model, batch)
     assert all(row.passed for row in rows), format_table(rows)
     checked = {row.check for row in rows}
     assert {"batch loss (total)", "gradients", "weights after one Adam step"} <= checked
@@ -155,7 +159,16 @@ SHORT_BUDGETS = {
     "sparse": (2, 2048, (0,)),
     "denoising": (3, 16384, (0, 1)),
     "vae": (3, 8000, (0,)),
+    "deep_sparse": (2, 2048, (0,)),
+    "deep_sparse_l1": (2, 2048, (0,)),
+    "dots_linear": (15, None, (0,)),  # the points: the article's 1000 (train_size applies to MNIST only)
+    "dots_deep": (20, None, (0,)),
+    "dots_overfit": (1, None, (0,)),
 }
+# The points models end near the noise floor of their 1000 points, where one shuffling order moves the loss by several
+# percent (measured here: dots_deep 12% apart after 20 epochs, dots_overfit 5% after one); their claim is equality
+# within the seed spread at the article's length (parity/results/spread/).
+SHORT_TOLERANCE = {"dots_deep": 0.15, "dots_overfit": 0.15}
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
@@ -170,7 +183,8 @@ def test_short_training_parity(name):
     for key in ("loss", "val_loss"):
         keras_final = np.mean([r.keras[key][-1] for r in records])
         torch_final = np.mean([r.torchae[key][-1] for r in records])
-        assert abs(torch_final - keras_final) / keras_final <= 0.02, (key, keras_final, torch_final)
+        tolerance = SHORT_TOLERANCE.get(name, 0.02)
+        assert abs(torch_final - keras_final) / keras_final <= tolerance, (key, keras_final, torch_final)
 
 
 def test_import_order_hazard_is_handled():

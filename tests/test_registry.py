@@ -26,6 +26,20 @@ ARTICLE = {
     "denoising": ("DenoisingAE", 200, 16, (38_465, 39_200, 77_665), None),
     "sparse": ("SparseAE", 400, 256, (39_776, 40_544, 80_320), None),
 }
+# Part 2: class, epochs, batch, parameters, and the settings its code gives the model (learning rate, L1).
+PART_2 = {
+    "dots_linear": ("DotsLinearAE", 15, 30, (3, 4, 7), {"learning_rate": 0.01}),
+    "dots_deep": ("DotsDeepAE", 200, 30, (4_417, 4_418, 8_835), {"learning_rate": 0.003}),
+    "dots_overfit": ("DotsOverfitAE", 200, 15, (4_417, 4_418, 8_835), {"learning_rate": 3e-4}),
+    "deep_sparse": ("DeepSparseAE", 100, 64, (55_456, 56_224, 111_680), {"learning_rate": 3e-4, "l1": 0.0}),
+    "deep_sparse_l1": ("DeepSparseL1AE", 200, 256, (55_456, 56_224, 111_680), {"learning_rate": 3e-4, "l1": 1e-5}),
+}
+
+
+def data_settings(config: dict) -> dict:
+    """A config's data settings, given plainly (MNIST) or under a ``class_path`` (another datamodule)."""
+    data = config["data"]
+    return data.get("init_args", {}) if "class_path" in data else data
 
 
 def test_the_part_one_experiments_register_in_the_article_order():
@@ -42,11 +56,28 @@ def test_each_part_one_experiment_states_the_article(name):
     assert experiment.article_losses == losses
 
 
+@pytest.mark.parametrize("name", PART_2)
+def test_each_part_two_experiment_states_the_article(name):
+    experiment = EXPERIMENTS[name]
+    cls, epochs, batch, parameters, settings = PART_2[name]
+    assert (experiment.model.__name__, experiment.epochs, experiment.batch_size) == (cls, epochs, batch)
+    assert experiment.parameters == parameters and experiment.keras
+    model = experiment.model()
+    assert {key: model.hparams[key] for key in settings} == settings
+    assert sum(p.numel() for p in model.parameters()) == parameters[2]
+
+
+def test_the_parts_register_in_the_series_order():
+    names = list(EXPERIMENTS)
+    assert names[len(ARTICLE) : len(ARTICLE) + len(PART_2)] == list(PART_2)
+    assert names.index("vae") > names.index("deep_sparse_l1")
+
+
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_each_experiment_is_consistent(name):
     experiment = EXPERIMENTS[name]
     figures = experiment.model.figures
-    assert set(figures) <= set(FIGURES) and "reconstructions" in figures
+    assert set(figures) <= set(FIGURES) and {"reconstructions", "dots_manifold"} & set(figures)
     assert experiment.retrains is None or experiment.retrains in EXPERIMENTS
     assert getattr(torchae, experiment.model.__name__) is experiment.model  # importable as the configs name it
 
@@ -57,7 +88,11 @@ def test_each_experiment_has_one_config_that_follows_it(name):
     config = yaml.safe_load((CONFIGS / f"{name}.yaml").read_text())
     assert config["model"]["class_path"] == f"torchae.{experiment.model.__name__}"
     assert config["trainer"]["max_epochs"] == experiment.epochs
-    assert config["data"]["batch_size"] == experiment.batch_size
+    assert data_settings(config)["batch_size"] == experiment.batch_size
+    init_args = config["model"].get("init_args", {})
+    model = experiment.model()
+    saved = {key: list(value) if isinstance(value, tuple) else value for key, value in model.hparams.items()}
+    assert {key: saved[key] for key in init_args} == init_args  # the config restates the model's defaults
     assert config["trainer"]["default_root_dir"] == f"runs/{name}"
 
 

@@ -21,10 +21,12 @@ import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
+from helpers import quick_data
 
 import torchae
 from torchae.cli import find_last_checkpoint, main
 from torchae.data import MNIST_FILES, MNISTDataModule, embedded_mnist_dir
+from torchae.dots import DotsDataModule
 from torchae.engine import Engine
 from torchae.registry import EXPERIMENTS
 from torchae.safety import AtomicCheckpointIO, write_text_atomically
@@ -32,7 +34,6 @@ from torchae.safety import AtomicCheckpointIO, write_text_atomically
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
-SMALL = ["--data.train_size", "1024", "--data.val_size", "256", "--data.steps_per_execution", "1"]
 
 
 def fit_args(tmp_path: Path, *extra: str, config: str = "dense", epochs: int = 1) -> list[str]:
@@ -45,7 +46,9 @@ def fit_args(tmp_path: Path, *extra: str, config: str = "dense", epochs: int = 1
         "--trainer.max_epochs",
         str(epochs),
         *QUIET,
-        *SMALL,
+        *quick_data(config, 1024, 256),
+        "--data.steps_per_execution",
+        "1",
         *extra,
     ]
 
@@ -207,6 +210,11 @@ OUT_OF_RANGE = {
     "graph_warmup_steps": "-3",
     "latent_dim": "0",
     "dropout": "1.5",
+    "hidden": "[0]",
+    "points": "0",
+    "noise": "-1",
+    "subset": "5000",
+    "repeats": "0",
 }
 
 
@@ -219,7 +227,7 @@ def _bad_values(name: str, annotation: object) -> list[str]:
 def _bad_settings() -> list[tuple[str, str, str]]:
     """(config, setting, bad value) for every __init__ argument of the five models, the datamodule and the engine."""
     owners = [(name, "model", experiment.model) for name, experiment in EXPERIMENTS.items()]
-    owners += [("dense", "data", MNISTDataModule), ("conv", "engine", Engine)]
+    owners += [("dense", "data", MNISTDataModule), ("dots_overfit", "data", DotsDataModule), ("conv", "engine", Engine)]
     cases = []
     for config, section, cls in owners:
         for name, parameter in inspect.signature(cls.__init__).parameters.items():

@@ -25,7 +25,10 @@ def trained(name: str, tmp_path: Path) -> torchae.AutoencoderModule:
     """Experiment ``name``'s model after two training steps (weights away from their initial values)."""
     torch.manual_seed(0)
     model = EXPERIMENTS[name].model()
-    data = MNISTDataModule(batch_size=32, train_size=64, val_size=32, seed=0)
+    if model.datamodule is MNISTDataModule:
+        data = MNISTDataModule(batch_size=32, train_size=64, val_size=32, seed=0)
+    else:
+        data = model.datamodule(batch_size=32, points=64, seed=0)
     quiet_trainer(tmp_path, limit_val_batches=0).fit(model, datamodule=data)
     return model.eval()
 
@@ -36,7 +39,7 @@ def test_lightning_export_methods_work_with_a_dynamic_batch(name, tmp_path):
     """model.to_onnx at batch 4 runs in onnxruntime at batch 7, from one file copied alone to another folder;
     torch.export.export gives torch's outputs; all to 1e-5."""
     model = trained(name, tmp_path)
-    x4, x7 = torch.rand(4, 1, 28, 28), torch.rand(7, 1, 28, 28)
+    x4, x7 = torch.rand(4, *model.input_shape), torch.rand(7, *model.input_shape)
     with torch.no_grad():
         expected = model(x7).numpy()
     model.to_onnx(tmp_path / "model.onnx", x4)
@@ -45,7 +48,8 @@ def test_lightning_export_methods_work_with_a_dynamic_batch(name, tmp_path):
     alone.parent.mkdir()
     alone.write_bytes((tmp_path / "model.onnx").read_bytes())
     session = onnxruntime.InferenceSession(str(alone), providers=["CPUExecutionProvider"])
-    np.testing.assert_allclose(session.run(None, {"images": x7.numpy()})[0], expected, atol=1e-5, rtol=0)
+    input_name = "images" if model.input_shape == (1, 28, 28) else "points"
+    np.testing.assert_allclose(session.run(None, {input_name: x7.numpy()})[0], expected, atol=1e-5, rtol=0)
     batch = torch.export.Dim("batch", min=1, max=1024)
     program = torch.export.export(model, (x4,), dynamic_shapes=({0: batch},))
     np.testing.assert_allclose(program.module()(x7).detach().numpy(), expected, atol=1e-5, rtol=0)
@@ -63,7 +67,7 @@ def test_every_format_of_every_model_is_one_file_that_gives_torchs_outputs(name,
     alone = tmp_path / "elsewhere" / written.name
     alone.parent.mkdir()
     alone.write_bytes(written.read_bytes())
-    x = torch.rand(3, 1, 28, 28)
+    x = torch.rand(3, *model.input_shape)
     with torch.no_grad():
         expected = model.net(x).numpy()
     np.testing.assert_allclose(load_exported(alone, format)(x.numpy()), expected, atol=1e-5)

@@ -2,12 +2,14 @@
 
 Importing torchae loads the core only (networks, models, data, optim, the registry, checkpoints, weights): neither
 matplotlib (:mod:`torchae.figures`) nor the fast lane (:mod:`torchae.engine`), which the CLI installs.
-Each experiment registers itself where its model is defined (part 1 in :mod:`torchae.models`, part 3 in
-:mod:`torchae.vae`); importing its module here is all it takes.
+Each experiment registers itself where its model is defined (part 1 in :mod:`torchae.models`, part 2 in
+:mod:`torchae.manifolds`, part 3 in :mod:`torchae.vae`); importing its module here is all it takes.
 """
 
 from torchae.data import MNISTDataModule, load_mnist
+from torchae.dots import DotsDataModule
 from torchae.errors import CheckpointError, ConfigError, DataError, InputError, UserError
+from torchae.manifolds import DeepSparseAE, DeepSparseL1AE, DotsAE, DotsDeepAE, DotsLinearAE, DotsOverfitAE
 from torchae.models import AutoencoderModule, ConvAE, DeepDenseAE, DenoisingAE, DenseAE, SparseAE
 from torchae.networks import Autoencoder, ConvAutoencoder, DeepDenseAutoencoder, DenseAutoencoder
 from torchae.optim import KerasAdam
@@ -26,9 +28,16 @@ __all__ = [
     "DataError",
     "DeepDenseAE",
     "DeepDenseAutoencoder",
+    "DeepSparseAE",
+    "DeepSparseL1AE",
     "DenoisingAE",
     "DenseAE",
     "DenseAutoencoder",
+    "DotsAE",
+    "DotsDataModule",
+    "DotsDeepAE",
+    "DotsLinearAE",
+    "DotsOverfitAE",
     "Experiment",
     "InputError",
     "KerasAdam",

@@ -37,7 +37,8 @@ from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
 from torchae.checkpoints import MODEL_KEY, read_checkpoint, run_order
 from torchae.console import DIRPATH_CHANGED, quiet_known_noise
-from torchae.data import MNISTDataModule
+from torchae.data import MNISTDataModule, TensorDataModule
+from torchae.dots import DATAMODULES
 from torchae.engine import Engine
 from torchae.errors import CheckpointError, ConfigError, NonFiniteLossError, UserError
 from torchae.export import Format, Part
@@ -153,8 +154,9 @@ class AutoencoderCLI(LightningCLI):
     def __init__(self, args: list[str] | None = None, run: bool = True) -> None:
         super().__init__(
             AutoencoderModule,
-            MNISTDataModule,
+            TensorDataModule,
             subclass_mode_model=True,
+            subclass_mode_data=True,  # MNIST unless --data names another (part 2's points: torchae.DotsDataModule)
             seed_everything_default=0,
             save_config_kwargs={"overwrite": True},
             parser_kwargs={
@@ -176,6 +178,7 @@ class AutoencoderCLI(LightningCLI):
         parser.add_lightning_class_args(NpzPredictionWriter, "predictions")
         # Save after the whole epoch (validation included), so a checkpoint is always an epoch boundary.
         parser.set_defaults({"checkpoint.save_last": True, "checkpoint.save_on_train_epoch_end": True})
+        parser.set_defaults({"data": {"class_path": "torchae.MNISTDataModule"}})
         parser.add_argument(
             "--pretrained",
             type=Optional[str],  # noqa: UP045 (jsonargparse reads the annotation object)
@@ -367,6 +370,20 @@ class AutoencoderCLI(LightningCLI):
         except (RuntimeError, MemoryError) as err:
             self._raise_if_out_of_memory(err)
             raise
+        self._check_data()
+
+    def _check_data(self) -> None:
+        """Refuse one of torchae's datamodules that is not the model's (MNIST for a points model, say) before
+        anything runs; a datamodule of the user's own is theirs to match."""
+        wanted = getattr(self.model, "datamodule", None)
+        given = type(self.datamodule)
+        if wanted is None or given is wanted or given not in DATAMODULES.values():
+            return
+        name = type(self.model).__name__
+        raise ConfigError(
+            f"{name} trains on {wanted.__name__}'s data, not {given.__name__}'s: add --data torchae.{wanted.__name__} "
+            f"(its config in configs/ has the article's settings)"
+        )
 
     def _raise_if_out_of_memory(self, err: BaseException) -> None:
         if isinstance(err, MemoryError) or "allocate" in str(err):
@@ -389,7 +406,11 @@ class AutoencoderCLI(LightningCLI):
             except (RuntimeError, MemoryError) as err:
                 self._raise_if_out_of_memory(err)
                 raise
-        MNISTDataModule(**dict(config.get("data") or {}))
+        data = config.get("data")
+        if data is not None and data.get("class_path"):
+            data_class = DATAMODULES.get(str(data.class_path).rpartition(".")[2])
+            if data_class is not None:
+                data_class(**dict(data.get("init_args") or {}))
         for section, cls in CALLBACK_SECTIONS.items():
             settings = config.get(section)
             if settings is None:
@@ -579,8 +600,18 @@ def _draw(model: AutoencoderModule, history: Any, target: Path, data_dir: str | 
     from torchae.data import load_mnist, to_image_tensor
     from torchae.figures import draw_figures
 
-    splits = load_mnist(data_dir)
-    images, labels = to_image_tensor(splits.x_test), torch.from_numpy(splits.y_test.astype("int64"))
+    if data_dir is not None and model.datamodule is not MNISTDataModule:
+        raise ConfigError(
+            f"--data_dir is MNIST's; {type(model).__name__} draws its figures from {model.datamodule.__name__}'s "
+            "data: leave --data_dir out"
+        )
+    if model.datamodule is MNISTDataModule:
+        splits = load_mnist(data_dir)
+        images, labels = to_image_tensor(splits.x_test), torch.from_numpy(splits.y_test.astype("int64"))
+    else:  # the model's own data, with its defaults (part 2's points: the article's 1000, seed 0)
+        data = model.datamodule(seed=0)
+        data.setup("test")
+        images, labels = data.val_images, data.val_labels
     for path in draw_figures(model, images, target, history, n=n, seed=seed, labels=labels):
         print(path)
 
@@ -769,7 +800,7 @@ def _setting_type(setting: str) -> Any:
     section, _, name = setting.partition(".")
     owners = {
         "model": [experiment.model for experiment in EXPERIMENTS.values()],
-        "data": [MNISTDataModule],
+        "data": list(DATAMODULES.values()),
         "trainer": [Trainer],
         **{name: [cls] for name, cls in CALLBACK_SECTIONS.items()},
     }.get(section, [])
@@ -786,7 +817,14 @@ def describe_parse_error(err: ArgumentError, subcommand: str = "fit") -> str:
     nested = re.search(r"Given value: NestedArg\(key='([\w.]+)', val='(.*?)'\)", text)
     key = re.match(r'Parser key "([\w.]+)"', text)
     if nested:
-        setting, value = f"model.{nested.group(1)}", nested.group(2)
+        section = key.group(1) if key else "model"
+        setting, value = f"{section}.{nested.group(1)}", nested.group(2)
+        unknown = re.search(r"class_path '([\w.]+)': Option '(\w+)' is not accepted", text)
+        if unknown and unknown.group(2) == nested.group(1):
+            return (
+                f"{setting} is not a setting of {unknown.group(1)}: leave --{setting} out "
+                f"(torchae {subcommand} --help lists the {section} settings)"
+            )
     elif key and key.group(1) == "model":
         given = text.rsplit("Given value:", 1)[-1].strip()
         return f"unknown model {given!r}: choose one of {_MODEL_NAMES} (or a class path such as torchae.DenseAE)"

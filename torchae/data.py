@@ -30,6 +30,7 @@ __all__ = [
     "BatchGroup",
     "batches_of",
     "MNISTDataModule",
+    "TensorDataModule",
     "MNISTSplits",
     "TensorBatches",
     "load_mnist",
@@ -401,22 +402,17 @@ def mix_seed(seed: int, *salt: int) -> int:
     return int.from_bytes(digest, "little") & ((1 << 63) - 1)
 
 
-class MNISTDataModule(pl.LightningDataModule):
-    """MNIST for autoencoders: images only for training and validation (the targets are the inputs), trained on
-    60,000 and validated on the 10,000 test images as the article does; predictions come with the test labels.
-
-    ``__init__`` only stores settings; the files are read in ``setup``.
+class TensorDataModule(pl.LightningDataModule):
+    """Inputs held in memory as tensors, served by :class:`TensorBatches` on the trainer's device: the common part
+    of :class:`MNISTDataModule` and the 2-D points of part 2 (:class:`torchae.dots.DotsDataModule`). A subclass
+    fills ``train_images``, ``val_images`` (the inputs, images or points) and ``val_labels`` in :meth:`load`.
 
     Args:
-        data_dir: ``None`` for the embedded copy, a folder of IDX files, or a Keras ``mnist.npz``.
-        batch_size: training batch size (the article: 256; 16 for denoising).
+        batch_size: training batch size.
         val_batch_size: validation batch size; ``None`` uses ``batch_size`` (as Keras's ``fit``).
         seed: seed of the epoch permutations; ``None`` takes the process seed (``seed_everything``) at setup.
         shuffle: shuffle the training set every epoch.
-        train_size: use only the first ``train_size`` training images (quick runs); ``None`` for all.
-        val_size: use only the first ``val_size`` test images; ``None`` for all.
-        verify_checksums: check IDX files against MNIST's sha256 sums.
-        steps_per_execution: image batches per Lightning step of training and validation (Keras's
+        steps_per_execution: batches per Lightning step of training and validation (Keras's
             ``steps_per_execution``): above 1 each item is a :class:`BatchGroup`, and the model takes one optimizer
             step per batch of it. The results are those of plain batches; Lightning's per-step work is paid once per
             group. On several devices the loaders serve plain batches (DDP synchronises once per Lightning step).
@@ -424,46 +420,36 @@ class MNISTDataModule(pl.LightningDataModule):
 
     def __init__(
         self,
-        data_dir: str | None = None,
         batch_size: int = 256,
         val_batch_size: int | None = None,
         seed: int | None = None,
         shuffle: bool = True,
-        train_size: int | None = None,
-        val_size: int | None = None,
-        verify_checksums: bool = True,
         steps_per_execution: int = 1,
     ) -> None:
         super().__init__()
         _check_positive_int("batch_size", batch_size)
         _check_positive_int("steps_per_execution", steps_per_execution)
-        for name, value in (("val_batch_size", val_batch_size), ("train_size", train_size), ("val_size", val_size)):
-            if value is not None:
-                _check_positive_int(name, value)
-        self.save_hyperparameters()
-        self.data_dir = data_dir
+        if val_batch_size is not None:
+            _check_positive_int("val_batch_size", val_batch_size)
         self.batch_size = batch_size
         self.val_batch_size = val_batch_size or batch_size
         self.seed = seed
         self.shuffle = shuffle
-        self.train_size = train_size
-        self.val_size = val_size
-        self.verify_checksums = verify_checksums
         self.steps_per_execution = steps_per_execution
         self._said_plain: set[str] = set()
         self.train_images: torch.Tensor | None = None
         self.val_images: torch.Tensor | None = None
         self.val_labels: torch.Tensor | None = None
 
+    def load(self) -> None:
+        """Fill ``train_images``, ``val_images`` and ``val_labels`` (``None`` without labels)."""
+        raise NotImplementedError
+
     def setup(self, stage: str | None = None) -> None:
         if self.seed is None:
             self.seed = torch.initial_seed()
-        if self.train_images is not None:
-            return
-        splits = load_mnist(self.data_dir, self.verify_checksums)
-        self.train_images = to_image_tensor(splits.x_train[: self.train_size])
-        self.val_images = to_image_tensor(splits.x_test[: self.val_size])
-        self.val_labels = torch.from_numpy(np.array(splits.y_test[: self.val_size], dtype=np.int64))
+        if self.train_images is None:
+            self.load()
 
     def _device(self) -> torch.device:
         trainer = self.trainer
@@ -478,7 +464,7 @@ class MNISTDataModule(pl.LightningDataModule):
         labels: torch.Tensor | None = None,
     ) -> TensorBatches:
         if images is None:
-            raise RuntimeError("MNISTDataModule.setup() must run before its dataloaders are asked for")
+            raise RuntimeError(f"{type(self).__name__}.setup() must run before its dataloaders are asked for")
         device = self._device()
         trainer = self.trainer
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
@@ -525,7 +511,7 @@ class MNISTDataModule(pl.LightningDataModule):
         return self._loader(self.val_images, self.val_batch_size, False, grouped=None)
 
     def predict_dataloader(self) -> TensorBatches:
-        """The test images in MNIST's order, as ``(images, labels)`` pairs."""
+        """The validation inputs in order, as ``(inputs, labels)`` pairs when there are labels."""
         return self._loader(self.val_images, self.val_batch_size, False, grouped=None, labels=self.val_labels)
 
     def state_dict(self) -> dict[str, Any]:
@@ -534,6 +520,60 @@ class MNISTDataModule(pl.LightningDataModule):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.seed = state_dict["seed"]
+
+
+class MNISTDataModule(TensorDataModule):
+    """MNIST for autoencoders: images only for training and validation (the targets are the inputs), trained on
+    60,000 and validated on the 10,000 test images as the article does; predictions come with the test labels.
+
+    ``__init__`` only stores settings; the files are read in ``setup``.
+
+    Args:
+        data_dir: ``None`` for the embedded copy, a folder of IDX files, or a Keras ``mnist.npz``.
+        batch_size: training batch size (the article: 256; 16 for denoising).
+        val_batch_size: validation batch size; ``None`` uses ``batch_size`` (as Keras's ``fit``).
+        seed: seed of the epoch permutations; ``None`` takes the process seed (``seed_everything``) at setup.
+        shuffle: shuffle the training set every epoch.
+        train_size: use only the first ``train_size`` training images (quick runs); ``None`` for all.
+        val_size: use only the first ``val_size`` test images; ``None`` for all.
+        verify_checksums: check IDX files against MNIST's sha256 sums.
+        steps_per_execution: image batches per Lightning step of training and validation (Keras's
+            ``steps_per_execution``): above 1 each item is a :class:`BatchGroup`, and the model takes one optimizer
+            step per batch of it. The results are those of plain batches; Lightning's per-step work is paid once per
+            group. On several devices the loaders serve plain batches (DDP synchronises once per Lightning step).
+    """
+
+    def __init__(
+        self,
+        data_dir: str | None = None,
+        batch_size: int = 256,
+        val_batch_size: int | None = None,
+        seed: int | None = None,
+        shuffle: bool = True,
+        train_size: int | None = None,
+        val_size: int | None = None,
+        verify_checksums: bool = True,
+        steps_per_execution: int = 1,
+    ) -> None:
+        super().__init__(batch_size, val_batch_size, seed, shuffle, steps_per_execution)
+        for name, value in (("train_size", train_size), ("val_size", val_size)):
+            if value is not None:
+                _check_positive_int(name, value)
+        self.save_hyperparameters()
+        self.data_dir = data_dir
+        self.train_size = train_size
+        self.val_size = val_size
+        self.verify_checksums = verify_checksums
+
+    def load(self) -> None:
+        splits = load_mnist(self.data_dir, self.verify_checksums)
+        self.train_images = to_image_tensor(splits.x_train[: self.train_size])
+        self.val_images = to_image_tensor(splits.x_test[: self.val_size])
+        self.val_labels = torch.from_numpy(np.array(splits.y_test[: self.val_size], dtype=np.int64))
+
+    def predict_dataloader(self) -> TensorBatches:
+        """The test images in MNIST's order, as ``(images, labels)`` pairs."""
+        return super().predict_dataloader()
 
 
 def _check_positive_int(name: str, value: Any) -> None:

@@ -27,6 +27,15 @@ Part = Literal["autoencoder", "encoder", "decoder"]
 FORMATS: tuple[str, ...] = Format.__args__  # type: ignore[attr-defined]
 PARTS: tuple[str, ...] = Part.__args__  # type: ignore[attr-defined]
 NAMES = {"autoencoder": ("images", "reconstructions"), "encoder": ("images", "codes"), "decoder": ("codes", "images")}
+"""The ONNX input and output names of each part; a model of points (part 2's) says ``points`` for ``images``."""
+
+
+def io_names(model: Any, part: str) -> tuple[str, str]:
+    """The ONNX input and output names of ``part`` of ``model``."""
+    data = "images" if tuple(model.input_shape) == (1, 28, 28) else "points"
+    return tuple(data if name == "images" else name for name in NAMES[part])  # type: ignore[return-value]
+
+
 """The input and output names of each part's exported graph."""
 
 
@@ -36,7 +45,7 @@ class Exportable(pl.LightningModule):
     def to_onnx(self, file_path: str | Path, input_sample: Any | None = None, **kwargs: Any) -> Any:
         """Lightning's ``to_onnx``: inputs named ``images``, outputs ``reconstructions``, batch dimension dynamic,
         the weights inside the file (no ``.onnx.data`` beside it)."""
-        kwargs.setdefault("input_names", ["images"])
+        kwargs.setdefault("input_names", [io_names(self, "autoencoder")[0]])
         kwargs.setdefault("output_names", ["reconstructions"])
         if "dynamic_axes" not in kwargs:
             kwargs.setdefault("dynamic_shapes", ({0: batch_dimension()},))
@@ -62,7 +71,7 @@ def _sample(model: Any, part: str, batch: int) -> torch.Tensor:
     generator = torch.Generator().manual_seed(batch)
     if part == "decoder":
         return torch.rand(batch, *model.code_shape, generator=generator)
-    return torch.rand(batch, 1, 28, 28, generator=generator)
+    return torch.rand(batch, *model.input_shape, generator=generator)
 
 
 def export_model(model: Any, output: str | Path, format: str = "onnx", part: str = "autoencoder") -> float:
@@ -95,7 +104,7 @@ def export_model(model: Any, output: str | Path, format: str = "onnx", part: str
     # Written beside its place and renamed into it: a stop leaves the old file or the new one, never half of one.
     partial = path.with_name(f".{path.name}.partial{path.suffix}")
     try:
-        _write(module, partial, format, part, _sample(model, part, 4))
+        _write(module, partial, format, io_names(model, part), _sample(model, part, 4))
         with torch.no_grad():
             check = _sample(model, part, 7)
             expected = module(check).numpy()
@@ -106,8 +115,8 @@ def export_model(model: Any, output: str | Path, format: str = "onnx", part: str
     return float(np.abs(found - expected).max())
 
 
-def _write(module: nn.Module, path: Path, format: str, part: str, sample: torch.Tensor) -> None:
-    input_name, output_name = NAMES[part]
+def _write(module: nn.Module, path: Path, format: str, names: tuple[str, str], sample: torch.Tensor) -> None:
+    input_name, output_name = names
     with torch.no_grad():
         if format == "onnx":
             torch.onnx.export(

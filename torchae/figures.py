@@ -7,6 +7,10 @@
 - ``codes_2d.png``: the test codes projected to 2-D by PCA, coloured by digit (every model);
 - ``interpolation.png``: two test digits of different classes blended in 10 steps, in pixel space and in code
   space (decoded), the figure that opens the next part of the article's series (every model);
+- ``homotopy.png``: part 2's straight line between two test eights, in pixel space and in code space (conv);
+- ``joint_codes.png``: the joint distribution of code dimensions 1 and 3 with their marginals, part 2's joint plot
+  (the deep sparse models); ``code_pairs.png``: every pair of the first four code dimensions;
+- ``dots_manifold.png``: part 2's points, the curve, the manifold a points model learned and PCA's (the points models);
 - ``loss_curves.png``: train and validation loss per epoch (every model, when a history is given).
 
 Which figures a model draws is its class's ``figures`` (:class:`~torchae.models.AutoencoderModule`).
@@ -30,6 +34,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from torchvision.utils import make_grid
 
+from torchae.dots import evenly_spaced, sine_dots
 from torchae.errors import require
 from torchae.safety import atomic_write
 
@@ -191,6 +196,127 @@ def draw_interpolation(model: Any, test: TestSet, path: Path) -> Path:
     a, b = (test.images[i].to(model.device) for i in (first, second))
     title = f"{type(model).__name__}: from one digit to another, in pixel space and in code space"
     return plot_digit_rows(interpolation_rows(model, a, b), path, title)
+
+
+def homotopy_pair(labels: torch.Tensor | None, digit: int = 8) -> tuple[int, int]:
+    """The article's homotopy ends: the second and third test images of ``digit`` (``x_test[y_test == 8][1:3]``);
+    without labels, or with fewer than three of them, the first two images."""
+    if labels is None:
+        return 0, 1
+    chosen = torch.nonzero(labels.cpu() == digit).flatten()
+    return (int(chosen[1]), int(chosen[2])) if len(chosen) >= 3 else (0, 1)
+
+
+def draw_homotopy(model: Any, test: TestSet, path: Path) -> Path:
+    """Part 2's homotopy: the straight line between two test eights in pixel space (the images blended), and in code
+    space (the codes blended, then decoded), in 10 steps."""
+    first, second = homotopy_pair(test.labels)
+    a, b = (test.images[i].to(model.device) for i in (first, second))
+    title = f"{type(model).__name__}: a straight line between two digits, in pixel space and in code space"
+    return plot_digit_rows(interpolation_rows(model, a, b), path, title)
+
+
+def _save(figure: Figure, path: Path) -> Path:
+    with atomic_write(path) as partial:
+        figure.savefig(partial)
+    return path
+
+
+JOINT_DIMENSIONS = (1, 3)
+"""The code dimensions of the article's joint plot (``sns.jointplot(codes[:, 1], codes[:, 3])``)."""
+
+
+def draw_joint_codes(model: Any, test: TestSet, path: Path) -> Path:
+    """The article's joint plot: the test codes' dimensions 1 and 3 against each other, with each one's histogram on
+    the margins (seaborn's ``jointplot``, drawn with matplotlib)."""
+    codes = test.codes.flatten(1).float().cpu()
+    i, j = JOINT_DIMENSIONS if codes.shape[1] > max(JOINT_DIMENSIONS) else (0, min(1, codes.shape[1] - 1))
+    figure = Figure(figsize=(6.5, 6.5), dpi=100)
+    FigureCanvasAgg(figure)
+    grid = figure.add_gridspec(2, 2, width_ratios=(5, 1), height_ratios=(1, 5), hspace=0.05, wspace=0.05)
+    joint = figure.add_subplot(grid[1, 0])
+    top = figure.add_subplot(grid[0, 0], sharex=joint)
+    right = figure.add_subplot(grid[1, 1], sharey=joint)
+    joint.scatter(codes[:, i], codes[:, j], s=2, alpha=0.3)
+    top.hist(codes[:, i].numpy(), bins=50)
+    right.hist(codes[:, j].numpy(), bins=50, orientation="horizontal")
+    top.tick_params(labelbottom=False)
+    right.tick_params(labelleft=False)
+    joint.set_xlabel(f"z[{i}]")
+    joint.set_ylabel(f"z[{j}]")
+    figure.suptitle(
+        f"{type(model).__name__}: the joint distribution of z[{i}] and z[{j}] over {len(codes):,} test codes"
+    )
+    return _save(figure, path)
+
+
+PAIR_DIMENSIONS = 4
+"""Code dimensions in the pair plot: the first four."""
+
+
+def draw_code_pairs(model: Any, test: TestSet, path: Path) -> Path:
+    """The joint distributions of every pair of the first four code dimensions (a pair plot: each dimension's
+    histogram on the diagonal, the test codes' scatter of two dimensions off it)."""
+    codes = test.codes.flatten(1).float().cpu()
+    k = min(PAIR_DIMENSIONS, codes.shape[1])
+    figure = Figure(figsize=(2.2 * k + 0.5, 2.2 * k + 0.5), dpi=100)
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(k, k, squeeze=False)
+    for row in range(k):
+        for column in range(k):
+            ax = axes[row, column]
+            if row == column:
+                ax.hist(codes[:, row].numpy(), bins=40)
+            else:
+                ax.scatter(codes[:, column], codes[:, row], s=1, alpha=0.2)
+            ax.set_xlabel(f"z[{column}]" if row == k - 1 else "")
+            ax.set_ylabel(f"z[{row}]" if column == 0 else "")
+            ax.tick_params(labelsize=6)
+    figure.suptitle(f"{type(model).__name__}: pairs of code dimensions over {len(codes):,} test codes")
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+DOT_COLOURS = ("r", "g", "c", "y", "m")
+"""The article's colours of its marked points (``colors = ["r", "g", "c", "y", "m"]``)."""
+MARKED_DOTS = 25
+
+
+def pca_reconstruction(points: torch.Tensor, components: int = 1) -> torch.Tensor:
+    """``points`` projected onto their first ``components`` principal components and mapped back (scikit-learn's
+    ``PCA(k).inverse_transform(fit_transform(x))``), computed in torch."""
+    flat = points.double()
+    mean = flat.mean(0)
+    _, _, vh = torch.linalg.svd(flat - mean, full_matrices=False)
+    basis = vh[:components]
+    return ((flat - mean) @ basis.T @ basis + mean).to(points.dtype)
+
+
+def draw_dots_manifold(model: Any, test: TestSet, path: Path) -> Path:
+    """Part 2's figure of the points: the noisy points (blue), the curve they were drawn around (red), the model's
+    reconstructions of them, the manifold it learned (white), PCA's line (orange), and 25 evenly spaced points
+    (circles) with their reconstructions (stars, in the same colours)."""
+    dots = test.images.float().cpu()
+    reconstructed = torch.cat([model(part.to(model.device)).cpu() for part in dots.split(1000)])
+    curve = sine_dots(len(dots), noise=0.0).curve
+    pca = pca_reconstruction(dots)
+    marked = evenly_spaced(len(dots), MARKED_DOTS)
+    colours = [DOT_COLOURS[i % len(DOT_COLOURS)] for i in range(len(marked))]
+    figure = Figure(figsize=(9, 7.5), dpi=100)
+    FigureCanvasAgg(figure)
+    ax = figure.subplots()
+    ax.set_facecolor("0.85")
+    ax.set_xlim(-2.5, 2.5)
+    ax.scatter(dots[:, 0], dots[:, 1], zorder=1, s=8, label="points")
+    ax.plot(curve[:, 0], curve[:, 1], color="red", linewidth=4, zorder=10, label="the curve (sin)")
+    ax.plot(reconstructed[:, 0], reconstructed[:, 1], color="white", linewidth=8, zorder=3, label="autoencoder")
+    ax.plot(pca[:, 0], pca[:, 1], color="orange", linewidth=4, zorder=4, label="PCA")
+    ax.scatter(reconstructed[marked, 0], reconstructed[marked, 1], color=colours, marker="*", s=150, zorder=5)
+    ax.scatter(dots[marked, 0], dots[marked, 1], color=colours, s=60, zorder=6, edgecolors="k")
+    ax.legend(loc="upper left", fontsize=9)
+    ax.set_title(f"{type(model).__name__}: the manifold it learned from {len(dots):,} points, and PCA's")
+    figure.tight_layout()
+    return _save(figure, path)
 
 
 MANIFOLD_SIDE = 15
@@ -372,6 +498,10 @@ FIGURES: dict[str, Callable[[Any, TestSet, Path], Path]] = {
     "sparse_code_dimensions": draw_sparse_code_dimensions,
     "codes_2d": draw_codes_2d,
     "interpolation": draw_interpolation,
+    "homotopy": draw_homotopy,
+    "joint_codes": draw_joint_codes,
+    "code_pairs": draw_code_pairs,
+    "dots_manifold": draw_dots_manifold,
     "manifold": draw_manifold,
     "latent_distribution": draw_latent_distribution,
 }

@@ -10,7 +10,7 @@ import torch
 from torchae.errors import InputError
 from torchae.networks import IMAGE_SHAPE
 
-__all__ = ["check_codes", "check_images", "images_of"]
+__all__ = ["check_codes", "check_images", "check_points", "images_of"]
 
 _EXPECTED_IMAGES = "expected a float tensor of shape (N, 1, 28, 28) with pixels in [0, 1]"
 
@@ -43,6 +43,28 @@ def check_images(x: Any, check_finite: bool = True, dtype: torch.dtype | None = 
             UserWarning,
             stacklevel=3,
         )
+    return x
+
+
+def check_points(x: Any, width: int = 2, check_finite: bool = True, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Return ``x`` if it is a float batch of points of shape ``(N, width)``; else raise :class:`InputError`.
+
+    Args:
+        x: the candidate batch.
+        width: the coordinates of one point (part 2's points: 2).
+        check_finite: also refuse NaN or infinite coordinates (off where the values must not be read back).
+        dtype: the model's floating dtype, which ``x`` must have (``None``: any floating dtype).
+    """
+    expected = f"expected a float tensor of shape (N, {width}): one point per row"
+    if not isinstance(x, torch.Tensor):
+        raise InputError(f"model input is a {type(x).__name__}, {expected}")
+    if not x.is_floating_point():
+        raise InputError(f"model input has dtype {x.dtype}, {expected}; use x.float()")
+    if x.dim() != 2 or x.shape[1] != width:
+        raise InputError(f"model input has shape {tuple(x.shape)} (rank {x.dim()}), {expected}")
+    _check_dtype("model input", x, dtype)
+    if check_finite and not bool(torch.isfinite(x).all()):
+        raise InputError(f"model input contains NaN or infinite values, {expected}")
     return x
 
 

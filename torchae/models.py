@@ -23,7 +23,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from torchae.checkpoints import NamedCheckpoints, network_state
-from torchae.data import batches_of, mix_seed
+from torchae.data import MNISTDataModule, TensorDataModule, batches_of, mix_seed
 from torchae.errors import require
 from torchae.export import Exportable
 from torchae.inputs import check_codes, check_images, images_of
@@ -32,7 +32,15 @@ from torchae.networks import ConvAutoencoder as ConvNetwork
 from torchae.optim import KerasAdam
 from torchae.registry import register_experiment
 
-__all__ = ["AutoencoderModule", "ConvAE", "DeepDenseAE", "DenoisingAE", "DenseAE", "SparseAE", "Stage"]
+__all__ = [
+    "AutoencoderModule",
+    "ConvAE",
+    "DeepDenseAE",
+    "DenoisingAE",
+    "DenseAE",
+    "SparseAE",
+    "Stage",
+]
 
 Stage = Literal["train", "val", "test"]
 EPOCH_MEANS = {"on_step": False, "on_epoch": True, "sync_dist": True}
@@ -51,11 +59,16 @@ class AutoencoderModule(NamedCheckpoints, Exportable, pl.LightningModule):
         loss_names: the terms :meth:`loss_terms` returns, each logged as ``f"{stage}_{name}"``: what
             ``--checkpoint.monitor`` may name, checked before training.
         animations: the figures ``torchae fit`` also animates over training (frames at the article's epochs).
+        input_shape: the shape of one input without the batch dimension (MNIST's ``(1, 28, 28)``).
+        datamodule: the datamodule of the data the model is trained on (MNIST; part 2's points for the points
+            models): the figures command draws from it, and a fit with another one is refused.
     """
 
     figures: ClassVar[tuple[str, ...]] = ("reconstructions", "codes_2d", "interpolation")
     loss_names: ClassVar[tuple[str, ...]] = ("loss",)
     animations: ClassVar[tuple[str, ...]] = ()
+    input_shape: ClassVar[tuple[int, ...]] = IMAGE_SHAPE
+    datamodule: ClassVar[type[TensorDataModule]] = MNISTDataModule
     unsaved_arguments: ClassVar[tuple[str, ...]] = ()
     """Constructor arguments kept out of the hyperparameters (the checkpoint carries them otherwise)."""
 
@@ -68,7 +81,7 @@ class AutoencoderModule(NamedCheckpoints, Exportable, pl.LightningModule):
         self.save_hyperparameters(ignore=["net", *self.unsaved_arguments])
         self.learning_rate, self.epsilon = learning_rate, epsilon
         self.net = net
-        self.example_input_array = torch.zeros(2, *IMAGE_SHAPE)
+        self.example_input_array = torch.zeros(2, *self.input_shape)
 
     @classmethod
     def metric_names(cls) -> tuple[str, ...]:
@@ -87,9 +100,14 @@ class AutoencoderModule(NamedCheckpoints, Exportable, pl.LightningModule):
     def code_shape(self) -> tuple[int, ...]:
         return self.net.code_shape
 
+    def check_inputs(self, x: Any, check_finite: bool = True, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """``x`` if it is a batch of this model's inputs (images of shape ``(N, 1, 28, 28)`` in [0, 1]); else an
+        :class:`~torchae.errors.InputError` saying why (see :func:`~torchae.inputs.check_images`)."""
+        return check_images(x, check_finite=check_finite, dtype=dtype)
+
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Codes of images ``x`` of shape ``(N, 1, 28, 28)`` (the article's ``encoder.predict``)."""
-        return self.net.encode(check_images(x, dtype=self.dtype))
+        return self.net.encode(self.check_inputs(x, dtype=self.dtype))
 
     def decode(self, code: torch.Tensor) -> torch.Tensor:
         """Pixel probabilities ``(N, 1, 28, 28)`` in [0, 1] from codes (the article's ``decoder.predict``)."""
@@ -97,7 +115,7 @@ class AutoencoderModule(NamedCheckpoints, Exportable, pl.LightningModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Reconstructions of ``x``: ``decode(encode(x))``. Checks shapes, not values, so it can be traced."""
-        return self.net(check_images(x, check_finite=False, dtype=self.dtype))
+        return self.net(self.check_inputs(x, check_finite=False, dtype=self.dtype))
 
     def corrupt(self, x: torch.Tensor, stage: Stage) -> torch.Tensor:
         """What the encoder sees for clean images ``x`` during ``stage``; the target stays ``x``."""
@@ -127,7 +145,7 @@ class AutoencoderModule(NamedCheckpoints, Exportable, pl.LightningModule):
             self.log(f"{stage}_{name}", value.detach(), prog_bar=on_bar, batch_size=batch_size, **EPOCH_MEANS)
 
     def shared_step(self, batch: Any, stage: Stage) -> torch.Tensor:
-        x = check_images(images_of(batch), check_finite=False)  # the datamodule checked its data once
+        x = self.check_inputs(images_of(batch), check_finite=False)  # the datamodule checked its data once
         terms = self.loss_terms(x, stage)
         self.log_terms(terms, stage, batch_size=x.shape[0])
         return terms["loss"]
@@ -203,7 +221,10 @@ class DeepDenseAE(AutoencoderModule):
     shipped=True,
 )
 class ConvAE(AutoencoderModule):
-    """The article's convolutional autoencoder with a ``(1, 7, 7)`` code; 48,770 parameters."""
+    """The article's convolutional autoencoder with a ``(1, 7, 7)`` code; 48,770 parameters. Part 2 reuses it for its
+    homotopy figure (a straight line between two digits in pixel space and in code space)."""
+
+    figures = ("reconstructions", "codes_2d", "interpolation", "homotopy")
 
     def __init__(self, learning_rate: float = 1e-3, epsilon: float = 1e-7) -> None:
         super().__init__(ConvNetwork(), learning_rate=learning_rate, epsilon=epsilon)
@@ -315,11 +336,16 @@ class SparseAE(AutoencoderModule):
         self, code_dim: int = 16, l1: float = 1e-5, learning_rate: float = 1e-3, epsilon: float = 1e-7
     ) -> None:
         require(l1 >= 0, "model.l1", l1, "zero or a positive number", "1e-5")
-        super().__init__(DeepDenseAutoencoder(code_dim), learning_rate=learning_rate, epsilon=epsilon)
+        super().__init__(self.network(code_dim), learning_rate=learning_rate, epsilon=epsilon)
         self.l1 = l1
 
     figures = ("reconstructions", "sparse_code_dimensions", "codes_2d", "interpolation")
     loss_names = ("loss", "reconstruction_loss", "l1_penalty")
+
+    @staticmethod
+    def network(code_dim: int) -> Autoencoder:
+        """The network this model trains: part 1's deep layout with a ``code_dim`` code."""
+        return DeepDenseAutoencoder(code_dim)
 
     def activity_penalty(self, code: torch.Tensor) -> torch.Tensor:
         return self.l1 * code.abs().sum() / code.shape[0]

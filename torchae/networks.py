@@ -98,7 +98,7 @@ class Autoencoder(nn.Module):
         code_shape: the shape of one code, without the batch dimension.
     """
 
-    def __init__(self, encoder: nn.Module, decoder: SigmoidDecoder, code_shape: tuple[int, ...]) -> None:
+    def __init__(self, encoder: nn.Module, decoder: nn.Module, code_shape: tuple[int, ...]) -> None:
         super().__init__()
         self.encoder = encoder
         self.decoder = decoder
@@ -165,18 +165,20 @@ class DenseAutoencoder(Autoencoder):
 
 
 class DeepDenseAutoencoder(Autoencoder):
-    """The deep dense model: hidden widths ``3*code_dim, 2*code_dim``, a linear code, and the mirror decoder.
+    """The deep dense model: ReLU layers of ``multiples * code_dim`` units, a linear code, and the mirror decoder.
 
-    With ``code_dim=49`` this is the article's deep autoencoder; with ``code_dim=16`` it is the network of its
-    sparse autoencoder (the L1 penalty lives in the training module, not here).
+    With ``code_dim=49`` this is part 1's deep autoencoder (784-147-98-49); with ``code_dim=16`` the network of its
+    sparse autoencoder (the L1 penalty lives in the training module, not here); with ``multiples=(4, 3, 2)`` and
+    ``code_dim=16`` part 2's deep sparse autoencoder (784-64-48-32-16).
 
     Args:
-        code_dim: size of the (linear) code.
+        code_dim: size of the (linear) code (the article's ``encoding_dim``).
+        multiples: the hidden layers' widths as multiples of ``code_dim``, from the image inwards.
     """
 
-    def __init__(self, code_dim: int = 49) -> None:
+    def __init__(self, code_dim: int = 49, multiples: tuple[int, ...] = (3, 2)) -> None:
         _check_positive(code_dim=code_dim)
-        hidden = [3 * code_dim, 2 * code_dim]
+        hidden = [multiple * code_dim for multiple in multiples]
         encoder = nn.Sequential(nn.Flatten(), *_dense_layers([PIXELS, *hidden, code_dim], None))
         decoder_layers = _dense_layers([code_dim, *hidden[::-1], PIXELS], None)
         decoder = SigmoidDecoder(nn.Sequential(*decoder_layers, nn.Unflatten(1, IMAGE_SHAPE)))

@@ -21,7 +21,7 @@ class NpzPredictionWriter(BasePredictionWriter):
     """Writes ``predictions.npz`` into the run's folder when predicting ends (Lightning's prediction writer):
 
     - ``codes``: ``(N, *code_shape)`` float32;
-    - ``reconstructions``: ``(N, 1, 28, 28)`` float32;
+    - ``reconstructions``: ``(N, *input_shape)`` float32 (images ``(N, 1, 28, 28)``; part 2's points ``(N, 2)``);
     - ``labels``: ``(N,)`` int64, when the batches carry labels (``MNISTDataModule``'s prediction batches do);
     - ``noisy``: the noisy inputs, for a model that corrupts what its encoder sees (denoising).
 

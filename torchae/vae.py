@@ -31,7 +31,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from torchae.errors import require
-from torchae.inputs import check_images, images_of
+from torchae.inputs import images_of
 from torchae.models import AutoencoderModule
 from torchae.networks import IMAGE_SHAPE, PIXELS, Autoencoder, SigmoidDecoder
 from torchae.registry import register_experiment
@@ -173,7 +173,7 @@ class VAE(AutoencoderModule):
 
     def distribution(self, x: torch.Tensor) -> LatentDistribution:
         """``q(z|x)`` of images ``x``: the mean and log-variance of each image's code (``z_mean``, ``z_log_var``)."""
-        return self.net.distribution(check_images(x, dtype=self.dtype))
+        return self.net.distribution(self.check_inputs(x, dtype=self.dtype))
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` images decoded from codes drawn from the prior ``N(0, I)`` (from ``generator``, or torch's global

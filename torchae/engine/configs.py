@@ -11,7 +11,8 @@ from typing import Any
 import pytorch_lightning as pl
 import yaml
 
-from torchae.data import MNISTDataModule
+from torchae.data import MNISTDataModule, TensorDataModule
+from torchae.dots import DATAMODULES
 from torchae.engine import Engine
 from torchae.figures import ArticleFigures
 from torchae.models import AutoencoderModule
@@ -30,10 +31,18 @@ def config_of(name: str) -> dict[str, Any]:
 
 def data_of(
     name: str, train_size: int | None = None, val_size: int | None = None, seed: int = 0, **overrides: Any
-) -> MNISTDataModule:
-    """MNIST with the config's data settings (``None`` sizes: all 60,000 / 10,000 images; ``overrides`` win)."""
-    settings = {**(config_of(name).get("data") or {}), "train_size": train_size, "val_size": val_size, "seed": seed}
-    return MNISTDataModule(**{**settings, **overrides})
+) -> TensorDataModule:
+    """The config's datamodule with its settings: MNIST (``None`` sizes: all 60,000 / 10,000 images) or another of
+    torchae's (its ``data.class_path``; the sizes are MNIST's only); ``overrides`` win."""
+    section = config_of(name).get("data") or {}
+    if "class_path" in section:
+        data_class, settings = DATAMODULES[str(section["class_path"]).rpartition(".")[2]], section.get("init_args")
+    else:
+        data_class, settings = MNISTDataModule, section
+    settings = {**(settings or {}), "seed": seed}
+    if data_class is MNISTDataModule:
+        settings |= {"train_size": train_size, "val_size": val_size}
+    return data_class(**{**settings, **overrides})
 
 
 def engine_of(name: str, **overrides: Any) -> Engine:
@@ -50,7 +59,7 @@ def fit_quietly(
     seed: int = 0,
     accelerator: str = "cpu",
     callbacks: Sequence[pl.Callback] = (),
-    data: MNISTDataModule | None = None,
+    data: TensorDataModule | None = None,
     engine: Engine | None = None,
 ) -> tuple[list[dict[str, float]], list[float]]:
     """Train ``model`` as config ``name`` does (its data settings and engine), writing no file.

@@ -14,7 +14,7 @@ from pytorch_lightning.utilities.model_helpers import is_overridden
 
 from torchae.data import batches_of
 from torchae.engine.lightning_compat import count_logged_batches, counted_step, counted_steps
-from torchae.inputs import check_images, images_of
+from torchae.inputs import images_of
 from torchae.models import AutoencoderModule, Stage
 
 if TYPE_CHECKING:
@@ -90,7 +90,7 @@ class StepRunner:
         """Every image batch of ``batch`` (one optimizer step each when training); returns the mean loss."""
         optimizer = self.module.optimizers() if stage == "train" else None
         # The finiteness test would synchronise with the device every step; the datamodule checks its data once.
-        xs = [check_images(x, check_finite=False) for x in map(images_of, batches_of(batch))]
+        xs = [self.module.check_inputs(x, check_finite=False) for x in map(images_of, batches_of(batch))]
         sums: dict[str, torch.Tensor] = {}
         count = start = 0
         while start < len(xs):
