@@ -114,3 +114,10 @@ def inputs_for(model_class: type, images: torch.Tensor) -> torch.Tensor:
     from torchae.dots import sine_dots
 
     return sine_dots(len(images), 0.06, torch.Generator().manual_seed(0)).dots
+
+
+def small_data(model_class: type, size: int = 64, batch_size: int = 32) -> torchae.data.TensorDataModule:
+    """A few of a model class's training inputs: MNIST's first ``size`` images, or ``size`` of part 2's points."""
+    if model_class.datamodule is torchae.MNISTDataModule:
+        return torchae.MNISTDataModule(batch_size=batch_size, train_size=size, val_size=size, seed=0)
+    return model_class.datamodule(batch_size=batch_size, points=size, seed=0)

@@ -198,3 +198,30 @@ def test_each_part_two_config_trains_through_the_cli_and_draws_its_figures(name,
     expected = {f"{figure}.png" for figure in torchae.EXPERIMENTS[name].model.figures} | {"loss_curves.png"}
     assert expected <= {path.name for path in run.iterdir()}
     assert (run / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_a_setting_of_the_other_datamodule_is_one_line(tmp_path, capsys):
+    config = str(ROOT / "configs" / "dots_deep.yaml")
+    with pytest.raises(SystemExit) as stop:
+        main(["fit", "--config", config, "--data.train_size", "10", "--trainer.default_root_dir", str(tmp_path)])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "torchae: error: data.train_size is not a setting of torchae.DotsDataModule: check its spelling, or leave "
+        "--data.train_size out (torchae fit --data.help DotsDataModule lists them)"
+    ]
+
+
+def test_the_figures_of_a_points_checkpoint_are_drawn_from_the_points(tmp_path, capsys):
+    args = ["fit", "--config", str(ROOT / "configs" / "dots_linear.yaml"), "--trainer.max_epochs", "1"]
+    main([*args, "--trainer.default_root_dir", str(tmp_path), "--trainer.enable_progress_bar", "false"])
+    checkpoint = str(tmp_path / "version_0" / "checkpoints" / "last.ckpt")
+    capsys.readouterr()
+    main(["figures", checkpoint, "--out_dir", str(tmp_path / "drawn")])
+    assert (tmp_path / "drawn" / "dots_manifold.png").stat().st_size > 10_000
+    with pytest.raises(SystemExit) as stop:
+        main(["figures", checkpoint, "--data_dir", str(tmp_path), "--out_dir", str(tmp_path / "again")])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "torchae: error: --data_dir is MNIST's; DotsLinearAE draws its figures from DotsDataModule's data: leave "
+        "--data_dir out"
+    ]

@@ -132,7 +132,9 @@ def test_unknown_model_name(tmp_path, capsys):
 
 def test_misspelt_config_key(tmp_path, capsys):
     code, err = run_main(fit_args(tmp_path, "--data.batch_sise", "3"), capsys)
-    assert_one_line_error(code, err, "unrecognized arguments: --data.batch_sise", "check the spelling")
+    assert_one_line_error(
+        code, err, "data.batch_sise is not a setting of torchae.MNISTDataModule", "check its spelling", "--data.help"
+    )
 
 
 def test_misspelt_key_in_a_config_file(tmp_path, capsys):

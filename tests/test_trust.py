@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from helpers import small_data
 
 import torchae
 from torchae.cli import CALLBACK_SECTIONS, describe_os_error, main
@@ -428,7 +429,7 @@ def test_the_metrics_a_model_declares_are_the_ones_it_logs(tmp_path):
     for name, experiment in torchae.EXPERIMENTS.items():
         model = experiment.model()
         trainer = quiet_trainer(max_epochs=1, limit_train_batches=1, limit_val_batches=1)
-        data = torchae.MNISTDataModule(train_size=64, val_size=64, batch_size=32)
+        data = small_data(experiment.model)
         trainer.fit(model, data)
         logged = {key for key in trainer.callback_metrics if key.startswith(("train_", "val_"))}
         assert logged == set(model.metric_names()), name

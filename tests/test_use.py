@@ -9,11 +9,10 @@ import numpy as np
 import onnxruntime
 import pytest
 import torch
-from helpers import quiet_trainer
+from helpers import quiet_trainer, small_data
 
 import torchae
 from torchae.cli import main
-from torchae.data import MNISTDataModule
 from torchae.export import FORMATS, PARTS, export_model, load_exported
 from torchae.figures import interpolation_pair, interpolation_rows, pca_2d
 from torchae.registry import EXPERIMENTS
@@ -25,10 +24,7 @@ def trained(name: str, tmp_path: Path) -> torchae.AutoencoderModule:
     """Experiment ``name``'s model after two training steps (weights away from their initial values)."""
     torch.manual_seed(0)
     model = EXPERIMENTS[name].model()
-    if model.datamodule is MNISTDataModule:
-        data = MNISTDataModule(batch_size=32, train_size=64, val_size=32, seed=0)
-    else:
-        data = model.datamodule(batch_size=32, points=64, seed=0)
+    data = small_data(type(model))
     quiet_trainer(tmp_path, limit_val_batches=0).fit(model, datamodule=data)
     return model.eval()
 

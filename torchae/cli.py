@@ -821,9 +821,10 @@ def describe_parse_error(err: ArgumentError, subcommand: str = "fit") -> str:
         setting, value = f"{section}.{nested.group(1)}", nested.group(2)
         unknown = re.search(r"class_path '([\w.]+)': Option '(\w+)' is not accepted", text)
         if unknown and unknown.group(2) == nested.group(1):
+            owner = unknown.group(1)
             return (
-                f"{setting} is not a setting of {unknown.group(1)}: leave --{setting} out "
-                f"(torchae {subcommand} --help lists the {section} settings)"
+                f"{setting} is not a setting of {owner}: check its spelling, or leave --{setting} out "
+                f"(torchae {subcommand} --{section}.help {owner.rpartition('.')[2]} lists them)"
             )
     elif key and key.group(1) == "model":
         given = text.rsplit("Given value:", 1)[-1].strip()

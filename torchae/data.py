@@ -443,7 +443,10 @@ class TensorDataModule(pl.LightningDataModule):
 
     def load(self) -> None:
         """Fill ``train_images``, ``val_images`` and ``val_labels`` (``None`` without labels)."""
-        raise NotImplementedError
+        raise ConfigError(
+            f"{type(self).__name__} holds no data of its own: give --data torchae.MNISTDataModule or "
+            "torchae.DotsDataModule (or a subclass of yours that loads its data)"
+        )
 
     def setup(self, stage: str | None = None) -> None:
         if self.seed is None:
