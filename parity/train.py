@@ -25,6 +25,7 @@ from parity._keras import import_keras
 from parity.keras_models import build_keras
 from parity.transfer import keras_to_torch, to_nhwc, torch_to_keras
 from torchae.checkpoints import network_state, run_order
+from torchae.data import MNISTDataModule
 from torchae.engine.configs import data_of, fit_quietly
 from torchae.registry import EXPERIMENTS
 from torchae.runs import source_commit
@@ -92,6 +93,15 @@ def parity_inputs(
     data = data_of(name, train_size, val_size, seed)
     data.setup("fit")
     return data.train_images, data.val_images
+
+
+def full_sizes(name: str) -> tuple[int, int]:
+    """The training and validation set sizes of experiment ``name`` at the article's length: MNIST's 60,000 and
+    10,000 images, or the points its config draws."""
+    if EXPERIMENTS[name].model.datamodule is MNISTDataModule:
+        return 60_000, 10_000
+    train, val = parity_inputs(name)
+    return len(train), len(val)
 
 
 def _train_keras(

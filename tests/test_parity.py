@@ -492,3 +492,25 @@ def test_parity_check_prints_none_of_tensorflows_loading_lines():
     printed = result.stdout + result.stderr
     assert [noise for noise in TENSORFLOW_NOISE if noise in printed] == []
     assert "dense      weights after one Adam step" in result.stdout and "passed, 0 failed" in result.stdout
+
+
+def test_a_points_row_is_judged_against_its_seed_spread(tmp_path):
+    """Part 2's points models are equal when their difference from the same weights is within the seed spread of
+    the same run; without a spread the row says it is pending, and a difference larger than the spread is flagged."""
+    (tmp_path / "spread").mkdir()
+    record = json.loads((RESULTS_DIR / "dots_linear.json").read_text())
+    (tmp_path / "dots_linear.json").write_text(json.dumps(record))
+
+    def verdict() -> str:
+        table = article_table(tmp_path)
+        row = next(line for line in table.splitlines() if line.startswith("| dots_linear |"))
+        return row.split(" | ")[7]
+
+    assert verdict().endswith("(spread pending)")
+    seeds = {"keras": [0, 1, 2], "torchae": [0, 1, 2]}
+    spread = {**spread_record(seeds), "model": "dots_linear", "epochs": 15, "train_size": 1000, "val_size": 1000}
+    (tmp_path / "spread" / "dots_linear.json").write_text(json.dumps(spread))
+    assert verdict().endswith("(within the seed spread)")  # a 5% spread (0.20-0.22) holds a 0.6% difference
+    record["torchae"]["val_loss"][-1] *= 1.2
+    (tmp_path / "dots_linear.json").write_text(json.dumps(record))
+    assert verdict().endswith("(OUTSIDE the spread)")

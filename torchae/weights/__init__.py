@@ -128,13 +128,15 @@ def pretrained(name: str) -> AutoencoderModule:
 
 
 def loss_on_test_images(model: AutoencoderModule, name: str | None = None) -> float:
-    """``val_loss`` of ``model`` on the 10,000 MNIST test images, as ``trainer.validate`` logs it, with the
-    experiment's batch size (the denoising model draws its validation noise of epoch 0; the VAE its latent samples
-    from torch's generator seeded with 0, in a fork of it that leaves the caller's as it was)."""
+    """``val_loss`` of ``model`` on the 10,000 MNIST test images (part 2's points models: on the 1000 points of seed 0),
+    as ``trainer.validate`` logs it, with the experiment's batch size (the denoising model draws its validation noise
+    of epoch 0; the VAE its latent samples from torch's generator seeded with 0, in a fork of it that leaves the
+    caller's as it was)."""
     experiment = EXPERIMENTS[name] if name is not None else experiment_of(model)
     if experiment is None:
         raise ConfigError(f"{type(model).__name__} is no registered experiment: name the experiment whose data it uses")
-    data = MNISTDataModule(batch_size=experiment.batch_size, seed=0)
+    data_class = getattr(experiment.model, "datamodule", MNISTDataModule)
+    data = data_class(batch_size=experiment.batch_size, seed=0)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         (metrics,) = quiet_trainer(accelerator="cpu", devices=1).validate(model, datamodule=data, verbose=False)
