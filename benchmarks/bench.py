@@ -41,6 +41,8 @@ CPU_SUBSET = {"conv": (2_048, 1_000)}
 TARGET = 0.5
 """``torchae fit`` per epoch over the fastest Keras backend's, for every model."""
 KERAS_BACKENDS = ("tensorflow", "jax", "torch")
+MNIST_EXPERIMENTS = tuple(name for name, e in EXPERIMENTS.items() if e.model.datamodule.__name__ == "MNISTDataModule")
+"""The experiments timed: those on MNIST (part 2's points models train in seconds to minutes, bound by Python)."""
 
 
 def _rss_mb() -> float:
@@ -207,7 +209,12 @@ def compare_with_baseline(baseline: Path, models: list[str], epochs: int, repeat
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("models", nargs="*", default=list(EXPERIMENTS))
+    parser.add_argument(
+        "models",
+        nargs="*",
+        default=list(MNIST_EXPERIMENTS),
+        help=f"any of {', '.join(MNIST_EXPERIMENTS)} (default: all)",
+    )
     parser.add_argument("--epochs", type=int, default=6, help="epochs per measurement; the first is warm-up")
     parser.add_argument("--train-size", type=int, default=None)
     parser.add_argument("--val-size", type=int, default=None)
@@ -242,6 +249,9 @@ def main() -> None:
     if args.worker:  # one measurement (also benchmarks/article.py's Keras runs, at any number of epochs)
         print(json.dumps(WORKERS[args.worker](args.models[0], args.epochs, args.train_size, args.val_size)))
         return
+    unknown = [name for name in args.models if name not in MNIST_EXPERIMENTS]
+    if unknown:
+        parser.error(f"{unknown[0]!r} is not timed here: choose from {', '.join(MNIST_EXPERIMENTS)}")
     if args.epochs < 2:
         parser.error("--epochs must be at least 2 (the first epoch is warm-up)")
     if args.repeats < 1:
