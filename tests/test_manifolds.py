@@ -225,3 +225,18 @@ def test_the_figures_of_a_points_checkpoint_are_drawn_from_the_points(tmp_path, 
         "torchae: error: --data_dir is MNIST's; DotsLinearAE draws its figures from DotsDataModule's data: leave "
         "--data_dir out"
     ]
+
+
+def test_the_shipped_overfitted_model_passes_through_its_25_points_and_not_the_others():
+    """The article's overfitting figure, as numbers: after the article's 200 epochs the manifold runs through each of
+    the 25 training points and wanders between them."""
+    model = torchae.pretrained("dots_overfit")
+    data = DotsDataModule(seed=0)  # the points it was trained on (configs/dots_overfit.yaml, seed 0)
+    data.setup("fit")
+    marked = evenly_spaced(1000, 25)
+    others = torch.ones(1000, dtype=torch.bool)
+    others[marked] = False
+    with torch.no_grad():
+        errors = (model(data.val_images) - data.val_images).square().sum(1)
+    assert float(errors[marked].max()) < 1e-3 < float(errors[others].mean())
+    assert float(errors[marked].mean()) < 0.01 * float(errors[others].mean())

@@ -122,7 +122,9 @@ class DotsDeepAE(DotsAE):
     along the curve (8,835 parameters)."""
 
 
-@register_experiment("dots_overfit", epochs=200, batch_size=15, parameters=(4_417, 4_418, 8_835), keras=True)
+@register_experiment(
+    "dots_overfit", epochs=200, batch_size=15, parameters=(4_417, 4_418, 8_835), keras=True, shipped=True
+)
 class DotsOverfitAE(DotsAE):
     """The same deep autoencoder trained on 25 of the points repeated 4000 times (``configs/dots_overfit.yaml``), Adam
     at 3e-4: the overfitted manifold runs through each of the 25 and no longer follows the curve."""
