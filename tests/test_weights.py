@@ -74,8 +74,10 @@ def test_metadata_states_the_recipe(name):
     # training, and the step groups moved from engine.steps_per_execution to data.steps_per_execution.
     config = (ROOT / "configs" / f"{name}.yaml").read_text()
     trained, current = yaml.safe_load(meta["config"]), yaml.safe_load(config)
-    groups = current["data"].pop("steps_per_execution")
-    trained_groups = trained["data"].pop("steps_per_execution", None) or trained["engine"]["steps_per_execution"]
+    current_data = current["data"].get("init_args", current["data"])  # a datamodule other than MNIST: class_path
+    trained_data = trained["data"].get("init_args", trained["data"])
+    groups = current_data.pop("steps_per_execution")
+    trained_groups = trained_data.pop("steps_per_execution", None) or trained["engine"]["steps_per_execution"]
     assert {k: v for k, v in trained.items() if k != "engine"} == {k: v for k, v in current.items() if k != "engine"}
     assert trained_groups == groups
     assert meta["retrains"] == experiment.retrains
