@@ -148,6 +148,17 @@ def test_the_quiet_run_writes_no_file(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_the_benchmark_times_the_mnist_experiments_and_refuses_the_points_models():
+    """Part 2's points models train in seconds to minutes and have no Keras worker on MNIST: by default the benchmark
+    times every MNIST experiment (the registry's), and a points model is one line."""
+    bench = load_benchmark("bench")
+    assert "deep_sparse" in bench.MNIST_EXPERIMENTS and "vae" in bench.MNIST_EXPERIMENTS
+    assert not any(name.startswith("dots_") for name in bench.MNIST_EXPERIMENTS)
+    command = [sys.executable, str(ROOT / "benchmarks" / "bench.py"), "dots_deep"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "'dots_deep' is not timed here: choose from dense" in done.stderr
+
+
 @pytest.mark.slow
 def test_benchmark_times_keras_and_torchae_side_by_side_and_writes_its_table(tmp_path):
     """``benchmarks/bench.py`` on a tiny subset: every measurement runs in its own process (Keras, the loop, and
