@@ -27,6 +27,8 @@ sys.path.insert(0, str(REPO))  # this checkout's torchae, installed or not
 
 from torchae.checkpoints import network_state, run_order  # noqa: E402
 from torchae.cli import AutoencoderCLI, find_last_checkpoint  # noqa: E402
+from torchae.data import MNISTDataModule  # noqa: E402
+from torchae.engine.configs import data_of  # noqa: E402
 from torchae.figures import ArticleFigures  # noqa: E402
 from torchae.models import AutoencoderModule  # noqa: E402
 from torchae.networks import keras_parameter_count  # noqa: E402
@@ -78,6 +80,15 @@ def commit() -> str:
     return found
 
 
+def full_train_size(name: str) -> int:
+    """The training set size of experiment ``name``'s config: MNIST's 60,000, or the points it draws (part 2)."""
+    if EXPERIMENTS[name].model.datamodule is MNISTDataModule:
+        return 60_000
+    data = data_of(name)
+    data.setup("fit")
+    return len(data.train_images)
+
+
 def keras_row(name: str) -> dict[str, Any] | None:
     """The last epoch of the Keras 3 run in ``parity/results/NAME.json`` when it ran the article's full length, with
     the backend Keras ran on (records from before the backend was recorded ran on TensorFlow)."""
@@ -85,7 +96,7 @@ def keras_row(name: str) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     record = json.loads(path.read_text())
-    if record["epochs"] != EXPERIMENTS[name].epochs or record["train_size"] != 60_000:
+    if record["epochs"] != EXPERIMENTS[name].epochs or record["train_size"] != full_train_size(name):
         return None
     keras, epochs = record["keras"], record["epochs"]
     backend = record.get("versions", {}).get("keras_backend", "tensorflow")
