@@ -22,9 +22,9 @@ def keras_backend(versions: dict[str, str]) -> str:
     return versions.get("keras_backend") or ("tensorflow" if "tensorflow" in versions else "—")
 
 
-def _relative_deviations(record: TrainRecord, spreads: list[dict[str, Any]]) -> list[float]:
-    """Each framework's standard deviation of the final val_loss over seeds, relative to its mean, in ``record``'s
-    run (same model, epochs and images), where it has two seeds or more."""
+def _same_run_results(record: TrainRecord, spreads: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]] | None:
+    """The per-framework seed results of the spread record of ``record``'s run (same model, epochs and images), the
+    one with the most seeds; ``None`` when there is none."""
     same_run = [
         spread
         for spread in spreads
@@ -32,37 +32,33 @@ def _relative_deviations(record: TrainRecord, spreads: list[dict[str, Any]]) -> 
         == (record.model, record.epochs, record.train_size, record.val_size)
     ]
     if not same_run:
-        return []
-    results = max(same_run, key=lambda spread: sum(map(len, spread["results"].values())))["results"]
-    deviations = []
-    for rows in results.values():
-        if len(rows) >= 2:
-            mean, deviation, _, _ = val_loss_spread(rows)
-            deviations.append(deviation / mean)
-    return deviations
+        return None
+    return max(same_run, key=lambda spread: sum(map(len, spread["results"].values())))["results"]
+
+
+def _relative_deviation(rows: list[dict[str, Any]]) -> float | None:
+    """The standard deviation of the final val_loss over seeds relative to its mean (``None`` under two seeds)."""
+    if len(rows) < 2:
+        return None
+    mean, deviation, _, _ = val_loss_spread(rows)
+    return deviation / mean
+
+
+def _relative_deviations(record: TrainRecord, spreads: list[dict[str, Any]]) -> list[float]:
+    """Each framework's relative seed spread in ``record``'s run, where it has two seeds or more."""
+    results = _same_run_results(record, spreads) or {}
+    return [d for d in map(_relative_deviation, results.values()) if d is not None]
 
 
 def _spread_cell(record: TrainRecord, spreads: list[dict[str, Any]]) -> str:
     """The seed spread of ``record``'s run (same model, epochs and images) in each framework: the standard deviation
     of the final val_loss over seeds relative to its mean, so that it reads beside the row's relative difference."""
-    same_run = [
-        spread
-        for spread in spreads
-        if (spread["model"], spread["epochs"], spread["train_size"], spread["val_size"])
-        == (record.model, record.epochs, record.train_size, record.val_size)
-    ]
-    if not same_run:
+    results = _same_run_results(record, spreads)
+    if results is None:
         return "—"
-    results = max(same_run, key=lambda spread: sum(map(len, spread["results"].values())))["results"]
-    cells, counts = [], []
-    for framework in ("keras", "torchae"):
-        rows = results[framework]
-        counts.append(str(len(rows)))
-        if len(rows) < 2:
-            cells.append("—")
-            continue
-        mean, deviation, _, _ = val_loss_spread(rows)
-        cells.append(f"{deviation / mean:.2%}")
+    deviations = [_relative_deviation(results[framework]) for framework in ("keras", "torchae")]
+    cells = ["—" if d is None else f"{d:.2%}" for d in deviations]
+    counts = [len(results[framework]) for framework in ("keras", "torchae")]
     return f"{cells[0]} / {cells[1]} ({counts[0]} / {counts[1]} seeds)"
 
 

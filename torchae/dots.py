@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import torch
 
-from torchae.data import MNISTDataModule, TensorDataModule, mix_seed
+from torchae.data import MNISTDataModule, TensorDataModule, _check_positive_int, mix_seed
 from torchae.errors import ConfigError, require
 
 __all__ = ["CURVE_RANGE", "DATAMODULES", "DotsDataModule", "SineDots", "evenly_spaced", "sine_dots"]
@@ -87,10 +87,8 @@ class DotsDataModule(TensorDataModule):
     ) -> None:
         super().__init__(batch_size, val_batch_size, seed, shuffle, steps_per_execution)
         for name, value in (("points", points), ("repeats", repeats), ("subset", subset)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
-                raise ConfigError(
-                    f"data.{name} must be a positive integer, got {value!r}: set --data.{name} to 1 or more"
-                )
+            if value is not None:
+                _check_positive_int(name, value)
         require(
             isinstance(noise, (int, float)) and math.isfinite(noise) and noise >= 0,
             "data.noise",
