@@ -18,7 +18,7 @@ import torch
 import torchae
 from parity._keras import import_keras
 from parity.keras_models import KERAS_COMPILE, KerasModels, build_keras
-from parity.train import parity_inputs
+from parity.train import keras_inputs
 from parity.transfer import (
     keras_arrays,
     keras_to_torch,
@@ -32,7 +32,8 @@ from parity.transfer import (
 )
 from torchae.data import MNISTDataModule
 from torchae.engine.compiled import CompiledSteps
-from torchae.engine.configs import config_of
+from torchae.engine.configs import config_of, data_of
+from torchae.inputs import LabelledImages
 from torchae.networks import keras_parameter_count
 from torchae.registry import EXPERIMENTS
 
@@ -98,7 +99,8 @@ def check_structure(name: str, keras_models: KerasModels, torch_model: torchae.A
     torch_model.eval()  # a training-mode pass would move BatchNorm's running statistics
     with torch.no_grad():
         x = torch.zeros(2, *torch_model.input_shape)
-        torch_shapes = (tuple(torch_model.encode(x).shape[1:]), tuple(torch_model(x).shape[1:]))
+        args = (x, torch.zeros(2, dtype=torch.long)) if torch_model.conditional else (x,)
+        torch_shapes = (tuple(torch_model.encode(*args).shape[1:]), tuple(torch_model(*args).shape[1:]))
     torch_model.train(was_training)
     rows.append(
         Check(
@@ -141,10 +143,16 @@ def _encoder_inputs(model: torchae.AutoencoderModule, images: torch.Tensor) -> t
 
 
 def check_forward(
-    name: str, keras_models: KerasModels, torch_model: torchae.AutoencoderModule, images: torch.Tensor
+    name: str,
+    keras_models: KerasModels,
+    torch_model: torchae.AutoencoderModule,
+    images: torch.Tensor,
+    labels: torch.Tensor | None = None,
 ) -> list[Check]:
     """Codes and reconstructions of what the encoder sees for ``images`` (``corrupt``: for denoising, one noise
-    tensor fed to both)."""
+    tensor fed to both); a conditional model encodes and decodes them with their ``labels``."""
+    if torch_model.conditional:
+        return check_conditional_forward(name, keras_models, torch_model, images, labels)
     inputs = _encoder_inputs(torch_model, images)
     nhwc = to_nhwc(inputs)
     # Chunks of 64 keep the conv activations in cache (3x faster than 1000 on this CPU).
@@ -158,7 +166,7 @@ def check_forward(
     with torch.no_grad():
         torch_codes = torch.cat([torch_model.encode(chunk) for chunk in inputs.split(64)])
         torch_recon = torch.cat([torch_model.decode(chunk) for chunk in torch_codes.split(64)])
-    kind = "test images" if torch_model.datamodule is MNISTDataModule else "points"
+    kind = "test images" if issubclass(torch_model.datamodule, MNISTDataModule) else "points"
     n = f"{inputs.shape[0]:,} {kind}" + (" (same noise)" if inputs is not images else "")
     tol = TOLERANCES["forward"]
     rows = [
@@ -173,15 +181,49 @@ def check_forward(
     return rows
 
 
-def check_step(
-    name: str, keras_models: KerasModels, torch_model: torchae.AutoencoderModule, batch: torch.Tensor
+def check_conditional_forward(
+    name: str, keras_models: KerasModels, torch_model: torchae.AutoencoderModule, images: torch.Tensor, labels: Any
 ) -> list[Check]:
-    """Loss, gradients and weights after one Adam step, from the same weights and the same batch."""
+    """A conditional model's (the CVAE's) ``z_mean`` and ``z_log_var`` of images with their labels, the
+    reconstructions of the means, and the article's ``style_t`` (each image's mean code decoded as the next digit),
+    in inference mode."""
+    extras = keras_models.extras or {}
+    nhwc, categorical, _ = keras_inputs(name, images, labels)
+    other = (labels + 1) % 10
+    other_categorical = keras_inputs(name, images, other)[1]
+    keras_codes = extras["z_mean"].predict([nhwc, categorical], batch_size=1000, verbose=0)
+    keras_log_var = extras["z_log_var"].predict([nhwc, categorical], batch_size=1000, verbose=0)
+    keras_recon = keras_models.decoder.predict([keras_codes, categorical], batch_size=1000, verbose=0)
+    keras_style = extras["style_t"].predict([nhwc, categorical, other_categorical], batch_size=1000, verbose=0)
+    torch_model.eval()
+    with torch.no_grad():
+        torch_codes, torch_log_var = torch_model.distribution(images, labels)
+        torch_recon = torch_model.decode(torch_codes, labels)
+        torch_style = torch_model.style_transfer(images, labels, other)
+    n = f"{images.shape[0]:,} test images with their labels"
+    tol = TOLERANCES["forward"]
+    return [
+        Check(name, f"codes (z_mean), {n}", _max_abs(keras_codes, torch_codes), tol, "abs"),
+        Check(name, f"z_log_var, {n}, inference mode", _max_abs(keras_log_var, torch_log_var), tol, "abs"),
+        Check(name, f"reconstructions, {n}", _max_abs(to_nchw(keras_recon), torch_recon), tol, "abs"),
+        Check(name, f"style transfer to the next digit, {n}", _max_abs(to_nchw(keras_style), torch_style), tol, "abs"),
+    ]
+
+
+def check_step(
+    name: str,
+    keras_models: KerasModels,
+    torch_model: torchae.AutoencoderModule,
+    batch: torch.Tensor,
+    labels: torch.Tensor | None = None,
+) -> list[Check]:
+    """Loss, gradients and weights after one Adam step, from the same weights and the same batch (and its labels,
+    for a conditional model)."""
     keras = import_keras()
     import tensorflow as tf
 
     if isinstance(torch_model, torchae.VAE):
-        return check_vae_step(name, batch)
+        return check_vae_step(name, batch, labels)
     inputs = _encoder_inputs(torch_model, batch)
     model = keras_models.inner
     learning_rate, loss = KERAS_COMPILE.get(name, (1e-3, "binary_crossentropy"))
@@ -221,10 +263,10 @@ def check_step(
     return rows
 
 
-def check_vae_step(name: str, batch: torch.Tensor, seed: int = 0) -> list[Check]:
-    """The VAE's loss terms, gradients, weights and BatchNorm statistics after one Adam step, with dropout off and
-    the same latent noise ``eps`` in both frameworks (Keras's :class:`~parity.keras_models.Sampling` is given it,
-    torch's ``latent_noise`` returns it).
+def check_vae_step(name: str, batch: torch.Tensor, labels: torch.Tensor | None = None, seed: int = 0) -> list[Check]:
+    """The VAE's (or the CVAE's, with the batch's ``labels``) loss terms, gradients, weights and BatchNorm statistics
+    after one Adam step, with dropout off and the same latent noise ``eps`` in both frameworks (Keras's
+    :class:`~parity.keras_models.Sampling` is given it, torch's ``latent_noise`` returns it).
 
     BatchNorm's running variance: Keras adds the batch's biased variance, PyTorch its unbiased one (times
     ``n / (n - 1)``); torch's new running variance is converted to Keras's convention before the comparison, so
@@ -247,9 +289,10 @@ def check_vae_step(name: str, batch: torch.Tensor, seed: int = 0) -> list[Check]
     before = {t_name: [t.detach().clone() for t in torch_tensors(module)] for _, t_name, module in pairs}
     variables = [v for k_layer, _, _ in pairs for v in keras_variables(k_layer) if v.trainable]
     target = tf.constant(to_nhwc(batch))
+    x = [tf.constant(part) for part in keras_inputs(name, batch, labels)] if torch_model.conditional else target
     with tf.GradientTape() as tape:
-        y_pred = model(target, training=True)
-        k_total = model.compute_loss(x=target, y=target, y_pred=y_pred, training=True)
+        y_pred = model(x, training=True)
+        k_total = model.compute_loss(x=x, y=target, y_pred=y_pred, training=True)
     k_kl = float(sum(float(v) for v in model.losses))
     k_recon = float(tf.reduce_mean(vae_reconstruction_loss(target, y_pred)))
     k_grads = tape.gradient(k_total, variables)
@@ -258,7 +301,8 @@ def check_vae_step(name: str, batch: torch.Tensor, seed: int = 0) -> list[Check]
     torch_model.train()
     optimizer = torch_model.configure_optimizers()
     optimizer.zero_grad()
-    terms = torch_model.reconstruction_terms(batch, batch)
+    inputs = LabelledImages(batch, labels) if torch_model.conditional else batch
+    terms = torch_model.reconstruction_terms(inputs, inputs)
     terms["loss"].backward()
     t_grads = [p.grad.clone() for _, _, module in pairs for p in torch_tensors(module) if p.requires_grad]
     optimizer.step()
@@ -335,12 +379,15 @@ def run_checks(
     rows: list[Check] = []
     for name in names:
         keras_models, torch_model = build_pair(name, seed)
-        train, images = parity_inputs(name, val_size=n_images if torch_model.datamodule is MNISTDataModule else None)
-        batch = train[: min(batch_size, EXPERIMENTS[name].batch_size)]
+        mnist = issubclass(torch_model.datamodule, MNISTDataModule)
+        data = data_of(name, val_size=n_images if mnist else None, seed=0)
+        data.setup("fit")
+        size = min(batch_size, EXPERIMENTS[name].batch_size)
+        batch, labels = data.train_images[:size], data.train_labels[:size] if torch_model.conditional else None
         rows += check_structure(name, keras_models, torch_model)
         rows += check_round_trip(name, keras_models, torch_model)
-        rows += check_forward(name, keras_models, torch_model, images)
-        rows += check_step(name, keras_models, torch_model, batch)
+        rows += check_forward(name, keras_models, torch_model, data.val_images, data.val_labels)
+        rows += check_step(name, keras_models, torch_model, batch, labels)
     return rows
 
 

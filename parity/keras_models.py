@@ -1,5 +1,5 @@
 """The article's models (part 1's five, part 2's autoencoders of points and its deep sparse
-autoencoder, part 3's VAE) in Keras 3, with the functional API, as its code builds
+autoencoder, part 3's VAE, part 4's conditional VAE) in Keras 3, with the functional API, as its code builds
 them.
 
 Each builder returns ``KerasModels(encoder, decoder, autoencoder, inner)``: ``autoencoder`` is what the article
@@ -23,6 +23,7 @@ __all__ = [
     "KerasModels",
     "Sampling",
     "build_keras",
+    "create_cvae",
     "create_vae",
     "load_keras",
     "vae_reconstruction_loss",
@@ -238,6 +239,42 @@ def create_vae(latent_dim: int = 2, dropout_rate: float = 0.3) -> KerasModels:
     return KerasModels(encoder, decoder, vae, vae, extras)
 
 
+def create_cvae(latent_dim: int = 8, dropout_rate: float = 0.3, num_classes: int = 10) -> KerasModels:
+    """The article's ``create_cvae()`` in Keras 3 (part 4): part 3's port (:func:`create_vae`) with a one-hot label
+    concatenated to the flattened image and to the code. ``encoder`` takes ``[image, label]``, ``decoder``
+    ``[z, label]``; ``autoencoder`` is the article's ``cvae`` (``[image, label, label]``); ``extras`` holds
+    ``z_meaner``, ``z_lvarer`` and ``style_t`` (the mean code decoded with another label)."""
+
+    def apply_bn_and_dropout(x: Any) -> Any:
+        return layers.Dropout(dropout_rate)(layers.BatchNormalization()(x))
+
+    input_img = keras.Input(shape=(28, 28, 1))
+    input_lbl = keras.Input(shape=(num_classes,), dtype="float32")
+    x = layers.concatenate([layers.Flatten()(input_img), input_lbl])
+    x = apply_bn_and_dropout(layers.Dense(256, activation="relu")(x))
+    z_mean = layers.Dense(latent_dim, name="z_mean")(x)
+    z_log_var = layers.Dense(latent_dim, name="z_log_var")(x)
+    sampled = Sampling(name="sampling")([z_mean, z_log_var])
+    encoder = Model([input_img, input_lbl], sampled, name="encoder")
+    z_meaner = Model([input_img, input_lbl], z_mean, name="z_meaner")
+
+    z = keras.Input(shape=(latent_dim,))
+    input_lbl_d = keras.Input(shape=(num_classes,), dtype="float32")
+    x = layers.concatenate([z, input_lbl_d])
+    x = apply_bn_and_dropout(layers.LeakyReLU()(layers.Dense(256)(x)))
+    decoded = layers.Reshape((28, 28, 1))(layers.Dense(28 * 28, activation="sigmoid")(x))
+    decoder = Model([z, input_lbl_d], decoded, name="decoder")
+
+    inputs = [input_img, input_lbl, input_lbl_d]
+    cvae = Model(inputs, decoder([encoder([input_img, input_lbl]), input_lbl_d]), name="cvae")
+    extras = {
+        "z_mean": z_meaner,
+        "z_log_var": Model([input_img, input_lbl], z_log_var, name="z_lvarer"),
+        "style_t": Model(inputs, decoder([z_meaner([input_img, input_lbl]), input_lbl_d]), name="style_transfer"),
+    }
+    return KerasModels(encoder, decoder, cvae, cvae, extras)
+
+
 KERAS_BUILDERS = {
     "dense": create_dense_ae,
     "deep": create_deep_dense_ae,
@@ -250,6 +287,7 @@ KERAS_BUILDERS = {
     "deep_sparse": create_deep_sparse_ae,
     "deep_sparse_l1": create_deep_sparse_l1_ae,
     "vae": create_vae,
+    "cvae": create_cvae,
 }
 """The article's Keras builder of each experiment of :data:`torchae.registry.EXPERIMENTS`, by the same name."""
 
@@ -261,6 +299,7 @@ KERAS_COMPILE: dict[str, tuple[float, Any]] = {
     "deep_sparse": (3e-4, "binary_crossentropy"),
     "deep_sparse_l1": (3e-4, "binary_crossentropy"),
     "vae": (1e-4, vae_reconstruction_loss),
+    "cvae": (1e-3, vae_reconstruction_loss),
 }
 """The article's learning rate and loss where they are not Keras's Adam defaults and binary cross-entropy."""
 
@@ -269,7 +308,7 @@ def build_keras(name: str, seed: int | None = None, compile: bool = True, **sett
     """Build (and by default compile with Adam and the article's loss) one of the article's models.
 
     Args:
-        name: ``dense``, ``deep``, ``conv``, ``denoising``, ``sparse`` or ``vae``.
+        name: an experiment of :data:`KERAS_BUILDERS` (``dense``, ..., ``vae``, ``cvae``).
         seed: seeds Keras's initialisers and noise (``keras.utils.set_random_seed``); ``None`` leaves them.
         compile: compile the trained model as the article does.
         settings: arguments of the builder (``dropout_rate=0.0`` for the VAE's step check).

@@ -72,7 +72,7 @@ def _row(record: TrainRecord, spreads: list[dict[str, Any]]) -> str:
     diffs = [record.final_rel_diff(key) for key in ("loss", "val_loss")]
     if not full:
         verdict = "not full length"
-    elif EXPERIMENTS[record.model].model.datamodule is MNISTDataModule:
+    elif issubclass(EXPERIMENTS[record.model].model.datamodule, MNISTDataModule):
         verdict = "within 1%" if max(diffs) <= FULL_LENGTH_TOLERANCE else "OUTSIDE 1%"
     else:  # part 2's points: equal within the seed spread (docs/parity.md)
         deviations = _relative_deviations(record, spreads)

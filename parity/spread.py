@@ -21,9 +21,8 @@ import numpy as np
 import torch
 
 from parity.keras_models import build_keras
-from parity.train import _train_keras, machine_description, parity_inputs, versions
-from parity.transfer import to_nhwc
-from torchae.engine.configs import fit_quietly
+from parity.train import _train_keras, keras_inputs, machine_description, versions
+from torchae.engine.configs import data_of, fit_quietly
 from torchae.registry import EXPERIMENTS
 from torchae.runs import source_commit
 
@@ -72,19 +71,25 @@ def seed_spread(
         raise ValueError(f"cannot resume the spread run {found} as the run {wanted}: start a new record")
     batch_size = EXPERIMENTS[name].batch_size
     for seed in seeds:
-        images_train, images_val = parity_inputs(name, train_size, val_size, seed)  # the points differ by seed
+        data = data_of(name, train_size, val_size, seed)  # the points differ by seed
+        data.setup("fit")
         done = seeds_done(record)
         if seed not in done["keras"]:
             keras_models = build_keras(name, seed=seed)
-            curves = _train_keras(keras_models, to_nhwc(images_train), to_nhwc(images_val), epochs, batch_size)
-            codes = keras_models.encoder.predict(to_nhwc(images_val), verbose=0)
+            x_train = keras_inputs(name, data.train_images, data.train_labels)
+            x_val = keras_inputs(name, data.val_images, data.val_labels)
+            curves = _train_keras(keras_models, x_train, x_val, epochs, batch_size)
+            # A VAE's code is its mean (the article's z_meaner); the others' encoder draws nothing.
+            encoder = (keras_models.extras or {}).get("z_mean", keras_models.encoder)
+            codes = encoder.predict(x_val[:2] if isinstance(x_val, list) else x_val, verbose=0)
             _add(record, "keras", _row(seed, curves["loss"][-1], curves["val_loss"][-1], codes), save)
         if seed not in done["torchae"]:
             torch.manual_seed(seed)
             model = EXPERIMENTS[name].model()
             history, _ = fit_quietly(model, name, epochs, train_size, val_size, seed)
+            labels = (data.val_labels,) if model.conditional else ()
             with torch.no_grad():
-                codes = model.eval().encode(images_val)
+                codes = model.eval().encode(data.val_images, *labels)
             _add(record, "torchae", _row(seed, history[-1]["train_loss"], history[-1]["val_loss"], codes), save)
     return record
 

@@ -95,10 +95,36 @@ def parity_inputs(
     return data.train_images, data.val_images
 
 
+def keras_inputs(name: str, images: torch.Tensor, labels: torch.Tensor | None = None) -> Any:
+    """What experiment ``name``'s Keras model takes for ``images``: the images in NHWC, or for a conditional model
+    (part 4's CVAE) the article's ``[images, to_categorical(labels), to_categorical(labels)]``."""
+    x = to_nhwc(images)
+    if not EXPERIMENTS[name].model.conditional:
+        return x
+    if labels is None:
+        raise ValueError(f"{name} takes each image's label: give the labels")
+    categorical = np.eye(10, dtype=np.float32)[labels.numpy()]
+    return [x, categorical, categorical]
+
+
+def keras_data(name: str, train_size: int | None = None, val_size: int | None = None, seed: int = 0) -> tuple[Any, Any]:
+    """The training and validation inputs of :func:`parity_inputs` as experiment ``name``'s Keras model takes them
+    (:func:`keras_inputs`)."""
+    data = data_of(name, train_size, val_size, seed)
+    data.setup("fit")
+    train = keras_inputs(name, data.train_images, data.train_labels)
+    return train, keras_inputs(name, data.val_images, data.val_labels)
+
+
+def keras_targets(x: Any) -> Any:
+    """What the Keras model reconstructs from inputs ``x``: the images (the first input of a conditional model)."""
+    return x[0] if isinstance(x, list) else x
+
+
 def full_sizes(name: str) -> tuple[int, int]:
     """The training and validation set sizes of experiment ``name`` at the article's length: MNIST's 60,000 and
     10,000 images, or the points its config draws."""
-    if EXPERIMENTS[name].model.datamodule is MNISTDataModule:
+    if issubclass(EXPERIMENTS[name].model.datamodule, MNISTDataModule):
         return 60_000, 10_000
     train, val = parity_inputs(name)
     return len(train), len(val)
@@ -123,11 +149,11 @@ def _train_keras(
     timer = Timer()
     history = models.autoencoder.fit(
         x_train,
-        x_train,
+        keras_targets(x_train),
         epochs=epochs,
         batch_size=batch_size,
         shuffle=True,
-        validation_data=(x_val, x_val),
+        validation_data=(x_val, keras_targets(x_val)),
         verbose=0,
         callbacks=[timer],
     )
@@ -159,12 +185,13 @@ def train_both(
     """Train the Keras reference and torchae from the same initial weights, with the article's batch size and
     the configs' steps_per_execution; returns both curves."""
     batch_size = EXPERIMENTS[name].batch_size
-    x_train, x_val = parity_inputs(name, train_size, val_size, seed)
+    x_train, x_val = keras_data(name, train_size, val_size, seed)
     keras_models = build_keras(name, seed=seed)
     torch.manual_seed(seed)  # the denoising model's noise seed is the process seed
     torch_model = EXPERIMENTS[name].model()
     keras_to_torch(keras_models.inner, torch_model)
-    keras_curves = _train_keras(keras_models, to_nhwc(x_train), to_nhwc(x_val), epochs, batch_size)
+    keras_curves = _train_keras(keras_models, x_train, x_val, epochs, batch_size)
+    x_train, x_val = keras_targets(x_train), keras_targets(x_val)
     torch_curves = _train_torch(torch_model, name, epochs, len(x_train), len(x_val), seed)
     return TrainRecord(
         name,
@@ -299,7 +326,7 @@ def keras_against_run(
         keras_models = build_keras(name, seed=seed)
         torch_to_keras(initial_network(name, initial), keras_models.inner)
         model, curves = keras_models.autoencoder, {"backend": backend, "loss": [], "val_loss": [], "seconds": []}
-    x_train, x_val = map(to_nhwc, parity_inputs(name, seed=seed))
+    x_train, x_val = keras_data(name, seed=seed)
 
     class SaveEveryEpoch(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
@@ -318,12 +345,12 @@ def keras_against_run(
     if done < epochs:
         model.fit(
             x_train,
-            x_train,
+            keras_targets(x_train),
             epochs=epochs,
             initial_epoch=done,
             batch_size=experiment.batch_size,
             shuffle=True,
-            validation_data=(x_val, x_val),
+            validation_data=(x_val, keras_targets(x_val)),
             verbose=0,
             callbacks=[SaveEveryEpoch()],
         )
@@ -337,8 +364,8 @@ def keras_against_run(
     return TrainRecord(
         name,
         epochs,
-        len(x_train),
-        len(x_val),
+        len(keras_targets(x_train)),
+        len(keras_targets(x_val)),
         experiment.batch_size,
         seed,
         {key: curves[key][:epochs] for key in ("loss", "val_loss", "seconds")},

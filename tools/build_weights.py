@@ -82,7 +82,7 @@ def commit() -> str:
 
 def full_train_size(name: str) -> int:
     """The training set size of experiment ``name``'s config: MNIST's 60,000, or the points it draws (part 2)."""
-    if EXPERIMENTS[name].model.datamodule is MNISTDataModule:
+    if issubclass(EXPERIMENTS[name].model.datamodule, MNISTDataModule):
         return 60_000
     data = data_of(name)
     data.setup("fit")

@@ -3,10 +3,12 @@
 Importing torchae loads the core only (networks, models, data, optim, the registry, checkpoints, weights): neither
 matplotlib (:mod:`torchae.figures`) nor the fast lane (:mod:`torchae.engine`), which the CLI installs.
 Each experiment registers itself where its model is defined (part 1 in :mod:`torchae.models`, part 2 in
-:mod:`torchae.manifolds`, part 3 in :mod:`torchae.vae`); importing its module here is all it takes.
+:mod:`torchae.manifolds`, part 3 in :mod:`torchae.vae`, part 4 in :mod:`torchae.cvae`); importing its module here is
+all it takes.
 """
 
-from torchae.data import MNISTDataModule, load_mnist
+from torchae.cvae import CVAE
+from torchae.data import LabelledMNISTDataModule, MNISTDataModule, load_mnist
 from torchae.dots import DotsDataModule
 from torchae.errors import CheckpointError, ConfigError, DataError, InputError, UserError
 from torchae.manifolds import DeepSparseAE, DeepSparseL1AE, DotsAE, DotsDeepAE, DotsLinearAE, DotsOverfitAE
@@ -21,6 +23,7 @@ __all__ = [
     "EXPERIMENTS",
     "Autoencoder",
     "AutoencoderModule",
+    "CVAE",
     "CheckpointError",
     "ConfigError",
     "ConvAE",
@@ -41,6 +44,7 @@ __all__ = [
     "Experiment",
     "InputError",
     "KerasAdam",
+    "LabelledMNISTDataModule",
     "MNISTDataModule",
     "SparseAE",
     "UserError",

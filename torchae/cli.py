@@ -600,19 +600,24 @@ def _draw(model: AutoencoderModule, history: Any, target: Path, data_dir: str | 
     from torchae.data import load_mnist, to_image_tensor
     from torchae.figures import draw_figures
 
-    if data_dir is not None and model.datamodule is not MNISTDataModule:
+    mnist = issubclass(model.datamodule, MNISTDataModule)
+    if data_dir is not None and not mnist:
         raise ConfigError(
             f"--data_dir is MNIST's; {type(model).__name__} draws its figures from {model.datamodule.__name__}'s "
             "data: leave --data_dir out"
         )
-    if model.datamodule is MNISTDataModule:
+    train: dict[str, torch.Tensor] = {}
+    if mnist:
         splits = load_mnist(data_dir)
         images, labels = to_image_tensor(splits.x_test), torch.from_numpy(splits.y_test.astype("int64"))
+        if model.conditional:  # the style transfer's sevens come from the training set, as the article's
+            train["train_images"] = to_image_tensor(splits.x_train)
+            train["train_labels"] = torch.from_numpy(splits.y_train.astype("int64"))
     else:  # the model's own data, with its defaults (part 2's points: the article's 1000, seed 0)
         data = model.datamodule(seed=0)
         data.setup("test")
         images, labels = data.val_images, data.val_labels
-    for path in draw_figures(model, images, target, history, n=n, seed=seed, labels=labels):
+    for path in draw_figures(model, images, target, history, n=n, seed=seed, labels=labels, **train):
         print(path)
 
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pytorch_lightning as pl
@@ -29,6 +29,7 @@ from torchae.errors import ConfigError, DataError
 __all__ = [
     "BatchGroup",
     "batches_of",
+    "LabelledMNISTDataModule",
     "MNISTDataModule",
     "TensorDataModule",
     "MNISTSplits",
@@ -418,6 +419,9 @@ class TensorDataModule(pl.LightningDataModule):
             group. On several devices the loaders serve plain batches (DDP synchronises once per Lightning step).
     """
 
+    labelled_batches: ClassVar[bool] = False
+    """Whether training and validation batches are ``(inputs, labels)`` pairs (part 4's CVAE) instead of inputs."""
+
     def __init__(
         self,
         batch_size: int = 256,
@@ -438,11 +442,13 @@ class TensorDataModule(pl.LightningDataModule):
         self.steps_per_execution = steps_per_execution
         self._said_plain: set[str] = set()
         self.train_images: torch.Tensor | None = None
+        self.train_labels: torch.Tensor | None = None
         self.val_images: torch.Tensor | None = None
         self.val_labels: torch.Tensor | None = None
 
     def load(self) -> None:
-        """Fill ``train_images``, ``val_images`` and ``val_labels`` (``None`` without labels)."""
+        """Fill ``train_images``, ``val_images``, and ``train_labels`` and ``val_labels`` (``None`` without
+        labels)."""
         raise ConfigError(
             f"{type(self).__name__} holds no data of its own: give --data torchae.MNISTDataModule or "
             "torchae.DotsDataModule (or a subclass of yours that loads its data)"
@@ -505,13 +511,16 @@ class TensorDataModule(pl.LightningDataModule):
         return int(trainer.num_sanity_val_steps)
 
     def train_dataloader(self) -> TensorBatches:
-        return self._loader(self.train_images, self.batch_size, self.shuffle, grouped="train")
+        labels = self.train_labels if self.labelled_batches else None
+        return self._loader(self.train_images, self.batch_size, self.shuffle, grouped="train", labels=labels)
 
     def val_dataloader(self) -> TensorBatches:
-        return self._loader(self.val_images, self.val_batch_size, False, grouped="val")
+        labels = self.val_labels if self.labelled_batches else None
+        return self._loader(self.val_images, self.val_batch_size, False, grouped="val", labels=labels)
 
     def test_dataloader(self) -> TensorBatches:
-        return self._loader(self.val_images, self.val_batch_size, False, grouped=None)
+        labels = self.val_labels if self.labelled_batches else None
+        return self._loader(self.val_images, self.val_batch_size, False, grouped=None, labels=labels)
 
     def predict_dataloader(self) -> TensorBatches:
         """The validation inputs in order, as ``(inputs, labels)`` pairs when there are labels."""
@@ -571,12 +580,20 @@ class MNISTDataModule(TensorDataModule):
     def load(self) -> None:
         splits = load_mnist(self.data_dir, self.verify_checksums)
         self.train_images = to_image_tensor(splits.x_train[: self.train_size])
+        self.train_labels = torch.from_numpy(np.array(splits.y_train[: self.train_size], dtype=np.int64))
         self.val_images = to_image_tensor(splits.x_test[: self.val_size])
         self.val_labels = torch.from_numpy(np.array(splits.y_test[: self.val_size], dtype=np.int64))
 
     def predict_dataloader(self) -> TensorBatches:
         """The test images in MNIST's order, as ``(images, labels)`` pairs."""
         return super().predict_dataloader()
+
+
+class LabelledMNISTDataModule(MNISTDataModule):
+    """MNIST with each image's digit in every batch: training and validation batches are ``(images, labels)`` pairs,
+    as a conditional model (part 4's CVAE) needs. The settings are :class:`MNISTDataModule`'s."""
+
+    labelled_batches = True
 
 
 def _check_positive_int(name: str, value: Any) -> None:

@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import torch
 
-from torchae.data import MNISTDataModule, TensorDataModule, _check_positive_int, mix_seed
+from torchae.data import LabelledMNISTDataModule, MNISTDataModule, TensorDataModule, _check_positive_int, mix_seed
 from torchae.errors import ConfigError, require
 
 __all__ = ["CURVE_RANGE", "DATAMODULES", "DotsDataModule", "SineDots", "evenly_spaced", "sine_dots"]
@@ -116,5 +116,7 @@ class DotsDataModule(TensorDataModule):
         self.val_images, self.val_labels, self.curve = drawn.dots, None, drawn.curve
 
 
-DATAMODULES: dict[str, type[TensorDataModule]] = {cls.__name__: cls for cls in (MNISTDataModule, DotsDataModule)}
+DATAMODULES: dict[str, type[TensorDataModule]] = {
+    cls.__name__: cls for cls in (MNISTDataModule, LabelledMNISTDataModule, DotsDataModule)
+}
 """torchae's datamodules by class name: what a config's ``data.class_path`` may name among torchae's own."""

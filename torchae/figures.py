@@ -11,6 +11,10 @@
 - ``joint_codes.png``: the joint distribution of code dimensions 1 and 3 with their marginals, part 2's joint plot
   (the deep sparse models); ``code_pairs.png``: every pair of the first four code dimensions;
 - ``dots_manifold.png``: part 2's points, the curve, the manifold a points model learned and PCA's (the points models);
+- ``manifold.png`` and ``latent_distribution.png``: part 3's decoded latent grid and the test codes by digit (VAE);
+- ``generated_digits.png`` (each digit from codes drawn from N(0, I)), ``label_manifolds.png`` (the latent grid
+  decoded with each label), ``label_distributions.png`` (the codes of each digit's test images) and
+  ``style_transfer.png`` (ten sevens of the training set and each digit written in their style): part 4's (CVAE);
 - ``loss_curves.png``: train and validation loss per epoch (every model, when a history is given).
 
 Which figures a model draws is its class's ``figures`` (:class:`~torchae.models.AutoencoderModule`).
@@ -110,7 +114,10 @@ class TestSet:
         codes: the codes of all of them (encoded once, for every figure of the code space).
         labels: their digits ``(N,)``, or ``None``.
         n: digits per row.
-        seed: seed of the noise in the denoising figure.
+        seed: seed of the noise in the denoising figure and of the codes of the generated digits.
+        train_images: training images, where a figure takes its examples from the training set as the article does
+            (the style transfer's sevens); ``None``: the test images stand in.
+        train_labels: their digits.
     """
 
     images: torch.Tensor
@@ -118,11 +125,19 @@ class TestSet:
     labels: torch.Tensor | None = None
     n: int = 10
     seed: int = 0
+    train_images: torch.Tensor | None = None
+    train_labels: torch.Tensor | None = None
 
 
-def encode_all(model: Any, images: torch.Tensor, chunk: int = 1000) -> torch.Tensor:
-    """The codes of every image, encoded ``chunk`` at a time on the model's device."""
-    return torch.cat([model.encode(part.to(model.device)) for part in images.split(chunk)])
+def encode_all(model: Any, images: torch.Tensor, labels: torch.Tensor | None = None, chunk: int = 1000) -> torch.Tensor:
+    """The codes of every image, encoded ``chunk`` at a time on the model's device; a conditional model (the CVAE)
+    encodes each image with its label."""
+    if not getattr(model, "conditional", False):
+        return torch.cat([model.encode(part.to(model.device)) for part in images.split(chunk)])
+    if labels is None:
+        raise ValueError(f"{type(model).__name__} encodes images with their labels: give the labels")
+    pairs = zip(images.split(chunk), labels.split(chunk))
+    return torch.cat([model.encode(part.to(model.device), digits.to(model.device)) for part, digits in pairs])
 
 
 def pca_2d(codes: torch.Tensor) -> torch.Tensor:
@@ -157,7 +172,11 @@ def interpolation_rows(model: Any, a: torch.Tensor, b: torch.Tensor, steps: int 
 
 def draw_reconstructions(model: Any, test: TestSet, path: Path) -> Path:
     shown = test.images[: test.n].to(model.device)
-    rows = [("original", shown), ("decoded", model(shown))]
+    if getattr(model, "conditional", False):
+        decoded = model(shown, test.labels[: test.n].to(model.device))
+    else:
+        decoded = model(shown)
+    rows = [("original", shown), ("decoded", decoded)]
     return plot_digit_rows(rows, path, f"{type(model).__name__}: test digits and their reconstructions")
 
 
@@ -336,11 +355,24 @@ def latent_grid(latent_dim: int, n: int = MANIFOLD_SIDE) -> torch.Tensor:
     return codes
 
 
-def manifold_image(model: Any, n: int = MANIFOLD_SIDE) -> torch.Tensor:
-    """The digits decoded from :func:`latent_grid`, tiled into one ``(28 n, 28 n)`` image."""
+def manifold_image(model: Any, n: int = MANIFOLD_SIDE, label: int | None = None) -> torch.Tensor:
+    """The digits decoded from :func:`latent_grid` (with ``label``, for a conditional model), tiled into one
+    ``(28 n, 28 n)`` image."""
     codes = latent_grid(model.code_shape[0], n).to(device=model.device, dtype=model.dtype)
-    digits = model.decode(codes).detach().float().cpu().reshape(n, n, 28, 28)
+    decoded = model.decode(codes) if label is None else model.decode(codes, label)
+    digits = decoded.detach().float().cpu().reshape(n, n, 28, 28)
     return digits.permute(0, 2, 1, 3).reshape(n * 28, n * 28)
+
+
+LABEL_ROWS = 2
+"""Rows of the per-label panels (digits 0-4 above, 5-9 below)."""
+
+
+def label_manifolds_image(model: Any, n: int = MANIFOLD_SIDE) -> torch.Tensor:
+    """The article's manifold for each digit 0-9, tiled in two rows of five: ``(2 * 28 n, 5 * 28 n)``."""
+    manifolds = torch.stack([manifold_image(model, n, label) for label in range(10)])
+    side = manifolds.shape[-1]
+    return manifolds.reshape(LABEL_ROWS, 10 // LABEL_ROWS, side, side).permute(0, 2, 1, 3).reshape(2 * side, -1)
 
 
 def _image_axes(size: float) -> tuple[Figure, Any]:
@@ -403,23 +435,99 @@ def draw_latent_distribution(model: Any, test: TestSet, path: Path) -> Path:
     return path
 
 
+def draw_generated_digits(model: Any, test: TestSet, path: Path) -> Path:
+    """Part 4's generated digits: a row per label, each digit decoded from a code drawn from ``N(0, I)``."""
+    generator = torch.Generator(device=model.device).manual_seed(test.seed)
+    rows = [(f"digit {label}", model.sample(test.n, label, generator=generator)) for label in range(10)]
+    return plot_digit_rows(rows, path, f"{type(model).__name__}: each digit from codes drawn from N(0, I)")
+
+
+def draw_label_manifolds(model: Any, test: TestSet, path: Path) -> Path:
+    """Part 4's manifolds: for each label, the digits decoded from the 15 x 15 grid over the first two latent
+    dimensions (the others 0)."""
+    figure, ax = _image_axes(8)
+    figure.set_size_inches(16, 7)
+    ax.imshow(label_manifolds_image(model).numpy(), cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+    ax.set_title(f"{type(model).__name__}: digits 0-4 and 5-9 decoded from a grid over z[0], z[1] (normal quantiles)")
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+LABEL_CODE_LIMIT = 5.0
+"""The article's axes of the per-label code plots: -5 to 5."""
+
+
+def _scatter_per_label(axes: Any, codes: torch.Tensor, labels: torch.Tensor) -> list[Any]:
+    colours = matplotlib.colormaps["tab10"]
+    drawn = []
+    for label, ax in enumerate(axes.flat):
+        chosen = codes[labels.cpu() == label]
+        drawn.append(ax.scatter(chosen[:, 0], chosen[:, 1], s=2, alpha=0.5, color=colours(label)))
+        ax.set_xlim(-LABEL_CODE_LIMIT, LABEL_CODE_LIMIT)
+        ax.set_ylim(-LABEL_CODE_LIMIT, LABEL_CODE_LIMIT)
+        ax.set_title(f"digit {label}", fontsize=10)
+    return drawn
+
+
+def draw_label_distributions(model: Any, test: TestSet, path: Path) -> Path:
+    """Part 4's code distributions: for each label, z[0] and z[1] of its test images' mean codes."""
+    require(test.labels is not None, "labels", None, "the test images' labels", "MNIST's test labels")
+    figure = Figure(figsize=(15, 6.5), dpi=100)
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(LABEL_ROWS, 10 // LABEL_ROWS, sharex=True, sharey=True)
+    _scatter_per_label(axes, test.codes.float().cpu(), test.labels)
+    figure.suptitle(f"{type(model).__name__}: z[0] and z[1] of each digit's test codes")
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+STYLE_DIGIT = 7
+"""The article's source of style: the first ten sevens of the training set."""
+
+
+def style_sources(test: TestSet, digit: int = STYLE_DIGIT) -> tuple[torch.Tensor, str]:
+    """The first ``test.n`` images of ``digit`` in the training set (the test set's when no training images were
+    given), and which set they come from."""
+    images, labels, where = test.train_images, test.train_labels, "training"
+    if images is None or labels is None:
+        images, labels, where = test.images, test.labels, "test"
+    return images[labels.cpu() == digit][: test.n], where
+
+
+def draw_style_transfer(model: Any, test: TestSet, path: Path) -> Path:
+    """Part 4's style transfer: ten sevens (in their own row) and each other digit written in their style, black
+    on white as the article draws it."""
+    sources, where = style_sources(test)
+    sources = sources.to(model.device)
+    rows = []
+    for label in range(10):
+        digits = sources if label == STYLE_DIGIT else model.style_transfer(sources, STYLE_DIGIT, label)
+        rows.append((f"{label}" + (" (source)" if label == STYLE_DIGIT else ""), 1 - digits))
+    title = f"{type(model).__name__}: each digit in the style of the first sevens of the {where} set"
+    return plot_digit_rows(rows, path, title)
+
+
 ANIMATION_EPOCHS = frozenset(int(e) for e in (np.arange(0, 59) ** 1.701).astype(int)) | frozenset(range(10))
 """The article's ``save_epochs``: every epoch up to 9, then ever sparser up to 999 (0-based, as Keras counts)."""
 ANIMATION_FOLDER = "animation"
 
 
-def record_frame(model: Any, images: torch.Tensor, folder: Path, epoch: int) -> Path:
-    """Save the animation frame of ``epoch``: the decoded manifold and the codes of ``images``, in inference mode
-    (which draws no random numbers), to ``folder/epoch_NNNN.npz``."""
+def record_frame(
+    model: Any, images: torch.Tensor, folder: Path, epoch: int, labels: torch.Tensor | None = None
+) -> Path:
+    """Save the animation frame of ``epoch``: the decoded manifold (each label's, for a conditional model) and the
+    codes of ``images`` (given ``labels``), in inference mode (which draws no random numbers), to
+    ``folder/epoch_NNNN.npz``."""
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        manifold = manifold_image(model)
-        codes = encode_all(model, images)
+        manifold = label_manifolds_image(model) if getattr(model, "conditional", False) else manifold_image(model)
+        codes = encode_all(model, images, labels)
     model.train(was_training)
     path = folder / f"epoch_{epoch:04d}.npz"
+    pixels = (manifold * 255).round().to(torch.uint8).numpy()
     with atomic_write(path) as partial:
-        np.savez(partial, manifold=(manifold * 255).round().to(torch.uint8).numpy(), codes=codes.float().cpu().numpy())
+        np.savez_compressed(partial, manifold=pixels, codes=codes.float().cpu().numpy())
     return path
 
 
@@ -444,6 +552,10 @@ def write_animations(
         written.append(_animate_manifold(loaded, epochs, out / "manifold.gif", title))
     if "latent_distribution" in names:
         written.append(_animate_codes(loaded, epochs, labels, out / "latent_distribution.gif", title))
+    if "label_manifolds" in names:
+        written.append(_animate_manifold(loaded, epochs, out / "label_manifolds.gif", title))
+    if "label_distributions" in names and labels is not None:
+        written.append(_animate_label_codes(loaded, epochs, labels, out / "label_distributions.gif", title))
     return written
 
 
@@ -451,6 +563,8 @@ def _animate_manifold(loaded: list[dict[str, np.ndarray]], epochs: list[int], pa
     from matplotlib.animation import FuncAnimation
 
     figure, ax = _image_axes(6)
+    height, width = loaded[0]["manifold"].shape
+    figure.set_size_inches(6 * width / height, 6.4)
     shown = ax.imshow(loaded[0]["manifold"], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
 
     def show_manifold(index: int) -> list[Any]:
@@ -484,6 +598,25 @@ def _animate_codes(
     return _save_animation(FuncAnimation(figure, show_codes, frames=len(loaded)), path)
 
 
+def _animate_label_codes(
+    loaded: list[dict[str, np.ndarray]], epochs: list[int], labels: torch.Tensor, path: Path, title: str
+) -> Path:
+    from matplotlib.animation import FuncAnimation
+
+    figure = Figure(figsize=(12, 5.5), dpi=80)
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(LABEL_ROWS, 10 // LABEL_ROWS, sharex=True, sharey=True)
+
+    def show_codes(index: int) -> list[Any]:
+        for ax in axes.flat:
+            ax.clear()
+        drawn = _scatter_per_label(axes, torch.from_numpy(loaded[index]["codes"]), labels)
+        figure.suptitle(f"{title}: z[0], z[1] of each digit's test codes, epoch {epochs[index] + 1}")
+        return drawn
+
+    return _save_animation(FuncAnimation(figure, show_codes, frames=len(loaded)), path)
+
+
 def _save_animation(animation: Any, path: Path) -> Path:
     from matplotlib.animation import PillowWriter
 
@@ -504,6 +637,10 @@ FIGURES: dict[str, Callable[[Any, TestSet, Path], Path]] = {
     "dots_manifold": draw_dots_manifold,
     "manifold": draw_manifold,
     "latent_distribution": draw_latent_distribution,
+    "generated_digits": draw_generated_digits,
+    "label_manifolds": draw_label_manifolds,
+    "label_distributions": draw_label_distributions,
+    "style_transfer": draw_style_transfer,
 }
 """Every figure by name, each written to ``NAME.png`` (a model's ``figures`` says which it draws)."""
 
@@ -520,6 +657,8 @@ def draw_figures(
     n: int = 10,
     seed: int = 0,
     labels: torch.Tensor | None = None,
+    train_images: torch.Tensor | None = None,
+    train_labels: torch.Tensor | None = None,
 ) -> list[Path]:
     """Draw ``model``'s figures (its ``figures``: reconstructions and the code space by default) into ``out_dir``,
     and the loss curves when ``history`` is given; returns the written paths.
@@ -531,14 +670,17 @@ def draw_figures(
         history: per-epoch metrics (dicts with ``epoch``, ``train_loss``, ``val_loss``) for the loss curves.
         n: digits per row.
         seed: seed of the noise in the denoising figure.
-        labels: the digits of ``images``, for the code-space figures.
+        labels: the digits of ``images``, for the code-space figures (and a conditional model's codes).
+        train_images: training images, for the figures that take their examples from the training set (the style
+            transfer's sevens); ``None``: the test images stand in.
+        train_labels: their digits.
     """
     check_digits_per_row(n, "n")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     was_training = model.training
     model.eval()
-    test = TestSet(images, encode_all(model, images), labels, n, seed)
+    test = TestSet(images, encode_all(model, images, labels), labels, n, seed, train_images, train_labels)
     figures = getattr(model, "figures", DEFAULT_FIGURES)
     written = [FIGURES[figure](model, test, out / f"{figure}.png") for figure in figures]
     if history:
@@ -618,7 +760,8 @@ class ArticleFigures(pl.Callback):
         if trainer.current_epoch not in ANIMATION_EPOCHS or not trainer.is_global_zero or not trainer.loggers:
             return
         folder = Path(trainer.loggers[0].log_dir) / ANIMATION_FOLDER  # no collective call: rank 0 only
-        record_frame(pl_module, images, folder, trainer.current_epoch)
+        labels = getattr(trainer.datamodule, "val_labels", None)
+        record_frame(pl_module, images, folder, trainer.current_epoch, labels)
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not (self.enabled or self.write_history):
@@ -636,7 +779,9 @@ class ArticleFigures(pl.Callback):
         if images is None:
             return
         labels = getattr(datamodule, "val_labels", None)
-        paths = draw_figures(pl_module, images, out, self.history, n=self.n, labels=labels)
+        train = {"train_images": getattr(datamodule, "train_images", None)}
+        train["train_labels"] = getattr(datamodule, "train_labels", None)
+        paths = draw_figures(pl_module, images, out, self.history, n=self.n, labels=labels, **train)
         if getattr(pl_module, "animations", ()):
             frames = out / ANIMATION_FOLDER
             paths += write_animations(frames, out, labels, type(pl_module).__name__, pl_module.animations)

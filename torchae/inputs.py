@@ -3,14 +3,28 @@
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
 from torchae.errors import InputError
 from torchae.networks import IMAGE_SHAPE
 
-__all__ = ["check_codes", "check_images", "check_points", "images_of"]
+__all__ = [
+    "CLASSES",
+    "LabelledImages",
+    "batch_size_of",
+    "check_codes",
+    "check_images",
+    "check_label",
+    "check_labels",
+    "check_points",
+    "images_of",
+    "one_hot",
+]
+
+CLASSES = 10
+"""MNIST's labels: the digits 0-9."""
 
 _EXPECTED_IMAGES = "expected a float tensor of shape (N, 1, 28, 28) with pixels in [0, 1]"
 
@@ -91,3 +105,55 @@ def check_codes(code: Any, code_shape: tuple[int, ...], dtype: torch.dtype | Non
 def images_of(batch: Any) -> torch.Tensor:
     """The images of one image batch: the batch itself, or the first item of an ``(images, labels)`` pair."""
     return batch[0] if isinstance(batch, (tuple, list)) else batch
+
+
+class LabelledImages(NamedTuple):
+    """A batch of images with their digits: what a conditional model (part 4's CVAE) takes."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+
+def batch_size_of(x: torch.Tensor | tuple[torch.Tensor, ...]) -> int:
+    """The examples in a model's input: a tensor's first dimension, or that of a tuple's first tensor."""
+    return int((x[0] if isinstance(x, tuple) else x).shape[0])
+
+
+def check_labels(labels: Any, count: int | None = None, check_values: bool = True) -> torch.Tensor:
+    """Return ``labels`` if it is an integer tensor of digits 0-9 of shape ``(count,)``; else raise
+    :class:`InputError` saying why.
+
+    Args:
+        labels: the candidate labels.
+        count: how many there must be (the batch size of the images they go with); ``None`` for any.
+        check_values: also refuse a label outside 0-9 (this reads the values back; the training loop leaves it off,
+            the datamodule having checked its labels once).
+    """
+    shape = f"({count},)" if count is not None else "(N,)"
+    expected = f"expected an integer tensor of shape {shape} with the digits 0-9, one per image"
+    if not isinstance(labels, torch.Tensor):
+        raise InputError(f"labels are a {type(labels).__name__}, {expected}: use torch.tensor(labels)")
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        hint = "; for one-hot rows use labels.argmax(1)" if labels.dim() == 2 else "; use labels.long()"
+        raise InputError(f"labels have dtype {labels.dtype}, {expected}{hint}")
+    if labels.dim() != 1 or (count is not None and labels.shape[0] != count):
+        hint = "; for one-hot rows use labels.argmax(1)" if labels.dim() == 2 and labels.shape[-1] == CLASSES else ""
+        raise InputError(f"labels have shape {tuple(labels.shape)}, {expected}{hint}")
+    if check_values and labels.numel() and not (int(labels.min()) >= 0 and int(labels.max()) < CLASSES):
+        raise InputError(f"labels hold {int(labels.min())}..{int(labels.max())}, {expected}")
+    return labels
+
+
+def check_label(label: Any, setting: str = "label") -> int:
+    """Return ``label`` if it is one digit 0-9 (a Python integer); else raise :class:`InputError`."""
+    if isinstance(label, torch.Tensor) and label.dim() == 0 and not label.is_floating_point():
+        label = int(label)
+    if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < CLASSES:
+        raise InputError(f"{setting} is {label!r}, expected one digit, an integer from 0 to {CLASSES - 1}")
+    return label
+
+
+def one_hot(labels: torch.Tensor, dtype: torch.dtype, classes: int = CLASSES) -> torch.Tensor:
+    """``(N, classes)`` rows with a 1 at each label (Keras's ``to_categorical``), written as a comparison so that it
+    exports to ONNX as one op."""
+    return (labels.unsqueeze(1) == torch.arange(classes, device=labels.device)).to(dtype)

@@ -26,7 +26,7 @@ from torchae.checkpoints import NamedCheckpoints, network_state
 from torchae.data import MNISTDataModule, TensorDataModule, batches_of, mix_seed
 from torchae.errors import require
 from torchae.export import Exportable
-from torchae.inputs import check_codes, check_images, images_of
+from torchae.inputs import batch_size_of, check_codes, check_images, images_of
 from torchae.networks import IMAGE_SHAPE, Autoencoder, DeepDenseAutoencoder, DenseAutoencoder, build_architecture
 from torchae.networks import ConvAutoencoder as ConvNetwork
 from torchae.optim import KerasAdam
@@ -61,7 +61,11 @@ class AutoencoderModule(NamedCheckpoints, Exportable, pl.LightningModule):
         animations: the figures ``torchae fit`` also animates over training (frames at the article's epochs).
         input_shape: the shape of one input without the batch dimension (MNIST's ``(1, 28, 28)``).
         datamodule: the datamodule of the data the model is trained on (MNIST; part 2's points for the points
-            models): the figures command draws from it, and a fit with another one is refused.
+            models; MNIST with its labels for part 4's CVAE): the figures command draws from it, and a fit with
+            another one is refused.
+        conditional: whether the model takes each image's label beside it (part 4's CVAE): its step takes
+            :class:`~torchae.inputs.LabelledImages` (:meth:`inputs_of`), its ``encode``, ``decode`` and ``forward``
+            a second argument, the labels.
     """
 
     figures: ClassVar[tuple[str, ...]] = ("reconstructions", "codes_2d", "interpolation")
@@ -69,6 +73,7 @@ class AutoencoderModule(NamedCheckpoints, Exportable, pl.LightningModule):
     animations: ClassVar[tuple[str, ...]] = ()
     input_shape: ClassVar[tuple[int, ...]] = IMAGE_SHAPE
     datamodule: ClassVar[type[TensorDataModule]] = MNISTDataModule
+    conditional: ClassVar[bool] = False
     unsaved_arguments: ClassVar[tuple[str, ...]] = ()
     """Constructor arguments kept out of the hyperparameters (the checkpoint carries them otherwise)."""
 
@@ -104,6 +109,11 @@ class AutoencoderModule(NamedCheckpoints, Exportable, pl.LightningModule):
         """``x`` if it is a batch of this model's inputs (images of shape ``(N, 1, 28, 28)`` in [0, 1]); else an
         :class:`~torchae.errors.InputError` saying why (see :func:`~torchae.inputs.check_images`)."""
         return check_images(x, check_finite=check_finite, dtype=dtype)
+
+    def inputs_of(self, batch: Any) -> Any:
+        """What the step takes from one batch of the datamodule: its images (MNIST's batches are images, the
+        prediction batches ``(images, labels)`` pairs)."""
+        return images_of(batch)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Codes of images ``x`` of shape ``(N, 1, 28, 28)`` (the article's ``encoder.predict``)."""
@@ -145,9 +155,9 @@ class AutoencoderModule(NamedCheckpoints, Exportable, pl.LightningModule):
             self.log(f"{stage}_{name}", value.detach(), prog_bar=on_bar, batch_size=batch_size, **EPOCH_MEANS)
 
     def shared_step(self, batch: Any, stage: Stage) -> torch.Tensor:
-        x = self.check_inputs(images_of(batch), check_finite=False)  # the datamodule checked its data once
+        x = self.check_inputs(self.inputs_of(batch), check_finite=False)  # the datamodule checked its data once
         terms = self.loss_terms(x, stage)
-        self.log_terms(terms, stage, batch_size=x.shape[0])
+        self.log_terms(terms, stage, batch_size=batch_size_of(x))
         return terms["loss"]
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:

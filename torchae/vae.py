@@ -36,7 +36,14 @@ from torchae.models import AutoencoderModule
 from torchae.networks import IMAGE_SHAPE, PIXELS, Autoencoder, SigmoidDecoder
 from torchae.registry import register_experiment
 
-__all__ = ["VAE", "GaussianEncoder", "LatentDistribution", "VariationalAutoencoder", "keras_batch_norm"]
+__all__ = [
+    "VAE",
+    "GaussianEncoder",
+    "LatentDistribution",
+    "VariationalAutoencoder",
+    "keras_batch_norm",
+    "vae_loss_terms",
+]
 
 KERAS_BATCH_NORM_MOMENTUM = 0.01
 """Keras's ``BatchNormalization(momentum=0.99)`` in PyTorch's convention (the weight of the new batch)."""
@@ -165,7 +172,12 @@ class VAE(AutoencoderModule):
     def __init__(
         self, latent_dim: int = 2, dropout: float = 0.3, learning_rate: float = 1e-4, epsilon: float = 1e-7
     ) -> None:
-        super().__init__(VariationalAutoencoder(latent_dim, dropout), learning_rate=learning_rate, epsilon=epsilon)
+        super().__init__(self.network(latent_dim, dropout), learning_rate=learning_rate, epsilon=epsilon)
+
+    @staticmethod
+    def network(latent_dim: int, dropout: float) -> nn.Module:
+        """The network this model trains: the article's :class:`VariationalAutoencoder`."""
+        return VariationalAutoencoder(latent_dim, dropout)
 
     @property
     def latent_dim(self) -> int:
@@ -187,17 +199,14 @@ class VAE(AutoencoderModule):
         (the parity check replaces it to feed Keras and torch the same noise)."""
         return torch.randn_like(z_mean)
 
+    def reparameterize(self, distribution: LatentDistribution) -> torch.Tensor:
+        """A code drawn from ``q(z|x)``: ``z_mean + exp(z_log_var / 2) * eps`` (the reparameterisation trick)."""
+        return distribution.z_mean + torch.exp(distribution.z_log_var / 2) * self.latent_noise(distribution.z_mean)
+
     def reconstruction_terms(self, inputs: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
         distribution = self.net.distribution(inputs)
-        # Drawn in evaluation too, as the article's Lambda layer draws it.
-        code = distribution.z_mean + torch.exp(distribution.z_log_var / 2) * self.latent_noise(distribution.z_mean)
-        logits = self.net.decoder.logits(code)
-        # Keras's binary_crossentropy: the mean over the 784 pixels of each image.
-        cross_entropy = F.binary_cross_entropy_with_logits(logits, target, reduction="none").flatten(1).mean(1)
-        z_mean, z_log_var = distribution
-        kl = -0.5 * torch.sum(1 + z_log_var - z_mean.square() - z_log_var.exp(), dim=1)
-        reconstruction, divergence = (cross_entropy / 2).mean(), (kl / 2 / PIXELS).mean()
-        return {"loss": reconstruction + divergence, "reconstruction_loss": reconstruction, "kl_loss": divergence}
+        code = self.reparameterize(distribution)  # drawn in evaluation too, as the article's Lambda layer draws it
+        return vae_loss_terms(self.net.decoder.logits(code), target, distribution)
 
     def predict_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
         """The codes' distribution (``codes``: the means, ``log_variances``) and the reconstructions of the means."""
@@ -206,3 +215,21 @@ class VAE(AutoencoderModule):
         labels = {"labels": batch[1]} if isinstance(batch, (tuple, list)) else {}
         outputs = {"codes": z_mean, "log_variances": z_log_var, "reconstructions": self.net.decode(z_mean)}
         return {**outputs, "inputs": inputs, **labels}
+
+
+def vae_loss_terms(
+    logits: torch.Tensor, target: torch.Tensor, distribution: LatentDistribution
+) -> dict[str, torch.Tensor]:
+    """The article's ``vae_loss`` of a batch and its two parts: ``(784 * BCE + KL) / 2 / 784`` per image, averaged.
+
+    Args:
+        logits: the decoder's pre-sigmoid outputs for the sampled codes, shaped as ``target``.
+        target: the images to reconstruct.
+        distribution: ``q(z|x)`` of the batch, for the KL term.
+    """
+    # Keras's binary_crossentropy: the mean over the 784 pixels of each image.
+    cross_entropy = F.binary_cross_entropy_with_logits(logits, target, reduction="none").flatten(1).mean(1)
+    z_mean, z_log_var = distribution
+    kl = -0.5 * torch.sum(1 + z_log_var - z_mean.square() - z_log_var.exp(), dim=1)
+    reconstruction, divergence = (cross_entropy / 2).mean(), (kl / 2 / PIXELS).mean()
+    return {"loss": reconstruction + divergence, "reconstruction_loss": reconstruction, "kl_loss": divergence}

@@ -77,10 +77,11 @@ def draws_random_numbers(module: AutoencoderModule) -> bool:
     nothing a run will draw or compute. A model without an example input counts as drawing (it cannot be checked).
     """
     example = getattr(module, "example_input_array", None)
-    if not isinstance(example, torch.Tensor):
+    parts = example if isinstance(example, tuple) else (example,)
+    if not parts or not all(isinstance(part, torch.Tensor) for part in parts):
         return True
     device = next((p.device for p in module.parameters()), torch.device("cpu"))
-    x = example.to(device)
+    x = type(example)(*(part.to(device) for part in parts)) if isinstance(example, tuple) else example.to(device)
     was_training = module.training
     buffers = {name: buffer.clone() for name, buffer in module.named_buffers()}
     devices = [device] if device.type == "cuda" else []

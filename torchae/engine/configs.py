@@ -40,7 +40,7 @@ def data_of(
     else:
         data_class, settings = MNISTDataModule, section
     settings = {**(settings or {}), "seed": seed}
-    if data_class is MNISTDataModule:
+    if issubclass(data_class, MNISTDataModule):
         settings |= {"train_size": train_size, "val_size": val_size}
     return data_class(**{**settings, **overrides})
 

@@ -14,7 +14,7 @@ from pytorch_lightning.utilities.model_helpers import is_overridden
 
 from torchae.data import batches_of
 from torchae.engine.lightning_compat import count_logged_batches, counted_step, counted_steps
-from torchae.inputs import images_of
+from torchae.inputs import batch_size_of
 from torchae.models import AutoencoderModule, Stage
 
 if TYPE_CHECKING:
@@ -90,7 +90,8 @@ class StepRunner:
         """Every image batch of ``batch`` (one optimizer step each when training); returns the mean loss."""
         optimizer = self.module.optimizers() if stage == "train" else None
         # The finiteness test would synchronise with the device every step; the datamodule checks its data once.
-        xs = [self.module.check_inputs(x, check_finite=False) for x in map(images_of, batches_of(batch))]
+        inputs_of, check = self.module.inputs_of, self.module.check_inputs
+        xs = [check(inputs_of(part), check_finite=False) for part in batches_of(batch)]
         sums: dict[str, torch.Tensor] = {}
         count = start = 0
         while start < len(xs):
@@ -107,10 +108,10 @@ class StepRunner:
                     terms = self.graphs.run(self.module, x, stage, optimizer, self.step)
                 else:
                     terms = self.step(x, stage, optimizer)
-                weighted = {name: value * x.shape[0] for name, value in terms.items()}  # already detached
+                weighted = {name: value * batch_size_of(x) for name, value in terms.items()}  # already detached
             for name, value in weighted.items():
                 sums[name] = value if name not in sums else sums[name] + value
-            count += sum(x.shape[0] for x in xs[start : start + together])
+            count += sum(batch_size_of(x) for x in xs[start : start + together])
             start += together
         self.module.log_terms({name: total / count for name, total in sums.items()}, stage, batch_size=count)
         if optimizer is not None and len(xs) > 1:

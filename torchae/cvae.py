@@ -1,0 +1,252 @@
+"""Part 4 of the series: the conditional VAE, which generates a chosen digit in a chosen style.
+
+Part 3's VAE with each image's label beside it: the encoder sees the image and its one-hot label and predicts
+``q(z|x, y)``; the decoder sees the code and a one-hot label. The KL term still pulls ``q(z|x, y)`` towards ``N(0, I)``
+whatever the label, so the code keeps what the digits have in common (slant, stroke, width): the style. Decoding one
+image's code with another label writes that digit in the image's style (:meth:`CVAE.style_transfer`, the article's
+``style_t`` model).
+
+The article's network (:class:`ConditionalVariationalAutoencoder`): ``concatenate([Flatten(image), label])``, Dense
+256 ReLU, BatchNorm, Dropout 0.3, then the heads ``z_mean`` and ``z_log_var`` of an 8-D latent space; the decoder
+``concatenate([z, label])``, Dense 256, LeakyReLU, BatchNorm, Dropout, Dense 784 sigmoid. Batch 500, Adam 1e-3, 1000
+epochs, part 3's loss and part 3's Keras semantics (:mod:`torchae.vae`: BatchNorm's momentum and epsilon, LeakyReLU's
+slope, the sample drawn in evaluation too).
+
+Labels are integer digits ``(N,)`` everywhere in the API and in the datamodule's batches
+(:class:`~torchae.data.LabelledMNISTDataModule`); the network one-hots them as the article's ``to_categorical``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from torchae.data import LabelledMNISTDataModule
+from torchae.errors import InputError, require
+from torchae.inputs import (
+    CLASSES,
+    LabelledImages,
+    check_codes,
+    check_images,
+    check_label,
+    check_labels,
+    one_hot,
+)
+from torchae.networks import IMAGE_SHAPE, PIXELS, SigmoidDecoder, keras_init_
+from torchae.registry import register_experiment
+from torchae.vae import KERAS_LEAKY_RELU_SLOPE, VAE, LatentDistribution, keras_batch_norm, vae_loss_terms
+
+__all__ = ["CVAE", "ConditionalDecoder", "ConditionalGaussianEncoder", "ConditionalVariationalAutoencoder"]
+
+
+def _check_sizes(latent_dim: int, dropout: float) -> None:
+    positive = isinstance(latent_dim, int) and not isinstance(latent_dim, bool) and latent_dim > 0
+    require(positive, "model.latent_dim", latent_dim, "a positive integer", "8")
+    require(0 <= dropout < 1, "model.dropout", dropout, "a rate from 0 up to (not including) 1", "0.3")
+
+
+class ConditionalGaussianEncoder(nn.Module):
+    """The article's encoder: ``concatenate([Flatten(image), one_hot(label)])``, Dense 256 ReLU, BN, Dropout, then
+    the heads ``z_mean`` and ``z_log_var``.
+
+    Args:
+        latent_dim: size of the latent space.
+        dropout: the dropout rate.
+    """
+
+    def __init__(self, latent_dim: int = 8, dropout: float = 0.3) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Linear(PIXELS + CLASSES, 256), nn.ReLU(), keras_batch_norm(256), nn.Dropout(dropout)
+        )
+        self.z_mean = nn.Linear(256, latent_dim)
+        self.z_log_var = nn.Linear(256, latent_dim)
+
+    def distribution(self, images: torch.Tensor, labels: torch.Tensor) -> LatentDistribution:
+        """``q(z|x, y)``: the mean and the log-variance of each image's code, given its label."""
+        hidden = self.body(torch.cat([images.flatten(1), one_hot(labels, images.dtype)], dim=1))
+        return LatentDistribution(self.z_mean(hidden), self.z_log_var(hidden))
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The mean code (the article's ``z_meaner``): what ``encode`` gives and ``--part encoder`` exports."""
+        return self.distribution(images, labels).z_mean
+
+
+class ConditionalDecoder(nn.Module):
+    """The article's decoder: ``concatenate([z, one_hot(label)])``, Dense 256, LeakyReLU, BN, Dropout, Dense 784
+    sigmoid, Reshape.
+
+    Args:
+        latent_dim: size of the latent space.
+        dropout: the dropout rate.
+    """
+
+    def __init__(self, latent_dim: int = 8, dropout: float = 0.3) -> None:
+        super().__init__()
+        self.pixels = SigmoidDecoder(
+            nn.Sequential(
+                nn.Linear(latent_dim + CLASSES, 256),
+                nn.LeakyReLU(KERAS_LEAKY_RELU_SLOPE),
+                keras_batch_norm(256),
+                nn.Dropout(dropout),
+                nn.Linear(256, PIXELS),
+                nn.Unflatten(1, IMAGE_SHAPE),
+            )
+        )
+
+    def logits(self, codes: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Pre-sigmoid outputs ``(N, 1, 28, 28)``."""
+        return self.pixels.logits(torch.cat([codes, one_hot(labels, codes.dtype)], dim=1))
+
+    def forward(self, codes: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Pixel probabilities ``(N, 1, 28, 28)`` of digits ``labels`` written with ``codes``."""
+        return torch.sigmoid(self.logits(codes, labels))
+
+
+class ConditionalVariationalAutoencoder(nn.Module):
+    """The article's CVAE network; ``forward(images, labels)`` decodes the mean codes with the same labels
+    (deterministic, so that it exports). Initialised as Keras initialises.
+
+    Args:
+        latent_dim: size of the latent space (the article's 8).
+        dropout: the dropout rate (the article's 0.3).
+    """
+
+    def __init__(self, latent_dim: int = 8, dropout: float = 0.3) -> None:
+        _check_sizes(latent_dim, dropout)
+        super().__init__()
+        self.encoder = ConditionalGaussianEncoder(latent_dim, dropout)
+        self.decoder = ConditionalDecoder(latent_dim, dropout)
+        self.code_shape = (latent_dim,)
+        keras_init_(self)
+
+    def distribution(self, images: torch.Tensor, labels: torch.Tensor) -> LatentDistribution:
+        return self.encoder.distribution(images, labels)
+
+    def encode(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.encoder(images, labels)
+
+    def decode(self, codes: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.decoder(codes, labels)
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.encoder(images, labels), labels)
+
+
+@register_experiment(
+    "cvae",
+    epochs=1000,
+    batch_size=500,
+    parameters=(208_656, 207_376, 416_032),
+    keras=True,
+)
+class CVAE(VAE):
+    """The article's conditional VAE (part 4) with an 8-D latent space; 416,032 parameters as Keras counts them
+    (1,024 of them BatchNorm running statistics).
+
+    Its batches are :class:`~torchae.inputs.LabelledImages` (``--data torchae.LabelledMNISTDataModule``), and each
+    method that takes images takes their labels too. The loss, its logged parts and ``val_loss`` are part 3's
+    (:class:`~torchae.vae.VAE`).
+
+    Args:
+        latent_dim: size of the latent space.
+        dropout: the dropout rate of the encoder and the decoder.
+        learning_rate: Adam's learning rate (the article's ``start_lr``, 1e-3).
+        epsilon: Adam's epsilon, placed as Keras places it.
+    """
+
+    figures = ("reconstructions", "generated_digits", "label_manifolds", "label_distributions", "style_transfer")
+    animations = ("label_manifolds", "label_distributions")
+    datamodule = LabelledMNISTDataModule
+    conditional = True
+
+    def __init__(
+        self, latent_dim: int = 8, dropout: float = 0.3, learning_rate: float = 1e-3, epsilon: float = 1e-7
+    ) -> None:
+        super().__init__(latent_dim, dropout, learning_rate=learning_rate, epsilon=epsilon)
+        self.example_input_array = LabelledImages(torch.zeros(2, *IMAGE_SHAPE), torch.zeros(2, dtype=torch.long))
+
+    @staticmethod
+    def network(latent_dim: int, dropout: float) -> nn.Module:
+        """The network this model trains: the article's :class:`ConditionalVariationalAutoencoder`."""
+        return ConditionalVariationalAutoencoder(latent_dim, dropout)
+
+    def inputs_of(self, batch: Any) -> LabelledImages:
+        """The ``(images, labels)`` pair of a batch of :class:`~torchae.data.LabelledMNISTDataModule`."""
+        if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
+            raise InputError(
+                f"{type(self).__name__} takes batches of (images, labels), got a {type(batch).__name__}: train it "
+                "on --data torchae.LabelledMNISTDataModule"
+            )
+        return LabelledImages(*batch)
+
+    def check_inputs(self, x: Any, check_finite: bool = True, dtype: torch.dtype | None = None) -> LabelledImages:
+        """``x`` if it is a pair of images ``(N, 1, 28, 28)`` and their digits ``(N,)``; else an
+        :class:`~torchae.errors.InputError` saying why."""
+        if not (isinstance(x, tuple) and len(x) == 2):
+            raise InputError(f"{type(self).__name__} takes images and their labels, got a {type(x).__name__}")
+        images = check_images(x[0], check_finite=check_finite, dtype=dtype)
+        return LabelledImages(images, check_labels(x[1], images.shape[0], check_values=check_finite))
+
+    def _labels_for(self, labels: Any, count: int) -> torch.Tensor:
+        """``labels`` checked, on the model's device: a tensor of ``count`` digits, or one digit for all."""
+        if isinstance(labels, int) or (isinstance(labels, torch.Tensor) and labels.dim() == 0):
+            labels = torch.full((count,), check_label(labels, "labels"), dtype=torch.long)
+        return check_labels(labels, count).to(self.device)
+
+    def distribution(self, images: torch.Tensor, labels: Any) -> LatentDistribution:  # type: ignore[override]
+        """``q(z|x, y)`` of images and their labels (a tensor of digits, or one digit for all)."""
+        images = check_images(images, dtype=self.dtype)
+        return self.net.distribution(images, self._labels_for(labels, images.shape[0]))
+
+    def encode(self, images: torch.Tensor, labels: Any) -> torch.Tensor:  # type: ignore[override]
+        """The mean codes ``(N, latent_dim)`` of images given their labels (the article's ``z_meaner``)."""
+        images = check_images(images, dtype=self.dtype)
+        return self.net.encode(images, self._labels_for(labels, images.shape[0]))
+
+    def decode(self, codes: torch.Tensor, labels: Any) -> torch.Tensor:  # type: ignore[override]
+        """Digits ``labels`` (a tensor of digits, or one digit for all) written with ``codes``: pixel probabilities
+        ``(N, 1, 28, 28)`` (the article's ``decoder``)."""
+        codes = check_codes(codes, self.code_shape, dtype=self.dtype)
+        return self.net.decode(codes, self._labels_for(labels, codes.shape[0]))
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        """Reconstructions of ``images`` from their mean codes and ``labels``. Checks shapes, not values, so it can
+        be traced."""
+        x = self.check_inputs(LabelledImages(images, labels), check_finite=False, dtype=self.dtype)
+        return self.net(*x)
+
+    def sample(self, n: int, label: int, generator: torch.Generator | None = None) -> torch.Tensor:  # type: ignore[override]
+        """``n`` digits ``label`` decoded from codes drawn from the prior ``N(0, I)`` (from ``generator``, or
+        torch's global one), ``(n, 1, 28, 28)``."""
+        require(isinstance(n, int) and not isinstance(n, bool) and n > 0, "n", n, "a positive integer", "16")
+        label = check_label(label)
+        codes = torch.randn(n, self.latent_dim, generator=generator, device=self.device, dtype=self.dtype)
+        return self.net.decode(codes, torch.full((n,), label, dtype=torch.long, device=self.device))
+
+    def style_transfer(self, images: torch.Tensor, from_label: Any, to_label: Any) -> torch.Tensor:
+        """``images`` of digits ``from_label`` rewritten as digits ``to_label`` in their style: each image's mean
+        code given ``from_label``, decoded with ``to_label`` (the article's ``style_t`` model). Each label is one
+        digit for all the images or a tensor of one digit per image."""
+        return self.decode(self.encode(images, from_label), to_label)
+
+    def reconstruction_terms(self, inputs: LabelledImages, target: LabelledImages) -> dict[str, torch.Tensor]:  # type: ignore[override]
+        distribution = self.net.distribution(*inputs)
+        code = self.reparameterize(distribution)  # drawn in evaluation too, as the article's Lambda layer draws it
+        return vae_loss_terms(self.net.decoder.logits(code, inputs.labels), target.images, distribution)
+
+    def predict_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
+        """The codes' distribution given the labels (``codes``: the means, ``log_variances``), the reconstructions
+        of the means, and the labels."""
+        images, labels = self.inputs_of(batch)
+        z_mean, z_log_var = self.net.distribution(images, labels)
+        reconstructions = self.net.decode(z_mean, labels)
+        return {
+            "codes": z_mean,
+            "log_variances": z_log_var,
+            "reconstructions": reconstructions,
+            "inputs": images,
+            "labels": labels,
+        }
