@@ -143,7 +143,8 @@ def main(argv: list[str] | None = None) -> None:
 
         (name,) = _models(parser, [args.name])
         epochs = args.epochs or EXPERIMENTS[name].epochs
-        if not issubclass(EXPERIMENTS[name].model.datamodule, MNISTDataModule):  # the sizes are the config's (part 2's points)
+        # The sizes are the config's where its data is not MNIST (part 2's points).
+        if not issubclass(EXPERIMENTS[name].model.datamodule, MNISTDataModule):
             from parity.train import parity_inputs
 
             args.train_size, args.val_size = (len(inputs) for inputs in parity_inputs(name))

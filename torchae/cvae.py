@@ -34,7 +34,7 @@ from torchae.inputs import (
     check_labels,
     one_hot,
 )
-from torchae.networks import IMAGE_SHAPE, PIXELS, SigmoidDecoder, keras_init_
+from torchae.networks import IMAGE_SHAPE, PIXELS, keras_init_
 from torchae.registry import register_experiment
 from torchae.vae import KERAS_LEAKY_RELU_SLOPE, VAE, LatentDistribution, keras_batch_norm, vae_loss_terms
 
@@ -85,20 +85,18 @@ class ConditionalDecoder(nn.Module):
 
     def __init__(self, latent_dim: int = 8, dropout: float = 0.3) -> None:
         super().__init__()
-        self.pixels = SigmoidDecoder(
-            nn.Sequential(
-                nn.Linear(latent_dim + CLASSES, 256),
-                nn.LeakyReLU(KERAS_LEAKY_RELU_SLOPE),
-                keras_batch_norm(256),
-                nn.Dropout(dropout),
-                nn.Linear(256, PIXELS),
-                nn.Unflatten(1, IMAGE_SHAPE),
-            )
+        self.body = nn.Sequential(
+            nn.Linear(latent_dim + CLASSES, 256),
+            nn.LeakyReLU(KERAS_LEAKY_RELU_SLOPE),
+            keras_batch_norm(256),
+            nn.Dropout(dropout),
+            nn.Linear(256, PIXELS),
+            nn.Unflatten(1, IMAGE_SHAPE),
         )
 
     def logits(self, codes: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Pre-sigmoid outputs ``(N, 1, 28, 28)``."""
-        return self.pixels.logits(torch.cat([codes, one_hot(labels, codes.dtype)], dim=1))
+        return self.body(torch.cat([codes, one_hot(labels, codes.dtype)], dim=1))
 
     def forward(self, codes: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Pixel probabilities ``(N, 1, 28, 28)`` of digits ``labels`` written with ``codes``."""
