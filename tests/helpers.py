@@ -15,8 +15,10 @@ import torch
 from torch import nn
 
 import torchae
+import torchae.inputs
 import torchae.networks
 from torchae import runs
+from torchae.data import TensorBatches
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -109,7 +111,7 @@ def quick_data(config: str, train: int = 1024, val: int = 512) -> list[str]:
 
 def inputs_for(model_class: type, images: torch.Tensor) -> torch.Tensor:
     """Test inputs of a model class: ``images`` (MNIST's), or as many of part 2's points for a points model."""
-    if model_class.datamodule is torchae.MNISTDataModule:
+    if issubclass(model_class.datamodule, torchae.MNISTDataModule):
         return images
     from torchae.dots import sine_dots
 
@@ -118,6 +120,29 @@ def inputs_for(model_class: type, images: torch.Tensor) -> torch.Tensor:
 
 def small_data(model_class: type, size: int = 64, batch_size: int = 32) -> torchae.data.TensorDataModule:
     """A few of a model class's training inputs: MNIST's first ``size`` images, or ``size`` of part 2's points."""
-    if model_class.datamodule is torchae.MNISTDataModule:
-        return torchae.MNISTDataModule(batch_size=batch_size, train_size=size, val_size=size, seed=0)
+    if issubclass(model_class.datamodule, torchae.MNISTDataModule):
+        return model_class.datamodule(batch_size=batch_size, train_size=size, val_size=size, seed=0)
     return model_class.datamodule(batch_size=batch_size, points=size, seed=0)
+
+
+def condition_for(model_class: type, count: int) -> tuple[torch.Tensor, ...]:
+    """What a model class takes beside ``count`` inputs: the labels (digits 0-9 in turn) for a conditional model
+    (part 4's CVAE), nothing for the others; ``model.encode(x, *condition_for(type(model), len(x)))``."""
+    return (torch.arange(count) % 10,) if getattr(model_class, "conditional", False) else ()
+
+
+def labels_for(model_class: type, count: int) -> torch.Tensor | None:
+    """The labels of ``count`` test inputs of a conditional model (:func:`condition_for`'s), else ``None``."""
+    condition = condition_for(model_class, count)
+    return condition[0] if condition else None
+
+
+def step_inputs(model_class: type, images: torch.Tensor) -> torch.Tensor | torchae.inputs.LabelledImages:
+    """What a model class's ``loss_terms`` takes for ``images``: the images, or with their labels (the CVAE)."""
+    labels = labels_for(model_class, len(images))
+    return images if labels is None else torchae.inputs.LabelledImages(images, labels)
+
+
+def batches_for(model_class: type, inputs: torch.Tensor, batch_size: int, shuffle: bool, **kwargs) -> TensorBatches:
+    """``TensorBatches`` of ``inputs`` as a model class's step takes them: with labels for a conditional model."""
+    return TensorBatches(inputs, batch_size, shuffle, labels=labels_for(model_class, len(inputs)), **kwargs)

@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from helpers import inputs_for, quiet_trainer
+from helpers import batches_for, condition_for, inputs_for, quiet_trainer, step_inputs
 
 import torchae
 from torchae.data import TensorBatches
@@ -95,18 +95,19 @@ def test_training_step_changes_weights_and_validation_does_not(name, test_images
     model = make(name)
     test_images = inputs_for(type(model), test_images)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    trainer(tmp_path, limit_train_batches=1, limit_val_batches=0).fit(model, TensorBatches(test_images, 16, False))
+    batches = batches_for(type(model), test_images, 16, False)
+    trainer(tmp_path, limit_train_batches=1, limit_val_batches=0).fit(model, batches)
     changed = [k for k, v in model.state_dict().items() if not torch.equal(v, before[k])]
     assert len(changed) == len(before)  # every weight and bias moved
     after_fit = {k: v.clone() for k, v in model.state_dict().items()}
-    trainer(tmp_path).validate(model, TensorBatches(test_images, 16, False), verbose=False)
+    trainer(tmp_path).validate(model, batches, verbose=False)
     assert all(torch.equal(v, after_fit[k]) for k, v in model.state_dict().items())
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_overfitting_one_batch_drives_the_loss_down(name, test_images):
     model = make(name, learning_rate=3e-3)
-    x = inputs_for(type(model), test_images)[:16]
+    x = step_inputs(type(model), inputs_for(type(model), test_images)[:16])
     optimizer = model.configure_optimizers()
     losses = []
     for _ in range(60):
@@ -123,16 +124,18 @@ def test_checkpoint_round_trip_gives_identical_outputs(name, test_images, tmp_pa
     model = make(name)
     test_images = inputs_for(type(model), test_images)
     fit = trainer(tmp_path, limit_train_batches=2, limit_val_batches=1)
-    fit.fit(model, TensorBatches(test_images, 16, True, seed=1), TensorBatches(test_images, 64, False))
+    kind = type(model)
+    fit.fit(model, batches_for(kind, test_images, 16, True, seed=1), batches_for(kind, test_images, 64, False))
     path = tmp_path / "model.ckpt"
     fit.save_checkpoint(path)
+    condition = condition_for(kind, len(test_images))
     for loaded in (type(model).load_from_checkpoint(path, weights_only=True), torchae.load_checkpoint(path)):
         assert type(loaded) is type(model)
         assert loaded.hparams == model.hparams
         model.eval(), loaded.eval()
         with torch.no_grad():
-            assert torch.equal(loaded(test_images), model(test_images))
-            assert torch.equal(loaded.encode(test_images), model.encode(test_images))
+            assert torch.equal(loaded(test_images, *condition), model(test_images, *condition))
+            assert torch.equal(loaded.encode(test_images, *condition), model.encode(test_images, *condition))
 
 
 def test_checkpoint_of_another_model_is_refused_with_a_clear_error(test_images, tmp_path):
@@ -174,9 +177,10 @@ def test_bad_hyperparameters_are_refused(bad_value):
 def test_bad_model_input_names_the_expected_shape(name, x, message):
     model = make(name)
     value_check = message == "NaN or infinite"  # encode/decode read the values; a traceable forward does not
+    condition = condition_for(type(model), len(x))  # good labels beside the bad images (the CVAE)
     for call in (model.encode,) if value_check else (model, model.encode):
         with pytest.raises(ValueError, match=message):
-            call(x)
+            call(x, *condition)
 
 
 def test_forward_checks_shapes_not_values():

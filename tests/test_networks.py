@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F  # noqa: N812
+from helpers import condition_for
 from torch import nn
 
 import torchae
@@ -16,6 +17,7 @@ from torchae.registry import EXPERIMENTS
 
 # SPEC.md, "The models": the code shapes (NCHW; denoising wraps the dense model).
 CODE_SHAPES = {"dense": (49,), "deep": (49,), "conv": (1, 7, 7), "denoising": (49,), "sparse": (16,), "vae": (2,)}
+CODE_SHAPES["cvae"] = (8,)  # part 4: the conditional VAE's 8-D latent space
 # Part 2: 1-D codes of the points, 16-d codes of the deep sparse autoencoder.
 CODE_SHAPES |= {
     "dots_linear": (1,),
@@ -56,14 +58,15 @@ def test_shapes_and_forward_is_decode_of_encode(name):
     model = EXPERIMENTS[name].model().eval()
     assert model.input_shape == INPUT_SHAPES[name]
     x = torch.rand(5, *INPUT_SHAPES[name])
-    code = model.encode(x)
+    condition = condition_for(type(model), 5)  # a conditional model's labels
+    code = model.encode(x, *condition)
     assert tuple(code.shape) == (5, *CODE_SHAPES[name])
     assert model.code_shape == CODE_SHAPES[name]
-    decoded = model.decode(code)
+    decoded = model.decode(code, *condition)
     assert decoded.shape == (5, *INPUT_SHAPES[name])
     if INPUT_SHAPES[name] == (1, 28, 28):  # pixel probabilities; the points models' outputs are linear
         assert float(decoded.min()) >= 0.0 and float(decoded.max()) <= 1.0
-    torch.testing.assert_close(model(x), decoded, rtol=0, atol=0)
+    torch.testing.assert_close(model(x, *condition), decoded, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
@@ -138,6 +141,8 @@ def test_networks_are_built_from_stock_layers(name):
     containers are torchae's (the VAE's encoder holds stock layers and two heads)."""
     net = EXPERIMENTS[name].model().net
     own = {networks.Autoencoder, networks.SigmoidDecoder, networks.Conv2d, torchae.vae.GaussianEncoder}
+    own |= {torchae.cvae.ConditionalVariationalAutoencoder, torchae.cvae.ConditionalGaussianEncoder}
+    own |= {torchae.cvae.ConditionalDecoder}
     for module in net.modules():
         kind = type(module)
         assert kind.__module__.startswith("torch.nn") or kind in own or isinstance(module, networks.Autoencoder), kind

@@ -70,7 +70,7 @@ def test_each_part_two_experiment_states_the_article(name):
 def test_the_parts_register_in_the_series_order():
     names = list(EXPERIMENTS)
     assert names[len(ARTICLE) : len(ARTICLE) + len(PART_2)] == list(PART_2)
-    assert names.index("vae") > names.index("deep_sparse_l1")
+    assert names.index("cvae") > names.index("vae") > names.index("deep_sparse_l1")
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)

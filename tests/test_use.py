@@ -9,7 +9,7 @@ import numpy as np
 import onnxruntime
 import pytest
 import torch
-from helpers import quiet_trainer, small_data
+from helpers import condition_for, quiet_trainer, small_data
 
 import torchae
 from torchae.cli import main
@@ -36,19 +36,22 @@ def test_lightning_export_methods_work_with_a_dynamic_batch(name, tmp_path):
     torch.export.export gives torch's outputs; all to 1e-5."""
     model = trained(name, tmp_path)
     x4, x7 = torch.rand(4, *model.input_shape), torch.rand(7, *model.input_shape)
+    c4, c7 = condition_for(type(model), 4), condition_for(type(model), 7)  # a conditional model's labels
     with torch.no_grad():
-        expected = model(x7).numpy()
-    model.to_onnx(tmp_path / "model.onnx", x4)
+        expected = model(x7, *c7).numpy()
+    model.to_onnx(tmp_path / "model.onnx", (x4, *c4))
     assert [path.name for path in tmp_path.glob("model.onnx*")] == ["model.onnx"]  # no .onnx.data beside it
     alone = tmp_path / "elsewhere" / "copy.onnx"
     alone.parent.mkdir()
     alone.write_bytes((tmp_path / "model.onnx").read_bytes())
     session = onnxruntime.InferenceSession(str(alone), providers=["CPUExecutionProvider"])
-    input_name = "images" if model.input_shape == (1, 28, 28) else "points"
-    np.testing.assert_allclose(session.run(None, {input_name: x7.numpy()})[0], expected, atol=1e-5, rtol=0)
+    feeds = {"images" if model.input_shape == (1, 28, 28) else "points": x7.numpy()}
+    feeds |= {"labels": c7[0].numpy()} if c7 else {}
+    assert [given.name for given in session.get_inputs()] == list(feeds)
+    np.testing.assert_allclose(session.run(None, feeds)[0], expected, atol=1e-5, rtol=0)
     batch = torch.export.Dim("batch", min=1, max=1024)
-    program = torch.export.export(model, (x4,), dynamic_shapes=({0: batch},))
-    np.testing.assert_allclose(program.module()(x7).detach().numpy(), expected, atol=1e-5, rtol=0)
+    program = torch.export.export(model, (x4, *c4), dynamic_shapes=tuple({0: batch} for _ in (x4, *c4)))
+    np.testing.assert_allclose(program.module()(x7, *c7).detach().numpy(), expected, atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("format", FORMATS)
@@ -63,10 +66,11 @@ def test_every_format_of_every_model_is_one_file_that_gives_torchs_outputs(name,
     alone = tmp_path / "elsewhere" / written.name
     alone.parent.mkdir()
     alone.write_bytes(written.read_bytes())
-    x = torch.rand(3, *model.input_shape)
+    x, condition = torch.rand(3, *model.input_shape), condition_for(type(model), 3)
     with torch.no_grad():
-        expected = model.net(x).numpy()
-    np.testing.assert_allclose(load_exported(alone, format)(x.numpy()), expected, atol=1e-5)
+        expected = model.net(x, *condition).numpy()
+    found = load_exported(alone, format)(x.numpy(), *(labels.numpy() for labels in condition))
+    np.testing.assert_allclose(found, expected, atol=1e-5)
 
 
 @pytest.mark.parametrize("part", PARTS)

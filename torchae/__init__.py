@@ -7,6 +7,11 @@ Each experiment registers itself where its model is defined (part 1 in :mod:`tor
 all it takes.
 """
 
+# isort: off
+# The parts register their experiments in the series' order (the registry's order is the listing's).
+from torchae import models, manifolds, vae, cvae  # noqa: F401
+
+# isort: on
 from torchae.cvae import CVAE
 from torchae.data import LabelledMNISTDataModule, MNISTDataModule, load_mnist
 from torchae.dots import DotsDataModule

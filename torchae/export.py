@@ -27,28 +27,28 @@ Part = Literal["autoencoder", "encoder", "decoder"]
 FORMATS: tuple[str, ...] = Format.__args__  # type: ignore[attr-defined]
 PARTS: tuple[str, ...] = Part.__args__  # type: ignore[attr-defined]
 NAMES = {"autoencoder": ("images", "reconstructions"), "encoder": ("images", "codes"), "decoder": ("codes", "images")}
-"""The ONNX input and output names of each part; a model of points (part 2's) says ``points`` for ``images``."""
+"""The ONNX input and output names of each part; a model of points (part 2's) says ``points`` for ``images``, and a
+conditional model (part 4's CVAE) takes ``labels`` as a second input."""
 
 
-def io_names(model: Any, part: str) -> tuple[str, str]:
-    """The ONNX input and output names of ``part`` of ``model``."""
+def io_names(model: Any, part: str) -> tuple[tuple[str, ...], str]:
+    """The ONNX input names and the output name of ``part`` of ``model``."""
     data = "images" if tuple(model.input_shape) == (1, 28, 28) else "points"
-    return tuple(data if name == "images" else name for name in NAMES[part])  # type: ignore[return-value]
-
-
-"""The input and output names of each part's exported graph."""
+    given, output = (data if name == "images" else name for name in NAMES[part])
+    return ((given, "labels") if getattr(model, "conditional", False) else (given,)), output
 
 
 class Exportable(pl.LightningModule):
     """Lightning's ``to_onnx`` with a dynamic batch dimension and one self-contained file by default."""
 
     def to_onnx(self, file_path: str | Path, input_sample: Any | None = None, **kwargs: Any) -> Any:
-        """Lightning's ``to_onnx``: inputs named ``images``, outputs ``reconstructions``, batch dimension dynamic,
-        the weights inside the file (no ``.onnx.data`` beside it)."""
-        kwargs.setdefault("input_names", [io_names(self, "autoencoder")[0]])
-        kwargs.setdefault("output_names", ["reconstructions"])
+        """Lightning's ``to_onnx``: inputs named ``images`` (and ``labels``, for a conditional model), outputs
+        ``reconstructions``, batch dimension dynamic, the weights inside the file (no ``.onnx.data`` beside it)."""
+        inputs, output = io_names(self, "autoencoder")
+        kwargs.setdefault("input_names", list(inputs))
+        kwargs.setdefault("output_names", [output])
         if "dynamic_axes" not in kwargs:
-            kwargs.setdefault("dynamic_shapes", ({0: batch_dimension()},))
+            kwargs.setdefault("dynamic_shapes", tuple({0: batch_dimension()} for _ in inputs))
         kwargs.setdefault("external_data", False)
         kwargs.setdefault("dynamo", True)
         kwargs.setdefault("verbose", False)
@@ -67,11 +67,14 @@ def part_of(model: Any, part: str) -> nn.Module:
     return {"autoencoder": model.net, "encoder": model.net.encoder, "decoder": model.net.decoder}[part]
 
 
-def _sample(model: Any, part: str, batch: int) -> torch.Tensor:
+def _sample(model: Any, part: str, batch: int) -> tuple[torch.Tensor, ...]:
+    """Inputs of ``part`` of ``model`` at ``batch``: images (or codes), and a conditional model's labels."""
     generator = torch.Generator().manual_seed(batch)
-    if part == "decoder":
-        return torch.rand(batch, *model.code_shape, generator=generator)
-    return torch.rand(batch, *model.input_shape, generator=generator)
+    shape = model.code_shape if part == "decoder" else model.input_shape
+    data = torch.rand(batch, *shape, generator=generator)
+    if not getattr(model, "conditional", False):
+        return (data,)
+    return data, torch.randint(0, 10, (batch,), generator=generator)
 
 
 def export_model(model: Any, output: str | Path, format: str = "onnx", part: str = "autoencoder") -> float:
@@ -107,41 +110,45 @@ def export_model(model: Any, output: str | Path, format: str = "onnx", part: str
         _write(module, partial, format, io_names(model, part), _sample(model, part, 4))
         with torch.no_grad():
             check = _sample(model, part, 7)
-            expected = module(check).numpy()
-        found = load_exported(partial, format)(check.numpy())
+            expected = module(*check).numpy()
+        found = load_exported(partial, format)(*(tensor.numpy() for tensor in check))
         partial.replace(path)
     finally:
         partial.unlink(missing_ok=True)
     return float(np.abs(found - expected).max())
 
 
-def _write(module: nn.Module, path: Path, format: str, names: tuple[str, str], sample: torch.Tensor) -> None:
-    input_name, output_name = names
+def _write(
+    module: nn.Module, path: Path, format: str, names: tuple[tuple[str, ...], str], sample: tuple[torch.Tensor, ...]
+) -> None:
+    input_names, output_name = names
+    dynamic = tuple({0: batch_dimension()} for _ in sample)
     with torch.no_grad():
         if format == "onnx":
             torch.onnx.export(
                 module,
-                (sample,),
+                sample,
                 str(path),
-                input_names=[input_name],
+                input_names=list(input_names),
                 output_names=[output_name],
-                dynamic_shapes=({0: batch_dimension()},),
+                dynamic_shapes=dynamic,
                 dynamo=True,  # the exporter that takes dynamic_shapes (the default since torch 2.9)
                 external_data=False,  # one file: the models are at most a megabyte
                 verbose=False,
             )
         else:
-            program = torch.export.export(module, (sample,), dynamic_shapes=({0: batch_dimension()},))
+            program = torch.export.export(module, sample, dynamic_shapes=dynamic)
             torch.export.save(program, str(path))
 
 
 def load_exported(path: str | Path, format: str) -> Any:
-    """A function from a NumPy batch to the exported graph's NumPy output (onnxruntime for ONNX)."""
+    """A function from NumPy inputs (a batch; and its labels, for a conditional model) to the exported graph's NumPy
+    output (onnxruntime for ONNX)."""
     if format == "onnx":
         import onnxruntime
 
         session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        name = session.get_inputs()[0].name
-        return lambda x: session.run(None, {name: x})[0]
+        names = [given.name for given in session.get_inputs()]
+        return lambda *arrays: session.run(None, dict(zip(names, arrays, strict=True)))[0]
     program = torch.export.load(str(path)).module()
-    return lambda x: program(torch.from_numpy(x)).detach().numpy()
+    return lambda *arrays: program(*map(torch.from_numpy, arrays)).detach().numpy()
