@@ -21,7 +21,7 @@ if os.environ.get("TORCHAE_REQUIRE_PARITY") == "1":
 else:
     pytest.importorskip("keras", reason="the parity tests need the [parity] extra: pip install -e '.[parity]'")
 
-from helpers import inputs_for  # noqa: E402
+from helpers import inputs_for, labels_for  # noqa: E402
 
 import parity  # noqa: E402  (after the skip)
 import torchae  # noqa: E402
@@ -57,7 +57,7 @@ def test_structure_matches_spec_and_keras(name):
 def test_forward_parity_after_transfer(name, images):
     keras_models, torch_model = build_pair(name)
     images = inputs_for(type(torch_model), images)
-    rows = check_forward(name, keras_models, torch_model, images)
+    rows = check_forward(name, keras_models, torch_model, images, labels_for(type(torch_model), len(images)))
     assert all(row.passed for row in rows), format_table(rows)
 
 
@@ -67,7 +67,7 @@ def test_step_parity(name, mnist):
     from torchae.data import to_image_tensor
 
     batch = inputs_for(type(torch_model), to_image_tensor(mnist.x_train[:256]))
-    rows = check_step(name, keras_models, torch_model, batch)
+    rows = check_step(name, keras_models, torch_model, batch, labels_for(type(torch_model), len(batch)))
     assert all(row.passed for row in rows), format_table(rows)
     checked = {row.check for row in rows}
     assert {"batch loss (total)", "gradients", "weights after one Adam step"} <= checked
