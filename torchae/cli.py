@@ -43,6 +43,7 @@ from torchae.engine import Engine
 from torchae.errors import CheckpointError, ConfigError, NonFiniteLossError, UserError
 from torchae.export import Format, Part
 from torchae.figures import ArticleFigures, check_digits_per_row
+from torchae.inputs import check_label
 from torchae.models import AutoencoderModule
 from torchae.predictions import NpzPredictionWriter
 from torchae.progress import ImageBatchProgressBar
@@ -562,6 +563,7 @@ def figures_command(
     n: int = 10,
     seed: int = 0,
     model: str | None = None,
+    style_digit: int | None = None,
 ) -> None:
     """Draw a model's figures (reconstructions, the code space, its own, and the loss curves) from a checkpoint or
     a shipped model.
@@ -575,8 +577,12 @@ def figures_command(
         n: digits per row.
         seed: seed of the noise in the denoising figure.
         model: the class of a model defined outside torchae (``mypkg.MyAE``); torchae's own are found by name.
+        style_digit: the digit whose first training images give the CVAE's style transfer its style; ``None``:
+            the article's 7.
     """
     check_digits_per_row(n, "n")
+    if style_digit is not None:
+        check_label(style_digit, "--style_digit")
     if out_dir is not None:
         target = Path(out_dir)
         if target.exists() and not target.is_dir():
@@ -591,10 +597,17 @@ def figures_command(
     else:
         target = Path("figures") / str(pretrained)
     loaded, history = _model_of(checkpoint, pretrained, model)
-    _draw(loaded, history, target, data_dir, n, seed)
+    if style_digit is not None and "style_transfer" not in loaded.figures:
+        raise ConfigError(
+            f"--style_digit chooses the style of the CVAE's style transfer; {type(loaded).__name__} draws none: "
+            "leave --style_digit out"
+        )
+    _draw(loaded, history, target, data_dir, n, seed, 7 if style_digit is None else style_digit)
 
 
-def _draw(model: AutoencoderModule, history: Any, target: Path, data_dir: str | None, n: int, seed: int) -> None:
+def _draw(
+    model: AutoencoderModule, history: Any, target: Path, data_dir: str | None, n: int, seed: int, style_digit: int
+) -> None:
     import torch
 
     from torchae.data import load_mnist, to_image_tensor
@@ -606,7 +619,7 @@ def _draw(model: AutoencoderModule, history: Any, target: Path, data_dir: str | 
             f"--data_dir is MNIST's; {type(model).__name__} draws its figures from {model.datamodule.__name__}'s "
             "data: leave --data_dir out"
         )
-    train: dict[str, torch.Tensor] = {}
+    train: dict[str, Any] = {}
     if mnist:
         splits = load_mnist(data_dir)
         images, labels = to_image_tensor(splits.x_test), torch.from_numpy(splits.y_test.astype("int64"))
@@ -617,6 +630,7 @@ def _draw(model: AutoencoderModule, history: Any, target: Path, data_dir: str | 
         data = model.datamodule(seed=0)
         data.setup("test")
         images, labels = data.val_images, data.val_labels
+    train["style_digit"] = style_digit
     for path in draw_figures(model, images, target, history, n=n, seed=seed, labels=labels, **train):
         print(path)
 
@@ -702,6 +716,8 @@ def export_command(
         format: ``onnx``, or ``pt2`` (``torch.export``; TorchScript, which PyTorch deprecates, is not offered).
         part: ``autoencoder`` (images to reconstructions), ``encoder`` (images to codes) or ``decoder``.
         model: the class of a model defined outside torchae (``mypkg.MyAE``); torchae's own are found by name.
+        style_digit: the digit whose first training images give the CVAE's style transfer its style; ``None``:
+            the article's 7.
     """
     from torchae.export import export_model
 

@@ -118,6 +118,7 @@ class TestSet:
         train_images: training images, where a figure takes its examples from the training set as the article does
             (the style transfer's sevens); ``None``: the test images stand in.
         train_labels: their digits.
+        style_digit: the digit whose first ``n`` training images give the style transfer its style.
     """
 
     images: torch.Tensor
@@ -127,6 +128,7 @@ class TestSet:
     seed: int = 0
     train_images: torch.Tensor | None = None
     train_labels: torch.Tensor | None = None
+    style_digit: int = 7
 
 
 def encode_all(model: Any, images: torch.Tensor, labels: torch.Tensor | None = None, chunk: int = 1000) -> torch.Tensor:
@@ -481,29 +483,25 @@ def draw_label_distributions(model: Any, test: TestSet, path: Path) -> Path:
     return _save(figure, path)
 
 
-STYLE_DIGIT = 7
-"""The article's source of style: the first ten sevens of the training set."""
-
-
-def style_sources(test: TestSet, digit: int = STYLE_DIGIT) -> tuple[torch.Tensor, str]:
-    """The first ``test.n`` images of ``digit`` in the training set (the test set's when no training images were
-    given), and which set they come from."""
+def style_sources(test: TestSet) -> tuple[torch.Tensor, str]:
+    """The first ``test.n`` images of ``test.style_digit`` in the training set (the test set's when no training
+    images were given; the article's first ten sevens), and which set they come from."""
     images, labels, where = test.train_images, test.train_labels, "training"
     if images is None or labels is None:
         images, labels, where = test.images, test.labels, "test"
-    return images[labels.cpu() == digit][: test.n], where
+    return images[labels.cpu() == test.style_digit][: test.n], where
 
 
 def draw_style_transfer(model: Any, test: TestSet, path: Path) -> Path:
-    """Part 4's style transfer: ten sevens (in their own row) and each other digit written in their style, black
-    on white as the article draws it."""
+    """Part 4's style transfer: the style's images (the article's ten sevens) in their own row, and each other digit
+    written in their style, black on white as the article draws it."""
     sources, where = style_sources(test)
-    sources = sources.to(model.device)
+    sources, source = sources.to(model.device), test.style_digit
     rows = []
     for label in range(10):
-        digits = sources if label == STYLE_DIGIT else model.style_transfer(sources, STYLE_DIGIT, label)
-        rows.append((f"{label}" + (" (source)" if label == STYLE_DIGIT else ""), 1 - digits))
-    title = f"{type(model).__name__}: each digit in the style of the first sevens of the {where} set"
+        digits = sources if label == source else model.style_transfer(sources, source, label)
+        rows.append((f"{label}" + (" (source)" if label == source else ""), 1 - digits))
+    title = f"{type(model).__name__}: each digit in the style of the first {source}s of the {where} set"
     return plot_digit_rows(rows, path, title)
 
 
@@ -659,6 +657,7 @@ def draw_figures(
     labels: torch.Tensor | None = None,
     train_images: torch.Tensor | None = None,
     train_labels: torch.Tensor | None = None,
+    style_digit: int = 7,
 ) -> list[Path]:
     """Draw ``model``'s figures (its ``figures``: reconstructions and the code space by default) into ``out_dir``,
     and the loss curves when ``history`` is given; returns the written paths.
@@ -674,13 +673,15 @@ def draw_figures(
         train_images: training images, for the figures that take their examples from the training set (the style
             transfer's sevens); ``None``: the test images stand in.
         train_labels: their digits.
+        style_digit: the digit whose first ``n`` training images give the style transfer its style.
     """
     check_digits_per_row(n, "n")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     was_training = model.training
     model.eval()
-    test = TestSet(images, encode_all(model, images, labels), labels, n, seed, train_images, train_labels)
+    codes = encode_all(model, images, labels)
+    test = TestSet(images, codes, labels, n, seed, train_images, train_labels, style_digit)
     figures = getattr(model, "figures", DEFAULT_FIGURES)
     written = [FIGURES[figure](model, test, out / f"{figure}.png") for figure in figures]
     if history:
