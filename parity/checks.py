@@ -33,7 +33,7 @@ from parity.transfer import (
 from torchae.data import MNISTDataModule
 from torchae.engine.compiled import CompiledSteps
 from torchae.engine.configs import config_of, data_of
-from torchae.inputs import LabelledImages
+from torchae.inputs import LabelledBatch
 from torchae.networks import keras_parameter_count
 from torchae.registry import EXPERIMENTS
 
@@ -182,32 +182,46 @@ def check_forward(
 
 
 def check_conditional_forward(
-    name: str, keras_models: KerasModels, torch_model: torchae.AutoencoderModule, images: torch.Tensor, labels: Any
+    name: str, keras_models: KerasModels, torch_model: torchae.AutoencoderModule, inputs: torch.Tensor, labels: Any
 ) -> list[Check]:
-    """A conditional model's (the CVAE's) ``z_mean`` and ``z_log_var`` of images with their labels, the
-    reconstructions of the means, and the article's ``style_t`` (each image's mean code decoded as the next digit),
-    in inference mode."""
+    """A conditional model's codes (the CVAE's ``z_mean`` and ``z_log_var``) of inputs with their labels, the
+    reconstructions of the codes, and the codes decoded with another label (the CVAE's ``style_t``), in inference
+    mode."""
     extras = keras_models.extras or {}
-    nhwc, categorical, _ = keras_inputs(name, images, labels)
-    other = (labels + 1) % 10
-    other_categorical = keras_inputs(name, images, other)[1]
-    keras_codes = extras["z_mean"].predict([nhwc, categorical], batch_size=1000, verbose=0)
-    keras_log_var = extras["z_log_var"].predict([nhwc, categorical], batch_size=1000, verbose=0)
-    keras_recon = keras_models.decoder.predict([keras_codes, categorical], batch_size=1000, verbose=0)
-    keras_style = extras["style_t"].predict([nhwc, categorical, other_categorical], batch_size=1000, verbose=0)
+    x, *label_inputs = keras_inputs(name, inputs, labels)
+    other = (labels + 1) % torch_model.classes
+    encoder_labels, decoder_labels = label_inputs[0], label_inputs[-1]
+    other_labels = keras_inputs(name, inputs, other)[-1]
+    keras_codes = extras.get("z_mean", keras_models.encoder).predict([x, encoder_labels], batch_size=1000, verbose=0)
+    keras_recon = keras_models.decoder.predict([keras_codes, decoder_labels], batch_size=1000, verbose=0)
+    keras_other = keras_models.decoder.predict([keras_codes, other_labels], batch_size=1000, verbose=0)
     torch_model.eval()
     with torch.no_grad():
-        torch_codes, torch_log_var = torch_model.distribution(images, labels)
+        torch_codes = torch_model.encode(inputs, labels)
         torch_recon = torch_model.decode(torch_codes, labels)
-        torch_style = torch_model.style_transfer(images, labels, other)
-    n = f"{images.shape[0]:,} test images with their labels"
+        torch_other = torch_model.decode(torch_codes, other)
+    kind = "test images" if issubclass(torch_model.datamodule, MNISTDataModule) else "points"
+    n = f"{inputs.shape[0]:,} {kind} with their labels"
     tol = TOLERANCES["forward"]
-    return [
-        Check(name, f"codes (z_mean), {n}", _max_abs(keras_codes, torch_codes), tol, "abs"),
-        Check(name, f"z_log_var, {n}, inference mode", _max_abs(keras_log_var, torch_log_var), tol, "abs"),
-        Check(name, f"reconstructions, {n}", _max_abs(to_nchw(keras_recon), torch_recon), tol, "abs"),
-        Check(name, f"style transfer to the next digit, {n}", _max_abs(to_nchw(keras_style), torch_style), tol, "abs"),
+    layout = to_nchw if torch_model.input_shape == (1, 28, 28) else np.asarray
+    rows = [
+        Check(name, f"codes, {n}", _max_abs(keras_codes, torch_codes), tol, "abs"),
+        Check(name, f"reconstructions, {n}", _max_abs(layout(keras_recon), torch_recon), tol, "abs"),
+        Check(name, f"codes decoded with the next label, {n}", _max_abs(layout(keras_other), torch_other), tol, "abs"),
     ]
+    if "z_log_var" in extras:
+        keras_log_var = extras["z_log_var"].predict([x, encoder_labels], batch_size=1000, verbose=0)
+        with torch.no_grad():
+            torch_log_var = torch_model.distribution(inputs, labels).z_log_var
+        rows.append(Check(name, f"z_log_var, {n}, inference mode", _max_abs(keras_log_var, torch_log_var), tol, "abs"))
+    if "style_t" in extras:  # the article's style_t model: the mean code decoded with another label
+        keras_style = extras["style_t"].predict([x, encoder_labels, other_labels], batch_size=1000, verbose=0)
+        with torch.no_grad():
+            torch_style = torch_model.style_transfer(inputs, labels, other)
+        rows.append(
+            Check(name, f"style transfer (style_t), {n}", _max_abs(to_nchw(keras_style), torch_style), tol, "abs")
+        )
+    return rows
 
 
 def check_step(
@@ -230,7 +244,12 @@ def check_step(
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss)
     pairs = layer_pairs(model, torch_model)
     variables = [v for k_layer, _, _ in pairs for v in keras_variables(k_layer)]
-    x_in, target = tf.constant(to_nhwc(inputs)), tf.constant(to_nhwc(batch))
+    conditional = torch_model.conditional
+    target = tf.constant(to_nhwc(batch))
+    if conditional:
+        x_in = [tf.constant(part) for part in keras_inputs(name, inputs, labels)]
+    else:
+        x_in = tf.constant(to_nhwc(inputs))
     with tf.GradientTape() as tape:
         y_pred = model(x_in, training=True)
         k_total = model.compute_loss(x=x_in, y=target, y_pred=y_pred, training=True)
@@ -242,6 +261,8 @@ def check_step(
     torch_model.train()
     compiled = (config_of(name).get("engine") or {}).get("compiled_steps")
     compiled_model = copy.deepcopy(torch_model) if compiled else None
+    if conditional:
+        inputs, batch = LabelledBatch(inputs, labels), LabelledBatch(batch, labels)
     terms, t_grads = _one_step(torch_model, pairs, inputs, batch)
 
     tol = TOLERANCES
@@ -301,7 +322,7 @@ def check_vae_step(name: str, batch: torch.Tensor, labels: torch.Tensor | None =
     torch_model.train()
     optimizer = torch_model.configure_optimizers()
     optimizer.zero_grad()
-    inputs = LabelledImages(batch, labels) if torch_model.conditional else batch
+    inputs = LabelledBatch(batch, labels) if torch_model.conditional else batch
     terms = torch_model.reconstruction_terms(inputs, inputs)
     terms["loss"].backward()
     t_grads = [p.grad.clone() for _, _, module in pairs for p in torch_tensors(module) if p.requires_grad]

@@ -23,8 +23,10 @@ __all__ = [
     "KerasModels",
     "Sampling",
     "build_keras",
+    "KERAS_LABELS",
     "create_cvae",
     "create_vae",
+    "deep_cond_ae",
     "load_keras",
     "vae_reconstruction_loss",
 ]
@@ -239,6 +241,28 @@ def create_vae(latent_dim: int = 2, dropout_rate: float = 0.3) -> KerasModels:
     return KerasModels(encoder, decoder, vae, vae, extras)
 
 
+def deep_cond_ae() -> KerasModels:
+    """The article's ``deep_cond_ae()`` (part 4): ``concatenate([dots, label])``, Dense 64 ELU, Dense 64 ELU, a linear
+    1-D code; ``concatenate([code, label])``, Dense 64 ELU, Dense 64 ELU, ``Dense(2)``; the label is ``Input((1,))``.
+    ``encoder`` takes ``[dots, label]``, ``decoder`` ``[code, label]``."""
+    input_dots = keras.Input((2,))
+    input_lbls = keras.Input((1,))
+    x = layers.concatenate([input_dots, input_lbls])
+    x = layers.Dense(64, activation="elu")(x)
+    x = layers.Dense(64, activation="elu")(x)
+    code = layers.Dense(1, activation="linear")(x)
+    encoder = Model([input_dots, input_lbls], code, name="encoder")
+    input_code = keras.Input((1,))
+    input_lbls_d = keras.Input((1,))
+    x = layers.concatenate([input_code, input_lbls_d])
+    x = layers.Dense(64, activation="elu")(x)
+    x = layers.Dense(64, activation="elu")(x)
+    out = layers.Dense(2, activation="linear")(x)
+    decoder = Model([input_code, input_lbls_d], out, name="decoder")
+    cdae = Model([input_dots, input_lbls], decoder([encoder([input_dots, input_lbls]), input_lbls]), name="cdae")
+    return KerasModels(encoder, decoder, cdae, cdae)
+
+
 def create_cvae(latent_dim: int = 8, dropout_rate: float = 0.3, num_classes: int = 10) -> KerasModels:
     """The article's ``create_cvae()`` in Keras 3 (part 4): part 3's port (:func:`create_vae`) with a one-hot label
     concatenated to the flattened image and to the code. ``encoder`` takes ``[image, label]``, ``decoder``
@@ -287,6 +311,7 @@ KERAS_BUILDERS = {
     "deep_sparse": create_deep_sparse_ae,
     "deep_sparse_l1": create_deep_sparse_l1_ae,
     "vae": create_vae,
+    "dots_conditional": deep_cond_ae,
     "cvae": create_cvae,
 }
 """The article's Keras builder of each experiment of :data:`torchae.registry.EXPERIMENTS`, by the same name."""
@@ -299,9 +324,18 @@ KERAS_COMPILE: dict[str, tuple[float, Any]] = {
     "deep_sparse": (3e-4, "binary_crossentropy"),
     "deep_sparse_l1": (3e-4, "binary_crossentropy"),
     "vae": (1e-4, vae_reconstruction_loss),
+    "dots_conditional": (1e-3, "mse"),
     "cvae": (1e-3, vae_reconstruction_loss),
 }
 """The article's learning rate and loss where they are not Keras's Adam defaults and binary cross-entropy."""
+
+
+KERAS_LABELS: dict[str, Any] = {
+    "dots_conditional": lambda labels: [labels.astype("float32")[:, None]],
+    "cvae": lambda labels: [keras.utils.to_categorical(labels, 10)] * 2,
+}
+"""How the article's Keras model of a conditional experiment takes the labels, after the inputs: the curve as one
+number (part 4's points), or ``to_categorical`` for the encoder and again for the decoder (the CVAE)."""
 
 
 def build_keras(name: str, seed: int | None = None, compile: bool = True, **settings: Any) -> KerasModels:

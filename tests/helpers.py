@@ -137,10 +137,10 @@ def labels_for(model_class: type, count: int) -> torch.Tensor | None:
     return condition[0] if condition else None
 
 
-def step_inputs(model_class: type, images: torch.Tensor) -> torch.Tensor | torchae.inputs.LabelledImages:
+def step_inputs(model_class: type, images: torch.Tensor) -> torch.Tensor | torchae.inputs.LabelledBatch:
     """What a model class's ``loss_terms`` takes for ``images``: the images, or with their labels (the CVAE)."""
     labels = labels_for(model_class, len(images))
-    return images if labels is None else torchae.inputs.LabelledImages(images, labels)
+    return images if labels is None else torchae.inputs.LabelledBatch(images, labels)
 
 
 def batches_for(model_class: type, inputs: torch.Tensor, batch_size: int, shuffle: bool, **kwargs) -> TensorBatches:

@@ -15,7 +15,7 @@ from torch import nn
 import torchae
 from torchae.cli import main
 from torchae.export import export_model
-from torchae.inputs import LabelledImages
+from torchae.inputs import LabelledBatch
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = str(ROOT / "configs" / "cvae.yaml")
@@ -65,7 +65,7 @@ def test_the_loss_is_part_3s_vae_loss_with_the_labels():
     x, labels = torch.rand(6, 1, 28, 28), torch.arange(6)
     eps = torch.randn(6, 8)
     model.latent_noise = lambda z_mean: eps
-    batch = LabelledImages(x, labels)
+    batch = LabelledBatch(x, labels)
     terms = model.loss_terms(batch, "val")
     with torch.no_grad():
         mean, log_var = model.distribution(x, labels)

@@ -12,9 +12,9 @@ all it takes.
 from torchae import models, manifolds, vae, cvae  # noqa: F401
 
 # isort: on
-from torchae.cvae import CVAE
+from torchae.cvae import CVAE, DotsConditionalAE
 from torchae.data import LabelledMNISTDataModule, MNISTDataModule, load_mnist
-from torchae.dots import DotsDataModule
+from torchae.dots import DotsDataModule, TwoCurvesDataModule
 from torchae.errors import CheckpointError, ConfigError, DataError, InputError, UserError
 from torchae.manifolds import DeepSparseAE, DeepSparseL1AE, DotsAE, DotsDeepAE, DotsLinearAE, DotsOverfitAE
 from torchae.models import AutoencoderModule, ConvAE, DeepDenseAE, DenoisingAE, DenseAE, SparseAE
@@ -43,6 +43,7 @@ __all__ = [
     "DenseAutoencoder",
     "DotsAE",
     "DotsDataModule",
+    "DotsConditionalAE",
     "DotsDeepAE",
     "DotsLinearAE",
     "DotsOverfitAE",
@@ -52,6 +53,7 @@ __all__ = [
     "LabelledMNISTDataModule",
     "MNISTDataModule",
     "SparseAE",
+    "TwoCurvesDataModule",
     "UserError",
     "VAE",
     "load_checkpoint",

@@ -1,5 +1,10 @@
 """Part 4 of the series: the conditional VAE, which generates a chosen digit in a chosen style.
 
+The part opens with points (:class:`~torchae.dots.TwoCurvesDataModule`): part 2's sine curve and a circle beside it,
+a manifold in two pieces that one plain autoencoder cannot learn. Given each point's curve as a label beside the
+point and beside the code, the same deep autoencoder learns both pieces (:class:`DotsConditionalAE`,
+``dots_conditional``).
+
 Part 3's VAE with each image's label beside it: the encoder sees the image and its one-hot label and predicts
 ``q(z|x, y)``; the decoder sees the code and a one-hot label. The KL term still pulls ``q(z|x, y)`` towards ``N(0, I)``
 whatever the label, so the code keeps what the digits have in common (slant, stroke, width): the style. Decoding one
@@ -18,27 +23,39 @@ Labels are integer digits ``(N,)`` everywhere in the API and in the datamodule's
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
+import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from torchae.data import LabelledMNISTDataModule
+from torchae.dots import TwoCurvesDataModule
 from torchae.errors import InputError, require
 from torchae.inputs import (
     CLASSES,
-    LabelledImages,
+    LabelledBatch,
     check_codes,
     check_images,
     check_label,
     check_labels,
+    check_points,
     one_hot,
 )
+from torchae.manifolds import POINT_WIDTH, DotsAE, check_widths, elu_layers
 from torchae.networks import IMAGE_SHAPE, PIXELS, keras_init_
 from torchae.registry import register_experiment
 from torchae.vae import KERAS_LEAKY_RELU_SLOPE, VAE, LatentDistribution, keras_batch_norm, vae_loss_terms
 
-__all__ = ["CVAE", "ConditionalDecoder", "ConditionalGaussianEncoder", "ConditionalVariationalAutoencoder"]
+__all__ = [
+    "CVAE",
+    "ConditionalDecoder",
+    "ConditionalDotsAutoencoder",
+    "ConditionalGaussianEncoder",
+    "ConditionalVariationalAutoencoder",
+    "DotsConditionalAE",
+]
 
 
 def _check_sizes(latent_dim: int, dropout: float) -> None:
@@ -133,6 +150,123 @@ class ConditionalVariationalAutoencoder(nn.Module):
         return self.decoder(self.encoder(images, labels), labels)
 
 
+CURVES = 2
+"""The labels of part 4's points: 0 for the sine curve, 1 for the circle."""
+
+
+class ConditionalDotsAutoencoder(nn.Module):
+    """The article's ``deep_cond_ae()``: ``concatenate([dots, label])``, Dense 64 ELU, Dense 64 ELU, a linear 1-D
+    code; ``concatenate([code, label])``, Dense 64 ELU, Dense 64 ELU, a linear ``Dense(2)``. The label is one number,
+    the curve (0 or 1), as the article's ``Input((1,))``. Initialised as Keras initialises.
+
+    Args:
+        hidden: the encoder's hidden widths (the decoder mirrors them).
+        code_dim: size of the code (the article's 1).
+    """
+
+    def __init__(self, hidden: tuple[int, ...] = (64, 64), code_dim: int = 1) -> None:
+        check_widths(hidden, code_dim)
+        super().__init__()
+        self.encoder = elu_layers([POINT_WIDTH + 1, *hidden, code_dim])
+        self.decoder = elu_layers([code_dim + 1, *hidden[::-1], POINT_WIDTH])
+        self.code_shape = (code_dim,)
+        keras_init_(self)
+
+    def encode(self, points: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.encoder(torch.cat([points, labels.unsqueeze(1).to(points.dtype)], dim=1))
+
+    def decode(self, codes: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.decoder(torch.cat([codes, labels.unsqueeze(1).to(codes.dtype)], dim=1))
+
+    def forward(self, points: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(points, labels), labels)
+
+
+class ConditionalInputs:
+    """What a conditional model shares (mixed into its module): batches of :class:`~torchae.inputs.LabelledBatch`
+    from a datamodule with labels, checked inputs and labels, and labels given as one for all or one per input."""
+
+    classes: int = CLASSES
+
+    def inputs_of(self, batch: Any) -> LabelledBatch:
+        """The ``(inputs, labels)`` pair of a batch of the model's datamodule."""
+        if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
+            raise InputError(
+                f"{type(self).__name__} takes batches of (inputs, labels), got a {type(batch).__name__}: train it "
+                f"on --data torchae.{self.datamodule.__name__}"
+            )
+        return LabelledBatch(*batch)
+
+    def check_labelled(self, x: Any, check_inputs: Any, check_finite: bool) -> LabelledBatch:
+        if not (isinstance(x, tuple) and len(x) == 2):
+            raise InputError(f"{type(self).__name__} takes inputs and their labels, got a {type(x).__name__}")
+        inputs = check_inputs(x[0])
+        labels = check_labels(x[1], inputs.shape[0], check_values=check_finite, classes=self.classes)
+        return LabelledBatch(inputs, labels)
+
+    def labels_for(self, labels: Any, count: int) -> torch.Tensor:
+        """``labels`` checked, on the model's device: a tensor of ``count`` labels, or one label for all."""
+        if isinstance(labels, int) or (isinstance(labels, torch.Tensor) and labels.dim() == 0):
+            labels = torch.full((count,), check_label(labels, "labels", self.classes), dtype=torch.long)
+        return check_labels(labels, count, classes=self.classes).to(self.device)
+
+
+@register_experiment("dots_conditional", epochs=300, batch_size=30, parameters=(4_481, 4_482, 8_963), keras=True)
+class DotsConditionalAE(ConditionalInputs, DotsAE):
+    """The article's conditional autoencoder of part 4's points (:class:`ConditionalDotsAutoencoder`), trained with
+    the mean squared error and Keras's Adam at 1e-3 for 300 epochs at batch 30: given each point's curve, one model
+    learns both pieces of the manifold (8,963 parameters).
+
+    Its batches are :class:`~torchae.inputs.LabelledBatch` (``--data torchae.TwoCurvesDataModule``); ``encode``,
+    ``decode`` and ``forward`` take the curves (0: the sine, 1: the circle) beside the points or codes.
+    """
+
+    datamodule = TwoCurvesDataModule
+    conditional = True
+    classes = CURVES
+    figures = ("two_curves",)
+
+    def __init__(
+        self, hidden: tuple[int, ...] = (64, 64), code_dim: int = 1, learning_rate: float = 1e-3, epsilon: float = 1e-7
+    ) -> None:
+        super().__init__(hidden, code_dim, learning_rate=learning_rate, epsilon=epsilon)
+        self.example_input_array = LabelledBatch(torch.zeros(2, POINT_WIDTH), torch.zeros(2, dtype=torch.long))
+
+    @staticmethod
+    def network(hidden: tuple[int, ...], code_dim: int) -> nn.Module:
+        """The network this model trains: the article's :class:`ConditionalDotsAutoencoder`."""
+        return ConditionalDotsAutoencoder(hidden, code_dim)
+
+    def check_inputs(self, x: Any, check_finite: bool = True, dtype: torch.dtype | None = None) -> LabelledBatch:
+        """``x`` if it is a pair of points ``(N, 2)`` and their curves ``(N,)``; else an
+        :class:`~torchae.errors.InputError` saying why."""
+        check = functools.partial(check_points, width=POINT_WIDTH, check_finite=check_finite, dtype=dtype)
+        return self.check_labelled(x, check, check_finite)
+
+    def encode(self, points: torch.Tensor, labels: Any) -> torch.Tensor:  # type: ignore[override]
+        """The 1-D codes of ``points`` on curves ``labels`` (a tensor, or one curve for all)."""
+        points = check_points(points, POINT_WIDTH, dtype=self.dtype)
+        return self.net.encode(points, self.labels_for(labels, points.shape[0]))
+
+    def decode(self, code: torch.Tensor, labels: Any) -> torch.Tensor:  # type: ignore[override]
+        """The points ``(N, 2)`` of codes on curves ``labels``: each curve's learned manifold, parameterised by the
+        code."""
+        code = check_codes(code, self.code_shape, dtype=self.dtype)
+        return self.net.decode(code, self.labels_for(labels, code.shape[0]))
+
+    def forward(self, points: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        """Reconstructions of ``points`` given their curves. Checks shapes, not values, so it can be traced."""
+        return self.net(*self.check_inputs(LabelledBatch(points, labels), check_finite=False, dtype=self.dtype))
+
+    def reconstruction_terms(self, inputs: LabelledBatch, target: LabelledBatch) -> dict[str, torch.Tensor]:  # type: ignore[override]
+        return {"loss": F.mse_loss(self.net(*inputs), target.inputs)}
+
+    def predict_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
+        points, labels = self.inputs_of(batch)
+        codes = self.net.encode(points, labels)
+        return {"codes": codes, "reconstructions": self.net.decode(codes, labels), "inputs": points, "labels": labels}
+
+
 @register_experiment(
     "cvae",
     epochs=1000,
@@ -140,11 +274,11 @@ class ConditionalVariationalAutoencoder(nn.Module):
     parameters=(208_656, 207_376, 416_032),
     keras=True,
 )
-class CVAE(VAE):
+class CVAE(ConditionalInputs, VAE):
     """The article's conditional VAE (part 4) with an 8-D latent space; 416,032 parameters as Keras counts them
     (1,024 of them BatchNorm running statistics).
 
-    Its batches are :class:`~torchae.inputs.LabelledImages` (``--data torchae.LabelledMNISTDataModule``), and each
+    Its batches are :class:`~torchae.inputs.LabelledBatch` (``--data torchae.LabelledMNISTDataModule``), and each
     method that takes images takes their labels too. The loss, its logged parts and ``val_loss`` are part 3's
     (:class:`~torchae.vae.VAE`).
 
@@ -164,56 +298,39 @@ class CVAE(VAE):
         self, latent_dim: int = 8, dropout: float = 0.3, learning_rate: float = 1e-3, epsilon: float = 1e-7
     ) -> None:
         super().__init__(latent_dim, dropout, learning_rate=learning_rate, epsilon=epsilon)
-        self.example_input_array = LabelledImages(torch.zeros(2, *IMAGE_SHAPE), torch.zeros(2, dtype=torch.long))
+        self.example_input_array = LabelledBatch(torch.zeros(2, *IMAGE_SHAPE), torch.zeros(2, dtype=torch.long))
 
     @staticmethod
     def network(latent_dim: int, dropout: float) -> nn.Module:
         """The network this model trains: the article's :class:`ConditionalVariationalAutoencoder`."""
         return ConditionalVariationalAutoencoder(latent_dim, dropout)
 
-    def inputs_of(self, batch: Any) -> LabelledImages:
-        """The ``(images, labels)`` pair of a batch of :class:`~torchae.data.LabelledMNISTDataModule`."""
-        if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
-            raise InputError(
-                f"{type(self).__name__} takes batches of (images, labels), got a {type(batch).__name__}: train it "
-                "on --data torchae.LabelledMNISTDataModule"
-            )
-        return LabelledImages(*batch)
-
-    def check_inputs(self, x: Any, check_finite: bool = True, dtype: torch.dtype | None = None) -> LabelledImages:
+    def check_inputs(self, x: Any, check_finite: bool = True, dtype: torch.dtype | None = None) -> LabelledBatch:
         """``x`` if it is a pair of images ``(N, 1, 28, 28)`` and their digits ``(N,)``; else an
         :class:`~torchae.errors.InputError` saying why."""
-        if not (isinstance(x, tuple) and len(x) == 2):
-            raise InputError(f"{type(self).__name__} takes images and their labels, got a {type(x).__name__}")
-        images = check_images(x[0], check_finite=check_finite, dtype=dtype)
-        return LabelledImages(images, check_labels(x[1], images.shape[0], check_values=check_finite))
-
-    def _labels_for(self, labels: Any, count: int) -> torch.Tensor:
-        """``labels`` checked, on the model's device: a tensor of ``count`` digits, or one digit for all."""
-        if isinstance(labels, int) or (isinstance(labels, torch.Tensor) and labels.dim() == 0):
-            labels = torch.full((count,), check_label(labels, "labels"), dtype=torch.long)
-        return check_labels(labels, count).to(self.device)
+        check = functools.partial(check_images, check_finite=check_finite, dtype=dtype)
+        return self.check_labelled(x, check, check_finite)
 
     def distribution(self, images: torch.Tensor, labels: Any) -> LatentDistribution:  # type: ignore[override]
         """``q(z|x, y)`` of images and their labels (a tensor of digits, or one digit for all)."""
         images = check_images(images, dtype=self.dtype)
-        return self.net.distribution(images, self._labels_for(labels, images.shape[0]))
+        return self.net.distribution(images, self.labels_for(labels, images.shape[0]))
 
     def encode(self, images: torch.Tensor, labels: Any) -> torch.Tensor:  # type: ignore[override]
         """The mean codes ``(N, latent_dim)`` of images given their labels (the article's ``z_meaner``)."""
         images = check_images(images, dtype=self.dtype)
-        return self.net.encode(images, self._labels_for(labels, images.shape[0]))
+        return self.net.encode(images, self.labels_for(labels, images.shape[0]))
 
     def decode(self, codes: torch.Tensor, labels: Any) -> torch.Tensor:  # type: ignore[override]
         """Digits ``labels`` (a tensor of digits, or one digit for all) written with ``codes``: pixel probabilities
         ``(N, 1, 28, 28)`` (the article's ``decoder``)."""
         codes = check_codes(codes, self.code_shape, dtype=self.dtype)
-        return self.net.decode(codes, self._labels_for(labels, codes.shape[0]))
+        return self.net.decode(codes, self.labels_for(labels, codes.shape[0]))
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         """Reconstructions of ``images`` from their mean codes and ``labels``. Checks shapes, not values, so it can
         be traced."""
-        x = self.check_inputs(LabelledImages(images, labels), check_finite=False, dtype=self.dtype)
+        x = self.check_inputs(LabelledBatch(images, labels), check_finite=False, dtype=self.dtype)
         return self.net(*x)
 
     def sample(self, n: int, label: int, generator: torch.Generator | None = None) -> torch.Tensor:  # type: ignore[override]
@@ -230,10 +347,10 @@ class CVAE(VAE):
         digit for all the images or a tensor of one digit per image."""
         return self.decode(self.encode(images, from_label), to_label)
 
-    def reconstruction_terms(self, inputs: LabelledImages, target: LabelledImages) -> dict[str, torch.Tensor]:  # type: ignore[override]
+    def reconstruction_terms(self, inputs: LabelledBatch, target: LabelledBatch) -> dict[str, torch.Tensor]:  # type: ignore[override]
         distribution = self.net.distribution(*inputs)
         code = self.reparameterize(distribution)  # drawn in evaluation too, as the article's Lambda layer draws it
-        return vae_loss_terms(self.net.decoder.logits(code, inputs.labels), target.images, distribution)
+        return vae_loss_terms(self.net.decoder.logits(code, inputs.labels), target.inputs, distribution)
 
     def predict_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
         """The codes' distribution given the labels (``codes``: the means, ``log_variances``), the reconstructions

@@ -1,4 +1,5 @@
-"""Part 2's 2-D dataset: noisy points around a sine curve, the manifold its first autoencoders learn.
+"""Part 2's 2-D dataset: noisy points around a sine curve, the manifold its first autoencoders learn; and part 4's,
+the same points and another set around a circle, each point labelled with its curve (a manifold in two pieces).
 
 The article draws ``x1 = linspace(-2.2, 2.2, 1000)``, the points ``(x1, sin(x1))`` and adds Gaussian noise of standard
 deviation 0.06 to both coordinates; its overfitting experiment trains on 25 evenly spaced points of them
@@ -16,7 +17,17 @@ import torch
 from torchae.data import LabelledMNISTDataModule, MNISTDataModule, TensorDataModule, _check_positive_int, mix_seed
 from torchae.errors import ConfigError, require
 
-__all__ = ["CURVE_RANGE", "DATAMODULES", "DotsDataModule", "SineDots", "evenly_spaced", "sine_dots"]
+__all__ = [
+    "CURVE_RANGE",
+    "DATAMODULES",
+    "DotsDataModule",
+    "SineDots",
+    "TwoCurves",
+    "TwoCurvesDataModule",
+    "evenly_spaced",
+    "sine_dots",
+    "two_curves",
+]
 
 CURVE_RANGE = (-2.2, 2.2)
 """The interval of ``x1`` the article draws its points over."""
@@ -116,7 +127,88 @@ class DotsDataModule(TensorDataModule):
         self.val_images, self.val_labels, self.curve = drawn.dots, None, drawn.curve
 
 
+CIRCLE_CENTRE = (1.5, -0.5)
+CIRCLE_RADIUS = 0.5
+
+
+class TwoCurves(NamedTuple):
+    """Part 4's points: the sine curve's and a circle's, each point labelled with its curve.
+
+    Attributes:
+        curves: the noiseless points, ``(2N, 2)``: the sine curve's ``N``, then the circle's ``N``.
+        dots: the noisy points, ``(2N, 2)`` float32.
+        labels: the curve of each point, ``(2N,)``: 0 for the sine, 1 for the circle.
+    """
+
+    curves: torch.Tensor
+    dots: torch.Tensor
+    labels: torch.Tensor
+
+
+def two_curves(points: int = 1000, noise: float = 0.06, generator: torch.Generator | None = None) -> TwoCurves:
+    """Part 4's dataset: ``points`` points of the sine curve over [-2.2, 2.2] (label 0) and ``points`` of the circle
+    of radius 0.5 around (1.5, -0.5), ``0.5 (sin t, cos t)`` for ``t = linspace(0, 2 pi)`` (label 1), with Gaussian
+    noise of standard deviation ``noise`` on both coordinates, drawn from ``generator``."""
+    x1 = torch.linspace(*CURVE_RANGE, points, dtype=torch.float64)
+    t = torch.linspace(0, 2 * math.pi, points, dtype=torch.float64)
+    circle = CIRCLE_RADIUS * torch.stack([torch.sin(t), torch.cos(t)], dim=1) + torch.tensor(CIRCLE_CENTRE).double()
+    curves = torch.cat([torch.stack([x1, torch.sin(x1)], dim=1), circle])
+    dots = curves + noise * torch.randn(curves.shape, generator=generator, dtype=torch.float64)
+    labels = torch.cat([torch.zeros(points, dtype=torch.long), torch.ones(points, dtype=torch.long)])
+    return TwoCurves(curves.float(), dots.float(), labels)
+
+
+class TwoCurvesDataModule(TensorDataModule):
+    """Part 4's points around two curves, each batch ``(points, labels)`` with the curve of each point (0: the sine,
+    1: the circle): the data of the conditional autoencoder of points. Training and validation are on the same
+    ``2 * points`` noisy points, as the article trains and predicts on them.
+
+    Args:
+        batch_size: training batch size (the article: 30).
+        points: points along each curve (the article's 1000).
+        noise: standard deviation of the Gaussian noise on each coordinate (the article's 0.06).
+        val_batch_size: validation batch size; ``None`` uses ``batch_size``.
+        seed: seed of the noise and of the epoch permutations; ``None`` takes the process seed (``seed_everything``).
+        shuffle: shuffle the training set every epoch.
+        steps_per_execution: batches per Lightning step (Keras's ``steps_per_execution``).
+    """
+
+    labelled_batches = True
+
+    def __init__(
+        self,
+        batch_size: int = 30,
+        points: int = 1000,
+        noise: float = 0.06,
+        val_batch_size: int | None = None,
+        seed: int | None = None,
+        shuffle: bool = True,
+        steps_per_execution: int = 1,
+    ) -> None:
+        super().__init__(batch_size, val_batch_size, seed, shuffle, steps_per_execution)
+        _check_positive_int("points", points)
+        require(
+            isinstance(noise, (int, float)) and math.isfinite(noise) and noise >= 0,
+            "data.noise",
+            noise,
+            "zero or a positive number",
+            "0.06",
+        )
+        if 2 * points > MAX_POINTS:
+            raise ConfigError(f"data.points is {points:,} a curve, more than {MAX_POINTS // 2:,}: give fewer")
+        self.save_hyperparameters()
+        self.points, self.noise = points, float(noise)
+        self.curves: torch.Tensor | None = None
+
+    def load(self) -> None:
+        generator = torch.Generator().manual_seed(mix_seed(int(self.seed or 0), 2))  # the noise: its own stream
+        drawn = two_curves(self.points, self.noise, generator)
+        self.train_images = self.val_images = drawn.dots
+        self.train_labels = self.val_labels = drawn.labels
+        self.curves = drawn.curves
+
+
 DATAMODULES: dict[str, type[TensorDataModule]] = {
-    cls.__name__: cls for cls in (MNISTDataModule, LabelledMNISTDataModule, DotsDataModule)
+    cls.__name__: cls for cls in (MNISTDataModule, LabelledMNISTDataModule, DotsDataModule, TwoCurvesDataModule)
 }
 """torchae's datamodules by class name: what a config's ``data.class_path`` may name among torchae's own."""

@@ -11,6 +11,7 @@
 - ``joint_codes.png``: the joint distribution of code dimensions 1 and 3 with their marginals, part 2's joint plot
   (the deep sparse models); ``code_pairs.png``: every pair of the first four code dimensions;
 - ``dots_manifold.png``: part 2's points, the curve, the manifold a points model learned and PCA's (the points models);
+- ``two_curves.png``: part 4's points around two curves and the manifold of each that the conditional model learned;
 - ``manifold.png`` and ``latent_distribution.png``: part 3's decoded latent grid and the test codes by digit (VAE);
 - ``generated_digits.png`` (each digit from codes drawn from N(0, I)), ``label_manifolds.png`` (the latent grid
   decoded with each label), ``label_distributions.png`` (the codes of each digit's test images) and
@@ -38,7 +39,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from torchvision.utils import make_grid
 
-from torchae.dots import evenly_spaced, sine_dots
+from torchae.dots import evenly_spaced, sine_dots, two_curves
 from torchae.errors import require
 from torchae.safety import atomic_write
 
@@ -340,6 +341,36 @@ def draw_dots_manifold(model: Any, test: TestSet, path: Path) -> Path:
     return _save(figure, path)
 
 
+def draw_two_curves(model: Any, test: TestSet, path: Path) -> Path:
+    """Part 4's figure of the points: the sine curve's points (blue) and the circle's (green), the curves (red and
+    yellow), the model's reconstructions of the points given their curves (white), and each curve's learned manifold
+    (its codes' range decoded with its label, black)."""
+    require(test.labels is not None, "labels", None, "each point's curve", "TwoCurvesDataModule's labels")
+    dots, labels = test.images.float().cpu(), test.labels.cpu()
+    reconstructed = model(dots.to(model.device), labels.to(model.device)).detach().cpu()
+    curves = two_curves(len(dots) // 2, noise=0.0).curves
+    figure = Figure(figsize=(9, 6), dpi=100)
+    FigureCanvasAgg(figure)
+    ax = figure.subplots()
+    ax.set_facecolor("0.85")
+    ax.set_xlim(-2.5, 2.5)
+    ax.set_ylim(-1.5, 1.5)
+    for label, (colour, line, name) in enumerate((("b", "red", "sine"), ("g", "yellow", "circle"))):
+        chosen = labels == label
+        ax.scatter(dots[chosen, 0], dots[chosen, 1], color=colour, s=8, zorder=1, label=f"points ({name})")
+        curve = curves[len(dots) // 2 * label : len(dots) // 2 * (label + 1)]
+        ax.plot(curve[:, 0], curve[:, 1], color=line, linewidth=4, zorder=2, label=f"the {name}")
+        codes = test.codes[chosen.to(test.codes.device)].float()
+        sweep = torch.linspace(float(codes.min()), float(codes.max()), 400).unsqueeze(1)
+        manifold = model.decode(sweep.to(model.device, model.dtype), label).detach().cpu()
+        ax.plot(manifold[:, 0], manifold[:, 1], color="k", linewidth=1.5, zorder=4)
+    ax.scatter(reconstructed[:, 0], reconstructed[:, 1], color="white", s=12, zorder=3, label="reconstructions")
+    ax.legend(loc="upper left", fontsize=9)
+    ax.set_title(f"{type(model).__name__}: one model, given each point's curve, learns both (black: decoded codes)")
+    figure.tight_layout()
+    return _save(figure, path)
+
+
 MANIFOLD_SIDE = 15
 """Digits per side of the decoded latent grid (the article's ``n = 15``)."""
 
@@ -633,6 +664,7 @@ FIGURES: dict[str, Callable[[Any, TestSet, Path], Path]] = {
     "joint_codes": draw_joint_codes,
     "code_pairs": draw_code_pairs,
     "dots_manifold": draw_dots_manifold,
+    "two_curves": draw_two_curves,
     "manifold": draw_manifold,
     "latent_distribution": draw_latent_distribution,
     "generated_digits": draw_generated_digits,

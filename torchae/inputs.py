@@ -12,7 +12,7 @@ from torchae.networks import IMAGE_SHAPE
 
 __all__ = [
     "CLASSES",
-    "LabelledImages",
+    "LabelledBatch",
     "batch_size_of",
     "check_codes",
     "check_images",
@@ -107,10 +107,11 @@ def images_of(batch: Any) -> torch.Tensor:
     return batch[0] if isinstance(batch, (tuple, list)) else batch
 
 
-class LabelledImages(NamedTuple):
-    """A batch of images with their digits: what a conditional model (part 4's CVAE) takes."""
+class LabelledBatch(NamedTuple):
+    """A batch of inputs with their labels: what a conditional model takes (part 4's CVAE: images and their digits;
+    its conditional autoencoder of points: points and their curves)."""
 
-    images: torch.Tensor
+    inputs: torch.Tensor
     labels: torch.Tensor
 
 
@@ -119,37 +120,43 @@ def batch_size_of(x: torch.Tensor | tuple[torch.Tensor, ...]) -> int:
     return int((x[0] if isinstance(x, tuple) else x).shape[0])
 
 
-def check_labels(labels: Any, count: int | None = None, check_values: bool = True) -> torch.Tensor:
-    """Return ``labels`` if it is an integer tensor of digits 0-9 of shape ``(count,)``; else raise
-    :class:`InputError` saying why.
+def check_labels(
+    labels: Any, count: int | None = None, check_values: bool = True, classes: int = CLASSES
+) -> torch.Tensor:
+    """Return ``labels`` if it is an integer tensor of labels ``0..classes-1`` (MNIST's digits) of shape
+    ``(count,)``; else raise :class:`InputError` saying why.
 
     Args:
         labels: the candidate labels.
-        count: how many there must be (the batch size of the images they go with); ``None`` for any.
-        check_values: also refuse a label outside 0-9 (this reads the values back; the training loop leaves it off,
-            the datamodule having checked its labels once).
+        count: how many there must be (the batch size of the inputs they go with); ``None`` for any.
+        check_values: also refuse a label outside ``0..classes-1`` (this reads the values back; the training loop
+            leaves it off, the datamodule having checked its labels once).
+        classes: how many labels there are (MNIST's 10 digits; 2 curves of part 4's points).
     """
     shape = f"({count},)" if count is not None else "(N,)"
-    expected = f"expected an integer tensor of shape {shape} with the digits 0-9, one per image"
+    what = "the digits 0-9, one per image" if classes == CLASSES else f"labels 0-{classes - 1}, one per input"
+    expected = f"expected an integer tensor of shape {shape} with {what}"
     if not isinstance(labels, torch.Tensor):
         raise InputError(f"labels are a {type(labels).__name__}, {expected}: use torch.tensor(labels)")
     if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
         hint = "; for one-hot rows use labels.argmax(1)" if labels.dim() == 2 else "; use labels.long()"
         raise InputError(f"labels have dtype {labels.dtype}, {expected}{hint}")
     if labels.dim() != 1 or (count is not None and labels.shape[0] != count):
-        hint = "; for one-hot rows use labels.argmax(1)" if labels.dim() == 2 and labels.shape[-1] == CLASSES else ""
+        hint = "; for one-hot rows use labels.argmax(1)" if labels.dim() == 2 and labels.shape[-1] == classes else ""
         raise InputError(f"labels have shape {tuple(labels.shape)}, {expected}{hint}")
-    if check_values and labels.numel() and not (int(labels.min()) >= 0 and int(labels.max()) < CLASSES):
+    if check_values and labels.numel() and not (int(labels.min()) >= 0 and int(labels.max()) < classes):
         raise InputError(f"labels hold {int(labels.min())}..{int(labels.max())}, {expected}")
     return labels
 
 
-def check_label(label: Any, setting: str = "label") -> int:
-    """Return ``label`` if it is one digit 0-9 (a Python integer); else raise :class:`InputError`."""
+def check_label(label: Any, setting: str = "label", classes: int = CLASSES) -> int:
+    """Return ``label`` if it is one label ``0..classes-1`` (one digit, a Python integer); else raise
+    :class:`InputError`."""
     if isinstance(label, torch.Tensor) and label.dim() == 0 and not label.is_floating_point():
         label = int(label)
-    if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < CLASSES:
-        raise InputError(f"{setting} is {label!r}, expected one digit, an integer from 0 to {CLASSES - 1}")
+    if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < classes:
+        what = "one digit, an integer" if classes == CLASSES else "one label, an integer"
+        raise InputError(f"{setting} is {label!r}, expected {what} from 0 to {classes - 1}")
     return label
 
 

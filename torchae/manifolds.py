@@ -51,17 +51,22 @@ class DotsAutoencoder(Autoencoder):
     """
 
     def __init__(self, hidden: tuple[int, ...] = (64, 64), code_dim: int = 1) -> None:
-        positive = [isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in (*hidden, code_dim)]
-        require(all(positive[:-1]), "model.hidden", list(hidden), "a list of positive integers", "'[64, 64]'")
-        require(positive[-1], "model.code_dim", code_dim, "a positive integer", "1")
+        check_widths(hidden, code_dim)
         super().__init__(
-            _elu_layers([POINT_WIDTH, *hidden, code_dim]),
-            _elu_layers([code_dim, *hidden[::-1], POINT_WIDTH]),
+            elu_layers([POINT_WIDTH, *hidden, code_dim]),
+            elu_layers([code_dim, *hidden[::-1], POINT_WIDTH]),
             (code_dim,),
         )
 
 
-def _elu_layers(widths: list[int]) -> nn.Sequential:
+def check_widths(hidden: tuple[int, ...], code_dim: int) -> None:
+    """Refuse hidden widths or a code size of a points autoencoder that are not positive integers."""
+    positive = [isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in (*hidden, code_dim)]
+    require(all(positive[:-1]), "model.hidden", list(hidden), "a list of positive integers", "'[64, 64]'")
+    require(positive[-1], "model.code_dim", code_dim, "a positive integer", "1")
+
+
+def elu_layers(widths: list[int]) -> nn.Sequential:
     """``Dense`` layers ``widths[0] -> widths[1] -> ...``, ELU between them, the last one linear."""
     layers: list[nn.Module] = []
     for fan_in, fan_out in zip(widths[:-1], widths[1:]):
@@ -91,7 +96,12 @@ class DotsAE(AutoencoderModule):
         learning_rate: float = 3e-3,
         epsilon: float = 1e-7,
     ) -> None:
-        super().__init__(DotsAutoencoder(tuple(hidden), code_dim), learning_rate=learning_rate, epsilon=epsilon)
+        super().__init__(self.network(tuple(hidden), code_dim), learning_rate=learning_rate, epsilon=epsilon)
+
+    @staticmethod
+    def network(hidden: tuple[int, ...], code_dim: int) -> nn.Module:
+        """The network this model trains: a :class:`DotsAutoencoder`."""
+        return DotsAutoencoder(hidden, code_dim)
 
     def check_inputs(self, x: Any, check_finite: bool = True, dtype: torch.dtype | None = None) -> torch.Tensor:
         """``x`` if it is a batch of points ``(N, 2)``; else an :class:`~torchae.errors.InputError` saying why."""

@@ -64,7 +64,7 @@ class AutoencoderModule(NamedCheckpoints, Exportable, pl.LightningModule):
             models; MNIST with its labels for part 4's CVAE): the figures command draws from it, and a fit with
             another one is refused.
         conditional: whether the model takes each image's label beside it (part 4's CVAE): its step takes
-            :class:`~torchae.inputs.LabelledImages` (:meth:`inputs_of`), its ``encode``, ``decode`` and ``forward``
+            :class:`~torchae.inputs.LabelledBatch` (:meth:`inputs_of`), its ``encode``, ``decode`` and ``forward``
             a second argument, the labels.
     """
 
