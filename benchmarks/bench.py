@@ -31,6 +31,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from torchae.data import MNISTDataModule
 from torchae.registry import EXPERIMENTS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,7 +42,7 @@ CPU_SUBSET = {"conv": (2_048, 1_000)}
 TARGET = 0.5
 """``torchae fit`` per epoch over the fastest Keras backend's, for every model."""
 KERAS_BACKENDS = ("tensorflow", "jax", "torch")
-MNIST_EXPERIMENTS = tuple(name for name, e in EXPERIMENTS.items() if e.model.datamodule.__name__ == "MNISTDataModule")
+MNIST_EXPERIMENTS = tuple(name for name, e in EXPERIMENTS.items() if issubclass(e.model.datamodule, MNISTDataModule))
 """The experiments timed: those on MNIST (part 2's points models train in seconds to minutes, bound by Python)."""
 
 
@@ -57,13 +58,9 @@ def _peak_mb() -> float:
 def worker_keras(name: str, epochs: int, train_size: int, val_size: int) -> dict:
     """Keras 3 on the backend that ``KERAS_BACKEND`` names (``run_worker`` sets it)."""
     from parity.keras_models import build_keras
-    from parity.train import _train_keras
-    from parity.transfer import to_nhwc
-    from torchae.data import load_mnist, to_image_tensor
+    from parity.train import _train_keras, keras_data
 
-    data = load_mnist()
-    x_train = to_nhwc(to_image_tensor(data.x_train[:train_size]))
-    x_val = to_nhwc(to_image_tensor(data.x_test[:val_size]))
+    x_train, x_val = keras_data(name, train_size, val_size)  # images, and the CVAE's labels as its article gives them
     models = build_keras(name, seed=0)
     before = _rss_mb()
     curves = _train_keras(models, x_train, x_val, epochs, EXPERIMENTS[name].batch_size)

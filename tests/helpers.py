@@ -126,9 +126,9 @@ def small_data(model_class: type, size: int = 64, batch_size: int = 32) -> torch
 
 
 def condition_for(model_class: type, count: int) -> tuple[torch.Tensor, ...]:
-    """What a model class takes beside ``count`` inputs: the labels (digits 0-9 in turn) for a conditional model
-    (part 4's CVAE), nothing for the others; ``model.encode(x, *condition_for(type(model), len(x)))``."""
-    return (torch.arange(count) % 10,) if getattr(model_class, "conditional", False) else ()
+    """What a model class takes beside ``count`` inputs: the labels (each of its labels in turn) for a conditional
+    model (part 4's), nothing for the others; ``model.encode(x, *condition_for(type(model), len(x)))``."""
+    return (torch.arange(count) % model_class.classes,) if getattr(model_class, "conditional", False) else ()
 
 
 def labels_for(model_class: type, count: int) -> torch.Tensor | None:

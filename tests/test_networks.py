@@ -25,6 +25,7 @@ CODE_SHAPES |= {
     "dots_overfit": (1,),
     "deep_sparse": (16,),
     "deep_sparse_l1": (16,),
+    "dots_conditional": (1,),  # part 4's points
 }
 INPUT_SHAPES = {name: (2,) if name.startswith("dots_") else (1, 28, 28) for name in CODE_SHAPES}
 
@@ -142,7 +143,7 @@ def test_networks_are_built_from_stock_layers(name):
     net = EXPERIMENTS[name].model().net
     own = {networks.Autoencoder, networks.SigmoidDecoder, networks.Conv2d, torchae.vae.GaussianEncoder}
     own |= {torchae.cvae.ConditionalVariationalAutoencoder, torchae.cvae.ConditionalGaussianEncoder}
-    own |= {torchae.cvae.ConditionalDecoder}
+    own |= {torchae.cvae.ConditionalDecoder, torchae.cvae.ConditionalDotsAutoencoder}
     for module in net.modules():
         kind = type(module)
         assert kind.__module__.startswith("torch.nn") or kind in own or isinstance(module, networks.Autoencoder), kind

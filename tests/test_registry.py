@@ -77,7 +77,7 @@ def test_the_parts_register_in_the_series_order():
 def test_each_experiment_is_consistent(name):
     experiment = EXPERIMENTS[name]
     figures = experiment.model.figures
-    assert set(figures) <= set(FIGURES) and {"reconstructions", "dots_manifold"} & set(figures)
+    assert set(figures) <= set(FIGURES) and {"reconstructions", "dots_manifold", "two_curves"} & set(figures)
     assert experiment.retrains is None or experiment.retrains in EXPERIMENTS
     assert getattr(torchae, experiment.model.__name__) is experiment.model  # importable as the configs name it
 

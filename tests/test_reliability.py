@@ -26,7 +26,7 @@ from helpers import quick_data
 import torchae
 from torchae.cli import find_last_checkpoint, main
 from torchae.data import MNIST_FILES, MNISTDataModule, embedded_mnist_dir
-from torchae.dots import DotsDataModule
+from torchae.dots import DotsDataModule, TwoCurvesDataModule
 from torchae.engine import Engine
 from torchae.registry import EXPERIMENTS
 from torchae.safety import AtomicCheckpointIO, write_text_atomically
@@ -230,6 +230,7 @@ def _bad_settings() -> list[tuple[str, str, str]]:
     """(config, setting, bad value) for every __init__ argument of the five models, the datamodule and the engine."""
     owners = [(name, "model", experiment.model) for name, experiment in EXPERIMENTS.items()]
     owners += [("dense", "data", MNISTDataModule), ("dots_overfit", "data", DotsDataModule), ("conv", "engine", Engine)]
+    owners += [("dots_conditional", "data", TwoCurvesDataModule)]
     cases = []
     for config, section, cls in owners:
         for name, parameter in inspect.signature(cls.__init__).parameters.items():
