@@ -14,6 +14,7 @@ from torch import nn
 
 import torchae
 from torchae.cli import main
+from torchae.dots import two_curves
 from torchae.export import export_model
 from torchae.inputs import LabelledBatch
 
@@ -178,3 +179,46 @@ def test_fit_figures_predict_and_export_with_labels(tmp_path, capsys, mnist):
         assert arrays["log_variances"].shape == (500, 8) and arrays["reconstructions"].shape == (500, 1, 28, 28)
     for part in ("encoder", "decoder"):
         assert export_model(model, tmp_path / f"{part}.onnx", "onnx", part) <= 1e-5
+
+
+# ---------------------------------------------------------------- part 4's points: one model, two curves
+def test_part_4s_points_lie_around_the_sine_and_the_circle_each_labelled_with_its_curve():
+    drawn = two_curves(1000, 0.06, torch.Generator().manual_seed(0))
+    sine, circle = drawn.curves[:1000], drawn.curves[1000:]
+    torch.testing.assert_close(sine[:, 1], torch.sin(sine[:, 0]))
+    assert float(sine[0, 0]) == pytest.approx(-2.2) and float(sine[-1, 0]) == pytest.approx(2.2)
+    radius = (circle - torch.tensor([1.5, -0.5])).norm(dim=1)
+    torch.testing.assert_close(radius, torch.full((1000,), 0.5), rtol=0, atol=1e-6)
+    assert drawn.labels.tolist() == [0] * 1000 + [1] * 1000
+    assert float((drawn.dots - drawn.curves).std()) == pytest.approx(0.06, abs=0.003)
+    data = torchae.TwoCurvesDataModule(seed=0)
+    data.setup("fit")
+    points, labels = next(iter(data.train_dataloader()))
+    rows = [int(torch.nonzero((data.train_images == point).all(1))[0]) for point in points]
+    assert labels.tolist() == [int(row >= 1000) for row in rows]  # each point with its own curve, shuffled
+    with pytest.raises(torchae.ConfigError, match="data.points must be a positive integer"):
+        torchae.TwoCurvesDataModule(points=0)
+
+
+def test_given_each_points_curve_one_model_learns_both_pieces():
+    """The shipped conditional model (the article's 300 epochs) maps the sine's points onto the sine and the circle's
+    onto the circle; the same codes decoded as the other curve land on the other piece."""
+    model = torchae.pretrained("dots_conditional")
+    data = torchae.TwoCurvesDataModule(seed=0)
+    data.setup("fit")
+    points, labels = data.val_images, data.val_labels
+    with torch.no_grad():
+        reconstructed = model(points, labels)
+        codes = model.encode(points, labels)
+        swapped = model.decode(codes, 1 - labels)
+    sine, circle = reconstructed[:1000], reconstructed[1000:]
+    off_sine = (sine[:, 1] - torch.sin(sine[:, 0])).abs()
+    off_circle = ((circle - torch.tensor([1.5, -0.5])).norm(dim=1) - 0.5).abs()
+    assert float(off_sine.median()) < 0.03 and float(off_circle.median()) < 0.05, (
+        off_sine.median(),
+        off_circle.median(),
+    )
+    as_circle = ((swapped[:1000] - torch.tensor([1.5, -0.5])).norm(dim=1) - 0.5).abs()
+    assert float(as_circle.median()) < 0.1  # the sine's codes, decoded as the circle, draw the circle
+    with pytest.raises(torchae.InputError, match="labels hold 0..2, expected an integer tensor .* labels 0-1"):
+        model.encode(points[:3], torch.tensor([0, 1, 2]))

@@ -211,7 +211,9 @@ class ConditionalInputs:
         return check_labels(labels, count, classes=self.classes).to(self.device)
 
 
-@register_experiment("dots_conditional", epochs=300, batch_size=30, parameters=(4_481, 4_482, 8_963), keras=True)
+@register_experiment(
+    "dots_conditional", epochs=300, batch_size=30, parameters=(4_481, 4_482, 8_963), keras=True, shipped=True
+)
 class DotsConditionalAE(ConditionalInputs, DotsAE):
     """The article's conditional autoencoder of part 4's points (:class:`ConditionalDotsAutoencoder`), trained with
     the mean squared error and Keras's Adam at 1e-3 for 300 epochs at batch 30: given each point's curve, one model
