@@ -23,7 +23,7 @@ CONFIG = str(ROOT / "configs" / "cvae.yaml")
 TINY = [
     "--trainer.enable_progress_bar=false",
     "--trainer.enable_model_summary=false",
-    "--data.init_args.train_size=1000",
+    "--data.init_args.train_size=500",
     "--data.init_args.val_size=500",
 ]
 

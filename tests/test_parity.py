@@ -159,7 +159,7 @@ SHORT_BUDGETS = {
     "sparse": (2, 2048, (0,)),
     "denoising": (3, 16384, (0, 1)),
     "vae": (3, 8000, (0,)),
-    "cvae": (3, 8000, (0,)),
+    "cvae": (2, 4000, (0,)),
     "deep_sparse": (2, 2048, (0,)),
     "deep_sparse_l1": (2, 2048, (0,)),
     "dots_linear": (15, None, (0,)),  # the points: the article's 1000 (train_size applies to MNIST only)

@@ -198,6 +198,8 @@ class ConditionalInputs:
         return LabelledBatch(*batch)
 
     def check_labelled(self, x: Any, check_inputs: Any, check_finite: bool) -> LabelledBatch:
+        """``x`` as a :class:`~torchae.inputs.LabelledBatch` if it is a pair of inputs (``check_inputs`` checks
+        them) and as many labels; else an :class:`~torchae.errors.InputError` saying why."""
         if not (isinstance(x, tuple) and len(x) == 2):
             raise InputError(f"{type(self).__name__} takes inputs and their labels, got a {type(x).__name__}")
         inputs = check_inputs(x[0])
