@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import re
 import shutil
 import socket
 import tomllib
@@ -222,6 +223,11 @@ def test_the_shipped_models_work_wherever_a_checkpoint_does(tmp_path, monkeypatc
     torch.testing.assert_close(model.decode(codes), images, atol=1e-6, rtol=0)
     main(["validate", "--pretrained", "denoising", *quiet])
     assert len(list(tmp_path.glob("runs/validate/*/metrics.csv"))) == 1
+    capsys.readouterr()
+    # A model of other data validates on its own datamodule (part 4's points), to the val_loss it shipped with.
+    main(["validate", "--pretrained", "dots_conditional", "--trainer.enable_progress_bar", "false"])
+    shown = float(re.search(r"val_loss\s*│\s*([0-9.]+)", capsys.readouterr().out).group(1))
+    assert shown == pytest.approx(get_weights("dots_conditional").meta["val_loss"], rel=1e-6)
     main(["export", "--pretrained", "conv", "--part", "decoder", "--output", str(tmp_path / "decoder.onnx")])
     assert (tmp_path / "decoder.onnx").is_file()
     capsys.readouterr()

@@ -127,7 +127,8 @@ def shipped_names() -> str:
 
 def _with_pretrained_model(args: ArgsType) -> ArgsType:
     """``args`` with ``--model`` and the model's settings of the shipped model that ``--pretrained NAME`` names,
-    placed after the rest so that they win over a config's; unchanged without ``--pretrained``."""
+    placed after the rest so that they win over a config's, and, unless a config or ``--data`` names one, the model's
+    own datamodule before them (part 2's points, the CVAE's labelled MNIST); unchanged without ``--pretrained``."""
     words = list(sys.argv[1:] if args is None else args) if not isinstance(args, dict) else None
     if words is None:
         return args
@@ -144,7 +145,11 @@ def _with_pretrained_model(args: ArgsType) -> ArgsType:
     for key, value in meta["model_arguments"].items():
         if value is not None:
             extra += [f"--model.{key}", str(value)]
-    return [*words, *extra]
+    data = model_classes()[meta["model"]].datamodule
+    chosen = any(word in ("--config", "--data") or word.startswith(("--config=", "--data=")) for word in words)
+    lead = [] if chosen or data is MNISTDataModule else ["--data", f"torchae.{data.__name__}"]
+    at = next((i + 1 for i, word in enumerate(words) if word in ("validate", "test", "predict")), 0)
+    return [*words[:at], *lead, *words[at:], *extra]  # the datamodule's settings, if given, follow it
 
 
 class AutoencoderCLI(LightningCLI):
