@@ -138,7 +138,7 @@ def test_the_labelled_datamodule_serves_images_with_their_digits(mnist):
 
 def test_a_cvae_given_batches_without_labels_is_one_clear_error(tmp_path, capsys):
     model = torchae.CVAE()
-    with pytest.raises(torchae.InputError, match=r"takes batches of \(images, labels\).*LabelledMNISTDataModule"):
+    with pytest.raises(torchae.InputError, match=r"takes batches of \(inputs, labels\).*LabelledMNISTDataModule"):
         model.validation_step(torch.rand(4, 1, 28, 28), 0)
     with pytest.raises(SystemExit) as exit_info:
         main(["fit", "--model", "torchae.CVAE", "--trainer.default_root_dir", str(tmp_path)])
@@ -222,3 +222,11 @@ def test_given_each_points_curve_one_model_learns_both_pieces():
     assert float(as_circle.median()) < 0.1  # the sine's codes, decoded as the circle, draw the circle
     with pytest.raises(torchae.InputError, match="labels hold 0..2, expected an integer tensor .* labels 0-1"):
         model.encode(points[:3], torch.tensor([0, 1, 2]))
+
+
+def test_a_style_for_a_model_without_style_transfer_is_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["figures", "--pretrained", "dense", "--style_digit", "3", "--out_dir", str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    assert "DenseAE draws none: leave --style_digit out" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
