@@ -277,6 +277,7 @@ class DotsConditionalAE(ConditionalInputs, DotsAE):
     batch_size=500,
     parameters=(208_656, 207_376, 416_032),
     keras=True,
+    shipped=True,
 )
 class CVAE(ConditionalInputs, VAE):
     """The article's conditional VAE (part 4) with an 8-D latent space; 416,032 parameters as Keras counts them
