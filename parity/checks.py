@@ -18,7 +18,7 @@ import torch
 import torchae
 from parity._keras import import_keras
 from parity.keras_models import KERAS_COMPILE, KerasModels, build_keras
-from parity.train import keras_inputs
+from parity.train import keras_inputs, parity_data
 from parity.transfer import (
     keras_arrays,
     keras_to_torch,
@@ -32,7 +32,7 @@ from parity.transfer import (
 )
 from torchae.data import MNISTDataModule
 from torchae.engine.compiled import CompiledSteps
-from torchae.engine.configs import config_of, data_of
+from torchae.engine.configs import config_of
 from torchae.inputs import LabelledBatch
 from torchae.networks import keras_parameter_count
 from torchae.registry import EXPERIMENTS
@@ -401,8 +401,7 @@ def run_checks(
     for name in names:
         keras_models, torch_model = build_pair(name, seed)
         mnist = issubclass(torch_model.datamodule, MNISTDataModule)
-        data = data_of(name, val_size=n_images if mnist else None, seed=0)
-        data.setup("fit")
+        data = parity_data(name, val_size=n_images if mnist else None)
         size = min(batch_size, EXPERIMENTS[name].batch_size)
         batch, labels = data.train_images[:size], data.train_labels[:size] if torch_model.conditional else None
         rows += check_structure(name, keras_models, torch_model)

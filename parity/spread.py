@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 from parity.keras_models import build_keras
-from parity.train import _train_keras, keras_inputs, machine_description, versions
-from torchae.engine.configs import data_of, fit_quietly
+from parity.train import _train_keras, keras_inputs, machine_description, parity_data, versions
+from torchae.engine.configs import fit_quietly
 from torchae.registry import EXPERIMENTS
 from torchae.runs import source_commit
 
@@ -71,8 +71,7 @@ def seed_spread(
         raise ValueError(f"cannot resume the spread run {found} as the run {wanted}: start a new record")
     batch_size = EXPERIMENTS[name].batch_size
     for seed in seeds:
-        data = data_of(name, train_size, val_size, seed)  # the points differ by seed
-        data.setup("fit")
+        data = parity_data(name, train_size, val_size, seed)  # the points differ by seed
         done = seeds_done(record)
         if seed not in done["keras"]:
             keras_models = build_keras(name, seed=seed)

@@ -25,7 +25,7 @@ from parity._keras import import_keras
 from parity.keras_models import KERAS_LABELS, build_keras
 from parity.transfer import keras_to_torch, to_nhwc, torch_to_keras
 from torchae.checkpoints import network_state, run_order
-from torchae.data import MNISTDataModule
+from torchae.data import MNISTDataModule, TensorDataModule
 from torchae.engine.configs import data_of, fit_quietly
 from torchae.registry import EXPERIMENTS
 from torchae.runs import source_commit
@@ -90,9 +90,18 @@ def parity_inputs(
     """The training and validation inputs of experiment ``name`` as its config's datamodule gives them to torchae
     (MNIST's first ``train_size`` / ``val_size`` images, or part 2's points drawn from ``seed``): what Keras gets
     too, through :func:`~parity.transfer.to_nhwc`."""
+    data = parity_data(name, train_size, val_size, seed)
+    return data.train_images, data.val_images
+
+
+def parity_data(
+    name: str, train_size: int | None = None, val_size: int | None = None, seed: int = 0
+) -> TensorDataModule:
+    """Experiment ``name``'s config's datamodule with these sizes and seed, set up: the inputs (and labels) both
+    frameworks train on."""
     data = data_of(name, train_size, val_size, seed)
     data.setup("fit")
-    return data.train_images, data.val_images
+    return data
 
 
 def keras_inputs(name: str, images: torch.Tensor, labels: torch.Tensor | None = None) -> Any:
@@ -110,8 +119,7 @@ def keras_inputs(name: str, images: torch.Tensor, labels: torch.Tensor | None = 
 def keras_data(name: str, train_size: int | None = None, val_size: int | None = None, seed: int = 0) -> tuple[Any, Any]:
     """The training and validation inputs of :func:`parity_inputs` as experiment ``name``'s Keras model takes them
     (:func:`keras_inputs`)."""
-    data = data_of(name, train_size, val_size, seed)
-    data.setup("fit")
+    data = parity_data(name, train_size, val_size, seed)
     train = keras_inputs(name, data.train_images, data.train_labels)
     return train, keras_inputs(name, data.val_images, data.val_labels)
 

@@ -46,7 +46,14 @@ from torchae.inputs import (
 from torchae.manifolds import POINT_WIDTH, DotsAE, check_widths, elu_layers
 from torchae.networks import IMAGE_SHAPE, PIXELS, keras_init_
 from torchae.registry import register_experiment
-from torchae.vae import KERAS_LEAKY_RELU_SLOPE, VAE, LatentDistribution, keras_batch_norm, vae_loss_terms
+from torchae.vae import (
+    KERAS_LEAKY_RELU_SLOPE,
+    VAE,
+    LatentDistribution,
+    check_latent_settings,
+    keras_batch_norm,
+    vae_loss_terms,
+)
 
 __all__ = [
     "CVAE",
@@ -56,12 +63,6 @@ __all__ = [
     "ConditionalVariationalAutoencoder",
     "DotsConditionalAE",
 ]
-
-
-def _check_sizes(latent_dim: int, dropout: float) -> None:
-    positive = isinstance(latent_dim, int) and not isinstance(latent_dim, bool) and latent_dim > 0
-    require(positive, "model.latent_dim", latent_dim, "a positive integer", "8")
-    require(0 <= dropout < 1, "model.dropout", dropout, "a rate from 0 up to (not including) 1", "0.3")
 
 
 class ConditionalGaussianEncoder(nn.Module):
@@ -130,7 +131,7 @@ class ConditionalVariationalAutoencoder(nn.Module):
     """
 
     def __init__(self, latent_dim: int = 8, dropout: float = 0.3) -> None:
-        _check_sizes(latent_dim, dropout)
+        check_latent_settings(latent_dim, dropout, "8")
         super().__init__()
         self.encoder = ConditionalGaussianEncoder(latent_dim, dropout)
         self.decoder = ConditionalDecoder(latent_dim, dropout)

@@ -49,13 +49,23 @@ class SineDots(NamedTuple):
     dots: torch.Tensor
 
 
+def _sine_curve(points: int) -> torch.Tensor:
+    """``points`` points ``(x1, sin(x1))`` for ``x1 = linspace(-2.2, 2.2, points)``, ``(points, 2)`` float64."""
+    x1 = torch.linspace(*CURVE_RANGE, points, dtype=torch.float64)
+    return torch.stack([x1, torch.sin(x1)], dim=1)
+
+
+def _check_noise(noise: float) -> None:
+    ok = isinstance(noise, (int, float)) and math.isfinite(noise) and noise >= 0
+    require(ok, "data.noise", noise, "zero or a positive number", "0.06")
+
+
 def sine_dots(points: int = 1000, noise: float = 0.06, generator: torch.Generator | None = None) -> SineDots:
     """The article's dataset: ``points`` points of the sine curve over [-2.2, 2.2], with Gaussian noise of standard
     deviation ``noise`` on both coordinates, drawn from ``generator`` (torch's global one by default)."""
-    x1 = torch.linspace(*CURVE_RANGE, points, dtype=torch.float64)
-    curve = torch.stack([x1, torch.sin(x1)], dim=1)
+    curve = _sine_curve(points)
     dots = curve + noise * torch.randn(curve.shape, generator=generator, dtype=torch.float64)
-    return SineDots(x1.float(), curve.float(), dots.float())
+    return SineDots(curve[:, 0].float(), curve.float(), dots.float())
 
 
 def evenly_spaced(points: int, count: int) -> torch.Tensor:
@@ -100,13 +110,7 @@ class DotsDataModule(TensorDataModule):
         for name, value in (("points", points), ("repeats", repeats), ("subset", subset)):
             if value is not None:
                 _check_positive_int(name, value)
-        require(
-            isinstance(noise, (int, float)) and math.isfinite(noise) and noise >= 0,
-            "data.noise",
-            noise,
-            "zero or a positive number",
-            "0.06",
-        )
+        _check_noise(noise)
         if subset is not None and subset > points:
             raise ConfigError(
                 f"data.subset {subset} is more than data.points {points}: give at most {points} (the article: 25)"
@@ -149,10 +153,9 @@ def two_curves(points: int = 1000, noise: float = 0.06, generator: torch.Generat
     """Part 4's dataset: ``points`` points of the sine curve over [-2.2, 2.2] (label 0) and ``points`` of the circle
     of radius 0.5 around (1.5, -0.5), ``0.5 (sin t, cos t)`` for ``t = linspace(0, 2 pi)`` (label 1), with Gaussian
     noise of standard deviation ``noise`` on both coordinates, drawn from ``generator``."""
-    x1 = torch.linspace(*CURVE_RANGE, points, dtype=torch.float64)
     t = torch.linspace(0, 2 * math.pi, points, dtype=torch.float64)
     circle = CIRCLE_RADIUS * torch.stack([torch.sin(t), torch.cos(t)], dim=1) + torch.tensor(CIRCLE_CENTRE).double()
-    curves = torch.cat([torch.stack([x1, torch.sin(x1)], dim=1), circle])
+    curves = torch.cat([_sine_curve(points), circle])
     dots = curves + noise * torch.randn(curves.shape, generator=generator, dtype=torch.float64)
     labels = torch.cat([torch.zeros(points, dtype=torch.long), torch.ones(points, dtype=torch.long)])
     return TwoCurves(curves.float(), dots.float(), labels)
@@ -187,13 +190,7 @@ class TwoCurvesDataModule(TensorDataModule):
     ) -> None:
         super().__init__(batch_size, val_batch_size, seed, shuffle, steps_per_execution)
         _check_positive_int("points", points)
-        require(
-            isinstance(noise, (int, float)) and math.isfinite(noise) and noise >= 0,
-            "data.noise",
-            noise,
-            "zero or a positive number",
-            "0.06",
-        )
+        _check_noise(noise)
         if 2 * points > MAX_POINTS:
             raise ConfigError(f"data.points is {points:,} a curve, more than {MAX_POINTS // 2:,}: give fewer")
         self.save_hyperparameters()

@@ -58,6 +58,14 @@ class LatentDistribution(NamedTuple):
     z_log_var: torch.Tensor
 
 
+def check_latent_settings(latent_dim: int, dropout: float, latent_example: str) -> None:
+    """Refuse a latent size that is not a positive integer or a dropout rate outside [0, 1), naming the setting, its
+    value and an example (``latent_example``: the article's latent size)."""
+    positive = isinstance(latent_dim, int) and not isinstance(latent_dim, bool) and latent_dim > 0
+    require(positive, "model.latent_dim", latent_dim, "a positive integer", latent_example)
+    require(0 <= dropout < 1, "model.dropout", dropout, "a rate from 0 up to (not including) 1", "0.3")
+
+
 def keras_batch_norm(features: int) -> nn.BatchNorm1d:
     """``BatchNormalization()`` with Keras's defaults: momentum 0.99 (PyTorch's 0.01) and epsilon 1e-3."""
     return nn.BatchNorm1d(features, eps=KERAS_BATCH_NORM_EPSILON, momentum=KERAS_BATCH_NORM_MOMENTUM)
@@ -112,14 +120,7 @@ class VariationalAutoencoder(Autoencoder):
     """
 
     def __init__(self, latent_dim: int = 2, dropout: float = 0.3) -> None:
-        require(
-            isinstance(latent_dim, int) and not isinstance(latent_dim, bool) and latent_dim > 0,
-            "model.latent_dim",
-            latent_dim,
-            "a positive integer",
-            "2",
-        )
-        require(0 <= dropout < 1, "model.dropout", dropout, "a rate from 0 up to (not including) 1", "0.3")
+        check_latent_settings(latent_dim, dropout, "2")
         decoder = SigmoidDecoder(
             nn.Sequential(
                 nn.Linear(latent_dim, 128),
