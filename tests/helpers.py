@@ -146,3 +146,81 @@ def step_inputs(model_class: type, images: torch.Tensor) -> torch.Tensor | torch
 def batches_for(model_class: type, inputs: torch.Tensor, batch_size: int, shuffle: bool, **kwargs) -> TensorBatches:
     """``TensorBatches`` of ``inputs`` as a model class's step takes them: with labels for a conditional model."""
     return TensorBatches(inputs, batch_size, shuffle, labels=labels_for(model_class, len(inputs)), **kwargs)
+
+
+class CountingAE(torchae.DenseAE):
+    """A user's subclass that writes its own ``training_step`` (the base's, counted): the engine must run it."""
+
+    calls = 0
+
+    def __init__(self, code_dim: int = 8) -> None:
+        super().__init__(code_dim=code_dim)
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        type(self).calls += 1
+        return super().training_step(batch, batch_idx)
+
+
+class TinyGAN(pl.LightningModule):
+    """A plain LightningModule with two optimizers and manual optimization, as Lightning's GAN example: a generator of
+    images from a 2-D code and a discriminator, each with its own Adam. No torchae base."""
+
+    def __init__(self, latent_dim: int = 2, learning_rate: float = 2e-4) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.automatic_optimization = False
+        self.generator = nn.Sequential(nn.Linear(latent_dim, 784), nn.Sigmoid(), nn.Unflatten(1, (1, 28, 28)))
+        self.discriminator = nn.Sequential(nn.Flatten(), nn.Linear(784, 1))
+        self.steps = 0
+
+    def training_step(self, batch, batch_idx: int) -> None:
+        images = batch[0] if isinstance(batch, (tuple, list)) else batch
+        generator_optimizer, discriminator_optimizer = self.optimizers()
+        noise = torch.randn(images.shape[0], self.hparams.latent_dim, device=images.device)
+        real, fake = self.discriminator(images), self.discriminator(self.generator(noise).detach())
+        loss = nn.functional.softplus(-real).mean() + nn.functional.softplus(fake).mean()
+        discriminator_optimizer.zero_grad()
+        self.manual_backward(loss)
+        discriminator_optimizer.step()
+        generator_loss = nn.functional.softplus(-self.discriminator(self.generator(noise))).mean()
+        generator_optimizer.zero_grad()
+        self.manual_backward(generator_loss)
+        generator_optimizer.step()
+        self.steps += 1
+        self.log("train_loss", generator_loss.detach(), on_epoch=True, on_step=False)
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        images = batch[0] if isinstance(batch, (tuple, list)) else batch
+        self.log("val_loss", nn.functional.softplus(-self.discriminator(images)).mean(), on_epoch=True)
+
+    def configure_optimizers(self):
+        return [
+            torch.optim.Adam(self.generator.parameters(), lr=self.hparams.learning_rate),
+            torch.optim.Adam(self.discriminator.parameters(), lr=self.hparams.learning_rate),
+        ]
+
+
+class TwoOptimizerAE(torchae.DenseAE):
+    """A model on torchae's autoencoder base with two optimizers (the encoder's and the decoder's) and its own step."""
+
+    def __init__(self, code_dim: int = 8) -> None:
+        super().__init__(code_dim=code_dim)
+        self.steps = 0
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        encoder_optimizer, decoder_optimizer = self.optimizers()
+        for images in torchae.data.batches_of(batch):
+            loss = self.shared_step(images, "train")
+            encoder_optimizer.zero_grad()
+            decoder_optimizer.zero_grad()
+            self.manual_backward(loss)
+            encoder_optimizer.step()
+            decoder_optimizer.step()
+            self.steps += 1
+        return loss
+
+    def configure_optimizers(self):
+        return [
+            torchae.KerasAdam(self.net.encoder.parameters(), lr=self.learning_rate),
+            torchae.KerasAdam(self.net.decoder.parameters(), lr=self.learning_rate),
+        ]

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 import pytorch_lightning as pl
 import torch
-from helpers import NoisyLatentAE, quick_data, quiet_trainer
+from helpers import CountingAE, NoisyLatentAE, TinyGAN, TwoOptimizerAE, quick_data, quiet_trainer
 from torch import nn
 
 import torchae
@@ -198,6 +198,34 @@ def test_a_model_that_draws_inside_its_step_runs_as_written_with_one_line(settin
     assert "NoisyLatentAE draws random numbers" in said[0]
     assert_same_weights(fast, plain)
     assert fast_fit.callback_metrics["val_loss"] == plain_fit.callback_metrics["val_loss"]
+
+
+@pytest.mark.parametrize("model_class", [CountingAE, TwoOptimizerAE, TinyGAN])
+def test_the_engine_runs_a_step_the_user_wrote_as_written(model_class, tmp_path, said):
+    """A subclass that writes its own training_step, one with two optimizers on the autoencoder base, and a plain
+    LightningModule GAN: each step they wrote runs (counted), under every engine option, the weights are plain
+    Lightning's, and one line names the options that did not apply."""
+    settings = {"compiled_steps": True, "compile_backend": "aot_eager", "cpu_threads": 1}
+    CountingAE.calls = 0
+    plain, _ = train(model_class, tmp_path, None, epochs=1)
+    plain_calls = CountingAE.calls
+    engine = Engine(**settings)
+    fast, fit = train(model_class, tmp_path / "engine", engine, epochs=1)
+    assert engine.runner is None and fit.global_step > 0
+    if model_class is CountingAE:
+        assert CountingAE.calls == 2 * plain_calls > 0
+    else:
+        assert fast.steps == plain.steps > 0
+    assert_same_weights(fast, plain)
+    assert len(said) == 1 and "runs as written: engine.direct_steps, engine.compiled_steps apply only" in said[0]
+    assert model_class.__name__ in said[0]
+
+
+def test_a_model_on_the_base_step_with_default_options_says_nothing(tmp_path, said):
+    """The base's own step runs through the engine, with no line: nothing was left out."""
+    engine = Engine()
+    train("dense", tmp_path, engine, epochs=1, sizes=(64, 32))
+    assert engine.runner is not None and engine.runner.direct and said == []
 
 
 def test_the_denoising_noise_is_the_plain_runs_under_compiled_steps(tmp_path, said):

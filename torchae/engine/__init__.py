@@ -12,6 +12,11 @@ The engine changes how a step runs, never what it computes, random draws include
 Step groups (Keras's ``steps_per_execution``) are data that the datamodule serves (``data.steps_per_execution``);
 the engine runs them as the model's own steps do, one optimizer step per image batch.
 
+The engine never replaces a step that a user wrote. It runs the base's own step
+(:class:`~torchae.models.AutoencoderModule`'s ``training_step``, ``validation_step`` and ``shared_step``, one optimizer,
+manual optimization) in its own way; any other model, or one that writes any of those steps, runs as written
+(:func:`own_code` says why), and one line names the options that did not apply.
+
 The randomness contract. A compiled step or a CUDA graph must draw what the plain step draws. Input noise is drawn
 eagerly by the model's ``corrupt``, outside either, from the same stream in the same order. A model that draws
 random numbers inside its step (dropout, a latent sample: :func:`draws_random_numbers` finds out before training)
@@ -48,7 +53,7 @@ from torchae.errors import ConfigError
 from torchae.models import AutoencoderModule
 from torchae.optim import KerasAdam
 
-__all__ = ["CompileMode", "CompiledSteps", "Engine", "StepGraphs", "StepRunner", "draws_random_numbers"]
+__all__ = ["CompileMode", "CompiledSteps", "Engine", "StepGraphs", "StepRunner", "draws_random_numbers", "own_code"]
 
 CompileMode = Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
 BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
@@ -99,6 +104,27 @@ def draws_random_numbers(module: AutoencoderModule) -> bool:
         with torch.no_grad():
             for name, buffer in module.named_buffers():
                 buffer.copy_(buffers[name])
+
+
+ENGINE_STEPS = ("training_step", "validation_step", "shared_step")
+"""The base's step methods that the engine runs in its own way; a model that writes any of them runs as written."""
+
+
+def own_code(trainer: pl.Trainer, module: pl.LightningModule) -> str | None:
+    """Why the engine must leave ``module``'s steps as they are, in words, or ``None`` where it runs the base's own
+    step of :class:`~torchae.models.AutoencoderModule`: a model that is not one, that writes its own steps, that
+    configures other than one optimizer, or that uses Lightning's automatic optimization."""
+    name = type(module).__name__
+    if not isinstance(module, AutoencoderModule):
+        return f"{name} is not a torchae AutoencoderModule: its steps are its own"
+    written = [step for step in ENGINE_STEPS if getattr(type(module), step) is not getattr(AutoencoderModule, step)]
+    if written:
+        return f"{name} writes its own {' and '.join(written)}"
+    if len(trainer.optimizers) != 1:
+        return f"{name} configures {len(trainer.optimizers)} optimizers, and the base's step takes one"
+    if module.automatic_optimization:
+        return f"{name} turns on Lightning's automatic optimization, and the base's step optimizes manually"
+    return None
 
 
 class Engine(pl.Callback):
@@ -198,8 +224,15 @@ class Engine(pl.Callback):
     # ----------------------------------------------------------------- Lightning hooks
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.runner, self.turned_off = None, {}
-        if not isinstance(pl_module, AutoencoderModule):
-            rank_zero_info(f"torchae: the engine runs torchae models; {type(pl_module).__name__} runs as written")
+        self._set_threads(trainer)  # the thread count changes no step: it applies to any model
+        written = own_code(trainer, pl_module)
+        if written is not None:
+            asked = self.asked_techniques()
+            if asked:
+                rank_zero_info(
+                    f"torchae: {written}, so it runs as written: {', '.join(f'engine.{a}' for a in asked)} "
+                    "apply only to the base's own steps"
+                )
             return
         plan = self._plan(trainer, pl_module)
         for option, reason in self.turned_off.items():
@@ -213,7 +246,16 @@ class Engine(pl.Callback):
         if plan["compiled_steps"]:
             self.runner.compiled = CompiledSteps(pl_module, self.compiled_steps_per_call, **self._compile_options())
         self._install(pl_module, self.runner)
-        self._set_threads(trainer)
+
+    def asked_techniques(self) -> list[str]:
+        """The options of this engine that change how a step runs and are on (the thread count is not one)."""
+        asked = {
+            "direct_steps": self.direct_steps,
+            "cpu_micro_batch_size": self.cpu_micro_batch_size is not None,
+            "compiled_steps": self.compiled_steps,
+            "cuda_graphs": self.cuda_graphs,
+        }
+        return [name for name, on in asked.items() if on]
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.threads is not None and self.cpu_threads == "auto":
