@@ -20,31 +20,24 @@ from torch import nn
 
 from torchae.errors import ConfigError
 
-__all__ = ["FORMATS", "PARTS", "Exportable", "export_model", "load_exported", "part_of"]
+__all__ = ["FORMATS", "Exportable", "export_model", "load_exported", "part_of"]
 
 Format = Literal["onnx", "pt2"]
-Part = Literal["autoencoder", "encoder", "decoder"]
+Part = str
+"""A part of a model that it exports (its ``export_parts``: an autoencoder's ``autoencoder``, ``encoder``,
+``decoder``)."""
 FORMATS: tuple[str, ...] = Format.__args__  # type: ignore[attr-defined]
-PARTS: tuple[str, ...] = Part.__args__  # type: ignore[attr-defined]
-NAMES = {"autoencoder": ("images", "reconstructions"), "encoder": ("images", "codes"), "decoder": ("codes", "images")}
-"""The ONNX input and output names of each part; a model of points (part 2's) says ``points`` for ``images``, and a
-conditional model (part 4's CVAE) takes ``labels`` as a second input."""
-
-
-def io_names(model: Any, part: str) -> tuple[tuple[str, ...], str]:
-    """The ONNX input names and the output name of ``part`` of ``model``."""
-    data = "images" if tuple(model.input_shape) == (1, 28, 28) else "points"
-    given, output = (data if name == "images" else name for name in NAMES[part])
-    return ((given, "labels") if getattr(model, "conditional", False) else (given,)), output
 
 
 class Exportable(pl.LightningModule):
-    """Lightning's ``to_onnx`` with a dynamic batch dimension and one self-contained file by default."""
+    """Lightning's ``to_onnx`` with a dynamic batch dimension and one self-contained file by default, its inputs and
+    output named as the model's first export part names them (``export_names``)."""
 
     def to_onnx(self, file_path: str | Path, input_sample: Any | None = None, **kwargs: Any) -> Any:
-        """Lightning's ``to_onnx``: inputs named ``images`` (and ``labels``, for a conditional model), outputs
-        ``reconstructions``, batch dimension dynamic, the weights inside the file (no ``.onnx.data`` beside it)."""
-        inputs, output = io_names(self, "autoencoder")
+        """Lightning's ``to_onnx``: inputs and output named by the model (an autoencoder: ``images``, and ``labels``
+        for a conditional one, to ``reconstructions``), batch dimension dynamic, the weights inside the file (no
+        ``.onnx.data`` beside it)."""
+        inputs, output = self.export_names(next(iter(self.export_parts())))
         kwargs.setdefault("input_names", list(inputs))
         kwargs.setdefault("output_names", [output])
         if "dynamic_axes" not in kwargs:
@@ -61,20 +54,20 @@ def batch_dimension() -> Any:
 
 
 def part_of(model: Any, part: str) -> nn.Module:
-    """The plain ``nn.Module`` of ``part`` (``autoencoder``, ``encoder`` or ``decoder``) of a torchae model."""
-    if part not in PARTS:
-        raise ConfigError(f"part must be one of {', '.join(PARTS)}, got {part!r}: set --part autoencoder")
-    return {"autoencoder": model.net, "encoder": model.net.encoder, "decoder": model.net.decoder}[part]
+    """The plain ``nn.Module`` of ``part`` of a torchae model (one of its ``export_parts``)."""
+    parts = model.export_parts() if hasattr(model, "export_parts") else {}
+    if part not in parts:
+        names = ", ".join(parts) or "none"
+        raise ConfigError(
+            f"part must be one of {type(model).__name__}'s parts ({names}), got {part!r}: set --part "
+            f"{next(iter(parts), 'autoencoder')}"
+        )
+    return parts[part]
 
 
 def _sample(model: Any, part: str, batch: int) -> tuple[torch.Tensor, ...]:
-    """Inputs of ``part`` of ``model`` at ``batch``: images (or codes), and a conditional model's labels."""
-    generator = torch.Generator().manual_seed(batch)
-    shape = model.code_shape if part == "decoder" else model.input_shape
-    data = torch.rand(batch, *shape, generator=generator)
-    if not getattr(model, "conditional", False):
-        return (data,)
-    return data, torch.randint(0, 10, (batch,), generator=generator)
+    """Inputs of ``part`` of ``model`` at ``batch``, drawn from a generator seeded by ``batch``."""
+    return model.export_example(part, batch, torch.Generator().manual_seed(batch))
 
 
 def export_model(model: Any, output: str | Path, format: str = "onnx", part: str = "autoencoder") -> float:
@@ -107,7 +100,7 @@ def export_model(model: Any, output: str | Path, format: str = "onnx", part: str
     # Written beside its place and renamed into it: a stop leaves the old file or the new one, never half of one.
     partial = path.with_name(f".{path.name}.partial{path.suffix}")
     try:
-        _write(module, partial, format, io_names(model, part), _sample(model, part, 4))
+        _write(module, partial, format, model.export_names(part), _sample(model, part, 4))
         with torch.no_grad():
             check = _sample(model, part, 7)
             expected = module(*check).numpy()

@@ -17,20 +17,19 @@ from __future__ import annotations
 import math
 from typing import Any, ClassVar, Literal
 
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
-from torchae.checkpoints import NamedCheckpoints, network_state
+from torchae.checkpoints import network_state
 from torchae.data import MNISTDataModule, TensorDataModule, batches_of, mix_seed
 from torchae.errors import require
-from torchae.export import Exportable
 from torchae.inputs import batch_size_of, check_codes, check_images, images_of
 from torchae.networks import IMAGE_SHAPE, Autoencoder, DeepDenseAutoencoder, DenseAutoencoder, build_architecture
 from torchae.networks import ConvAutoencoder as ConvNetwork
 from torchae.optim import KerasAdam
 from torchae.registry import register_experiment
+from torchae.series import SeriesModule
 
 __all__ = [
     "AutoencoderModule",
@@ -46,7 +45,7 @@ Stage = Literal["train", "val", "test"]
 EPOCH_MEANS = {"on_step": False, "on_epoch": True, "sync_dist": True}
 
 
-class AutoencoderModule(NamedCheckpoints, Exportable, pl.LightningModule):
+class AutoencoderModule(SeriesModule):
     """Trains an :class:`~torchae.networks.Autoencoder` to reconstruct its input, with Keras's Adam.
 
     Args:
@@ -54,28 +53,14 @@ class AutoencoderModule(NamedCheckpoints, Exportable, pl.LightningModule):
         learning_rate: Adam's learning rate (Keras: 1e-3).
         epsilon: Adam's epsilon, placed as Keras places it (Keras 3: 1e-7).
 
-    Attributes:
-        figures: the figures this model draws (names of :data:`torchae.figures.FIGURES`), besides the loss curves.
-        loss_names: the terms :meth:`loss_terms` returns, each logged as ``f"{stage}_{name}"``: what
-            ``--checkpoint.monitor`` may name, checked before training.
-        animations: the figures ``torchae fit`` also animates over training (frames at the article's epochs).
-        input_shape: the shape of one input without the batch dimension (MNIST's ``(1, 28, 28)``).
-        datamodule: the datamodule of the data the model is trained on (MNIST; part 2's points for the points
-            models; MNIST with its labels for part 4's CVAE): the figures command draws from it, and a fit with
-            another one is refused.
-        conditional: whether the model takes each image's label beside it (part 4's CVAE): its step takes
-            :class:`~torchae.inputs.LabelledBatch` (:meth:`inputs_of`), its ``encode``, ``decode`` and ``forward``
-            a second argument, the labels.
+    The declarations of :class:`~torchae.series.SeriesModule` (``figures``, ``loss_names``, ``datamodule``,
+    ``conditional``, ...) say what the extras draw and read; an autoencoder draws part 1's three figures by default,
+    from MNIST. A conditional autoencoder's step takes :class:`~torchae.inputs.LabelledBatch` (:meth:`inputs_of`),
+    its ``encode``, ``decode`` and ``forward`` the labels as a second argument.
     """
 
     figures: ClassVar[tuple[str, ...]] = ("reconstructions", "codes_2d", "interpolation")
-    loss_names: ClassVar[tuple[str, ...]] = ("loss",)
-    animations: ClassVar[tuple[str, ...]] = ()
-    input_shape: ClassVar[tuple[int, ...]] = IMAGE_SHAPE
     datamodule: ClassVar[type[TensorDataModule]] = MNISTDataModule
-    conditional: ClassVar[bool] = False
-    unsaved_arguments: ClassVar[tuple[str, ...]] = ()
-    """Constructor arguments kept out of the hyperparameters (the checkpoint carries them otherwise)."""
 
     def __init__(self, net: Autoencoder, learning_rate: float = 1e-3, epsilon: float = 1e-7) -> None:
         super().__init__()
@@ -88,11 +73,6 @@ class AutoencoderModule(NamedCheckpoints, Exportable, pl.LightningModule):
         self.net = net
         self.example_input_array = torch.zeros(2, *self.input_shape)
 
-    @classmethod
-    def metric_names(cls) -> tuple[str, ...]:
-        """The metrics a fit logs: each of :attr:`loss_names` for training and validation."""
-        return tuple(f"{stage}_{name}" for stage in ("train", "val") for name in cls.loss_names)
-
     @property
     def encoder(self) -> nn.Module:
         return self.net.encoder
@@ -104,6 +84,27 @@ class AutoencoderModule(NamedCheckpoints, Exportable, pl.LightningModule):
     @property
     def code_shape(self) -> tuple[int, ...]:
         return self.net.code_shape
+
+    def export_parts(self) -> dict[str, nn.Module]:
+        """The whole network (inputs to reconstructions), its encoder (to codes) and its decoder (codes to outputs)."""
+        return {"autoencoder": self.net, "encoder": self.net.encoder, "decoder": self.net.decoder}
+
+    def export_names(self, part: str) -> tuple[tuple[str, ...], str]:
+        """``images`` (``points`` for a model of points), ``codes`` and ``reconstructions`` as each part takes and
+        gives them, and ``labels`` as a conditional model's second input."""
+        data = "images" if tuple(self.input_shape) == IMAGE_SHAPE else "points"
+        given, output = {
+            "autoencoder": (data, "reconstructions"),
+            "encoder": (data, "codes"),
+            "decoder": ("codes", data),
+        }[part]
+        return ((given, "labels") if self.conditional else (given,)), output
+
+    def export_example(self, part: str, batch: int, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+        shape = self.code_shape if part == "decoder" else self.input_shape
+        data = torch.rand(batch, *shape, generator=generator)
+        labels = torch.randint(0, getattr(self, "classes", 10), (batch,), generator=generator)
+        return self.inputs_for(data, labels)
 
     def check_inputs(self, x: Any, check_finite: bool = True, dtype: torch.dtype | None = None) -> torch.Tensor:
         """``x`` if it is a batch of this model's inputs (images of shape ``(N, 1, 28, 28)`` in [0, 1]); else an
@@ -179,11 +180,13 @@ class AutoencoderModule(NamedCheckpoints, Exportable, pl.LightningModule):
             self.shared_step(images, "test")
 
     def predict_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
-        """Codes and reconstructions of what the encoder sees, and the labels when the batch has them."""
+        """Codes and reconstructions of what the encoder sees, the labels when the batch has them, and the noisy
+        inputs for a model that corrupts what its encoder sees (denoising)."""
         inputs = self.corrupt(images_of(batch), "test")
         codes = self.net.encode(inputs)
         labels = {"labels": batch[1]} if isinstance(batch, (tuple, list)) else {}
-        return {"codes": codes, "reconstructions": self.net.decode(codes), "inputs": inputs, **labels}
+        noisy = {"noisy": inputs} if type(self).corrupt is not AutoencoderModule.corrupt else {}
+        return {"codes": codes, "reconstructions": self.net.decode(codes), **noisy, **labels}
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return KerasAdam(self.parameters(), lr=self.learning_rate, eps=self.epsilon)

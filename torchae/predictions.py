@@ -11,7 +11,6 @@ import torch
 from pytorch_lightning.callbacks import BasePredictionWriter
 
 from torchae.errors import ConfigError
-from torchae.models import AutoencoderModule
 from torchae.safety import atomic_write
 
 __all__ = ["NpzPredictionWriter"]
@@ -23,7 +22,8 @@ class NpzPredictionWriter(BasePredictionWriter):
     - ``codes``: ``(N, *code_shape)`` float32;
     - ``reconstructions``: ``(N, *input_shape)`` float32 (images ``(N, 1, 28, 28)``; part 2's points ``(N, 2)``);
     - ``labels``: ``(N,)`` int64, when the batches carry labels (``MNISTDataModule``'s prediction batches do);
-    - ``noisy``: the noisy inputs, for a model that corrupts what its encoder sees (denoising).
+    - ``noisy``: the noisy inputs, for a model that corrupts what its encoder sees (denoising);
+    - for any other model, the named tensors its ``predict_step`` returns (a mapping), batches joined.
 
     N follows the prediction dataloader (``MNISTDataModule``: the 10,000 test images, in MNIST's order).
 
@@ -48,10 +48,13 @@ class NpzPredictionWriter(BasePredictionWriter):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, predictions: Any, batch_indices: Any
     ) -> None:
         batches = predictions[0] if predictions and isinstance(predictions[0], list) else predictions
+        if not batches or not all(isinstance(batch, dict) for batch in batches):
+            raise ConfigError(
+                f"{type(pl_module).__name__}.predict_step returns {type(batches[0]).__name__ if batches else 'nothing'}"
+                ", and torchae predict writes a mapping of named tensors (the arrays of predictions.npz): return a "
+                "dict from predict_step, or give --trainer.callbacks a prediction writer of your own"
+            )
         arrays = {key: torch.cat([batch[key] for batch in batches]).cpu().numpy() for key in batches[0]}
-        inputs = arrays.pop("inputs")
-        if type(pl_module).corrupt is not AutoencoderModule.corrupt:
-            arrays["noisy"] = inputs
         arrays = {key: value.astype(np.int64 if key == "labels" else np.float32) for key, value in arrays.items()}
         folder = Path(trainer.log_dir or trainer.default_root_dir)
         folder.mkdir(parents=True, exist_ok=True)

@@ -107,8 +107,8 @@ class StopOnNonFiniteLoss(pl.Callback):
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-        if loss is None:
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        if not isinstance(loss, torch.Tensor):  # a step of the user's that returns no loss: nothing to watch
             return
         step = torch.full((), batch_idx, device=loss.device, dtype=torch.long)
         bad = ~torch.isfinite(loss.detach())

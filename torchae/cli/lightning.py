@@ -1,0 +1,369 @@
+"""The Lightning CLI of ``torchae fit``, ``validate``, ``test`` and ``predict``: LightningCLI over any
+LightningModule, with torchae's callbacks, run folders and checks, through its public hooks."""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import importlib.util
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Any, Optional
+
+from jsonargparse import ArgumentError
+from pytorch_lightning import LightningDataModule, LightningModule, Trainer
+from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint, ProgressBar
+from pytorch_lightning.cli import ArgsType, LightningArgumentParser, LightningCLI
+from pytorch_lightning.utilities.exceptions import MisconfigurationException
+
+from torchae.checkpoints import MODEL_KEY, read_checkpoint
+from torchae.cli.arguments import shipped_names, with_pretrained_model
+from torchae.cli.checks import CALLBACK_SECTIONS, check_seed
+from torchae.cli.folders import (
+    CLAIMED_VERSION,
+    EVALUATIONS,
+    claim,
+    default_loggers,
+    evaluation_folder,
+    find_last_checkpoint,
+    rank_zero,
+)
+from torchae.cli.loading import class_names, model_names
+from torchae.console import DIRPATH_CHANGED
+from torchae.dots import DATAMODULES
+from torchae.engine import Engine
+from torchae.errors import CheckpointError, ConfigError, UserError
+from torchae.figures import ArticleFigures
+from torchae.predictions import NpzPredictionWriter
+from torchae.progress import ImageBatchProgressBar
+from torchae.registry import model_classes
+from torchae.runs import claim_folder, claim_version, is_run_folder
+from torchae.safety import AtomicCheckpointIO, RemoveFailedLaunch, SignalStop, StopOnNonFiniteLoss
+from torchae.series import metric_names_of
+from torchae.timing import EpochTimer
+
+
+class AutoencoderCLI(LightningCLI):
+    """``LightningCLI`` in subclass mode over any LightningModule (the series' models and a user's own), with MNIST,
+    torchae's engine (``--engine.*``), checkpoints every epoch (``last.ckpt`` included, written atomically), a stop
+    on non-finite losses, and the article's figures. It customises Lightning's CLI through its public hooks only."""
+
+    def __init__(self, args: list[str] | None = None, run: bool = True) -> None:
+        super().__init__(
+            LightningModule,  # any LightningModule, as LightningCLI takes; torchae's own add figures, export, ...
+            LightningDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,  # MNIST unless --data names another (part 2's points: torchae.DotsDataModule)
+            seed_everything_default=0,
+            save_config_kwargs={"overwrite": True},
+            parser_kwargs={
+                "description": f"Train and use the article's autoencoders. Models: {model_names()}.",
+                "exit_on_error": False,  # parse errors reach main(), which prints them as one line
+            },
+            # Metrics are logged once per epoch; a step interval longer than an epoch only makes Lightning warn.
+            trainer_defaults={"default_root_dir": "runs", "log_every_n_steps": 1},
+            args=args,
+            run=run,
+        )
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_lightning_class_args(Engine, "engine")
+        parser.add_lightning_class_args(ArticleFigures, "figures")
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(StopOnNonFiniteLoss, "nan_guard")
+        parser.add_lightning_class_args(EpochTimer, "epoch_timer")
+        parser.add_lightning_class_args(NpzPredictionWriter, "predictions")
+        # Save after the whole epoch (validation included), so a checkpoint is always an epoch boundary.
+        parser.set_defaults({"checkpoint.save_last": True, "checkpoint.save_on_train_epoch_end": True})
+        parser.set_defaults({"data": {"class_path": "torchae.MNISTDataModule"}})
+        parser.add_argument(
+            "--pretrained",
+            type=Optional[str],  # noqa: UP045 (jsonargparse reads the annotation object)
+            default=None,
+            help=f"a model shipped with torchae ({shipped_names()}) in place of --ckpt_path: its "
+            "class and settings, and its verified weights (validate, test and predict)",
+        )
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
+        """Lightning's parsing, then ``--ckpt_path`` checked before anything is built: ``last`` means the newest
+        ``last.ckpt`` under ``default_root_dir``; the file must be a readable checkpoint of the configured model
+        class. (Lightning then reads the run's hyperparameters from it, with ``weights_only=True``.)"""
+        super().parse_arguments(parser, with_pretrained_model(args))
+        subcommand = self.config.get("subcommand")
+        config = self.config[subcommand] if subcommand else None
+        self.evaluation_dir: Path | None = None
+        if config is None:
+            return
+        seed = config.get("seed_everything")
+        if seed is not None and not isinstance(seed, bool):
+            check_seed(seed)
+        root = config.trainer.default_root_dir or "runs"
+        if Path(root).exists() and not Path(root).is_dir():
+            raise ConfigError(f"trainer.default_root_dir {root!r} is a file, not a folder: give a folder for the runs")
+        if config.get("pretrained") is not None:
+            self._use_pretrained(subcommand, config)
+        else:
+            self._check_ckpt_path(parser, subcommand, config)
+        if subcommand == "fit" and config.trainer.get("logger") is False:
+            self._refuse_writing_into_a_run(root, config.get("ckpt_path"))
+        if subcommand in EVALUATIONS:
+            ckpt_path = config.get("ckpt_path")
+            if ckpt_path is None and config.get("pretrained") is None:
+                print(
+                    f"torchae: {subcommand} uses the model's untrained initial weights: give --ckpt_path CKPT or "
+                    "--pretrained NAME for a trained model",
+                    file=sys.stderr,
+                )
+            self.evaluation_dir = evaluation_folder(subcommand, ckpt_path, root)
+            if ckpt_path is not None:  # the run's checkpoint folder: nothing is written there while evaluating
+                config.checkpoint.dirpath = str(Path(ckpt_path).parent)
+
+    def _use_pretrained(self, subcommand: str, config: Any) -> None:
+        from torchae.weights import get_weights
+
+        if subcommand not in EVALUATIONS:
+            raise ConfigError(
+                f"--pretrained is for validate, test and predict, not {subcommand}: leave it out (torchae fit trains "
+                "from the config's initial weights)"
+            )
+        if config.get("ckpt_path") is not None:
+            raise ConfigError("give --pretrained or --ckpt_path, not both: leave one out")
+        get_weights(config.pretrained)  # an unknown name ends here, in one line
+
+    @staticmethod
+    def _refuse_writing_into_a_run(root: str, ckpt_path: str | None) -> None:
+        """Without a logger, Lightning writes a run's files straight into ``default_root_dir``: refuse one that holds
+        another run's, unless this run resumes from a checkpoint of that folder."""
+        if not is_run_folder(root):
+            return
+        resuming = ckpt_path is not None and Path(root).resolve() in Path(ckpt_path).resolve().parents
+        if not resuming:
+            raise ConfigError(
+                f"trainer.default_root_dir {root!r} holds another run's files, and with --trainer.logger false this "
+                "run would write over them: give a new folder, or keep the logger so that each run gets a version_N"
+            )
+
+    def _check_ckpt_path(self, parser: LightningArgumentParser, subcommand: str, config: Any) -> None:
+        ckpt_path = config.get("ckpt_path")
+        if ckpt_path is None:
+            return
+        if ckpt_path == "last":
+            root = config.trainer.default_root_dir or "runs"
+            found = find_last_checkpoint(root)
+            if found is None and subcommand in EVALUATIONS:
+                raise CheckpointError(
+                    f"--ckpt_path last: no run under {root} has a last.ckpt, so there is nothing to {subcommand}: give "
+                    "a checkpoint's path, --trainer.default_root_dir of the runs, or --pretrained NAME"
+                )
+            if found is None:
+                print(f"torchae: no last.ckpt under {root}: starting a new run", file=sys.stderr)
+                config.ckpt_path = None
+                return
+            print(f"torchae: resuming from {found}", file=sys.stderr)
+            config.ckpt_path = ckpt_path = str(found)
+        checkpoint = read_checkpoint(ckpt_path)
+        saved = checkpoint.get(MODEL_KEY)
+        class_path = str(config.model.class_path) if config.get("model") is not None else ""
+        expected = class_path.rsplit(".", 1)[-1]
+        # A LightningModule of the user's own names no class in its checkpoints: Lightning checks its weights.
+        plain = saved is None and "torchae_model" not in checkpoint and expected not in model_classes()
+        if saved != expected and not plain:
+            raise CheckpointError(
+                f"checkpoint {ckpt_path!r} holds a {saved or 'non-torchae model'}, but the model is a {expected}: "
+                f"use the config of the run that wrote it (--model {saved})"
+            )
+        # Lightning's CLI next reads the checkpoint's hyperparameters into the config, and their `_class_path` would
+        # be imported: only the class given on the command line, under any of its names, may stand there.
+        hyper_parameters = checkpoint.get("hyper_parameters")
+        named = hyper_parameters.get("_class_path") if isinstance(hyper_parameters, dict) else None
+        if named is not None and named not in class_names(class_path):
+            raise CheckpointError(
+                f"checkpoint {ckpt_path!r} names the class {str(named)!r} in its hyperparameters, not the model "
+                f"given ({class_path}): torchae imports no class that a file names; use a checkpoint that torchae "
+                "fit wrote for this model"
+            )
+        if isinstance(hyper_parameters, dict):
+            self._report_checkpoint_settings(parser, subcommand, config, ckpt_path, hyper_parameters)
+
+    def _report_checkpoint_settings(
+        self, parser: LightningArgumentParser, subcommand: str, config: Any, ckpt_path: str, saved: dict[str, Any]
+    ) -> None:
+        """Lightning's CLI next reads the checkpoint's model settings over the given ones, as it should (the weights
+        need them). Check that they parse, as a one-line error; say which given settings they replace."""
+        settings = {key: value for key, value in saved.items() if key != "_instantiator"}
+        if "_class_path" in settings:
+            settings = {"class_path": settings.pop("_class_path"), "dict_kwargs": settings}
+        try:
+            merged = parser.parse_object({subcommand: {"model": settings}}, copy.deepcopy(self.config))
+        except (ArgumentError, ValueError, TypeError):
+            shown = ", ".join(f"{key}={value!r}" for key, value in saved.items() if not key.startswith("_"))
+            raise CheckpointError(
+                f"checkpoint {ckpt_path!r} holds model settings that are not valid for its class ({shown[:200]}): the "
+                "file was edited or damaged; use a checkpoint that torchae fit wrote"
+            ) from None
+        given = dict(config.model.get("init_args") or {})
+        used = dict(merged[subcommand].model.get("init_args") or {})
+        replaced = [
+            f"model.{key} {given[key]!r} -> {used[key]!r}" for key in used if key in given and given[key] != used[key]
+        ]
+        if replaced:
+            print(
+                f"torchae: the checkpoint's model settings replace those given: {', '.join(replaced)} (a checkpoint's "
+                "weights need the settings that trained them; leave these out, or fit a new model)",
+                file=sys.stderr,
+            )
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        """Lightning's Trainer with torchae's defaults where the config leaves them unset: CSV and TensorBoard
+        loggers writing into one ``version_N`` folder, atomic checkpoint writes, and a progress bar that counts
+        image batches."""
+        config = (self.config_init[self.subcommand] if self.subcommand else self.config_init).get("trainer", {})
+        max_epochs = config.get("max_epochs")
+        if max_epochs is not None and max_epochs <= 0:
+            raise ConfigError(
+                f"trainer.max_epochs must be a positive integer, got {max_epochs}: set --trainer.max_epochs N"
+            )
+        if config.get("logger") in (None, True) and "logger" not in kwargs:
+            if self.evaluation_dir is not None:
+                folder = claim(claim_folder(self.evaluation_dir))
+                kwargs["logger"] = default_loggers(folder.parent, version=folder.name)
+            else:
+                root = Path(config.get("default_root_dir") or "runs")
+                kwargs["logger"] = default_loggers(root, version=self._run_version(root))
+        if config.get("plugins") is None:
+            kwargs.setdefault("plugins", [AtomicCheckpointIO()])
+        callbacks = [*(config.get("callbacks") or []), RemoveFailedLaunch(), SignalStop()]
+        if config.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
+            callbacks.append(ImageBatchProgressBar())
+        kwargs.setdefault("callbacks", callbacks)
+        try:
+            trainer = super().instantiate_trainer(**kwargs)
+        except (MisconfigurationException, ValueError, TypeError, ModuleNotFoundError) as err:
+            given = {key: config.get(key) for key in ("accelerator", "devices", "strategy", "precision")}
+            named = ", ".join(f"trainer.{key}={value!r}" for key, value in given.items() if value not in (None, "auto"))
+            raise ConfigError(
+                f"the trainer cannot start with {named or 'these settings'}: {' '.join(str(err).split())} Fix: "
+                "--trainer.accelerator cpu, gpu or auto; --trainer.devices a count this machine has; "
+                "--trainer.strategy auto or ddp (torchae fit --help lists the choices)"
+            ) from None
+        return trainer
+
+    @staticmethod
+    def _run_version(root: Path) -> str:
+        """The ``version_N`` of this fit: claimed by rank 0, inherited by the ranks Lightning launches."""
+        if not rank_zero():  # only rank 0 writes logs; a rank another launcher started claims nothing
+            return os.environ.get(CLAIMED_VERSION) or "version_unclaimed"
+        name = f"version_{claim_version(root)}"
+        claim(root / name)
+        os.environ[CLAIMED_VERSION] = name
+        return name
+
+    def instantiate_classes(self) -> None:
+        """Lightning's, except that a torchae setting out of range ends as its own one-line error (jsonargparse
+        would wrap it in a ValueError about union subtypes)."""
+        try:
+            super().instantiate_classes()
+        except (ValueError, TypeError, MisconfigurationException):
+            self._raise_user_error()
+            raise
+        except (RuntimeError, MemoryError) as err:
+            self._raise_if_out_of_memory(err)
+            raise
+        self._check_data()
+
+    def _check_data(self) -> None:
+        """Refuse one of torchae's datamodules that is not the model's (MNIST for a points model, say) before
+        anything runs; a datamodule of the user's own is theirs to match."""
+        wanted = getattr(self.model, "datamodule", None)
+        given = type(self.datamodule)
+        if wanted is None or given is wanted or given not in DATAMODULES.values():
+            return
+        name = type(self.model).__name__
+        raise ConfigError(
+            f"{name} trains on {wanted.__name__}'s data, not {given.__name__}'s: add --data torchae.{wanted.__name__} "
+            f"(its config in configs/ has the article's settings)"
+        )
+
+    def _raise_if_out_of_memory(self, err: BaseException) -> None:
+        if isinstance(err, MemoryError) or "allocate" in str(err):
+            config = self.config[self.subcommand] if self.subcommand else self.config
+            settings = dict((config.get("model") or {}).get("init_args") or {})
+            raise ConfigError(
+                f"the model's settings ({', '.join(f'model.{k}={v!r}' for k, v in settings.items())}) need more "
+                "memory than this machine can give: set smaller sizes (model.code_dim, ...)"
+            ) from None
+
+    def _raise_user_error(self) -> None:
+        """Build the model and the datamodule again from the config, outside jsonargparse: the
+        :class:`~torchae.errors.UserError` behind a failed instantiation then propagates as it is."""
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        model = config.get("model")
+        if model is not None and model.get("class_path"):
+            module_name, _, class_name = str(model.class_path).rpartition(".")
+            try:
+                getattr(importlib.import_module(module_name), class_name)(**dict(model.get("init_args") or {}))
+            except (RuntimeError, MemoryError) as err:
+                self._raise_if_out_of_memory(err)
+                raise
+        data = config.get("data")
+        if data is not None and data.get("class_path"):
+            data_class = DATAMODULES.get(str(data.class_path).rpartition(".")[2])
+            if data_class is not None:
+                data_class(**dict(data.get("init_args") or {}))
+        for section, cls in CALLBACK_SECTIONS.items():
+            settings = config.get(section)
+            if settings is None:
+                continue
+            try:
+                cls(**dict(settings))
+            except UserError:
+                raise
+            except Exception as err:  # Lightning's callbacks refuse settings with several exception types
+                raise ConfigError(
+                    f"the {section} settings are refused: {' '.join(str(err).split())} Fix the --{section}.* "
+                    f"settings (torchae {self.subcommand or 'fit'} --help lists them)"
+                ) from None
+
+    def _load_checkpoints_weights_only(self) -> None:
+        config = self.config_init[self.subcommand]
+        if "weights_only" in config and config.get("weights_only") is None:
+            config["weights_only"] = True  # never unpickle code from a checkpoint file
+        if config.get("pretrained") is not None:
+            from torchae.weights import get_weights
+
+            self.model.load_state_dict(get_weights(config["pretrained"]).state_dict())
+        if self.subcommand in EVALUATIONS:  # known harmless: evaluating never writes a checkpoint
+            warnings.filterwarnings("ignore", message=DIRPATH_CHANGED.pattern)
+
+    def before_fit(self) -> None:
+        self._load_checkpoints_weights_only()
+        self._check_monitors()
+
+    def _check_monitors(self) -> None:
+        """Refuse, before training, a checkpoint or early-stopping callback that watches a metric the run never
+        logs (Lightning finds out after the first epoch)."""
+        declared = metric_names_of(self.model)
+        if declared is None:  # any LightningModule: what it logs is its own, and Lightning checks after an epoch
+            return
+        logged = {*declared, "epoch_seconds"}
+        for callback in self.trainer.callbacks:
+            monitor = getattr(callback, "monitor", None)
+            if isinstance(callback, (ModelCheckpoint, EarlyStopping)) and monitor is not None and monitor not in logged:
+                setting = (
+                    "--checkpoint.monitor" if isinstance(callback, ModelCheckpoint) else "the EarlyStopping monitor"
+                )
+                raise ConfigError(
+                    f"{setting} {monitor!r} is not a metric this run logs ({', '.join(sorted(logged))}): set it to "
+                    f"one of them, such as val_loss (a model of your own lists its terms in loss_names)"
+                )
+
+    def before_validate(self) -> None:
+        self._load_checkpoints_weights_only()
+
+    def before_test(self) -> None:
+        self._load_checkpoints_weights_only()
+
+    def before_predict(self) -> None:
+        self._load_checkpoints_weights_only()

@@ -1,0 +1,117 @@
+"""One line for each error a user can cause: parse errors, file system errors; ``TORCHAE_DEBUG`` for the
+traceback."""
+
+from __future__ import annotations
+
+import os
+import re
+import typing
+from typing import Any
+
+from jsonargparse import ArgumentError
+from pytorch_lightning import Trainer
+
+from torchae.cli.checks import CALLBACK_SECTIONS
+from torchae.cli.loading import model_class_problem, model_names
+from torchae.dots import DATAMODULES
+from torchae.registry import EXPERIMENTS
+
+
+def describe_type(annotation: Any) -> str:
+    """What a value of ``annotation`` looks like on the command line, in words."""
+    if annotation is type(None):
+        return "null"
+    if annotation is bool:
+        return "true or false"
+    if annotation is int:
+        return "an integer"
+    if annotation is float:
+        return "a number"
+    if annotation is str:
+        return "a text or path"
+    arguments = typing.get_args(annotation)
+    if typing.get_origin(annotation) is typing.Literal:
+        return "one of " + ", ".join(map(str, arguments))
+    if not arguments:
+        return getattr(annotation, "__name__", str(annotation))
+    # A union: its Literal members' values become one list of choices, the other members are described in turn.
+    choices = [value for a in arguments if typing.get_origin(a) is typing.Literal for value in typing.get_args(a)]
+    parts = ["one of " + ", ".join(dict.fromkeys(map(str, choices)))] if choices else []
+    parts += [describe_type(a) for a in arguments if typing.get_origin(a) is not typing.Literal]
+    return " or ".join(dict.fromkeys(parts))
+
+
+def _setting_type(setting: str) -> Any:
+    """The annotation of a ``section.name`` setting (``None`` if unknown)."""
+    section, _, name = setting.partition(".")
+    owners = {
+        "model": [experiment.model for experiment in EXPERIMENTS.values()],
+        "data": list(DATAMODULES.values()),
+        "trainer": [Trainer],
+        **{name: [cls] for name, cls in CALLBACK_SECTIONS.items()},
+    }.get(section, [])
+    for owner in owners:
+        hints = typing.get_type_hints(owner.__init__)
+        if name in hints:
+            return hints[name]
+    return None
+
+
+def describe_parse_error(err: ArgumentError, subcommand: str = "fit") -> str:
+    """One line for a command-line or config error: the setting, the value, and the fix."""
+    text = " ".join(str(err).split())
+    nested = re.search(r"Given value: NestedArg\(key='([\w.]+)', val='(.*?)'\)", text)
+    key = re.match(r'Parser key "([\w.]+)"', text)
+    if nested:
+        section = key.group(1) if key else "model"
+        setting, value = f"{section}.{nested.group(1)}", nested.group(2)
+        unknown = re.search(r"class_path '([\w.]+)': Option '(\w+)' is not accepted", text)
+        if unknown and unknown.group(2) == nested.group(1):
+            owner = unknown.group(1)
+            return (
+                f"{setting} is not a setting of {owner}: check its spelling, or leave --{setting} out "
+                f"(torchae {subcommand} --{section}.help {owner.rpartition('.')[2]} lists them)"
+            )
+    elif key and key.group(1) == "model":
+        given = text.rsplit("Given value:", 1)[-1].strip()
+        if not re.fullmatch(r"[A-Za-z_][\w.]*", given):  # not a class path: never echo what a file may hold
+            return (
+                f"model is not a class path: give one of {model_names()}, or a LightningModule's class path "
+                "(mypkg.MyModel)"
+            )
+        problem = model_class_problem(given)
+        if problem is not None:
+            return f"model {problem}"
+        return f"model {given!r} cannot be built with these settings: {text[:300]}"
+    elif key:
+        setting, value = key.group(1), text.rsplit("value:", 1)[-1].strip()
+    elif text.startswith("unrecognized arguments"):
+        return f"{text}: check the spelling of the keys (torchae {subcommand} --help lists them)"
+    else:
+        return f"{text} (torchae {subcommand} --help lists the settings)"
+    annotation = _setting_type(setting)
+    expected = f"it takes {describe_type(annotation)}" if annotation is not None else f"see torchae {subcommand} --help"
+    return f"{setting} = {value!r} is not a valid value: {expected}; set --{setting} to such a value"
+
+
+DEBUG_VARIABLE = "TORCHAE_DEBUG"
+
+
+def debug_enabled() -> bool:
+    """Whether ``TORCHAE_DEBUG`` asks for tracebacks: ``1``, ``true``, ``yes`` or ``on`` (any case); ``0``, ``false``,
+    ``no``, ``off`` and empty do not."""
+    return os.environ.get(DEBUG_VARIABLE, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def describe_os_error(err: OSError) -> str:
+    """One line for a file system error: the path, the cause in the system's words, and what to check."""
+    where = f" {str(err.filename)!r}" if err.filename is not None else ""
+    fixes = {
+        FileNotFoundError: "check the path",
+        FileExistsError: "a file stands where a folder is needed: give another path or move the file",
+        NotADirectoryError: "a part of the path is a file, not a folder: give another path",
+        IsADirectoryError: "a folder stands where a file is needed: give a file's path",
+        PermissionError: "give a path you may write to, or change its permissions",
+    }
+    fix = next((text for kind, text in fixes.items() if isinstance(err, kind)), "check the path and the disk")
+    return f"cannot use{where}: {err.strerror or err}; {fix}"

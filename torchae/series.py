@@ -1,0 +1,79 @@
+"""The one base of every model of the series: what torchae's extras (figures, animations, predictions, export,
+checkpoints that name their class) read from a model, declared by the model, so that no shared module asks what kind
+of model it has.
+
+An autoencoder (:class:`~torchae.models.AutoencoderModule`) sits on it; so does any model of the series that is not
+one (a GAN has a generator and a discriminator, not an encoder and a decoder). A LightningModule that is not a
+:class:`SeriesModule` still trains, validates and predicts through ``torchae fit``, as LightningCLI takes it; it
+draws no figures and exports through Lightning's own ``to_onnx``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from torchae.checkpoints import NamedCheckpoints
+from torchae.export import Exportable
+from torchae.networks import IMAGE_SHAPE
+
+__all__ = ["SeriesModule", "metric_names_of"]
+
+
+class SeriesModule(NamedCheckpoints, Exportable, pl.LightningModule):
+    """A LightningModule of the series, with the declarations torchae's extras read.
+
+    Attributes:
+        figures: the figures this model draws (names registered with :func:`torchae.figures.register_figure`),
+            besides the loss curves.
+        animations: the figures ``torchae fit`` also animates over training (frames at the article's epochs).
+        loss_names: the terms logged as ``f"{stage}_{name}"``: what ``--checkpoint.monitor`` may name, checked
+            before training.
+        input_shape: the shape of one input without the batch dimension (MNIST's ``(1, 28, 28)``).
+        datamodule: the datamodule of the data the model is trained on: the figures command draws from it, and a
+            fit with another of torchae's is refused; ``None``: any.
+        conditional: whether the model takes each input's label beside it (:meth:`inputs_for`).
+        unsaved_arguments: constructor arguments kept out of the hyperparameters.
+    """
+
+    figures: ClassVar[tuple[str, ...]] = ()
+    animations: ClassVar[tuple[str, ...]] = ()
+    loss_names: ClassVar[tuple[str, ...]] = ("loss",)
+    input_shape: ClassVar[tuple[int, ...]] = IMAGE_SHAPE
+    datamodule: ClassVar[type[pl.LightningDataModule] | None] = None
+    conditional: ClassVar[bool] = False
+    unsaved_arguments: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def metric_names(cls) -> tuple[str, ...]:
+        """The metrics a fit logs: each of :attr:`loss_names` for training and validation."""
+        return tuple(f"{stage}_{name}" for stage in ("train", "val") for name in cls.loss_names)
+
+    def inputs_for(self, inputs: torch.Tensor, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+        """The arguments the model's methods (``encode``, ``forward``, its exported parts) take for ``inputs``: the
+        inputs alone, or with their labels for a conditional model."""
+        if not self.conditional:
+            return (inputs,)
+        if labels is None:
+            raise ValueError(f"{type(self).__name__} takes each input's label beside it: give the labels")
+        return inputs, labels
+
+    def export_parts(self) -> dict[str, nn.Module]:
+        """The parts that ``torchae export --part NAME`` writes, by name (the first is the default)."""
+        return {}
+
+    def export_names(self, part: str) -> tuple[tuple[str, ...], str]:
+        """The input names and the output name of the exported ``part``."""
+        raise NotImplementedError(f"{type(self).__name__} names no exported part")
+
+    def export_example(self, part: str, batch: int, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+        """Inputs of ``part`` at ``batch``, drawn from ``generator``: what the export traces and checks."""
+        raise NotImplementedError(f"{type(self).__name__} names no exported part")
+
+
+def metric_names_of(model: Any) -> tuple[str, ...] | None:
+    """The metrics ``model`` declares it logs, or ``None`` for a model that declares none (any LightningModule)."""
+    return model.metric_names() if isinstance(model, SeriesModule) else None
