@@ -113,7 +113,7 @@ def inputs_for(model_class: type, images: torch.Tensor) -> torch.Tensor:
     """Test inputs of a model class: ``images`` (MNIST's), or as many of part 2's points for a points model."""
     if issubclass(model_class.datamodule, torchae.MNISTDataModule):
         return images
-    from torchae.dots import sine_dots
+    from torchae.part2.dots import sine_dots
 
     return sine_dots(len(images), 0.06, torch.Generator().manual_seed(0)).dots
 

@@ -14,9 +14,9 @@ from torch import nn
 
 import torchae
 from torchae.cli import main
-from torchae.dots import two_curves
 from torchae.export import export_model
 from torchae.inputs import LabelledBatch
+from torchae.part2.dots import two_curves
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = str(ROOT / "configs" / "cvae.yaml")

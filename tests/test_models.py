@@ -10,8 +10,8 @@ import torch
 from helpers import batches_for, condition_for, inputs_for, quiet_trainer, step_inputs
 
 import torchae
+from torchae.autoencoder import AutoencoderModule
 from torchae.data import TensorBatches
-from torchae.models import AutoencoderModule
 from torchae.registry import EXPERIMENTS
 
 MODEL_NAMES = list(EXPERIMENTS)

@@ -141,9 +141,9 @@ def test_networks_are_built_from_stock_layers(name):
     """Every layer is PyTorch's own, except the bias-accurate Conv2d (a correctness fix, itself an nn.Conv2d); the
     containers are torchae's (the VAE's encoder holds stock layers and two heads)."""
     net = EXPERIMENTS[name].model().net
-    own = {networks.Autoencoder, networks.SigmoidDecoder, networks.Conv2d, torchae.vae.GaussianEncoder}
-    own |= {torchae.cvae.ConditionalVariationalAutoencoder, torchae.cvae.ConditionalGaussianEncoder}
-    own |= {torchae.cvae.ConditionalDecoder, torchae.cvae.ConditionalDotsAutoencoder}
+    own = {networks.Autoencoder, networks.SigmoidDecoder, networks.Conv2d, torchae.part3.vae.GaussianEncoder}
+    own |= {torchae.part4.cvae.ConditionalVariationalAutoencoder, torchae.part4.cvae.ConditionalGaussianEncoder}
+    own |= {torchae.part4.cvae.ConditionalDecoder, torchae.part4.cvae.ConditionalDotsAutoencoder}
     for module in net.modules():
         kind = type(module)
         assert kind.__module__.startswith("torch.nn") or kind in own or isinstance(module, networks.Autoencoder), kind

@@ -133,7 +133,7 @@ def test_import_torchae_loads_the_core_only():
     done = subprocess.run([sys.executable, "-X", "importtime", "-c", code], capture_output=True, text=True, check=True)
     loaded = eval(done.stdout.strip().splitlines()[-1])  # noqa: S307 (our own print of a list of names)
     assert "torchae.engine" not in loaded and "torchae.figures" not in loaded and "torchae.cli" not in loaded
-    assert "torchae.models" in loaded and "torchae.weights" in loaded
+    assert "torchae.part1.models" in loaded and "torchae.weights" in loaded
     rows = [line.split("|")[-1] for line in done.stderr.splitlines() if line.startswith("import time:")][1:]
     for index, row in enumerate(rows):
         if row.strip() == "matplotlib":  # who imported it: the first later row with less indentation

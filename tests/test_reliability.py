@@ -26,8 +26,8 @@ from helpers import quick_data
 import torchae
 from torchae.cli import find_last_checkpoint, main
 from torchae.data import MNIST_FILES, MNISTDataModule, embedded_mnist_dir
-from torchae.dots import DotsDataModule, TwoCurvesDataModule
 from torchae.engine import Engine
+from torchae.part2.dots import DotsDataModule, TwoCurvesDataModule
 from torchae.registry import EXPERIMENTS
 from torchae.safety import AtomicCheckpointIO, write_text_atomically
 

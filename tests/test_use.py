@@ -14,7 +14,8 @@ from helpers import condition_for, quiet_trainer, small_data
 import torchae
 from torchae.cli import main
 from torchae.export import FORMATS, PARTS, export_model, load_exported
-from torchae.figures import interpolation_pair, interpolation_rows, pca_2d
+from torchae.figures.plots import pca_2d
+from torchae.part1.figures import interpolation_pair, interpolation_rows
 from torchae.registry import EXPERIMENTS
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"

@@ -14,7 +14,8 @@ from torch import nn
 
 import torchae
 from torchae.cli import main
-from torchae.figures import ANIMATION_EPOCHS, latent_grid
+from torchae.figures import ANIMATION_EPOCHS
+from torchae.part3.figures import latent_grid
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [

@@ -2,26 +2,26 @@
 
 Importing torchae loads the core only (networks, models, data, optim, the registry, checkpoints, weights): neither
 matplotlib (:mod:`torchae.figures`) nor the fast lane (:mod:`torchae.engine`), which the CLI installs.
-Each experiment registers itself where its model is defined (part 1 in :mod:`torchae.models`, part 2 in
-:mod:`torchae.manifolds`, part 3 in :mod:`torchae.vae`, part 4 in :mod:`torchae.cvae`); importing its module here is
-all it takes.
+Each part is a package (:mod:`torchae.part1` to :mod:`torchae.part4`) whose models register their experiments and
+whose figures register themselves; importing the packages here is all it takes.
 """
 
 # isort: off
 # The parts register their experiments in the series' order (the registry's order is the listing's).
-from torchae import models, manifolds, vae, cvae  # noqa: F401
+from torchae import part1, part2, part3, part4  # noqa: F401
 
 # isort: on
-from torchae.cvae import CVAE, DotsConditionalAE
+from torchae.autoencoder import AutoencoderModule
 from torchae.data import LabelledMNISTDataModule, MNISTDataModule, load_mnist
-from torchae.dots import DotsDataModule, TwoCurvesDataModule
 from torchae.errors import CheckpointError, ConfigError, DataError, InputError, UserError
-from torchae.manifolds import DeepSparseAE, DeepSparseL1AE, DotsAE, DotsDeepAE, DotsLinearAE, DotsOverfitAE
-from torchae.models import AutoencoderModule, ConvAE, DeepDenseAE, DenoisingAE, DenseAE, SparseAE
 from torchae.networks import Autoencoder, ConvAutoencoder, DeepDenseAutoencoder, DenseAutoencoder
 from torchae.optim import KerasAdam
+from torchae.part1.models import ConvAE, DeepDenseAE, DenoisingAE, DenseAE, SparseAE
+from torchae.part2.dots import DotsDataModule, TwoCurvesDataModule
+from torchae.part2.models import DeepSparseAE, DeepSparseL1AE, DotsAE, DotsDeepAE, DotsLinearAE, DotsOverfitAE
+from torchae.part3.vae import VAE
+from torchae.part4.cvae import CVAE, DotsConditionalAE
 from torchae.registry import EXPERIMENTS, Experiment, load_checkpoint, register_experiment
-from torchae.vae import VAE
 from torchae.weights import pretrained
 
 __all__ = [

@@ -405,7 +405,7 @@ def mix_seed(seed: int, *salt: int) -> int:
 
 class TensorDataModule(pl.LightningDataModule):
     """Inputs held in memory as tensors, served by :class:`TensorBatches` on the trainer's device: the common part
-    of :class:`MNISTDataModule` and the 2-D points of part 2 (:class:`torchae.dots.DotsDataModule`). A subclass
+    of :class:`MNISTDataModule` and the 2-D points of part 2 (:class:`torchae.part2.dots.DotsDataModule`). A subclass
     fills ``train_images``, ``val_images`` (the inputs, images or points) and ``val_labels`` in :meth:`load`.
 
     Args:

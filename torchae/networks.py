@@ -1,8 +1,8 @@
 """The article's encoder/decoder networks, as plain ``nn.Module``s built from stock PyTorch layers.
 
 Each factory reads like the article's Keras code: ``dense_autoencoder()`` is its ``create_dense_ae()``, and so on.
-No training logic lives here (that is :mod:`torchae.models`), and no speed technique (that is :mod:`torchae.engine`,
-which swaps faster CPU kernels from :mod:`torchae.layers` in for training).
+No training logic lives here (that is :mod:`torchae.autoencoder`), and no speed technique (that is
+:mod:`torchae.engine`, which swaps faster CPU kernels from :mod:`torchae.layers` in for training).
 
 Layout convention (the one place it is decided): torchae works in NCHW, images are ``(N, 1, 28, 28)`` float32 in
 [0, 1]. Keras works in NHWC ``(N, 28, 28, 1)``. With a single channel, flattening NCHW gives the same pixel order as

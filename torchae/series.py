@@ -2,7 +2,7 @@
 checkpoints that name their class) read from a model, declared by the model, so that no shared module asks what kind
 of model it has.
 
-An autoencoder (:class:`~torchae.models.AutoencoderModule`) sits on it; so does any model of the series that is not
+An autoencoder (:class:`~torchae.autoencoder.AutoencoderModule`) sits on it; so does any model of the series that is not
 one (a GAN has a generator and a discriminator, not an encoder and a decoder). A LightningModule that is not a
 :class:`SeriesModule` still trains, validates and predicts through ``torchae fit``, as LightningCLI takes it; it
 draws no figures and exports through Lightning's own ``to_onnx``.

@@ -6,13 +6,13 @@ import inspect
 from pathlib import Path
 from typing import Any
 
+from torchae.autoencoder import AutoencoderModule
 from torchae.cli.loading import model_of
 from torchae.data import MNISTDataModule
 from torchae.errors import ConfigError
 from torchae.export import Format, Part
 from torchae.figures import check_digits_per_row
 from torchae.inputs import check_label
-from torchae.models import AutoencoderModule
 from torchae.runs import is_run_folder
 
 

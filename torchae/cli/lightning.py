@@ -32,10 +32,10 @@ from torchae.cli.folders import (
 )
 from torchae.cli.loading import class_names, model_names
 from torchae.console import DIRPATH_CHANGED
-from torchae.dots import DATAMODULES
 from torchae.engine import Engine
 from torchae.errors import CheckpointError, ConfigError, UserError
 from torchae.figures import ArticleFigures
+from torchae.part2.dots import DATAMODULES
 from torchae.predictions import NpzPredictionWriter
 from torchae.progress import ImageBatchProgressBar
 from torchae.registry import model_classes

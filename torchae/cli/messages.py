@@ -13,7 +13,7 @@ from pytorch_lightning import Trainer
 
 from torchae.cli.checks import CALLBACK_SECTIONS
 from torchae.cli.loading import model_class_problem, model_names
-from torchae.dots import DATAMODULES
+from torchae.part2.dots import DATAMODULES
 from torchae.registry import EXPERIMENTS
 
 

@@ -13,8 +13,8 @@ Step groups (Keras's ``steps_per_execution``) are data that the datamodule serve
 the engine runs them as the model's own steps do, one optimizer step per image batch.
 
 The engine never replaces a step that a user wrote. It runs the base's own step
-(:class:`~torchae.models.AutoencoderModule`'s ``training_step``, ``validation_step`` and ``shared_step``, one optimizer,
-manual optimization) in its own way; any other model, or one that writes any of those steps, runs as written
+(:class:`~torchae.autoencoder.AutoencoderModule`'s ``training_step``, ``validation_step`` and ``shared_step``, one
+optimizer, manual optimization) in its own way; any other model, or one that writes any of those steps, runs as written
 (:func:`own_code` says why), and one line names the options that did not apply.
 
 The randomness contract. A compiled step or a CUDA graph must draw what the plain step draws. Input noise is drawn
@@ -24,7 +24,7 @@ cannot be compiled or replayed with the plain step's draws, so the engine turns 
 says so in one line; likewise micro-batches for a model whose loss is not a mean over independent images. A model
 the engine cannot run exactly runs as written, never silently differently.
 
-The contract between engine and model (an :class:`~torchae.models.AutoencoderModule`): ``loss_terms(x, stage)``
+The contract between engine and model (an :class:`~torchae.autoencoder.AutoencoderModule`): ``loss_terms(x, stage)``
 gives the loss terms of clean images ``x`` (``"loss"`` among them), ``corrupt`` and ``reconstruction_terms`` split it
 into the part drawn eagerly (noise) and the part compiled or captured, ``log_terms`` logs them, and
 ``configure_optimizers`` returns :class:`~torchae.optim.KerasAdam` (whole steps update its flat buffers).
@@ -45,12 +45,12 @@ import yaml
 from pytorch_lightning.utilities import rank_zero_info
 from torch import nn
 
+from torchae.autoencoder import AutoencoderModule
 from torchae.engine.compiled import CompiledSteps
 from torchae.engine.graphs import StepGraphs
 from torchae.engine.steps import StepRunner, plain_single_device, step_hooks_in_use
 from torchae.engine.threads import CpuThreads
 from torchae.errors import ConfigError
-from torchae.models import AutoencoderModule
 from torchae.optim import KerasAdam
 
 __all__ = ["CompileMode", "CompiledSteps", "Engine", "StepGraphs", "StepRunner", "draws_random_numbers", "own_code"]
@@ -112,7 +112,7 @@ ENGINE_STEPS = ("training_step", "validation_step", "shared_step")
 
 def own_code(trainer: pl.Trainer, module: pl.LightningModule) -> str | None:
     """Why the engine must leave ``module``'s steps as they are, in words, or ``None`` where it runs the base's own
-    step of :class:`~torchae.models.AutoencoderModule`: a model that is not one, that writes its own steps, that
+    step of :class:`~torchae.autoencoder.AutoencoderModule`: a model that is not one, that writes its own steps, that
     configures other than one optimizer, or that uses Lightning's automatic optimization."""
     name = type(module).__name__
     if not isinstance(module, AutoencoderModule):

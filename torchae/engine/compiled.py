@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad
 
-from torchae.models import AutoencoderModule, Stage
+from torchae.autoencoder import AutoencoderModule, Stage
 from torchae.optim import KerasAdam
 
 __all__ = ["CompiledSteps"]

@@ -11,11 +11,11 @@ from typing import Any
 import pytorch_lightning as pl
 import yaml
 
+from torchae.autoencoder import AutoencoderModule
 from torchae.data import MNISTDataModule, TensorDataModule
-from torchae.dots import DATAMODULES
 from torchae.engine import Engine
 from torchae.figures import ArticleFigures
-from torchae.models import AutoencoderModule
+from torchae.part2.dots import DATAMODULES
 from torchae.runs import quiet_trainer
 from torchae.timing import EpochTimer
 

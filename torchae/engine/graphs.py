@@ -19,9 +19,9 @@ from typing import Any
 
 import torch
 
+from torchae.autoencoder import AutoencoderModule
 from torchae.engine.lightning_compat import counted_step
 from torchae.errors import ConfigError
-from torchae.models import AutoencoderModule
 from torchae.optim import KerasAdam
 
 __all__ = ["StepGraphs", "capture"]

@@ -12,10 +12,10 @@ from pytorch_lightning.plugins.precision import Precision
 from pytorch_lightning.strategies import SingleDeviceStrategy
 from pytorch_lightning.utilities.model_helpers import is_overridden
 
+from torchae.autoencoder import AutoencoderModule, Stage
 from torchae.data import batches_of
 from torchae.engine.lightning_compat import count_logged_batches, counted_step, counted_steps
 from torchae.inputs import batch_size_of
-from torchae.models import AutoencoderModule, Stage
 
 if TYPE_CHECKING:
     from torchae.engine.compiled import CompiledSteps

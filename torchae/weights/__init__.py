@@ -1,6 +1,6 @@
 """The article's five models, trained to full length and shipped inside the package.
 
-``torchae.pretrained("conv")`` returns the trained :class:`~torchae.models.ConvAE` in eval mode on the CPU. The
+``torchae.pretrained("conv")`` returns the trained :class:`~torchae.part1.models.ConvAE` in eval mode on the CPU. The
 weights are files of this package (``NAME-SHA8.pt``, tensors only: loaded with ``weights_only=True``), so loading
 never touches the network; every load checks the file's sha256 against ``weights.json``, which also holds each
 model's metadata in the manner of torchvision's weights (parameter count, the loss on the 10,000 test images, the
@@ -18,9 +18,9 @@ from typing import Any
 
 import torch
 
+from torchae.autoencoder import AutoencoderModule
 from torchae.data import MNISTDataModule
 from torchae.errors import CheckpointError, ConfigError
-from torchae.models import AutoencoderModule
 from torchae.registry import EXPERIMENTS, experiment_of
 from torchae.runs import quiet_trainer
 

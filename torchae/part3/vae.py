@@ -30,9 +30,9 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
+from torchae.autoencoder import AutoencoderModule
 from torchae.errors import require
 from torchae.inputs import images_of
-from torchae.models import AutoencoderModule
 from torchae.networks import IMAGE_SHAPE, PIXELS, Autoencoder, SigmoidDecoder
 from torchae.registry import register_experiment
 

@@ -1,8 +1,8 @@
 """Part 4 of the series: the conditional VAE, which generates a chosen digit in a chosen style.
 
-The part opens with points (:class:`~torchae.dots.TwoCurvesDataModule`): part 2's sine curve and a circle beside it,
-a manifold in two pieces that one plain autoencoder cannot learn. Given each point's curve as a label beside the
-point and beside the code, the same deep autoencoder learns both pieces (:class:`DotsConditionalAE`,
+The part opens with points (:class:`~torchae.part2.dots.TwoCurvesDataModule`): part 2's sine curve and a circle
+beside it, a manifold in two pieces that one plain autoencoder cannot learn. Given each point's curve as a label beside
+the point and beside the code, the same deep autoencoder learns both pieces (:class:`DotsConditionalAE`,
 ``dots_conditional``).
 
 Part 3's VAE with each image's label beside it: the encoder sees the image and its one-hot label and predicts
@@ -14,8 +14,8 @@ image's code with another label writes that digit in the image's style (:meth:`C
 The article's network (:class:`ConditionalVariationalAutoencoder`): ``concatenate([Flatten(image), label])``, Dense
 256 ReLU, BatchNorm, Dropout 0.3, then the heads ``z_mean`` and ``z_log_var`` of an 8-D latent space; the decoder
 ``concatenate([z, label])``, Dense 256, LeakyReLU, BatchNorm, Dropout, Dense 784 sigmoid. Batch 500, Adam 1e-3, 1000
-epochs, part 3's loss and part 3's Keras semantics (:mod:`torchae.vae`: BatchNorm's momentum and epsilon, LeakyReLU's
-slope, the sample drawn in evaluation too).
+epochs, part 3's loss and part 3's Keras semantics (:mod:`torchae.part3.vae`: BatchNorm's momentum and epsilon,
+LeakyReLU's slope, the sample drawn in evaluation too).
 
 Labels are integer digits ``(N,)`` everywhere in the API and in the datamodule's batches
 (:class:`~torchae.data.LabelledMNISTDataModule`); the network one-hots them as the article's ``to_categorical``.
@@ -31,7 +31,6 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from torchae.data import LabelledMNISTDataModule
-from torchae.dots import TwoCurvesDataModule
 from torchae.errors import InputError, require
 from torchae.inputs import (
     CLASSES,
@@ -43,10 +42,10 @@ from torchae.inputs import (
     check_points,
     one_hot,
 )
-from torchae.manifolds import POINT_WIDTH, DotsAE, check_widths, elu_layers
 from torchae.networks import IMAGE_SHAPE, PIXELS, keras_init_
-from torchae.registry import register_experiment
-from torchae.vae import (
+from torchae.part2.dots import TwoCurvesDataModule
+from torchae.part2.models import POINT_WIDTH, DotsAE, check_widths, elu_layers
+from torchae.part3.vae import (
     KERAS_LEAKY_RELU_SLOPE,
     VAE,
     LatentDistribution,
@@ -54,6 +53,7 @@ from torchae.vae import (
     keras_batch_norm,
     vae_loss_terms,
 )
+from torchae.registry import register_experiment
 
 __all__ = [
     "CVAE",
@@ -286,7 +286,7 @@ class CVAE(ConditionalInputs, VAE):
 
     Its batches are :class:`~torchae.inputs.LabelledBatch` (``--data torchae.LabelledMNISTDataModule``), and each
     method that takes images takes their labels too. The loss, its logged parts and ``val_loss`` are part 3's
-    (:class:`~torchae.vae.VAE`).
+    (:class:`~torchae.part3.vae.VAE`).
 
     Args:
         latent_dim: size of the latent space.

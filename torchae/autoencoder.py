@@ -1,10 +1,11 @@
-"""The article's five autoencoders as Lightning modules: one base that owns the step, five small models.
+"""The autoencoder base of the series: one Lightning module that owns the step, on
+:class:`~torchae.series.SeriesModule`.
 
-Lightning's autoencoder example grown up: a network (:mod:`torchae.networks`), one shared step that logs
-``f"{stage}_loss"``, ``save_hyperparameters()`` and Keras's Adam. Variants override ``corrupt`` (denoising) or
-``activity_penalty`` (sparse). Each model registers its experiment (:func:`~torchae.registry.register_experiment`).
-A plain ``pl.Trainer`` runs these steps through Lightning's public API alone; the fast lane,
-:class:`torchae.engine.Engine` (the CLI installs it), runs the same ``loss_terms`` faster and is never imported here.
+Lightning's autoencoder example grown up: a network (:class:`~torchae.networks.Autoencoder`), one shared step that
+logs ``f"{stage}_loss"``, ``save_hyperparameters()`` and Keras's Adam. Variants override ``corrupt`` (denoising),
+``activity_penalty`` (sparse) or ``loss_terms`` (the VAE). A plain ``pl.Trainer`` runs these steps through
+Lightning's public API alone; the fast lane, :class:`torchae.engine.Engine` (the CLI installs it), runs the same
+``loss_terms`` faster and is never imported here.
 
 The randomness contract: a step's random draws come from where every way of running it draws them alike. Input
 noise is drawn in ``corrupt``, eagerly, from the model's own seeded stream (denoising); draws inside the network
@@ -14,32 +15,20 @@ as written.
 
 from __future__ import annotations
 
-import math
 from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
-from torchae.checkpoints import network_state
-from torchae.data import MNISTDataModule, TensorDataModule, batches_of, mix_seed
+from torchae.data import MNISTDataModule, TensorDataModule, batches_of
 from torchae.errors import require
 from torchae.inputs import batch_size_of, check_codes, check_images, images_of
-from torchae.networks import IMAGE_SHAPE, Autoencoder, DeepDenseAutoencoder, DenseAutoencoder, build_architecture
-from torchae.networks import ConvAutoencoder as ConvNetwork
+from torchae.networks import IMAGE_SHAPE, Autoencoder
 from torchae.optim import KerasAdam
-from torchae.registry import register_experiment
 from torchae.series import SeriesModule
 
-__all__ = [
-    "AutoencoderModule",
-    "ConvAE",
-    "DeepDenseAE",
-    "DenoisingAE",
-    "DenseAE",
-    "SparseAE",
-    "Stage",
-]
+__all__ = ["EPOCH_MEANS", "AutoencoderModule", "Stage"]
 
 Stage = Literal["train", "val", "test"]
 EPOCH_MEANS = {"on_step": False, "on_epoch": True, "sync_dist": True}
@@ -190,175 +179,3 @@ class AutoencoderModule(SeriesModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return KerasAdam(self.parameters(), lr=self.learning_rate, eps=self.epsilon)
-
-
-@register_experiment(
-    "dense",
-    epochs=50,
-    batch_size=256,
-    parameters=(38_465, 39_200, 77_665),
-    article_losses=(0.0784, 0.0777),
-    keras=True,
-    shipped=True,
-)
-class DenseAE(AutoencoderModule):
-    """The article's dense autoencoder: 784 -> ``code_dim`` = 49 (relu) -> 784 (sigmoid); 77,665 parameters."""
-
-    def __init__(self, code_dim: int = 49, learning_rate: float = 1e-3, epsilon: float = 1e-7) -> None:
-        super().__init__(DenseAutoencoder(code_dim), learning_rate=learning_rate, epsilon=epsilon)
-
-
-@register_experiment(
-    "deep",
-    epochs=100,
-    batch_size=256,
-    parameters=(134_750, 135_485, 270_235),
-    article_losses=(0.0721, 0.0720),
-    keras=True,
-    shipped=True,
-)
-class DeepDenseAE(AutoencoderModule):
-    """The article's deep dense autoencoder: 784-147-98-``code_dim`` (49) and back; 270,235 parameters."""
-
-    def __init__(self, code_dim: int = 49, learning_rate: float = 1e-3, epsilon: float = 1e-7) -> None:
-        super().__init__(DeepDenseAutoencoder(code_dim), learning_rate=learning_rate, epsilon=epsilon)
-
-
-@register_experiment(
-    "conv",
-    epochs=64,
-    batch_size=256,
-    parameters=(24_385, 24_385, 48_770),
-    article_losses=(0.0697, 0.0693),
-    keras=True,
-    shipped=True,
-)
-class ConvAE(AutoencoderModule):
-    """The article's convolutional autoencoder with a ``(1, 7, 7)`` code; 48,770 parameters. Part 2 reuses it for its
-    homotopy figure (a straight line between two digits in pixel space and in code space)."""
-
-    figures = ("reconstructions", "codes_2d", "interpolation", "homotopy")
-
-    def __init__(self, learning_rate: float = 1e-3, epsilon: float = 1e-7) -> None:
-        super().__init__(ConvNetwork(), learning_rate=learning_rate, epsilon=epsilon)
-
-
-@register_experiment(
-    "denoising",
-    epochs=200,
-    batch_size=16,
-    parameters=(38_465, 39_200, 77_665),
-    retrains="dense",
-    keras=True,
-    shipped=True,
-)
-class DenoisingAE(AutoencoderModule):
-    """Another autoencoder trained to undo noise: ``clip(x + N(noise_mean, noise_std), 0, 1)`` goes in, the clean
-    ``x`` is the target. Fresh noise for every batch, in training and validation alike (the article's noise layer
-    is part of the model), from streams seeded by ``(seed, epoch, stage)``: a resumed run draws the same noise.
-
-    Args:
-        architecture: which network to wrap: ``dense`` (the article's choice), ``deep`` or ``conv``.
-        code_dim: code size of a dense network; ``None`` keeps the article's.
-        noise_mean: mean of the additive Gaussian noise.
-        noise_std: standard deviation of the noise.
-        init_from: a checkpoint of the same network to start from (the article retrains its dense model).
-        seed: seed of the noise; ``None`` takes the process seed (``seed_everything``).
-    """
-
-    def __init__(
-        self,
-        architecture: Literal["dense", "deep", "conv"] = "dense",
-        code_dim: int | None = None,
-        noise_mean: float = 0.5,
-        noise_std: float = 0.5,
-        init_from: str | None = None,
-        seed: int | None = None,
-        learning_rate: float = 1e-3,
-        epsilon: float = 1e-7,
-    ) -> None:
-        require(noise_std >= 0, "model.noise_std", noise_std, "zero or a positive number", "0.5")
-        require(math.isfinite(noise_mean), "model.noise_mean", noise_mean, "a finite number", "0.5")
-        super().__init__(build_architecture(architecture, code_dim), learning_rate=learning_rate, epsilon=epsilon)
-        self.noise_mean, self.noise_std = noise_mean, noise_std
-        self.init_from, self.seed = init_from, seed
-        self._init_loaded = False
-        self._noise: dict[str, torch.Generator] = {}
-
-    figures = ("reconstructions", "denoising", "codes_2d", "interpolation")
-    # The noise seed travels in the checkpoint (torchae_noise_seed); as a hyperparameter it would clash with the
-    # datamodule's own `seed` when Lightning logs both.
-    unsaved_arguments = ("seed",)
-
-    def setup(self, stage: str) -> None:
-        if stage == "fit" and self.init_from is not None and not self._init_loaded:
-            self.net.load_state_dict(network_state(self.init_from, self.net))
-            self._init_loaded = True
-
-    def noise_seed(self) -> int:  # the process seed, if none was given
-        if self.seed is None:
-            self.seed = torch.initial_seed()
-        return int(self.seed)
-
-    def _start_noise_stream(self, stage: Stage) -> None:
-        generator = torch.Generator(device=self.device)
-        generator.manual_seed(mix_seed(self.noise_seed(), self.current_epoch, ("train", "val", "test").index(stage)))
-        self._noise[stage] = generator
-
-    def on_train_epoch_start(self) -> None:
-        self._start_noise_stream("train")
-
-    def on_validation_epoch_start(self) -> None:
-        self._start_noise_stream("val")
-
-    def on_test_epoch_start(self) -> None:
-        self._start_noise_stream("test")
-
-    def add_noise(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """``clip(x + N(noise_mean, noise_std), 0, 1)``, drawn from ``generator`` (default: the global RNG)."""
-        noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        return (x + noise.mul_(self.noise_std).add_(self.noise_mean)).clamp_(0.0, 1.0)
-
-    def corrupt(self, x: torch.Tensor, stage: Stage) -> torch.Tensor:
-        if stage not in self._noise or self._noise[stage].device != x.device:
-            self._start_noise_stream(stage)
-        return self.add_noise(x, self._noise[stage])
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        super().on_save_checkpoint(checkpoint)
-        checkpoint["torchae_noise_seed"] = self.noise_seed()
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        super().on_load_checkpoint(checkpoint)
-        self.seed = checkpoint.get("torchae_noise_seed", self.seed)
-        self._init_loaded = True  # the checkpoint's weights win over init_from
-
-
-@register_experiment(
-    "sparse", epochs=400, batch_size=256, parameters=(39_776, 40_544, 80_320), keras=True, shipped=True
-)
-class SparseAE(AutoencoderModule):
-    """The article's sparse autoencoder: the deep layout, a 16-dimensional code and an L1 penalty; 80,320 parameters.
-
-    Args:
-        code_dim: size of the code.
-        l1: the L1 coefficient (the article's ``lambda_l1``); the penalty is ``l1 * sum(|code|) / batch_size``.
-    """
-
-    def __init__(
-        self, code_dim: int = 16, l1: float = 1e-5, learning_rate: float = 1e-3, epsilon: float = 1e-7
-    ) -> None:
-        require(l1 >= 0, "model.l1", l1, "zero or a positive number", "1e-5")
-        super().__init__(self.network(code_dim), learning_rate=learning_rate, epsilon=epsilon)
-        self.l1 = l1
-
-    figures = ("reconstructions", "sparse_code_dimensions", "codes_2d", "interpolation")
-    loss_names = ("loss", "reconstruction_loss", "l1_penalty")
-
-    @staticmethod
-    def network(code_dim: int) -> Autoencoder:
-        """The network this model trains: part 1's deep layout with a ``code_dim`` code."""
-        return DeepDenseAutoencoder(code_dim)
-
-    def activity_penalty(self, code: torch.Tensor) -> torch.Tensor:
-        return self.l1 * code.abs().sum() / code.shape[0]

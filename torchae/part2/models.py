@@ -1,9 +1,9 @@
 """Part 2 of the series: manifold learning and latent variables.
 
-The part opens with autoencoders of 2-D points around a sine curve (:mod:`torchae.dots`) with a 1-D code: the linear
-one finds PCA's line (``dots_linear``), the deep one bends its code along the curve (``dots_deep``), and the deep one
-trained on 25 of the points memorises them (``dots_overfit``); the ``dots_manifold`` figure draws each beside PCA.
-
+The part opens with autoencoders of 2-D points around a sine curve (:mod:`torchae.part2.dots`) with a 1-D code:
+the linear one finds PCA's line (``dots_linear``), the deep one bends its code along the curve (``dots_deep``), and the
+deep one trained on 25 of the points memorises them (``dots_overfit``); the ``dots_manifold`` figure draws each beside
+PCA.
 The part's MNIST experiments: the deep autoencoder with a 16-d code (784-64-48-32-16 and the mirror, Adam at 3e-4),
 trained twice as the article trains it, without a penalty (``deep_sparse``) and with an L1 penalty of 1e-5 on the
 code (``deep_sparse_l1``), to show how the codes are distributed (the ``joint_codes`` and ``code_pairs`` figures).
@@ -19,11 +19,12 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
-from torchae.dots import DotsDataModule
+from torchae.autoencoder import AutoencoderModule
 from torchae.errors import require
 from torchae.inputs import check_points
-from torchae.models import AutoencoderModule, SparseAE
 from torchae.networks import Autoencoder, DeepDenseAutoencoder
+from torchae.part1.models import SparseAE
+from torchae.part2.dots import DotsDataModule
 from torchae.registry import register_experiment
 
 __all__ = [
@@ -75,8 +76,8 @@ def elu_layers(widths: list[int]) -> nn.Sequential:
 
 
 class DotsAE(AutoencoderModule):
-    """An autoencoder of part 2's 2-D points (:class:`~torchae.dots.DotsDataModule`), trained with the mean squared
-    error (Keras's ``'mse'``) and Keras's Adam: the base of the part's three points experiments.
+    """An autoencoder of part 2's 2-D points (:class:`~torchae.part2.dots.DotsDataModule`), trained with the mean
+    squared error (Keras's ``'mse'``) and Keras's Adam: the base of the part's three points experiments.
 
     Args:
         hidden: the encoder's hidden widths (the decoder mirrors them); ``[]`` for the linear autoencoder.

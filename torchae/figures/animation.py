@@ -1,0 +1,144 @@
+"""Training animations: frames saved at the article's epochs while fitting (each a registered animation's
+picture of the model), and the GIFs drawn from them when the fit ends."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from torchae.figures.plots import image_axes, latent_points, new_figure, scatter_by_digit
+from torchae.safety import atomic_write
+
+__all__ = [
+    "ANIMATIONS",
+    "ANIMATION_EPOCHS",
+    "ANIMATION_FOLDER",
+    "Animation",
+    "record_frame",
+    "register_animation",
+    "write_animations",
+]
+
+
+@dataclass(frozen=True)
+class Animation:
+    """One training animation.
+
+    Attributes:
+        key: the array of a frame's file that it draws (``manifold``: an image; ``codes``: the test codes).
+        frame: what a frame holds under ``key``, from the model and the test set's images and labels.
+        draw: draws the GIF from the loaded frames, their epochs, the labels, the path and a title.
+    """
+
+    key: str
+    frame: Callable[[Any, torch.Tensor, torch.Tensor | None], torch.Tensor]
+    draw: Callable[[list[dict[str, np.ndarray]], list[int], torch.Tensor | None, Path, str], Path]
+
+
+ANIMATIONS: dict[str, Animation] = {}
+"""Every registered animation by name, each written to ``NAME.gif`` (a model's ``animations`` says which)."""
+
+
+def register_animation(name: str, animation: Animation) -> None:
+    """Register ``animation`` as ``name``."""
+    ANIMATIONS[name] = animation
+
+
+ANIMATION_EPOCHS = frozenset(int(e) for e in (np.arange(0, 59) ** 1.701).astype(int)) | frozenset(range(10))
+"""The article's ``save_epochs``: every epoch up to 9, then ever sparser up to 999 (0-based, as Keras counts)."""
+
+ANIMATION_FOLDER = "animation"
+
+
+def record_frame(
+    model: Any, images: torch.Tensor, folder: Path, epoch: int, labels: torch.Tensor | None = None
+) -> Path:
+    """Save the animation frame of ``epoch``: what each of the model's ``animations`` draws, in inference mode
+    (which draws no random numbers), to ``folder/epoch_NNNN.npz``."""
+    was_training = model.training
+    model.eval()
+    arrays: dict[str, np.ndarray] = {}
+    with torch.no_grad():
+        for name in model.animations:
+            animation = ANIMATIONS[name]
+            if animation.key not in arrays:
+                value = animation.frame(model, images, labels).float().cpu()
+                if animation.key == "manifold":  # pixels in [0, 1], kept as bytes
+                    value = (value * 255).round().to(torch.uint8)
+                arrays[animation.key] = value.numpy()
+    model.train(was_training)
+    path = folder / f"epoch_{epoch:04d}.npz"
+    with atomic_write(path) as partial:
+        np.savez_compressed(partial, **arrays)
+    return path
+
+
+def write_animations(
+    folder: Path, out: Path, labels: torch.Tensor | None, title: str, names: Sequence[str]
+) -> list[Path]:
+    """The training animations ``names`` from the frames in ``folder``, one frame per saved epoch, each written to
+    ``out/NAME.gif`` (matplotlib's Pillow writer, Pillow being a dependency of matplotlib)."""
+    frames = sorted(folder.glob("epoch_*.npz"))
+    if not frames:
+        return []
+    epochs = [int(path.stem.split("_")[1]) for path in frames]
+    loaded = [dict(np.load(path, allow_pickle=False)) for path in frames]
+    written = []
+    for name in names:
+        animation = ANIMATIONS[name]
+        if all(animation.key in frame for frame in loaded):
+            written.append(animation.draw(loaded, epochs, labels, out / f"{name}.gif", title))
+    return written
+
+
+def animate_manifold(
+    loaded: list[dict[str, np.ndarray]], epochs: list[int], labels: torch.Tensor | None, path: Path, title: str
+) -> Path:
+    from matplotlib.animation import FuncAnimation
+
+    figure, ax = image_axes(6)
+    height, width = loaded[0]["manifold"].shape
+    figure.set_size_inches(6 * width / height, 6.4)
+    shown = ax.imshow(loaded[0]["manifold"], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+
+    def show_manifold(index: int) -> list[Any]:
+        shown.set_data(loaded[index]["manifold"])
+        ax.set_title(f"{title}: epoch {epochs[index] + 1}")
+        return [shown]
+
+    return save_animation(FuncAnimation(figure, show_manifold, frames=len(loaded)), path)
+
+
+def animate_codes(
+    loaded: list[dict[str, np.ndarray]], epochs: list[int], labels: torch.Tensor | None, path: Path, title: str
+) -> Path:
+    from matplotlib.animation import FuncAnimation
+
+    figure = new_figure(figsize=(6.5, 6), dpi=80)
+    ax = figure.subplots()
+    points = [latent_points(torch.from_numpy(frame["codes"]))[0] for frame in loaded]
+    every = torch.cat(points)
+    low, high = torch.quantile(every, 0.001, dim=0), torch.quantile(every, 0.999, dim=0)
+
+    def show_codes(index: int) -> list[Any]:
+        ax.clear()
+        drawn = scatter_by_digit(ax, points[index], labels)
+        ax.set_xlim(float(low[0]), float(high[0]))
+        ax.set_ylim(float(low[1]), float(high[1]))
+        ax.set_title(f"{title}: test codes, epoch {epochs[index] + 1}")
+        return drawn
+
+    return save_animation(FuncAnimation(figure, show_codes, frames=len(loaded)), path)
+
+
+def save_animation(animation: Any, path: Path) -> Path:
+    from matplotlib.animation import PillowWriter
+
+    with atomic_write(path) as partial:
+        animation.save(partial, writer=PillowWriter(fps=4))
+    return path

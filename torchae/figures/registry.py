@@ -1,0 +1,125 @@
+"""The open registry of figures: each part registers the figures it draws beside its models
+(``@register_figure("manifold")``), a model names the ones it draws (its ``figures``), and one drawing path,
+:func:`draw_figures`, serves ``torchae fit`` and ``torchae figures`` alike."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+
+from torchae.errors import require
+from torchae.figures.plots import encode_all, plot_loss_curves
+
+__all__ = ["FIGURES", "MAX_DIGITS_PER_ROW", "TestSet", "check_digits_per_row", "draw_figures", "register_figure"]
+
+DrawFigure = Callable[[Any, "TestSet", Path], Path]
+Drawer = TypeVar("Drawer", bound=DrawFigure)
+
+FIGURES: dict[str, DrawFigure] = {}
+"""Every registered figure by name, each written to ``NAME.png`` (a model's ``figures`` says which it draws)."""
+
+
+def register_figure(name: str) -> Callable[[Drawer], Drawer]:
+    """Register the decorated function ``draw(model, test, path) -> path`` as figure ``name``.
+
+    Raises:
+        ValueError: another function already registered ``name``.
+    """
+
+    def register(draw: Drawer) -> Drawer:
+        known = FIGURES.get(name)
+        if known is not None and known.__qualname__ != draw.__qualname__:
+            raise ValueError(f"figure {name!r} is already registered by {known.__module__}.{known.__qualname__}")
+        FIGURES[name] = draw
+        return draw
+
+    return register
+
+
+@dataclass
+class TestSet:
+    """What the figures are drawn from.
+
+    Attributes:
+        images: the test images ``(N, 1, 28, 28)`` (part 2's points ``(N, 2)``); the first ``n`` are shown.
+        model: the model whose :attr:`codes` the figures of the code space draw.
+        labels: their digits ``(N,)``, or ``None``.
+        n: digits per row.
+        seed: seed of the noise in the denoising figure and of the codes of the generated digits.
+        train_images: training images, where a figure takes its examples from the training set as the article does
+            (the style transfer's sevens); ``None``: the test images stand in.
+        train_labels: their digits.
+        style_digit: the digit whose first ``n`` training images give the style transfer its style.
+    """
+
+    images: torch.Tensor
+    model: Any = None
+    labels: torch.Tensor | None = None
+    n: int = 10
+    seed: int = 0
+    train_images: torch.Tensor | None = None
+    train_labels: torch.Tensor | None = None
+    style_digit: int = 7
+
+    @functools.cached_property
+    def codes(self) -> torch.Tensor:
+        """The codes of all the images, encoded once (with their labels, for a model that takes them)."""
+        return encode_all(self.model, self.images, self.labels)
+
+
+MAX_DIGITS_PER_ROW = 100
+
+
+def check_digits_per_row(n: Any, setting: str) -> None:
+    """Refuse a count of digits per figure row that is not 1 to :data:`MAX_DIGITS_PER_ROW`, naming ``setting``."""
+    ok = not isinstance(n, bool) and isinstance(n, int) and 1 <= n <= MAX_DIGITS_PER_ROW
+    require(ok, setting, n, f"an integer from 1 to {MAX_DIGITS_PER_ROW}", "10")
+
+
+@torch.no_grad()
+def draw_figures(
+    model: Any,
+    images: torch.Tensor,
+    out_dir: str | Path,
+    history: Sequence[dict[str, float]] | None = None,
+    n: int = 10,
+    seed: int = 0,
+    labels: torch.Tensor | None = None,
+    train_images: torch.Tensor | None = None,
+    train_labels: torch.Tensor | None = None,
+    style_digit: int = 7,
+) -> list[Path]:
+    """Draw ``model``'s figures (its ``figures``: reconstructions and the code space by default) into ``out_dir``,
+    and the loss curves when ``history`` is given; returns the written paths.
+
+    Args:
+        model: a model of the series (its ``figures`` name what it draws), or any LightningModule (the loss
+            curves alone).
+        images: the test images ``(N, 1, 28, 28)``.
+        out_dir: folder for the PNG files (created if needed).
+        history: per-epoch metrics (dicts with ``epoch``, ``train_loss``, ``val_loss``) for the loss curves.
+        n: digits per row.
+        seed: seed of the noise in the denoising figure.
+        labels: the digits of ``images``, for the code-space figures (and a conditional model's codes).
+        train_images: training images, for the figures that take their examples from the training set (the style
+            transfer's sevens); ``None``: the test images stand in.
+        train_labels: their digits.
+        style_digit: the digit whose first ``n`` training images give the style transfer its style.
+    """
+    check_digits_per_row(n, "n")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    was_training = model.training
+    model.eval()
+    test = TestSet(images, model, labels, n, seed, train_images, train_labels, style_digit)
+    figures = getattr(model, "figures", ())  # a LightningModule that declares none draws its loss curves alone
+    written = [FIGURES[figure](model, test, out / f"{figure}.png") for figure in figures]
+    if history:
+        written.append(plot_loss_curves(history, out / "loss_curves.png", f"{type(model).__name__}: loss per epoch"))
+    model.train(was_training)
+    return written
