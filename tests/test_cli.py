@@ -9,8 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import torchae
+import torchae.engine
 from torchae.cli import main
 from torchae.registry import EXPERIMENTS
 
@@ -216,7 +218,8 @@ def test_a_model_from_outside_the_package_trains_draws_predicts_and_exports(tmp_
     assert refused.value.code == 2
     assert capsys.readouterr().err.strip().splitlines() == [
         f"torchae: error: checkpoint {checkpoint!r} holds a MyAE, which is not one of torchae's models "
-        f"({', '.join(e.model.__name__ for e in EXPERIMENTS.values())}): name its class with --model mypkg.MyAE"
+        f"({', '.join(e.model.__name__ for e in EXPERIMENTS.values())}): name its class with --model mypkg.MyAE "
+        "(as the run's config.yaml records it)"
     ]
     with pytest.raises(SystemExit):
         main(["export", checkpoint, "--model", "torchae.DenseAE", "--output", str(tmp_path / "x.onnx")])
@@ -285,3 +288,54 @@ def test_evaluating_a_run_writes_into_that_run(tmp_path, capsys):
     assert len(runs) == 3 and all((run / "metrics.csv").is_file() and (run / "config.yaml").is_file() for run in runs)
     main(["fit", *args, "--trainer.max_epochs", "2", "--engine.compiled_steps", "false", "--ckpt_path", "last"])
     assert sorted(path.name for path in tmp_path.glob("version_*")) == ["version_0", "version_1"]
+
+
+def test_any_lightning_module_trains_through_the_cli_as_written(tmp_path, monkeypatch):
+    """A plain LightningModule GAN (two optimizers, manual optimization, no torchae base) fits as LightningCLI fits
+    it: its own step runs, the run gets torchae's folder, checkpoints, history and loss curves, and the engine says in
+    one line that it left the step as written; it resumes from its own checkpoint."""
+    said: list[str] = []
+    monkeypatch.setattr(torchae.engine, "rank_zero_info", said.append)
+    quiet = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+    small = ["--data.train_size", "256", "--data.val_size", "128", "--trainer.default_root_dir", str(tmp_path)]
+    main(["fit", "--model", "helpers.TinyGAN", "--trainer.max_epochs", "1", *small, *quiet])
+    run = tmp_path / "version_0"
+    assert {"loss_curves.png", "history.csv", "config.yaml"} <= {p.name for p in run.iterdir()}
+    checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert checkpoint["global_step"] == 2 * 1 and len(checkpoint["optimizer_states"]) == 2  # one batch, two steps
+    assert said == [
+        "torchae: TinyGAN is not a torchae AutoencoderModule: its steps are its own, so it runs as written, without "
+        "engine.direct_steps (the engine speeds up only the base's own step)"
+    ]
+    main(["fit", "--model", "helpers.TinyGAN", "--trainer.max_epochs", "2", "--ckpt_path", "last", *small, *quiet])
+    resumed = torch.load(tmp_path / "version_1" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert resumed["epoch"] == 1 and resumed["global_step"] == 4
+
+
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [
+        (
+            "nopkg.MyGAN",
+            "--model nopkg.MyGAN: cannot import 'nopkg' (No module named 'nopkg'): check the spelling, or "
+            "add the folder that holds it to PYTHONPATH (PYTHONPATH=. torchae fit --model nopkg.MyGAN ...)",
+        ),
+        ("helpers.NoSuchGAN", "--model helpers.NoSuchGAN: module 'helpers' has no 'NoSuchGAN'"),
+        (
+            "helpers.KillAt",
+            "--model helpers.KillAt is a KillAt, not a LightningModule: --model takes a subclass of "
+            "pytorch_lightning.LightningModule",
+        ),
+        ("DenseAEE", "unknown model 'DenseAEE': give one of DenseAE,"),
+        ("brokenmodel.MyGAN", "--model brokenmodel.MyGAN: importing 'brokenmodel' failed: '(' was never closed at "),
+    ],
+)
+def test_a_model_the_cli_cannot_take_is_refused_with_its_real_cause(model, expected, tmp_path, monkeypatch, capsys):
+    (tmp_path / "brokenmodel.py").write_text("x = (\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(SystemExit) as refused:
+        main(["fit", "--model", model, "--trainer.default_root_dir", str(tmp_path / "runs")])
+    assert refused.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"torchae: error: {expected}"), lines
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())

@@ -13,7 +13,7 @@ from helpers import condition_for, quiet_trainer, small_data
 
 import torchae
 from torchae.cli import main
-from torchae.export import FORMATS, PARTS, export_model, load_exported
+from torchae.export import FORMATS, export_model, load_exported
 from torchae.figures.plots import pca_2d
 from torchae.part1.figures import interpolation_pair, interpolation_rows
 from torchae.registry import EXPERIMENTS
@@ -74,7 +74,7 @@ def test_every_format_of_every_model_is_one_file_that_gives_torchs_outputs(name,
     np.testing.assert_allclose(found, expected, atol=1e-5)
 
 
-@pytest.mark.parametrize("part", PARTS)
+@pytest.mark.parametrize("part", ["autoencoder", "encoder", "decoder"])
 def test_the_export_command_writes_either_half(part, tmp_path, capsys):
     model = trained("conv", tmp_path)
     checkpoint = tmp_path / "conv.ckpt"

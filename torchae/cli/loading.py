@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import importlib
+import re
 import traceback
+from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+import yaml
 
 from torchae.checkpoints import MODEL_KEY, NamedCheckpoints, read_checkpoint
 from torchae.errors import CheckpointError, ConfigError
@@ -32,11 +35,15 @@ def load_model(checkpoint: str, model: str | None = None) -> pl.LightningModule:
     classes = model_classes()
     if model is None:
         if saved not in classes:
+            recorded = recorded_class_path(checkpoint)
+            where = " (as the run's config.yaml records it)" if recorded else ""
+            named = recorded or f"mypkg.{saved or 'MyModel'}"
             raise CheckpointError(
-                f"checkpoint {checkpoint!r} holds a {saved or 'model of its own'}, which is not one "
-                f"of torchae's models ({model_names()}): name its class with --model mypkg.{saved or 'MyModel'} "
-                "(the model.class_path in the run's config.yaml)"
+                f"checkpoint {checkpoint!r} holds a {saved or 'model of its own'}, which is not one of torchae's "
+                f"models ({model_names()}): name its class with --model {named}"
+                f"{where}"
             )
+
         cls = classes[saved]
     else:
         cls = classes.get(model) or import_model_class(model)
@@ -57,6 +64,20 @@ def load_model(checkpoint: str, model: str | None = None) -> pl.LightningModule:
         ) from None
 
 
+def recorded_class_path(checkpoint: str | Path) -> str | None:
+    """The model's class path that the ``config.yaml`` of the run holding ``checkpoint`` records (read as data, never
+    imported), or ``None``."""
+    config = Path(checkpoint).parent.parent / "config.yaml"
+    try:
+        if not config.is_file() or config.stat().st_size > 1 << 20:
+            return None
+        model = (yaml.safe_load(config.read_text()) or {}).get("model")
+    except (OSError, yaml.YAMLError, UnicodeDecodeError, AttributeError):
+        return None
+    path = model.get("class_path") if isinstance(model, dict) else None
+    return path if isinstance(path, str) and re.fullmatch(r"[A-Za-z_][\w.]*", path) else None
+
+
 def class_names(class_path: str) -> set[str]:
     """The names under which a config may give the model class ``class_path`` (as given, and for a registered
     class its module path, ``torchae.NAME`` and ``NAME``): what a checkpoint's ``_class_path`` may say."""
@@ -73,7 +94,7 @@ def model_class_problem(class_path: str) -> str | None:
     module_name, _, class_name = class_path.rpartition(".")
     if not module_name:
         return (
-            f"{class_path!r} is not a model: give one of {model_names()} or the class path of a LightningModule "
+            f"unknown model {class_path!r}: give one of {model_names()} or the class path of a LightningModule "
             "(mypkg.MyModel)"
         )
     hint = (
@@ -83,22 +104,24 @@ def model_class_problem(class_path: str) -> str | None:
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as err:
-        return f"cannot import {module_name!r} for {class_path!r} ({err}): {hint}"
+        return f"--model {class_path}: cannot import {module_name!r} ({err}): {hint}"
     except SyntaxError as err:
         return (
-            f"importing {module_name!r} for {class_path!r} failed: {err.msg} at {err.filename}, line {err.lineno}: "
+            f"--model {class_path}: importing {module_name!r} failed: {err.msg} at {err.filename}, line {err.lineno}: "
             "fix the file"
         )
     except Exception as err:  # the user's module raised while importing
         where = _user_frame(err)
-        return f"importing {module_name!r} for {class_path!r} raised {type(err).__name__}: {err}{where}: fix the module"
+        return (
+            f"--model {class_path}: importing {module_name!r} raised {type(err).__name__}: {err}{where}: fix the module"
+        )
     cls = getattr(module, class_name, None)
     if cls is None:
-        return f"module {module_name!r} has no {class_name!r}: {hint}"
+        return f"--model {class_path}: module {module_name!r} has no {class_name!r}: {hint}"
     if not (isinstance(cls, type) and issubclass(cls, pl.LightningModule)):
         kind = cls.__name__ if isinstance(cls, type) else type(cls).__name__
         return (
-            f"{class_path!r} is a {kind}, not a LightningModule: --model takes a subclass of "
+            f"--model {class_path} is a {kind}, not a LightningModule: --model takes a subclass of "
             "pytorch_lightning.LightningModule (torchae's models are)"
         )
     return None
@@ -118,7 +141,7 @@ def import_model_class(class_path: str) -> type[pl.LightningModule]:
     """
     problem = model_class_problem(class_path)
     if problem is not None:
-        raise ConfigError(f"--model {problem}")
+        raise ConfigError(problem)
     if class_path in model_classes():
         return model_classes()[class_path]
     module_name, _, class_name = class_path.rpartition(".")

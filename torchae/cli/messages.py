@@ -74,6 +74,13 @@ def describe_parse_error(err: ArgumentError, subcommand: str = "fit") -> str:
             )
     elif key and key.group(1) == "model":
         given = text.rsplit("Given value:", 1)[-1].strip()
+        unknown = re.search(r"class_path '([\w.]+)': Option '(\w+)' is not accepted", text)
+        if unknown:  # a config's model section with a setting its class does not take
+            owner, setting = unknown.groups()
+            return (
+                f"model.{setting} is not a setting of {owner}: check its spelling, or leave it out "
+                f"(torchae {subcommand} --model.help {owner.rpartition('.')[2]} lists them)"
+            )
         if not re.fullmatch(r"[A-Za-z_][\w.]*", given):  # not a class path: never echo what a file may hold
             return (
                 f"model is not a class path: give one of {model_names()}, or a LightningModule's class path "
@@ -81,7 +88,7 @@ def describe_parse_error(err: ArgumentError, subcommand: str = "fit") -> str:
             )
         problem = model_class_problem(given)
         if problem is not None:
-            return f"model {problem}"
+            return problem
         return f"model {given!r} cannot be built with these settings: {text[:300]}"
     elif key:
         setting, value = key.group(1), text.rsplit("value:", 1)[-1].strip()

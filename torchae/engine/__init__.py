@@ -230,8 +230,8 @@ class Engine(pl.Callback):
             asked = self.asked_techniques()
             if asked:
                 rank_zero_info(
-                    f"torchae: {written}, so it runs as written: {', '.join(f'engine.{a}' for a in asked)} "
-                    "apply only to the base's own steps"
+                    f"torchae: {written}, so it runs as written, without {', '.join(f'engine.{a}' for a in asked)} "
+                    "(the engine speeds up only the base's own step)"
                 )
             return
         plan = self._plan(trainer, pl_module)

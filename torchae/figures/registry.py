@@ -43,6 +43,8 @@ def register_figure(name: str) -> Callable[[Drawer], Drawer]:
 
 @dataclass
 class TestSet:
+    __test__ = False  # not a pytest class, though named like one
+
     """What the figures are drawn from.
 
     Attributes:
