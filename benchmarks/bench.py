@@ -69,7 +69,7 @@ def worker_keras(name: str, epochs: int, train_size: int, val_size: int) -> dict
 
 
 def worker_torch(name: str, epochs: int, train_size: int, val_size: int) -> dict:
-    from torchae.engine.configs import data_of, fit_quietly
+    from torchae.cli.configs import data_of, fit_quietly
 
     model = EXPERIMENTS[name].model()
     data = data_of(name, train_size, val_size)

@@ -28,8 +28,8 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 
+from torchae.cli.configs import engine_of, fit_quietly
 from torchae.data import load_mnist, to_image_tensor
-from torchae.engine.configs import engine_of, fit_quietly
 from torchae.registry import EXPERIMENTS
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

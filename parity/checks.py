@@ -30,9 +30,9 @@ from parity.transfer import (
     torch_tensors,
     torch_to_keras,
 )
+from torchae.cli.configs import config_of
 from torchae.data import MNISTDataModule
 from torchae.engine.compiled import CompiledSteps
-from torchae.engine.configs import config_of
 from torchae.inputs import LabelledBatch
 from torchae.networks import keras_parameter_count
 from torchae.registry import EXPERIMENTS

@@ -22,7 +22,7 @@ import torch
 
 from parity.keras_models import build_keras
 from parity.train import _train_keras, keras_inputs, machine_description, parity_data, versions
-from torchae.engine.configs import fit_quietly
+from torchae.cli.configs import fit_quietly
 from torchae.registry import EXPERIMENTS
 from torchae.runs import source_commit
 

@@ -25,8 +25,8 @@ from parity._keras import import_keras
 from parity.keras_models import KERAS_LABELS, build_keras
 from parity.transfer import keras_to_torch, to_nhwc, torch_to_keras
 from torchae.checkpoints import network_state, run_order
+from torchae.cli.configs import data_of, fit_quietly
 from torchae.data import MNISTDataModule, TensorDataModule
-from torchae.engine.configs import data_of, fit_quietly
 from torchae.registry import EXPERIMENTS
 from torchae.runs import source_commit
 

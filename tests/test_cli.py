@@ -339,3 +339,53 @@ def test_a_model_the_cli_cannot_take_is_refused_with_its_real_cause(model, expec
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"torchae: error: {expected}"), lines
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+PLUGIN = '''
+import torchae
+
+
+@torchae.register_experiment("tiny_plugin", epochs=2, batch_size=128, parameters=(0, 0, 0))
+class PluginAE(torchae.DenseAE):
+    pass
+'''
+
+
+@pytest.fixture
+def plugin(tmp_path, monkeypatch):
+    """A plugin module that registers experiment ``tiny_plugin``, importable from ``tmp_path``; unregistered after."""
+    (tmp_path / "myplugin.py").write_text(PLUGIN)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    yield "myplugin.PluginAE"
+    EXPERIMENTS.pop("tiny_plugin", None)
+    sys.modules.pop("myplugin", None)
+
+
+def test_a_plugins_registered_recipe_applies_and_its_runs_take_its_name(plugin, tmp_path):
+    """``torchae fit --model`` of a registered plugin: the experiment's epochs and batch size, runs under
+    ``runs/NAME``; settings given on the command line still win."""
+    quiet = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+    small = ["--data.train_size", "512", "--data.val_size", "128", "--figures.enabled", "false", *quiet]
+    main(["fit", "--model", plugin, *small])
+    run = tmp_path / "runs" / "tiny_plugin" / "version_0"
+    history = (run / "history.csv").read_text().splitlines()
+    assert len(history) == 1 + 2  # the registered 2 epochs
+    config = (run / "config.yaml").read_text()
+    assert "batch_size: 128" in config and "max_epochs: 2" in config
+    main(["fit", "--model", plugin, "--trainer.max_epochs", "1", "--data.batch_size", "64", *small])
+    config = (tmp_path / "runs" / "tiny_plugin" / "version_1" / "config.yaml").read_text()
+    assert "batch_size: 64" in config and "max_epochs: 1" in config
+
+
+def test_the_configs_ship_inside_the_package_and_the_checkout_links_to_them():
+    """The experiments' configs are package data (so an installed wheel finds them); ``configs/`` is the same
+    folder."""
+    from torchae.cli.configs import CONFIGS, config_of
+
+    assert CONFIGS.parent == Path(torchae.__file__).parent
+    assert (ROOT / "configs").resolve() == CONFIGS.resolve()
+    for name in EXPERIMENTS:
+        assert config_of(name)["model"]["class_path"].rpartition(".")[2] == EXPERIMENTS[name].model.__name__
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert '"configs/*.yaml"' in pyproject

@@ -129,7 +129,7 @@ def test_grouped_batches_are_the_plain_batches():
 
 def test_on_several_devices_the_data_serves_plain_batches_and_says_so(monkeypatch):
     lines: list[str] = []
-    monkeypatch.setattr(torchae.data, "rank_zero_info", lines.append)
+    monkeypatch.setattr(torchae.data.batches, "rank_zero_info", lines.append)
     data = MNISTDataModule(batch_size=16, train_size=64, val_size=32, steps_per_execution=4)
     data.setup("fit")
     for rank in (0, 1):

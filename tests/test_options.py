@@ -100,7 +100,7 @@ def test_a_turned_off_step_group_says_why_once(tmp_path, monkeypatch):
     import torchae.data
 
     said: list[str] = []
-    monkeypatch.setattr(torchae.data, "rank_zero_info", said.append)
+    monkeypatch.setattr(torchae.data.batches, "rank_zero_info", said.append)
     fit(tmp_path, 32, "--trainer.max_epochs", "2", "--trainer.limit_train_batches", "3")
     assert said == [
         "torchae: data.steps_per_execution 32 is off for train: trainer.limit_train_batches counts image batches and "

@@ -33,7 +33,7 @@ from parity.spread import dead_units, merge_records, seed_spread, summarise  # n
 from parity.train import RunStateError, keras_against_run, run_curves  # noqa: E402
 from parity.transfer import TransferError, to_nhwc  # noqa: E402
 from torchae.autoencoder import AutoencoderModule  # noqa: E402
-from torchae.engine.configs import config_of  # noqa: E402
+from torchae.cli.configs import config_of  # noqa: E402
 from torchae.registry import EXPERIMENTS  # noqa: E402
 
 MODEL_NAMES = list(EXPERIMENTS)

@@ -16,8 +16,8 @@ import pytest
 import torch
 
 import torchae
+from torchae.cli.configs import engine_of, fit_quietly
 from torchae.data import BatchGroup, MNISTDataModule, TensorBatches
-from torchae.engine.configs import engine_of, fit_quietly
 from torchae.optim import KerasAdam
 from torchae.registry import EXPERIMENTS
 

@@ -28,8 +28,8 @@ sys.path.insert(0, str(REPO))  # this checkout's torchae, installed or not
 from torchae.autoencoder import AutoencoderModule  # noqa: E402
 from torchae.checkpoints import network_state, run_order  # noqa: E402
 from torchae.cli import AutoencoderCLI, find_last_checkpoint  # noqa: E402
+from torchae.cli.configs import data_of  # noqa: E402
 from torchae.data import MNISTDataModule  # noqa: E402
-from torchae.engine.configs import data_of  # noqa: E402
 from torchae.figures import ArticleFigures  # noqa: E402
 from torchae.networks import keras_parameter_count  # noqa: E402
 from torchae.registry import EXPERIMENTS  # noqa: E402

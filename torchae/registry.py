@@ -21,7 +21,15 @@ from typing import Any, TypeVar
 from torchae.checkpoints import MODEL_KEY, read_checkpoint
 from torchae.errors import CheckpointError
 
-__all__ = ["EXPERIMENTS", "Experiment", "experiment_of", "load_checkpoint", "model_classes", "register_experiment"]
+__all__ = [
+    "EXPERIMENTS",
+    "Experiment",
+    "experiment_of",
+    "experiment_of_class",
+    "load_checkpoint",
+    "model_classes",
+    "register_experiment",
+]
 
 ModelClass = TypeVar("ModelClass", bound=type)
 
@@ -77,7 +85,12 @@ def register_experiment(name: str, **recipe: Any) -> Callable[[ModelClass], Mode
 def experiment_of(model: Any) -> Experiment | None:
     """The experiment whose model class ``model`` is (or derives from, nearest first); ``None`` for a model that no
     experiment registered (a user's own, say)."""
-    for cls in type(model).__mro__:
+    return experiment_of_class(type(model))
+
+
+def experiment_of_class(model_class: type) -> Experiment | None:
+    """The experiment that registered ``model_class`` or its nearest registered base; ``None`` if none did."""
+    for cls in model_class.__mro__:
         for experiment in EXPERIMENTS.values():
             if experiment.model is cls:
                 return experiment

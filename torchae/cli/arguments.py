@@ -7,8 +7,9 @@ import sys
 
 from pytorch_lightning.cli import ArgsType
 
+from torchae.cli.loading import import_model_class, model_class_problem
 from torchae.data import MNISTDataModule
-from torchae.registry import model_classes
+from torchae.registry import experiment_of_class, model_classes
 
 
 def shipped_names() -> str:
@@ -48,3 +49,37 @@ def with_pretrained_model(args: ArgsType) -> ArgsType:
 def config_files(words: list[str]) -> list[str]:
     paths = [word.split("=", 1)[1] for word in words if word.startswith("--config=")]
     return paths + [after for word, after in zip(words, words[1:]) if word == "--config"]
+
+
+def option_value(words: list[str], option: str) -> str | None:
+    """The value given to ``option`` in ``words`` (``--option VALUE`` or ``--option=VALUE``, the last one), or
+    ``None``."""
+    found = None
+    for index, word in enumerate(words):
+        if word == option and index + 1 < len(words):
+            found = words[index + 1]
+        elif word.startswith(f"{option}="):
+            found = word.split("=", 1)[1]
+    return found
+
+
+def with_experiment_recipe(args: ArgsType) -> ArgsType:
+    """``fit --model CLASS`` without a config, for a class that an experiment registered (torchae's or a plugin's):
+    the experiment's recipe as defaults, placed before the given words so that those win. Its epochs, runs under
+    ``runs/NAME``, and, unless ``--data`` names a datamodule, the model's own datamodule at the experiment's batch
+    size. Unchanged otherwise (a config owns its settings)."""
+    words = list(sys.argv[1:] if args is None else args) if not isinstance(args, dict) else None
+    if not words or words[0] != "fit" or config_files(words):
+        return args
+    model = option_value(words, "--model")
+    if model is None or model_class_problem(model) is not None:
+        return args  # no model, or one that is refused after parsing, in one line
+    model_class = import_model_class(model)
+    experiment = experiment_of_class(model_class)
+    if experiment is None:
+        return args
+    recipe = ["--trainer.max_epochs", str(experiment.epochs), "--trainer.default_root_dir", f"runs/{experiment.name}"]
+    data = getattr(model_class, "datamodule", None)
+    if option_value(words, "--data") is None and data is not None:
+        recipe += ["--data", f"{data.__module__}.{data.__qualname__}", "--data.batch_size", str(experiment.batch_size)]
+    return [words[0], *recipe, *words[1:]]

@@ -19,7 +19,7 @@ from pytorch_lightning.cli import ArgsType, LightningArgumentParser, LightningCL
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
 from torchae.checkpoints import MODEL_KEY, read_checkpoint
-from torchae.cli.arguments import shipped_names, with_pretrained_model
+from torchae.cli.arguments import shipped_names, with_experiment_recipe, with_pretrained_model
 from torchae.cli.checks import CALLBACK_SECTIONS, check_seed
 from torchae.cli.folders import (
     CLAIMED_VERSION,
@@ -90,7 +90,7 @@ class AutoencoderCLI(LightningCLI):
         """Lightning's parsing, then ``--ckpt_path`` checked before anything is built: ``last`` means the newest
         ``last.ckpt`` under ``default_root_dir``; the file must be a readable checkpoint of the configured model
         class. (Lightning then reads the run's hyperparameters from it, with ``weights_only=True``.)"""
-        super().parse_arguments(parser, with_pretrained_model(args))
+        super().parse_arguments(parser, with_experiment_recipe(with_pretrained_model(args)))
         subcommand = self.config.get("subcommand")
         config = self.config[subcommand] if subcommand else None
         self.evaluation_dir: Path | None = None

@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import torch
 
-from torchae.data import LabelledMNISTDataModule, MNISTDataModule, TensorDataModule, _check_positive_int, mix_seed
+from torchae.data import LabelledMNISTDataModule, MNISTDataModule, TensorDataModule, check_positive_int, mix_seed
 from torchae.errors import ConfigError, require
 
 __all__ = [
@@ -109,7 +109,7 @@ class DotsDataModule(TensorDataModule):
         super().__init__(batch_size, val_batch_size, seed, shuffle, steps_per_execution)
         for name, value in (("points", points), ("repeats", repeats), ("subset", subset)):
             if value is not None:
-                _check_positive_int(name, value)
+                check_positive_int(name, value)
         _check_noise(noise)
         if subset is not None and subset > points:
             raise ConfigError(
@@ -189,7 +189,7 @@ class TwoCurvesDataModule(TensorDataModule):
         steps_per_execution: int = 1,
     ) -> None:
         super().__init__(batch_size, val_batch_size, seed, shuffle, steps_per_execution)
-        _check_positive_int("points", points)
+        check_positive_int("points", points)
         _check_noise(noise)
         if 2 * points > MAX_POINTS:
             raise ConfigError(f"data.points is {points:,} a curve, more than {MAX_POINTS // 2:,}: give fewer")

@@ -1,10 +1,11 @@
-"""The configs of a torchae checkout (``configs/NAME.yaml``) as the parity suite, the benchmarks and the tests run
-them outside the CLI: each experiment's data settings (batch size, step groups) and engine, read from its config,
-which owns them."""
+"""The experiments' configs (``torchae/configs/NAME.yaml``, shipped in the package; ``configs/`` in a checkout links
+to them) as the parity suite, the benchmarks and the tests run them outside the CLI: each experiment's data settings
+(batch size, step groups) and engine, read from its config, which owns them."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,8 @@ from torchae.timing import EpochTimer
 
 __all__ = ["CONFIGS", "config_of", "data_of", "engine_of", "fit_quietly"]
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+CONFIGS = Path(str(resources.files("torchae") / "configs"))
+"""The folder of the experiments' configs inside the installed package."""
 
 
 def config_of(name: str) -> dict[str, Any]:
