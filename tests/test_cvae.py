@@ -162,9 +162,10 @@ def test_fit_figures_predict_and_export_with_labels(tmp_path, capsys, mnist):
             assert gif.n_frames == 1, name
     checkpoint = run / "checkpoints" / "last.ckpt"
     with pytest.raises(SystemExit) as exit_info:
-        main(["figures", str(checkpoint), "--style_digit", "10", "--out_dir", str(tmp_path / "bad")])
-    assert exit_info.value.code == 2 and "--style_digit is 10, expected one digit" in capsys.readouterr().err
-    main(["figures", str(checkpoint), "--style_digit", "3", "--out_dir", str(tmp_path / "threes")])
+        main(["figures", str(checkpoint), "--options.style_digit", "10", "--out_dir", str(tmp_path / "bad")])
+    assert exit_info.value.code == 2 and "--options.style_digit is 10, expected one digit" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()  # refused before anything is drawn
+    main(["figures", str(checkpoint), "--options.style_digit", "3", "--out_dir", str(tmp_path / "threes")])
     assert (tmp_path / "threes" / "style_transfer.png").stat().st_size > 10_000
 
     main(["predict", "--config", CONFIG, "--ckpt_path", str(checkpoint), *TINY])
@@ -226,9 +227,12 @@ def test_given_each_points_curve_one_model_learns_both_pieces():
 
 def test_a_style_for_a_model_without_style_transfer_is_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        main(["figures", "--pretrained", "dense", "--style_digit", "3", "--out_dir", str(tmp_path / "out")])
+        main(["figures", "--pretrained", "dense", "--options.style_digit", "3", "--out_dir", str(tmp_path / "out")])
     assert exit_info.value.code == 2
-    assert "DenseAE draws none: leave --style_digit out" in capsys.readouterr().err
+    assert (
+        "options.style_digit is not an option of DenseAE's figures (they take: none): leave --options.style_digit out"
+        in capsys.readouterr().err
+    )
     assert not (tmp_path / "out").exists()
 
 

@@ -157,3 +157,32 @@ def test_the_core_never_imports_the_fast_lane():
             names += [node.module or ""] if isinstance(node, ast.ImportFrom) else []
             offenders += [f"{relative}: {name}" for name in names if name.startswith("torchae.engine")]
     assert offenders == []
+
+
+def test_shared_modules_never_ask_a_models_kind():
+    """A model declares what it takes and draws (``inputs_for``, ``export_parts``, ``figures``); only the bases that
+    declare ``conditional`` read it, never a shared module (figures, export, predictions, data, the CLI)."""
+    import ast
+
+    offenders = []
+    for path in sorted((ROOT / "torchae").rglob("*.py")):
+        relative = path.relative_to(ROOT).as_posix()
+        if relative.startswith("torchae/part") or relative in ("torchae/series.py", "torchae/autoencoder.py"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            named = isinstance(node, ast.Attribute) and node.attr == "conditional"
+            named |= isinstance(node, ast.Constant) and node.value == "conditional"
+            if named:
+                offenders.append(f"{relative}:{node.lineno}")
+    assert offenders == []
+
+
+def test_every_figure_a_model_draws_is_registered_by_a_part():
+    """Each figure and animation that an experiment's model names is registered, by the figures module of a part."""
+    from torchae.figures import ANIMATIONS, FIGURES
+
+    for name, experiment in EXPERIMENTS.items():
+        for figure in experiment.model.figures:
+            assert figure in FIGURES, (name, figure)
+            assert FIGURES[figure].__module__.startswith("torchae.part"), (figure, FIGURES[figure].__module__)
+        assert all(animation in ANIMATIONS for animation in experiment.model.animations), name

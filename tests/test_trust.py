@@ -457,7 +457,7 @@ def _own_subcommand_cases(tmp_path: Path) -> dict[str, dict[str, tuple[str, str]
             "n": ("not-a-value", "n"),
             "seed": ("not-a-value", "seed"),
             "model": ("torchae.DenseAE", "leave --model out"),
-            "style_digit": ("10", "expected one digit"),
+            "options": ("{style_digit: 3}", "is not an option of DenseAE's figures"),
         },
         "export": {
             "checkpoint": (str(tmp_path / "none.ckpt"), "does not exist"),

@@ -6,13 +6,10 @@ import inspect
 from pathlib import Path
 from typing import Any
 
-from torchae.autoencoder import AutoencoderModule
 from torchae.cli.loading import model_of
-from torchae.data import MNISTDataModule
 from torchae.errors import ConfigError
 from torchae.export import Format, Part
-from torchae.figures import check_digits_per_row
-from torchae.inputs import check_label
+from torchae.figures import check_digits_per_row, figure_options, uses_training_set
 from torchae.runs import is_run_folder
 
 
@@ -24,7 +21,7 @@ def figures_command(
     n: int = 10,
     seed: int = 0,
     model: str | None = None,
-    style_digit: int | None = None,
+    options: dict[str, int] | None = None,
 ) -> None:
     """Draw a model's figures (reconstructions, the code space, its own, and the loss curves) from a checkpoint or
     a shipped model.
@@ -34,16 +31,14 @@ def figures_command(
         pretrained: a model shipped with torchae instead (``torchae.weights.available()`` lists them).
         out_dir: where to write the PNG files; default: a ``figures`` folder beside the checkpoint's folder, or
             ``figures/NAME`` for a shipped model.
-        data_dir: MNIST source (default: the embedded copy).
+        data_dir: MNIST source (default: the embedded copy), for a model trained on MNIST.
         n: digits per row.
-        seed: seed of the noise in the denoising figure.
+        seed: seed of the noise in the denoising figure and of the generated digits' codes.
         model: the class of a model defined outside torchae (``mypkg.MyAE``); torchae's own are found by name.
-        style_digit: the digit whose first training images give the CVAE's style transfer its style; ``None``:
-            the article's 7.
+        options: options of the model's own figures, ``--options.NAME VALUE``: the CVAE's style transfer takes
+            ``style_digit``, the digit whose first training images give it its style (the article's 7).
     """
     check_digits_per_row(n, "n")
-    if style_digit is not None:
-        check_label(style_digit, "--style_digit")
     if out_dir is not None:
         target = Path(out_dir)
         if target.exists() and not target.is_dir():
@@ -58,42 +53,43 @@ def figures_command(
     else:
         target = Path("figures") / str(pretrained)
     loaded, history = model_of(checkpoint, pretrained, model)
-    if style_digit is not None and "style_transfer" not in loaded.figures:
-        raise ConfigError(
-            f"--style_digit chooses the style of the CVAE's style transfer; {type(loaded).__name__} draws none: "
-            "leave --style_digit out"
-        )
-    _draw(loaded, history, target, data_dir, n, seed, 7 if style_digit is None else style_digit)
+    chosen = figure_options(loaded, options)  # refused here, before any data is read
+    for path in draw_model_figures(loaded, history, target, data_dir, n, seed, chosen):
+        print(path)
 
 
-def _draw(
-    model: AutoencoderModule, history: Any, target: Path, data_dir: str | None, n: int, seed: int, style_digit: int
-) -> None:
-    import torch
-
-    from torchae.data import load_mnist, to_image_tensor
+def draw_model_figures(
+    model: Any,
+    history: Any,
+    target: Path,
+    data_dir: str | None = None,
+    n: int = 10,
+    seed: int = 0,
+    options: dict[str, Any] | None = None,
+) -> list[Path]:
+    """Draw ``model``'s figures from its own datamodule's test data (with its defaults: MNIST's test set, part 2's
+    1000 points at seed 0), and its training data where a figure takes its examples from there."""
     from torchae.figures import draw_figures
 
-    mnist = issubclass(model.datamodule, MNISTDataModule)
-    if data_dir is not None and not mnist:
+    data_class = getattr(model, "datamodule", None)
+    if data_class is None:
         raise ConfigError(
-            f"--data_dir is MNIST's; {type(model).__name__} draws its figures from {model.datamodule.__name__}'s "
+            f"{type(model).__name__} names no datamodule to draw its figures from: give the class a datamodule "
+            "attribute (torchae's models have one)"
+        )
+    takes_folder = "data_dir" in inspect.signature(data_class).parameters
+    if data_dir is not None and not takes_folder:
+        raise ConfigError(
+            f"--data_dir is MNIST's; {type(model).__name__} draws its figures from {data_class.__name__}'s "
             "data: leave --data_dir out"
         )
-    train: dict[str, Any] = {}
-    if mnist:
-        splits = load_mnist(data_dir)
-        images, labels = to_image_tensor(splits.x_test), torch.from_numpy(splits.y_test.astype("int64"))
-        if model.conditional:  # the style transfer's sevens come from the training set, as the article's
-            train["train_images"] = to_image_tensor(splits.x_train)
-            train["train_labels"] = torch.from_numpy(splits.y_train.astype("int64"))
-    else:  # the model's own data, with its defaults (part 2's points: the article's 1000, seed 0)
-        data = model.datamodule(seed=0)
-        data.setup("test")
-        images, labels = data.val_images, data.val_labels
-    train["style_digit"] = style_digit
-    for path in draw_figures(model, images, target, history, n=n, seed=seed, labels=labels, **train):
-        print(path)
+    data = data_class(seed=0, **({"data_dir": data_dir} if data_dir is not None else {}))
+    data.setup("fit" if uses_training_set(model) else "test")
+    train = {"train_images": data.train_images, "train_labels": data.train_labels} if uses_training_set(model) else {}
+    labels = getattr(data, "val_labels", None)
+    return draw_figures(
+        model, data.val_images, target, history, n=n, seed=seed, labels=labels, options=options, **train
+    )
 
 
 def export_command(

@@ -7,12 +7,15 @@ matplotlib is imported when a figure is drawn, not when the parts register their
 """
 
 from torchae.figures.registry import (
+    FIGURE_OPTIONS,
     FIGURES,
     MAX_DIGITS_PER_ROW,
     TestSet,
     check_digits_per_row,
     draw_figures,
+    figure_options,
     register_figure,
+    uses_training_set,
 )
 
 # isort: split
@@ -23,14 +26,17 @@ __all__ = [
     "ANIMATIONS",
     "ANIMATION_EPOCHS",
     "FIGURES",
+    "FIGURE_OPTIONS",
     "MAX_DIGITS_PER_ROW",
     "ArticleFigures",
     "TestSet",
     "check_digits_per_row",
     "draw_figures",
+    "figure_options",
     "record_frame",
     "register_animation",
     "register_figure",
+    "uses_training_set",
     "write_animations",
     "write_history_csv",
 ]

@@ -6,16 +6,27 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
 
-from torchae.errors import require
+from torchae.errors import ConfigError, require
 from torchae.figures.plots import encode_all, plot_loss_curves
 
-__all__ = ["FIGURES", "MAX_DIGITS_PER_ROW", "TestSet", "check_digits_per_row", "draw_figures", "register_figure"]
+__all__ = [
+    "FIGURES",
+    "FIGURE_OPTIONS",
+    "MAX_DIGITS_PER_ROW",
+    "FigureOptions",
+    "TestSet",
+    "check_digits_per_row",
+    "draw_figures",
+    "figure_options",
+    "register_figure",
+    "uses_training_set",
+]
 
 DrawFigure = Callable[[Any, "TestSet", Path], Path]
 Drawer = TypeVar("Drawer", bound=DrawFigure)
@@ -24,8 +35,34 @@ FIGURES: dict[str, DrawFigure] = {}
 """Every registered figure by name, each written to ``NAME.png`` (a model's ``figures`` says which it draws)."""
 
 
-def register_figure(name: str) -> Callable[[Drawer], Drawer]:
-    """Register the decorated function ``draw(model, test, path) -> path`` as figure ``name``.
+@dataclass(frozen=True)
+class FigureOptions:
+    """What a figure takes besides the model and the test set.
+
+    Attributes:
+        defaults: its options with their defaults (the style transfer's ``style_digit``: 7), set from the command
+            line as ``torchae figures CKPT --options.NAME VALUE``.
+        check: checks the options' values before any figure is drawn (raises a ``UserError`` naming the fix).
+        training_set: whether it takes its examples from the training set, as the article does.
+    """
+
+    defaults: dict[str, Any] = field(default_factory=dict)
+    check: Callable[[dict[str, Any]], None] | None = None
+    training_set: bool = False
+
+
+FIGURE_OPTIONS: dict[str, FigureOptions] = {}
+"""What each registered figure takes besides the model and the test set."""
+
+
+def register_figure(
+    name: str,
+    options: dict[str, Any] | None = None,
+    check: Callable[[dict[str, Any]], None] | None = None,
+    training_set: bool = False,
+) -> Callable[[Drawer], Drawer]:
+    """Register the decorated function ``draw(model, test, path) -> path`` as figure ``name``; it reads its
+    ``options`` (with their defaults) from ``test.options``, after ``check`` has passed them.
 
     Raises:
         ValueError: another function already registered ``name``.
@@ -36,9 +73,37 @@ def register_figure(name: str) -> Callable[[Drawer], Drawer]:
         if known is not None and known.__qualname__ != draw.__qualname__:
             raise ValueError(f"figure {name!r} is already registered by {known.__module__}.{known.__qualname__}")
         FIGURES[name] = draw
+        FIGURE_OPTIONS[name] = FigureOptions(dict(options or {}), check, training_set)
         return draw
 
     return register
+
+
+def figure_options(model: Any, given: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The options of ``model``'s figures: their defaults, with ``given`` over them, checked.
+
+    Raises:
+        ConfigError: ``given`` names an option that none of the model's figures takes.
+    """
+    declared = [FIGURE_OPTIONS[figure] for figure in getattr(model, "figures", ())]
+    options = {key: value for figure in declared for key, value in figure.defaults.items()}
+    for key in given or {}:
+        if key not in options:
+            takes = ", ".join(options) or "none"
+            raise ConfigError(
+                f"options.{key} is not an option of {type(model).__name__}'s figures (they take: {takes}): leave "
+                f"--options.{key} out"
+            )
+    options.update(given or {})
+    for figure in declared:
+        if figure.check is not None:
+            figure.check(options)
+    return options
+
+
+def uses_training_set(model: Any) -> bool:
+    """Whether any of ``model``'s figures takes its examples from the training set."""
+    return any(FIGURE_OPTIONS[figure].training_set for figure in getattr(model, "figures", ()))
 
 
 @dataclass
@@ -56,7 +121,7 @@ class TestSet:
         train_images: training images, where a figure takes its examples from the training set as the article does
             (the style transfer's sevens); ``None``: the test images stand in.
         train_labels: their digits.
-        style_digit: the digit whose first ``n`` training images give the style transfer its style.
+        options: the figures' options (:func:`figure_options`), such as the style transfer's ``style_digit``.
     """
 
     images: torch.Tensor
@@ -66,7 +131,7 @@ class TestSet:
     seed: int = 0
     train_images: torch.Tensor | None = None
     train_labels: torch.Tensor | None = None
-    style_digit: int = 7
+    options: dict[str, Any] = field(default_factory=dict)
 
     @functools.cached_property
     def codes(self) -> torch.Tensor:
@@ -94,7 +159,7 @@ def draw_figures(
     labels: torch.Tensor | None = None,
     train_images: torch.Tensor | None = None,
     train_labels: torch.Tensor | None = None,
-    style_digit: int = 7,
+    options: dict[str, Any] | None = None,
 ) -> list[Path]:
     """Draw ``model``'s figures (its ``figures``: reconstructions and the code space by default) into ``out_dir``,
     and the loss curves when ``history`` is given; returns the written paths.
@@ -111,14 +176,15 @@ def draw_figures(
         train_images: training images, for the figures that take their examples from the training set (the style
             transfer's sevens); ``None``: the test images stand in.
         train_labels: their digits.
-        style_digit: the digit whose first ``n`` training images give the style transfer its style.
+        options: options of the model's figures by name (:func:`figure_options`), over their defaults.
     """
     check_digits_per_row(n, "n")
+    chosen = figure_options(model, options)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     was_training = model.training
     model.eval()
-    test = TestSet(images, model, labels, n, seed, train_images, train_labels, style_digit)
+    test = TestSet(images, model, labels, n, seed, train_images, train_labels, chosen)
     figures = getattr(model, "figures", ())  # a LightningModule that declares none draws its loss curves alone
     written = [FIGURES[figure](model, test, out / f"{figure}.png") for figure in figures]
     if history:

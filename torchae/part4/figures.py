@@ -13,6 +13,7 @@ from torchae.errors import require
 from torchae.figures import TestSet, register_figure
 from torchae.figures.animation import Animation, animate_manifold, register_animation, save_animation
 from torchae.figures.plots import digit_colours, encode_all, image_axes, new_figure, plot_digit_rows, save
+from torchae.inputs import check_label
 from torchae.part2.dots import two_curves
 from torchae.part3.figures import MANIFOLD_SIDE, manifold_image
 
@@ -109,20 +110,25 @@ def draw_label_distributions(model: Any, test: TestSet, path: Path) -> Path:
 
 
 def style_sources(test: TestSet) -> tuple[torch.Tensor, str]:
-    """The first ``test.n`` images of ``test.style_digit`` in the training set (the test set's when no training
+    """The first ``test.n`` images of the ``style_digit`` option in the training set (the test set's when no training
     images were given; the article's first ten sevens), and which set they come from."""
     images, labels, where = test.train_images, test.train_labels, "training"
     if images is None or labels is None:
         images, labels, where = test.images, test.labels, "test"
-    return images[labels.cpu() == test.style_digit][: test.n], where
+    return images[labels.cpu() == test.options["style_digit"]][: test.n], where
 
 
-@register_figure("style_transfer")
+def check_style_digit(options: dict[str, Any]) -> None:
+    """Refuse a style digit that is not one of 0-9."""
+    check_label(options["style_digit"], "--options.style_digit")
+
+
+@register_figure("style_transfer", options={"style_digit": 7}, check=check_style_digit, training_set=True)
 def draw_style_transfer(model: Any, test: TestSet, path: Path) -> Path:
     """Part 4's style transfer: the style's images (the article's ten sevens) in their own row, and each other digit
     written in their style, black on white as the article draws it."""
     sources, where = style_sources(test)
-    sources, source = sources.to(model.device), test.style_digit
+    sources, source = sources.to(model.device), test.options["style_digit"]
     rows = []
     for label in range(10):
         digits = sources if label == source else model.style_transfer(sources, source, label)
