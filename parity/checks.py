@@ -17,7 +17,7 @@ import torch
 
 import torchae
 from parity._keras import import_keras
-from parity.keras_models import KERAS_COMPILE, KerasModels, build_keras
+from parity.keras_models import KERAS_REFERENCES, KerasModels, build_keras
 from parity.train import keras_inputs, parity_data
 from parity.transfer import (
     keras_arrays,
@@ -240,7 +240,7 @@ def check_step(
         return check_vae_step(name, batch, labels)
     inputs = _encoder_inputs(torch_model, batch)
     model = keras_models.inner
-    learning_rate, loss = KERAS_COMPILE.get(name, (1e-3, "binary_crossentropy"))
+    learning_rate, loss = KERAS_REFERENCES[name].learning_rate, KERAS_REFERENCES[name].loss
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss)
     pairs = layer_pairs(model, torch_model)
     variables = [v for k_layer, _, _ in pairs for v in keras_variables(k_layer)]

@@ -9,7 +9,11 @@ noise (the same model as ``autoencoder`` for the other four).
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, NamedTuple, TypeVar
+
+import numpy as np
 
 from parity._keras import import_keras
 
@@ -19,11 +23,12 @@ Model = keras.Model
 
 __all__ = [
     "AddClippedNoise",
-    "KERAS_BUILDERS",
+    "KERAS_REFERENCES",
+    "KerasReference",
     "KerasModels",
     "Sampling",
     "build_keras",
-    "KERAS_LABELS",
+    "keras_reference",
     "create_cvae",
     "create_vae",
     "deep_cond_ae",
@@ -59,6 +64,48 @@ class AddClippedNoise(layers.Layer):
         return {**super().get_config(), "mean": self.mean, "stddev": self.stddev, "seed": self.seed}
 
 
+Builder = TypeVar("Builder", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class KerasReference:
+    """The article's Keras model of one experiment, as its code builds and compiles it.
+
+    Attributes:
+        builder: builds the models (encoder, decoder, the trained model, the autoencoder).
+        learning_rate: Adam's learning rate as the article compiles it.
+        loss: the loss as the article compiles it.
+        labels: how the model of a conditional experiment takes the labels, after the inputs (``None``: it takes
+            none).
+    """
+
+    builder: Callable[..., KerasModels]
+    learning_rate: float = 1e-3
+    loss: Any = "binary_crossentropy"
+    labels: Callable[[np.ndarray], list[np.ndarray]] | None = None
+
+
+KERAS_REFERENCES: dict[str, KerasReference] = {}
+"""The Keras reference of each experiment that has one (its registration says ``keras=True``), by the experiment's
+name; each registers beside its builder (:func:`keras_reference`)."""
+
+
+def keras_reference(
+    *names: str,
+    learning_rate: float = 1e-3,
+    loss: Any = "binary_crossentropy",
+    labels: Callable[[np.ndarray], list[np.ndarray]] | None = None,
+) -> Callable[[Builder], Builder]:
+    """Register the decorated builder as the Keras reference of experiments ``names``, compiled as the article does."""
+
+    def register(builder: Builder) -> Builder:
+        for name in names:
+            KERAS_REFERENCES[name] = KerasReference(builder, learning_rate, loss, labels)
+        return builder
+
+    return register
+
+
 def _assemble(input_img: Any, encoded: Any, input_encoded: Any, decoded: Any) -> KerasModels:
     encoder = Model(input_img, encoded, name="encoder")
     decoder = Model(input_encoded, decoded, name="decoder")
@@ -66,6 +113,7 @@ def _assemble(input_img: Any, encoded: Any, input_encoded: Any, decoded: Any) ->
     return KerasModels(encoder, decoder, autoencoder, autoencoder)
 
 
+@keras_reference("dense")
 def create_dense_ae(encoding_dim: int = 49) -> KerasModels:
     input_img = keras.Input(shape=(28, 28, 1))
     encoded = layers.Dense(encoding_dim, activation="relu")(layers.Flatten()(input_img))
@@ -74,6 +122,7 @@ def create_dense_ae(encoding_dim: int = 49) -> KerasModels:
     return _assemble(input_img, encoded, input_encoded, decoded)
 
 
+@keras_reference("deep")
 def create_deep_dense_ae(encoding_dim: int = 49, activity_regularizer: Any = None) -> KerasModels:
     input_img = keras.Input(shape=(28, 28, 1))
     x = layers.Dense(encoding_dim * 3, activation="relu")(layers.Flatten()(input_img))
@@ -86,6 +135,7 @@ def create_deep_dense_ae(encoding_dim: int = 49, activity_regularizer: Any = Non
     return _assemble(input_img, encoded, input_encoded, decoded)
 
 
+@keras_reference("conv")
 def create_deep_conv_ae() -> KerasModels:
     input_img = keras.Input(shape=(28, 28, 1))
     x = layers.Conv2D(128, (7, 7), activation="relu", padding="same")(input_img)
@@ -102,6 +152,7 @@ def create_deep_conv_ae() -> KerasModels:
     return _assemble(input_img, encoded, input_encoded, decoded)
 
 
+@keras_reference("sparse")
 def create_sparse_ae(encoding_dim: int = 16, lambda_l1: float = 1e-5) -> KerasModels:
     return create_deep_dense_ae(encoding_dim, activity_regularizer=keras.regularizers.L1L2(l1=lambda_l1))
 
@@ -123,17 +174,21 @@ def _points_models(hidden: tuple[int, ...], activation: str | None) -> KerasMode
     return KerasModels(encoder, decoder, autoencoder, autoencoder)
 
 
+@keras_reference("dots_linear", learning_rate=0.01, loss="mse")
 def linear_ae() -> KerasModels:
     """Part 2's ``linear_ae()``: ``Dense(1)``, ``Dense(2)``, both linear (split at the code into an encoder and a
     decoder, which the article's single ``Model`` does not name)."""
     return _points_models((), None)
 
 
+@keras_reference("dots_overfit", learning_rate=3e-4, loss="mse")
+@keras_reference("dots_deep", learning_rate=0.003, loss="mse")
 def deep_ae() -> KerasModels:
     """Part 2's ``deep_ae()``: 2-64-64-1-64-64-2, ELU, a linear code and output."""
     return _points_models((64, 64), "elu")
 
 
+@keras_reference("deep_sparse", learning_rate=3e-4)
 def create_deep_sparse_ae(lambda_l1: float = 0.0, encoding_dim: int = 16) -> KerasModels:
     """Part 2's ``create_deep_sparse_ae(lambda_l1)``: 784-64-48-32-16 (a linear code with an L1 activity
     regulariser) and the mirror."""
@@ -151,6 +206,7 @@ def create_deep_sparse_ae(lambda_l1: float = 0.0, encoding_dim: int = 16) -> Ker
     return _assemble(input_img, encoded, input_encoded, decoded)
 
 
+@keras_reference("deep_sparse_l1", learning_rate=3e-4)
 def create_deep_sparse_l1_ae(lambda_l1: float = 1e-5, encoding_dim: int = 16) -> KerasModels:
     """Part 2's second run: ``create_deep_sparse_ae(0.00001)``."""
     return create_deep_sparse_ae(lambda_l1, encoding_dim)
@@ -165,6 +221,7 @@ def create_denoising_model(
     return KerasModels(wrapped.encoder, wrapped.decoder, denoiser, wrapped.autoencoder)
 
 
+@keras_reference("denoising")
 def create_denoising_ae(mean: float = 0.5, stddev: float = 0.5) -> KerasModels:
     """The article's denoising model: its noise layer in front of the dense autoencoder."""
     return create_denoising_model(create_dense_ae(), mean, stddev)
@@ -209,6 +266,7 @@ def vae_reconstruction_loss(x: Any, decoded: Any) -> Any:
     return keras.losses.binary_crossentropy(keras.ops.reshape(x, flat), keras.ops.reshape(decoded, flat)) / 2
 
 
+@keras_reference("vae", learning_rate=1e-4, loss=vae_reconstruction_loss)
 def create_vae(latent_dim: int = 2, dropout_rate: float = 0.3) -> KerasModels:
     """The article's ``create_vae()`` in Keras 3 (``ops`` for ``K``, a :class:`Sampling` layer with a
     ``SeedGenerator`` for the ``Lambda``, the KL term a loss of the model). ``encoder`` is its ``encoder`` (a
@@ -241,6 +299,9 @@ def create_vae(latent_dim: int = 2, dropout_rate: float = 0.3) -> KerasModels:
     return KerasModels(encoder, decoder, vae, vae, extras)
 
 
+@keras_reference(
+    "dots_conditional", learning_rate=1e-3, loss="mse", labels=lambda labels: [labels.astype("float32")[:, None]]
+)
 def deep_cond_ae() -> KerasModels:
     """The article's ``deep_cond_ae()`` (part 4): ``concatenate([dots, label])``, Dense 64 ELU, Dense 64 ELU, a linear
     1-D code; ``concatenate([code, label])``, Dense 64 ELU, Dense 64 ELU, ``Dense(2)``; the label is ``Input((1,))``.
@@ -263,6 +324,12 @@ def deep_cond_ae() -> KerasModels:
     return KerasModels(encoder, decoder, cdae, cdae)
 
 
+@keras_reference(
+    "cvae",
+    learning_rate=1e-3,
+    loss=vae_reconstruction_loss,
+    labels=lambda labels: [keras.utils.to_categorical(labels, 10)] * 2,
+)
 def create_cvae(latent_dim: int = 8, dropout_rate: float = 0.3, num_classes: int = 10) -> KerasModels:
     """The article's ``create_cvae()`` in Keras 3 (part 4): part 3's port (:func:`create_vae`) with a one-hot label
     concatenated to the flattened image and to the code. ``encoder`` takes ``[image, label]``, ``decoder``
@@ -299,62 +366,23 @@ def create_cvae(latent_dim: int = 8, dropout_rate: float = 0.3, num_classes: int
     return KerasModels(encoder, decoder, cvae, cvae, extras)
 
 
-KERAS_BUILDERS = {
-    "dense": create_dense_ae,
-    "deep": create_deep_dense_ae,
-    "conv": create_deep_conv_ae,
-    "denoising": create_denoising_ae,
-    "sparse": create_sparse_ae,
-    "dots_linear": linear_ae,
-    "dots_deep": deep_ae,
-    "dots_overfit": deep_ae,
-    "deep_sparse": create_deep_sparse_ae,
-    "deep_sparse_l1": create_deep_sparse_l1_ae,
-    "vae": create_vae,
-    "dots_conditional": deep_cond_ae,
-    "cvae": create_cvae,
-}
-"""The article's Keras builder of each experiment of :data:`torchae.registry.EXPERIMENTS`, by the same name."""
-
-
-KERAS_COMPILE: dict[str, tuple[float, Any]] = {
-    "dots_linear": (0.01, "mse"),
-    "dots_deep": (0.003, "mse"),
-    "dots_overfit": (3e-4, "mse"),
-    "deep_sparse": (3e-4, "binary_crossentropy"),
-    "deep_sparse_l1": (3e-4, "binary_crossentropy"),
-    "vae": (1e-4, vae_reconstruction_loss),
-    "dots_conditional": (1e-3, "mse"),
-    "cvae": (1e-3, vae_reconstruction_loss),
-}
-"""The article's learning rate and loss where they are not Keras's Adam defaults and binary cross-entropy."""
-
-
-KERAS_LABELS: dict[str, Any] = {
-    "dots_conditional": lambda labels: [labels.astype("float32")[:, None]],
-    "cvae": lambda labels: [keras.utils.to_categorical(labels, 10)] * 2,
-}
-"""How the article's Keras model of a conditional experiment takes the labels, after the inputs: the curve as one
-number (part 4's points), or ``to_categorical`` for the encoder and again for the decoder (the CVAE)."""
-
-
 def build_keras(name: str, seed: int | None = None, compile: bool = True, **settings: Any) -> KerasModels:
     """Build (and by default compile with Adam and the article's loss) one of the article's models.
 
     Args:
-        name: an experiment of :data:`KERAS_BUILDERS` (``dense``, ..., ``vae``, ``cvae``).
+        name: an experiment of :data:`KERAS_REFERENCES` (``dense``, ..., ``vae``, ``cvae``).
         seed: seeds Keras's initialisers and noise (``keras.utils.set_random_seed``); ``None`` leaves them.
         compile: compile the trained model as the article does.
         settings: arguments of the builder (``dropout_rate=0.0`` for the VAE's step check).
     """
-    if name not in KERAS_BUILDERS:
-        raise ValueError(f"unknown model {name!r}: choose one of {', '.join(KERAS_BUILDERS)}")
+    if name not in KERAS_REFERENCES:
+        raise ValueError(f"unknown model {name!r}: choose one of {', '.join(KERAS_REFERENCES)}")
     if seed is not None:
         keras.utils.set_random_seed(seed)  # the initialisers, and the noise layer's seed generator
-    models = KERAS_BUILDERS[name](**settings)
+    reference = KERAS_REFERENCES[name]
+    models = reference.builder(**settings)
     if compile:
-        learning_rate, loss = KERAS_COMPILE.get(name, (0.001, "binary_crossentropy"))
-        models.autoencoder.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss)
+        models.autoencoder.compile(optimizer=keras.optimizers.Adam(reference.learning_rate), loss=reference.loss)
     return models
 
 

@@ -22,7 +22,7 @@ import torch
 
 import torchae
 from parity._keras import import_keras
-from parity.keras_models import KERAS_LABELS, build_keras
+from parity.keras_models import KERAS_REFERENCES, build_keras
 from parity.transfer import keras_to_torch, to_nhwc, torch_to_keras
 from torchae.checkpoints import network_state, run_order
 from torchae.cli.configs import data_of, fit_quietly
@@ -106,14 +106,14 @@ def parity_data(
 
 def keras_inputs(name: str, images: torch.Tensor, labels: torch.Tensor | None = None) -> Any:
     """What experiment ``name``'s Keras model takes for ``images``: the images in NHWC, or for a conditional model the
-    article's list of inputs and labels (:data:`~parity.keras_models.KERAS_LABELS`: the CVAE's ``[images,
+    article's list of inputs and labels (its Keras reference's ``labels``: the CVAE's ``[images,
     to_categorical(labels), to_categorical(labels)]``)."""
     x = to_nhwc(images)
     if not EXPERIMENTS[name].model.conditional:
         return x
     if labels is None:
         raise ValueError(f"{name} takes each input's label: give the labels")
-    return [x, *(np.asarray(part, dtype=np.float32) for part in KERAS_LABELS[name](labels.numpy()))]
+    return [x, *(np.asarray(part, dtype=np.float32) for part in KERAS_REFERENCES[name].labels(labels.numpy()))]
 
 
 def keras_data(name: str, train_size: int | None = None, val_size: int | None = None, seed: int = 0) -> tuple[Any, Any]:

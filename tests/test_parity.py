@@ -27,7 +27,7 @@ import parity  # noqa: E402  (after the skip)
 import torchae  # noqa: E402
 from parity.checks import build_pair, check_forward, check_step, check_structure, format_table  # noqa: E402
 from parity.cli import main as parity_main  # noqa: E402
-from parity.keras_models import KERAS_BUILDERS, build_keras, load_keras  # noqa: E402
+from parity.keras_models import KERAS_REFERENCES, build_keras, load_keras  # noqa: E402
 from parity.report import RESULTS_DIR, RESULTS_MD, article_table, write_results  # noqa: E402
 from parity.spread import dead_units, merge_records, seed_spread, summarise  # noqa: E402
 from parity.train import RunStateError, keras_against_run, run_curves  # noqa: E402
@@ -152,26 +152,8 @@ def test_keras_files_are_loaded_in_safe_mode(tmp_path):
 # Conv trains one epoch: Keras on TensorFlow runs it slowest of all here (35-70 s an epoch of 2,048 images), and its
 # long comparison is `python -m parity against conv` (parity/RESULTS.md). One epoch measured 0.26% / 0.25% apart
 # (loss / val_loss) at seed 0.
-SHORT_BUDGETS = {
-    "dense": (2, 2048, (0,)),
-    "deep": (2, 2048, (0,)),
-    "conv": (1, 2048, (0,)),
-    "sparse": (2, 2048, (0,)),
-    "denoising": (3, 16384, (0, 1)),
-    "vae": (3, 8000, (0,)),
-    "cvae": (2, 4000, (0,)),
-    "deep_sparse": (2, 2048, (0,)),
-    "deep_sparse_l1": (2, 2048, (0,)),
-    "dots_linear": (15, None, (0,)),  # the points: the article's 1000 (train_size applies to MNIST only)
-    "dots_deep": (20, None, (0,)),
-}
-# dots_overfit's epoch is 6,667 steps of 15 points: its claim rests on the full-length row from the same weights
-# (parity/results/dots_overfit.json, which test_the_committed_parity_report_is_the_recorded_runs renders) beside
-# its seed spread, and on its one-step check above.
-# The points models end near the noise floor of their 1000 points, where one shuffling order moves the loss by several
-# percent (measured here: dots_deep 12% apart after 20 epochs); their claim is equality
-# within the seed spread at the article's length (parity/results/spread/).
-SHORT_TOLERANCE = {"dots_deep": 0.15}
+SHORT_BUDGETS = {name: e.parity_budget for name, e in EXPERIMENTS.items() if e.parity_budget is not None}
+"""Each experiment's short training parity check, as its registration declares it (``parity_budget``)."""
 
 
 def test_every_experiment_has_a_short_training_check_or_a_full_length_record():
@@ -182,18 +164,19 @@ def test_every_experiment_has_a_short_training_check_or_a_full_length_record():
 
 @pytest.mark.parametrize("name", SHORT_BUDGETS)
 def test_short_training_parity(name):
-    """Keras and torchae trained from the same weights on the same data end within 2% on val_loss."""
+    """Keras and torchae trained from the same weights on the same data end within the registered tolerance (2% but
+    where the registration says why not) on loss and val_loss."""
     from parity.train import train_both
 
-    epochs, train_size, seeds = SHORT_BUDGETS[name]
+    budget = SHORT_BUDGETS[name]
+    epochs, train_size, seeds = budget.epochs, budget.train_size, budget.seeds
     records = [train_both(name, epochs=epochs, train_size=train_size, val_size=1024, seed=seed) for seed in seeds]
     for record in records:
         assert len(record.keras["val_loss"]) == len(record.torchae["val_loss"]) == epochs
     for key in ("loss", "val_loss"):
         keras_final = np.mean([r.keras[key][-1] for r in records])
         torch_final = np.mean([r.torchae[key][-1] for r in records])
-        tolerance = SHORT_TOLERANCE.get(name, 0.02)
-        assert abs(torch_final - keras_final) / keras_final <= tolerance, (key, keras_final, torch_final)
+        assert abs(torch_final - keras_final) / keras_final <= budget.tolerance, (key, keras_final, torch_final)
 
 
 def test_import_order_hazard_is_handled():
@@ -329,8 +312,8 @@ def test_check_command_prints_the_table_and_exits_zero():
 
 
 def test_parity_mirrors_the_registry():
-    """One Keras builder per experiment, under the same names, building the registry's parameter counts."""
-    assert list(KERAS_BUILDERS) == list(EXPERIMENTS)
+    """One Keras reference per experiment that declares one (``keras=True``), under the same names."""
+    assert set(KERAS_REFERENCES) == {name for name, experiment in EXPERIMENTS.items() if experiment.keras}
 
 
 def test_dead_units_count_codes_that_never_fire():

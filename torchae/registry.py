@@ -24,6 +24,7 @@ from torchae.errors import CheckpointError
 __all__ = [
     "EXPERIMENTS",
     "Experiment",
+    "ParityBudget",
     "experiment_of",
     "experiment_of_class",
     "load_checkpoint",
@@ -32,6 +33,22 @@ __all__ = [
 ]
 
 ModelClass = TypeVar("ModelClass", bound=type)
+
+
+@dataclass(frozen=True)
+class ParityBudget:
+    """The short training parity check of an experiment: Keras and torchae trained from the same weights for
+    ``epochs`` on ``train_size`` of MNIST's training images (``None``: the experiment's own data) end within
+    ``tolerance`` of each other on ``val_loss``, averaged over ``seeds``.
+
+    An experiment without one rests its training claim on its full-length record in ``parity/results/`` beside its
+    seed spread (an epoch of ``dots_overfit`` is 6,667 steps of 15 points).
+    """
+
+    epochs: int
+    train_size: int | None = 2048
+    seeds: tuple[int, ...] = (0,)
+    tolerance: float = 0.02
 
 
 @dataclass(frozen=True)
@@ -48,6 +65,7 @@ class Experiment:
         retrains: the experiment whose trained model this one starts from, as the article does.
         keras: whether ``parity/`` has a Keras builder of the article's model (then the parity checks run).
         shipped: whether a trained model ships in ``torchae/weights/`` (then ``torchae.pretrained(name)`` serves it).
+        parity_budget: the short training parity check of the tests (:class:`ParityBudget`), where it has one.
     """
 
     name: str
@@ -59,6 +77,7 @@ class Experiment:
     retrains: str | None = None
     keras: bool = False
     shipped: bool = False
+    parity_budget: ParityBudget | None = None
 
 
 EXPERIMENTS: dict[str, Experiment] = {}

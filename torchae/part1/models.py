@@ -18,7 +18,7 @@ from torchae.data import mix_seed
 from torchae.errors import require
 from torchae.networks import Autoencoder, DeepDenseAutoencoder, DenseAutoencoder, build_architecture
 from torchae.networks import ConvAutoencoder as ConvNetwork
-from torchae.registry import register_experiment
+from torchae.registry import ParityBudget, register_experiment
 
 __all__ = [
     "ConvAE",
@@ -37,6 +37,7 @@ __all__ = [
     article_losses=(0.0784, 0.0777),
     keras=True,
     shipped=True,
+    parity_budget=ParityBudget(epochs=2),
 )
 class DenseAE(AutoencoderModule):
     """The article's dense autoencoder: 784 -> ``code_dim`` = 49 (relu) -> 784 (sigmoid); 77,665 parameters."""
@@ -53,6 +54,7 @@ class DenseAE(AutoencoderModule):
     article_losses=(0.0721, 0.0720),
     keras=True,
     shipped=True,
+    parity_budget=ParityBudget(epochs=2),
 )
 class DeepDenseAE(AutoencoderModule):
     """The article's deep dense autoencoder: 784-147-98-``code_dim`` (49) and back; 270,235 parameters."""
@@ -69,6 +71,7 @@ class DeepDenseAE(AutoencoderModule):
     article_losses=(0.0697, 0.0693),
     keras=True,
     shipped=True,
+    parity_budget=ParityBudget(epochs=1),
 )
 class ConvAE(AutoencoderModule):
     """The article's convolutional autoencoder with a ``(1, 7, 7)`` code; 48,770 parameters. Part 2 reuses it for its
@@ -88,6 +91,7 @@ class ConvAE(AutoencoderModule):
     retrains="dense",
     keras=True,
     shipped=True,
+    parity_budget=ParityBudget(epochs=3, train_size=16384, seeds=(0, 1)),
 )
 class DenoisingAE(AutoencoderModule):
     """Another autoencoder trained to undo noise: ``clip(x + N(noise_mean, noise_std), 0, 1)`` goes in, the clean
@@ -172,7 +176,13 @@ class DenoisingAE(AutoencoderModule):
 
 
 @register_experiment(
-    "sparse", epochs=400, batch_size=256, parameters=(39_776, 40_544, 80_320), keras=True, shipped=True
+    "sparse",
+    epochs=400,
+    batch_size=256,
+    parameters=(39_776, 40_544, 80_320),
+    keras=True,
+    shipped=True,
+    parity_budget=ParityBudget(epochs=2),
 )
 class SparseAE(AutoencoderModule):
     """The article's sparse autoencoder: the deep layout, a 16-dimensional code and an L1 penalty; 80,320 parameters.

@@ -25,7 +25,7 @@ from torchae.inputs import check_points
 from torchae.networks import Autoencoder, DeepDenseAutoencoder
 from torchae.part1.models import SparseAE
 from torchae.part2.dots import DotsDataModule
-from torchae.registry import register_experiment
+from torchae.registry import ParityBudget, register_experiment
 
 __all__ = [
     "DeepSparseAE",
@@ -116,7 +116,14 @@ class DotsAE(AutoencoderModule):
         return {"loss": F.mse_loss(self.net(inputs), target)}
 
 
-@register_experiment("dots_linear", epochs=15, batch_size=30, parameters=(3, 4, 7), keras=True)
+@register_experiment(
+    "dots_linear",
+    epochs=15,
+    batch_size=30,
+    parameters=(3, 4, 7),
+    keras=True,
+    parity_budget=ParityBudget(epochs=15, train_size=None),
+)
 class DotsLinearAE(DotsAE):
     """The article's linear autoencoder of the points, ``Dense(1)`` and ``Dense(2)``, Adam at 0.01: it finds the line
     that PCA finds (7 parameters)."""
@@ -127,12 +134,23 @@ class DotsLinearAE(DotsAE):
         super().__init__(hidden, code_dim, learning_rate=learning_rate, epsilon=epsilon)
 
 
-@register_experiment("dots_deep", epochs=200, batch_size=30, parameters=(4_417, 4_418, 8_835), keras=True)
+# The points models end near the noise floor of their 1000 points, where one shuffling order moves the loss by several
+# percent (dots_deep: 12% apart after 20 epochs): the short check is loose, the claim the seed spread at full length.
+@register_experiment(
+    "dots_deep",
+    epochs=200,
+    batch_size=30,
+    parameters=(4_417, 4_418, 8_835),
+    keras=True,
+    parity_budget=ParityBudget(epochs=20, train_size=None, tolerance=0.15),
+)
 class DotsDeepAE(DotsAE):
     """The article's deep autoencoder of the points, 2-64-64-1-64-64-2 with ELU, Adam at 0.003: it bends its code
     along the curve (8,835 parameters)."""
 
 
+# No short parity check: an epoch is 6,667 steps of 15 points; the claim rests on the full-length record from the same
+# weights (parity/results/dots_overfit.json) beside its seed spread, and on the one-step check.
 @register_experiment(
     "dots_overfit", epochs=200, batch_size=15, parameters=(4_417, 4_418, 8_835), keras=True, shipped=True
 )
@@ -157,7 +175,13 @@ def deep_sparse_autoencoder(code_dim: int = 16) -> DeepDenseAutoencoder:
 
 
 @register_experiment(
-    "deep_sparse", epochs=100, batch_size=64, parameters=(55_456, 56_224, 111_680), keras=True, shipped=True
+    "deep_sparse",
+    epochs=100,
+    batch_size=64,
+    parameters=(55_456, 56_224, 111_680),
+    keras=True,
+    shipped=True,
+    parity_budget=ParityBudget(epochs=2),
 )
 class DeepSparseAE(SparseAE):
     """Part 2's deep autoencoder with a 16-d code, 784-64-48-32-16 and the mirror, Adam at 3e-4: the article's first
@@ -180,7 +204,13 @@ class DeepSparseAE(SparseAE):
 
 
 @register_experiment(
-    "deep_sparse_l1", epochs=200, batch_size=256, parameters=(55_456, 56_224, 111_680), keras=True, shipped=True
+    "deep_sparse_l1",
+    epochs=200,
+    batch_size=256,
+    parameters=(55_456, 56_224, 111_680),
+    keras=True,
+    shipped=True,
+    parity_budget=ParityBudget(epochs=2),
 )
 class DeepSparseL1AE(DeepSparseAE):
     """Part 2's second run of the same network: an L1 penalty of 1e-5 on the code (``create_deep_sparse_ae(1e-5)``),

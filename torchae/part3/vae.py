@@ -34,7 +34,7 @@ from torchae.autoencoder import AutoencoderModule
 from torchae.errors import require
 from torchae.inputs import images_of
 from torchae.networks import IMAGE_SHAPE, PIXELS, Autoencoder, SigmoidDecoder
-from torchae.registry import register_experiment
+from torchae.registry import ParityBudget, register_experiment
 
 __all__ = [
     "VAE",
@@ -151,6 +151,7 @@ class VariationalAutoencoder(Autoencoder):
     parameters=(235_908, 236_432, 472_340),
     keras=True,
     shipped=True,
+    parity_budget=ParityBudget(epochs=3, train_size=8000),
 )
 class VAE(AutoencoderModule):
     """The article's variational autoencoder (part 3) with a 2-D latent space; 472,340 parameters as Keras counts
