@@ -1,5 +1,5 @@
-"""The whole article through ``torchae fit``: the five models at their full epochs, side by side on one machine,
-and the wall time from the first start to the last finish.
+"""The whole of part 1's article through ``torchae fit``: its five models at their full epochs, side by side on one
+machine, and the wall time from the first start to the last finish.
 
     python benchmarks/article.py --out runs/article                     # the article, on what Lightning picks
     python benchmarks/article.py --out runs/article --set engine.compiled_steps=false engine.cuda_graphs=true

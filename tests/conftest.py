@@ -1,8 +1,8 @@
 """Shared fixtures.
 
 torch._dynamo is imported before anything can import TensorFlow: TensorFlow loaded first makes the process crash
-when a torch optimizer is created (SPEC.md, "One process with both PyTorch and TensorFlow"). pytest imports this
-file before any test module, so every test order is safe; ``test_import_order.py`` proves it.
+when a torch optimizer is created. pytest imports this file before any test module, so every test order is safe;
+``tests/test_parity.py::test_import_order_hazard_is_handled`` proves it.
 
 The suite runs in pytest-xdist workers (the README's ``-n 2``); each worker gets its share of the cores for its
 intra-op threads and for the processes its tests start (see :func:`pytest_configure`).

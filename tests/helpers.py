@@ -10,6 +10,7 @@ import signal
 from pathlib import Path
 from types import ModuleType
 
+import pytest
 import pytorch_lightning as pl
 import torch
 from torch import nn
@@ -21,6 +22,28 @@ from torchae import runs
 from torchae.data import TensorBatches
 
 ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs"
+QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
+"""A CLI run without the progress bar and the model summary."""
+
+
+def run_main(args: list[str], capsys) -> tuple[int, str]:
+    """Run the CLI in this process for a command that must be refused; returns (exit code, stderr)."""
+    from torchae.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    return exit_info.value.code, capsys.readouterr().err
+
+
+def one_line_error(code: int, err: str, *fragments: str) -> str:
+    """The single ``torchae: error:`` line of a refused command (exit 2, no traceback), holding ``fragments``."""
+    assert code == 2, err
+    lines = [line for line in err.splitlines() if line.startswith("torchae: error:")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
 
 
 def load_script(relative: str) -> ModuleType:

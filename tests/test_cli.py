@@ -10,14 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import CONFIGS, QUIET, ROOT
 
 import torchae
 import torchae.engine
 from torchae.cli import main
 from torchae.registry import EXPERIMENTS
 
-ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = ROOT / "configs"
 TINY = [
     "--trainer.max_epochs",
     "1",
@@ -25,10 +24,7 @@ TINY = [
     "3",
     "--trainer.limit_val_batches",
     "2",
-    "--trainer.enable_progress_bar",
-    "false",
-    "--trainer.enable_model_summary",
-    "false",
+    *QUIET,
 ]
 
 
@@ -194,7 +190,7 @@ def test_a_model_from_outside_the_package_trains_draws_predicts_and_exports(tmp_
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.chdir(tmp_path)
     small = ["--data.train_size", "256", "--data.val_size", "128", "--data.steps_per_execution", "4"]
-    quiet = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+    quiet = QUIET
     main(["fit", "--model", "mypkg.MyAE", "--model.code_dim", "4", "--trainer.max_epochs", "1", *small, *quiet])
     run = tmp_path / "runs" / "version_0"
     assert {"reconstructions.png", "interpolation.png", "loss_curves.png"} <= {p.name for p in run.iterdir()}
@@ -296,7 +292,7 @@ def test_any_lightning_module_trains_through_the_cli_as_written(tmp_path, monkey
     one line that it left the step as written; it resumes from its own checkpoint."""
     said: list[str] = []
     monkeypatch.setattr(torchae.engine, "rank_zero_info", said.append)
-    quiet = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+    quiet = QUIET
     small = ["--data.train_size", "256", "--data.val_size", "128", "--trainer.default_root_dir", str(tmp_path)]
     main(["fit", "--model", "helpers.TinyGAN", "--trainer.max_epochs", "1", *small, *quiet])
     run = tmp_path / "version_0"
@@ -341,14 +337,14 @@ def test_a_model_the_cli_cannot_take_is_refused_with_its_real_cause(model, expec
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
-PLUGIN = '''
+PLUGIN = """
 import torchae
 
 
 @torchae.register_experiment("tiny_plugin", epochs=2, batch_size=128, parameters=(0, 0, 0))
 class PluginAE(torchae.DenseAE):
     pass
-'''
+"""
 
 
 @pytest.fixture
@@ -365,7 +361,7 @@ def plugin(tmp_path, monkeypatch):
 def test_a_plugins_registered_recipe_applies_and_its_runs_take_its_name(plugin, tmp_path):
     """``torchae fit --model`` of a registered plugin: the experiment's epochs and batch size, runs under
     ``runs/NAME``; settings given on the command line still win."""
-    quiet = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+    quiet = QUIET
     small = ["--data.train_size", "512", "--data.val_size", "128", "--figures.enabled", "false", *quiet]
     main(["fit", "--model", plugin, *small])
     run = tmp_path / "runs" / "tiny_plugin" / "version_0"

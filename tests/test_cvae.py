@@ -4,12 +4,11 @@ one clear error for a bad label in Python and on the command line."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F  # noqa: N812
+from helpers import QUIET, ROOT
 from torch import nn
 
 import torchae
@@ -18,11 +17,9 @@ from torchae.export import export_model
 from torchae.inputs import LabelledBatch
 from torchae.part2.dots import two_curves
 
-ROOT = Path(__file__).resolve().parents[1]
 CONFIG = str(ROOT / "configs" / "cvae.yaml")
 TINY = [
-    "--trainer.enable_progress_bar=false",
-    "--trainer.enable_model_summary=false",
+    *QUIET,
     "--data.init_args.train_size=500",
     "--data.init_args.val_size=500",
 ]

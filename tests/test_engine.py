@@ -3,13 +3,12 @@ it was. Speed itself is measured by benchmarks/bench.py (ratios side by side), n
 
 from __future__ import annotations
 
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import pytorch_lightning as pl
 import torch
-from helpers import CountingAE, NoisyLatentAE, TinyGAN, TwoOptimizerAE, quick_data, quiet_trainer
+from helpers import CONFIGS, CountingAE, NoisyLatentAE, TinyGAN, TwoOptimizerAE, quick_data, quiet_trainer
 from torch import nn
 
 import torchae
@@ -22,8 +21,6 @@ from torchae.engine.lightning_compat import counted_step
 from torchae.engine.threads import CpuThreads
 from torchae.errors import ConfigError
 from torchae.registry import EXPERIMENTS
-
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 def train(

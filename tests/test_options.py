@@ -9,11 +9,10 @@ from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
+from helpers import CONFIGS
 
 from torchae.cli import AutoencoderCLI
 from torchae.data import BatchGroup
-
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 class CountImageBatches(pl.Callback):

@@ -14,14 +14,13 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from helpers import ROOT
 
 import torchae
 from torchae.cli.configs import engine_of, fit_quietly
 from torchae.data import BatchGroup, MNISTDataModule, TensorBatches
 from torchae.optim import KerasAdam
 from torchae.registry import EXPERIMENTS
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def load_benchmark(name: str):

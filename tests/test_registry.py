@@ -5,17 +5,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
+from helpers import CONFIGS, ROOT
 
 import torchae
 from torchae.figures import FIGURES
 from torchae.registry import EXPERIMENTS, Experiment, experiment_of, register_experiment
-
-ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = ROOT / "configs"
 
 # The articles' facts, written out independently of the registry: class, epochs, batch, parameters (enc / dec /
 # total), and the article's last-epoch loss / val_loss.

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
-from helpers import quick_data
+from helpers import CONFIGS, ROOT, one_line_error, quick_data, run_main
 
 import torchae
 from torchae.cli import find_last_checkpoint, main
@@ -31,8 +31,6 @@ from torchae.part2.dots import DotsDataModule, TwoCurvesDataModule
 from torchae.registry import EXPERIMENTS
 from torchae.safety import AtomicCheckpointIO, write_text_atomically
 
-ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = ROOT / "configs"
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
 
 
@@ -53,22 +51,6 @@ def fit_args(tmp_path: Path, *extra: str, config: str = "dense", epochs: int = 1
     ]
 
 
-def run_main(args: list[str], capsys) -> tuple[int, str]:
-    """Run the CLI in this process; returns (exit code, stderr)."""
-    with pytest.raises(SystemExit) as exit_info:
-        main(args)
-    return exit_info.value.code, capsys.readouterr().err
-
-
-def assert_one_line_error(code: int, err: str, *fragments: str) -> None:
-    assert code == 2
-    lines = [line for line in err.splitlines() if line.startswith("torchae: error:")]
-    assert len(lines) == 1, err
-    assert "Traceback" not in err
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-
-
 # ---------------------------------------------------------------------------------------------- bad input, CLI
 @pytest.fixture
 def idx_copy(tmp_path):
@@ -81,20 +63,20 @@ def idx_copy(tmp_path):
 
 def test_missing_data_folder(tmp_path, capsys):
     code, err = run_main(fit_args(tmp_path, "--data.data_dir", str(tmp_path / "nowhere")), capsys)
-    assert_one_line_error(code, err, "does not exist", "leave data_dir unset for the embedded copy")
+    one_line_error(code, err, "does not exist", "leave data_dir unset for the embedded copy")
 
 
 def test_folder_with_some_idx_files_missing(tmp_path, idx_copy, capsys):
     (idx_copy / "train-images-idx3-ubyte.gz").unlink()
     code, err = run_main(fit_args(tmp_path, "--data.data_dir", str(idx_copy)), capsys)
-    assert_one_line_error(code, err, "lacks train-images-idx3-ubyte", "put all four MNIST IDX files there")
+    one_line_error(code, err, "lacks train-images-idx3-ubyte", "put all four MNIST IDX files there")
 
 
 def test_truncated_gzip(tmp_path, idx_copy, capsys):
     path = idx_copy / "t10k-images-idx3-ubyte.gz"
     path.write_bytes(path.read_bytes()[:100_000])
     code, err = run_main(fit_args(tmp_path, "--data.data_dir", str(idx_copy)), capsys)
-    assert_one_line_error(code, err, "not a complete gzip file", "copy it again")
+    one_line_error(code, err, "not a complete gzip file", "copy it again")
 
 
 def test_wrong_checksum(tmp_path, idx_copy, capsys):
@@ -103,36 +85,36 @@ def test_wrong_checksum(tmp_path, idx_copy, capsys):
     data[-1] = (data[-1] + 1) % 10
     path.write_bytes(gzip.compress(bytes(data)))
     code, err = run_main(fit_args(tmp_path, "--data.data_dir", str(idx_copy)), capsys)
-    assert_one_line_error(code, err, "does not match MNIST's sha256 checksum", "verify_checksums=False")
+    one_line_error(code, err, "does not match MNIST's sha256 checksum", "verify_checksums=False")
 
 
 def test_wrong_magic_number(tmp_path, idx_copy, capsys):
     shutil.copy(idx_copy / "train-labels-idx1-ubyte.gz", idx_copy / "train-images-idx3-ubyte.gz")
     code, err = run_main(fit_args(tmp_path, "--data.data_dir", str(idx_copy)), capsys)
-    assert_one_line_error(code, err, "magic number 2049, expected 2051")
+    one_line_error(code, err, "magic number 2049, expected 2051")
 
 
 def test_npz_without_expected_arrays(tmp_path, capsys):
     np.savez(tmp_path / "mnist.npz", images=np.zeros((2, 28, 28), np.uint8))
     code, err = run_main(fit_args(tmp_path, "--data.data_dir", str(tmp_path / "mnist.npz")), capsys)
-    assert_one_line_error(code, err, "lacks the arrays x_train, y_train, x_test, y_test")
+    one_line_error(code, err, "lacks the arrays x_train, y_train, x_test, y_test")
 
 
 def test_images_of_the_wrong_size(tmp_path, capsys):
     images = np.zeros((8, 32, 32), np.uint8)
     np.savez(tmp_path / "big.npz", x_train=images, y_train=np.zeros(8), x_test=images, y_test=np.zeros(8))
     code, err = run_main(fit_args(tmp_path, "--data.data_dir", str(tmp_path / "big.npz")), capsys)
-    assert_one_line_error(code, err, "expected (N, 28, 28)", "28x28")
+    one_line_error(code, err, "expected (N, 28, 28)", "28x28")
 
 
 def test_unknown_model_name(tmp_path, capsys):
     code, err = run_main(fit_args(tmp_path, "--model", "DenseAEE"), capsys)
-    assert_one_line_error(code, err, "unknown model 'DenseAEE'", "DenseAE, DeepDenseAE")
+    one_line_error(code, err, "unknown model 'DenseAEE'", "DenseAE, DeepDenseAE")
 
 
 def test_misspelt_config_key(tmp_path, capsys):
     code, err = run_main(fit_args(tmp_path, "--data.batch_sise", "3"), capsys)
-    assert_one_line_error(
+    one_line_error(
         code, err, "data.batch_sise is not a setting of torchae.MNISTDataModule", "check its spelling", "--data.help"
     )
 
@@ -141,13 +123,13 @@ def test_misspelt_key_in_a_config_file(tmp_path, capsys):
     config = tmp_path / "bad.yaml"
     config.write_text("model:\n  class_path: torchae.DenseAE\n  init_args:\n    code_dimm: 3\n")
     code, err = run_main(["fit", "--config", str(config)], capsys)
-    assert_one_line_error(code, err, "code_dimm")
+    one_line_error(code, err, "code_dimm")
 
 
 @pytest.mark.parametrize("value", ["0", "-16"])
 def test_non_positive_batch_size(tmp_path, capsys, value):
     code, err = run_main(fit_args(tmp_path, "--data.batch_size", value), capsys)
-    assert_one_line_error(code, err, f"batch_size must be a positive integer, got {value}", "--data.batch_size")
+    one_line_error(code, err, f"batch_size must be a positive integer, got {value}", "--data.batch_size")
 
 
 @pytest.mark.parametrize("value", ["0", "-3"])
@@ -155,12 +137,12 @@ def test_non_positive_epoch_count(tmp_path, capsys, value):
     args = fit_args(tmp_path)
     args[args.index("--trainer.max_epochs") + 1] = value
     code, err = run_main(args, capsys)
-    assert_one_line_error(code, err, f"max_epochs must be a positive integer, got {value}")
+    one_line_error(code, err, f"max_epochs must be a positive integer, got {value}")
 
 
 def test_missing_checkpoint(tmp_path, capsys):
     code, err = run_main(fit_args(tmp_path, "--ckpt_path", str(tmp_path / "gone.ckpt")), capsys)
-    assert_one_line_error(code, err, "does not exist")
+    one_line_error(code, err, "does not exist")
 
 
 @pytest.fixture(scope="module")
@@ -174,14 +156,14 @@ def test_truncated_checkpoint(tmp_path, dense_checkpoint, capsys):
     broken = tmp_path / "broken.ckpt"
     broken.write_bytes(dense_checkpoint.read_bytes()[:5000])
     code, err = run_main(fit_args(tmp_path, "--ckpt_path", str(broken)), capsys)
-    assert_one_line_error(code, err, "cannot be read", "truncated")
+    one_line_error(code, err, "cannot be read", "truncated")
     with pytest.raises(torchae.CheckpointError, match="truncated"):
         torchae.load_checkpoint(broken)
 
 
 def test_checkpoint_from_another_model_class(tmp_path, dense_checkpoint, capsys):
     code, err = run_main(fit_args(tmp_path, "--ckpt_path", str(dense_checkpoint), config="sparse"), capsys)
-    assert_one_line_error(code, err, "holds a DenseAE, but the model is a SparseAE", "--model DenseAE")
+    one_line_error(code, err, "holds a DenseAE, but the model is a SparseAE", "--model DenseAE")
     with pytest.raises(torchae.CheckpointError, match="holds a DenseAE, not a SparseAE"):
         torchae.SparseAE.load_from_checkpoint(dense_checkpoint, weights_only=True)
 
@@ -227,7 +209,7 @@ def _bad_values(name: str, annotation: object) -> list[str]:
 
 
 def _bad_settings() -> list[tuple[str, str, str]]:
-    """(config, setting, bad value) for every __init__ argument of the five models, the datamodule and the engine."""
+    """(config, setting, bad value) for each __init__ argument of every model, its datamodule and the engine."""
     owners = [(name, "model", experiment.model) for name, experiment in EXPERIMENTS.items()]
     owners += [("dense", "data", MNISTDataModule), ("dots_overfit", "data", DotsDataModule), ("conv", "engine", Engine)]
     owners += [("dots_conditional", "data", TwoCurvesDataModule)]
@@ -242,7 +224,7 @@ def _bad_settings() -> list[tuple[str, str, str]]:
 @pytest.mark.parametrize(("config", "setting", "value"), _bad_settings())
 def test_every_bad_setting_is_one_line_naming_it_its_value_and_the_fix(tmp_path, capsys, config, setting, value):
     code, err = run_main(fit_args(tmp_path, f"--{setting}={value}", config=config), capsys)
-    assert_one_line_error(code, err, setting.rsplit(".", 1)[-1])
+    one_line_error(code, err, setting.rsplit(".", 1)[-1])
     line = next(line for line in err.splitlines() if line.startswith("torchae: error:"))
     shown = {value, repr(value), str(float(value)) if value.lstrip("-").replace(".", "").isdigit() else value}
     assert any(text in line for text in shown) or "e-05" in line, line  # the value as given, or as parsed
@@ -261,7 +243,7 @@ def test_every_bad_setting_is_one_line_naming_it_its_value_and_the_fix(tmp_path,
 )
 def test_common_trainer_mistakes_are_one_line(tmp_path, capsys, arguments, fragments):
     code, err = run_main(fit_args(tmp_path, *arguments), capsys)
-    assert_one_line_error(code, err, *fragments)
+    one_line_error(code, err, *fragments)
 
 
 @pytest.mark.parametrize(
@@ -272,7 +254,7 @@ def test_a_bad_config_file_says_what_a_config_looks_like(tmp_path, capsys, conte
     path = tmp_path / "config.yaml"
     path.write_text(content)
     code, err = run_main(["fit", "--config", str(path)], capsys)
-    assert_one_line_error(code, err, fragment, "a YAML mapping of sections", "configs/dense.yaml", "--print_config")
+    one_line_error(code, err, fragment, "a YAML mapping of sections", "configs/dense.yaml", "--print_config")
 
 
 # ---------------------------------------------------------------------------------------------- bad input, Python

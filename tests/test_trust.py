@@ -20,39 +20,21 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from helpers import small_data
+from helpers import QUIET, ROOT, one_line_error, run_main, small_data
 
 import torchae
 from torchae.cli import CALLBACK_SECTIONS, describe_os_error, main
 from torchae.data import MAX_ITEMS, MNIST_FILES, embedded_mnist_dir, load_mnist
 from torchae.runs import claim_folder, claim_version, quiet_trainer
 
-ROOT = Path(__file__).resolve().parents[1]
 DENSE = str(ROOT / "configs" / "dense.yaml")
 TINY = [
-    "--trainer.enable_progress_bar=false",
-    "--trainer.enable_model_summary=false",
+    *QUIET,
     "--data.train_size=256",
     "--data.val_size=256",
     "--data.steps_per_execution=1",
     "--trainer.max_epochs=1",
 ]
-
-
-def run_main(args: list[str], capsys) -> tuple[int, str]:
-    with pytest.raises(SystemExit) as exit_info:
-        main(args)
-    return exit_info.value.code, capsys.readouterr().err
-
-
-def one_line(code: int, err: str, *fragments: str) -> str:
-    """The single ``torchae: error:`` line of a refused command (exit 2, no traceback), holding ``fragments``."""
-    assert code == 2, err
-    lines = [line for line in err.splitlines() if line.startswith("torchae: error:")]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
 
 
 def fit(root: Path, *extra: str) -> list[str]:
@@ -175,7 +157,7 @@ def test_npz_sizes_labels_and_splits_are_checked_when_read(tmp_path, arrays, cla
 def test_an_empty_test_split_ends_a_fit_before_training_in_one_line(tmp_path, capsys):
     data = _npz(tmp_path / "mnist.npz", _mnist_like(train=256, test=0))
     code, err = run_main(fit(tmp_path / "runs", f"--data.data_dir={data}"), capsys)
-    one_line(code, err, "the test split holds no images")
+    one_line_error(code, err, "the test split holds no images")
     assert not list(tmp_path.rglob("*.ckpt")) and not list((tmp_path / "runs").glob("version_*"))
 
 
@@ -219,7 +201,7 @@ def test_no_logger_into_an_earlier_run_folder_is_refused_and_the_run_is_untouche
     run = checkpoint.parent.parent
     before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
     code, err = run_main(fit(run, "--trainer.logger=false"), capsys)
-    one_line(code, err, "holds another run's files", "--trainer.logger false")
+    one_line_error(code, err, "holds another run's files", "--trainer.logger false")
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
 
 
@@ -234,7 +216,7 @@ def test_outputs_that_are_a_run_or_its_files_are_refused(tmp_path, capsys, check
         (["export", str(checkpoint), "--format", "pt2", "--output", str(run / "model.onnx")], "does not end in .pt2"),
     ]
     for args, fragment in cases:
-        one_line(*run_main(args, capsys), fragment)
+        one_line_error(*run_main(args, capsys), fragment)
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
 
 
@@ -274,20 +256,20 @@ def test_a_crafted_checkpoint_is_one_line_for_every_command_that_reads_one(
         args += TINY[:2] + (["--trainer.max_epochs=3"] if subcommand == "fit" else [])
     if case == "settings" and subcommand in ("figures", "export"):
         fragment = "code_dim"  # read by Lightning's load_from_checkpoint: the model refuses the setting
-    line = one_line(*run_main(args, capsys), fragment)
+    line = one_line_error(*run_main(args, capsys), fragment)
     assert "learning rate" not in line  # a diverged checkpoint is not a training that diverges now
     assert not list(tmp_path.rglob("*.png")) and not list(tmp_path.rglob("*.onnx"))
 
 
 def test_a_checkpoint_with_a_damaged_history_is_one_line(tmp_path, capsys, checkpoint):
     path = crafted(checkpoint, tmp_path / "history.ckpt", _set_history)
-    one_line(*run_main(["figures", str(path), "--out_dir", str(tmp_path / "f")], capsys), "loss history")
+    one_line_error(*run_main(["figures", str(path), "--out_dir", str(tmp_path / "f")], capsys), "loss history")
 
 
 def test_a_folder_given_as_a_checkpoint_is_called_a_folder(tmp_path, capsys):
     (tmp_path / "run.ckpt").mkdir()
     args = ["validate", "--config", DENSE, "--ckpt_path", str(tmp_path / "run.ckpt")]
-    one_line(*run_main(args, capsys), "is a folder, not a file")
+    one_line_error(*run_main(args, capsys), "is a folder, not a file")
 
 
 # ---------------------------------------------------------------------------------------------- settings
@@ -321,13 +303,13 @@ OUT_OF_RANGE = [
 
 @pytest.mark.parametrize(("setting", "value"), _callback_settings())
 def test_every_callback_setting_of_the_wrong_type_is_one_line(tmp_path, capsys, setting, value):
-    one_line(*run_main(fit(tmp_path, f"--{setting}={value}"), capsys), setting.split(".")[-1])
+    one_line_error(*run_main(fit(tmp_path, f"--{setting}={value}"), capsys), setting.split(".")[-1])
     assert not list(tmp_path.rglob("*.ckpt"))
 
 
 @pytest.mark.parametrize(("setting", "value", "fragment"), OUT_OF_RANGE)
 def test_settings_out_of_range_end_before_training_in_one_line(tmp_path, capsys, setting, value, fragment):
-    one_line(*run_main(fit(tmp_path, f"--{setting}={value}"), capsys), fragment)
+    one_line_error(*run_main(fit(tmp_path, f"--{setting}={value}"), capsys), fragment)
     assert not list(tmp_path.rglob("*.ckpt")) and not list(tmp_path.glob("version_*"))  # nothing trained, no run
 
 
@@ -344,7 +326,7 @@ def test_settings_out_of_range_end_before_training_in_one_line(tmp_path, capsys,
 def test_config_sections_of_the_wrong_type_are_one_line(tmp_path, capsys, content, fragment):
     (tmp_path / "bad.yaml").write_text(content)
     code, err = run_main(["fit", "--config", DENSE, "--config", str(tmp_path / "bad.yaml")], capsys)
-    one_line(code, err, fragment, "configs/dense.yaml" if "section" in fragment else "set --seed_everything 0")
+    one_line_error(code, err, fragment, "configs/dense.yaml" if "section" in fragment else "set --seed_everything 0")
 
 
 @pytest.mark.parametrize(
@@ -356,7 +338,7 @@ def test_config_sections_of_the_wrong_type_are_one_line(tmp_path, capsys, conten
 )
 def test_the_own_subcommands_check_their_settings(tmp_path, capsys, monkeypatch, args, fragment):
     monkeypatch.chdir(tmp_path)
-    one_line(*run_main(args, capsys), fragment)
+    one_line_error(*run_main(args, capsys), fragment)
     assert not list(tmp_path.rglob("*.*"))
 
 
@@ -365,7 +347,7 @@ def test_the_own_subcommands_check_their_settings(tmp_path, capsys, monkeypatch,
 def test_a_file_where_a_folder_should_be_is_one_line(tmp_path, capsys, where):
     (tmp_path / "taken").write_text("mine")
     root = tmp_path / "taken" if where == "file" else tmp_path / "taken" / "runs"
-    one_line(*run_main(fit(root), capsys), "taken")
+    one_line_error(*run_main(fit(root), capsys), "taken")
     assert (tmp_path / "taken").read_text() == "mine"
 
 
@@ -386,7 +368,7 @@ def test_evaluating_without_weights_says_so_and_last_without_a_run_is_refused(tm
     main(["validate", "--config", DENSE, "--trainer.default_root_dir", str(tmp_path), *TINY])
     assert "validate uses the model's untrained initial weights" in capsys.readouterr().err
     args = ["predict", "--config", DENSE, "--ckpt_path", "last", "--trainer.default_root_dir", str(tmp_path / "none")]
-    one_line(*run_main(args, capsys), "--ckpt_path last: no run under", "nothing to predict")
+    one_line_error(*run_main(args, capsys), "--ckpt_path last: no run under", "nothing to predict")
 
 
 def test_a_setting_the_checkpoint_overrides_is_reported(tmp_path, capsys, checkpoint):
@@ -398,7 +380,7 @@ def test_a_setting_the_checkpoint_overrides_is_reported(tmp_path, capsys, checkp
 
 def test_debug_zero_is_off(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("TORCHAE_DEBUG", "0")
-    one_line(*run_main(fit(tmp_path, "--data.data_dir", str(tmp_path / "nowhere")), capsys), "does not exist")
+    one_line_error(*run_main(fit(tmp_path, "--data.data_dir", str(tmp_path / "nowhere")), capsys), "does not exist")
     monkeypatch.setenv("TORCHAE_DEBUG", "yes")
     with pytest.raises(torchae.DataError):
         main(fit(tmp_path, "--data.data_dir", str(tmp_path / "nowhere")))
@@ -486,5 +468,5 @@ def test_every_argument_of_figures_and_export_refuses_a_bad_value_in_one_line(
             args = [subcommand, "--pretrained", value]
         else:
             args = [subcommand, "--pretrained", "dense", f"--{name}", value]
-        one_line(*run_main(args, capsys), fragment)
+        one_line_error(*run_main(args, capsys), fragment)
     assert not list(tmp_path.rglob("*.png")) and not list(tmp_path.rglob("*.onnx"))

@@ -9,7 +9,7 @@ import numpy as np
 import onnxruntime
 import pytest
 import torch
-from helpers import condition_for, quiet_trainer, small_data
+from helpers import CONFIGS, condition_for, quiet_trainer, small_data
 
 import torchae
 from torchae.cli import main
@@ -17,8 +17,6 @@ from torchae.export import FORMATS, export_model, load_exported
 from torchae.figures.plots import pca_2d
 from torchae.part1.figures import interpolation_pair, interpolation_rows
 from torchae.registry import EXPERIMENTS
-
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 def trained(name: str, tmp_path: Path) -> torchae.AutoencoderModule:

@@ -4,12 +4,12 @@ animations, predictions and the API a user of part 3 expects."""
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from statistics import NormalDist
 
 import numpy as np
 import pytest
 import torch
+from helpers import QUIET, ROOT
 from torch import nn
 
 import torchae
@@ -17,10 +17,8 @@ from torchae.cli import main
 from torchae.figures import ANIMATION_EPOCHS
 from torchae.part3.figures import latent_grid
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY = [
-    "--trainer.enable_progress_bar=false",
-    "--trainer.enable_model_summary=false",
+    *QUIET,
     "--data.train_size=1000",
     "--data.val_size=500",
 ]

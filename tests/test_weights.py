@@ -9,13 +9,12 @@ import re
 import shutil
 import socket
 import tomllib
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import yaml
-from helpers import load_script
+from helpers import ROOT, load_script
 
 import torchae
 from torchae.cli import main
@@ -23,7 +22,6 @@ from torchae.errors import CheckpointError, ConfigError
 from torchae.registry import EXPERIMENTS
 from torchae.weights import METADATA_FILE, WEIGHTS_DIR, available, get_weights, loss_on_test_images
 
-ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = available()
 build = load_script("tools/build_weights.py")
 docs_tables = load_script("tools/docs_tables.py")

@@ -71,6 +71,12 @@ def keras_batch_norm(features: int) -> nn.BatchNorm1d:
     return nn.BatchNorm1d(features, eps=KERAS_BATCH_NORM_EPSILON, momentum=KERAS_BATCH_NORM_MOMENTUM)
 
 
+def hidden_layer(in_features: int, out_features: int, activation: nn.Module, dropout: float) -> list[nn.Module]:
+    """The article's hidden layer, ``Dense, activation, BatchNormalization(), Dropout``, as layers to unpack into a
+    ``Sequential`` (their state-dict names stay the ``Sequential``'s indices)."""
+    return [nn.Linear(in_features, out_features), activation, keras_batch_norm(out_features), nn.Dropout(dropout)]
+
+
 class GaussianEncoder(nn.Module):
     """The article's encoder: ``Flatten, Dense 256 relu, BN, Dropout, Dense 128 relu, BN, Dropout``, then the two
     heads ``z_mean`` and ``z_log_var``.
@@ -84,14 +90,8 @@ class GaussianEncoder(nn.Module):
         super().__init__()
         self.body = nn.Sequential(
             nn.Flatten(),
-            nn.Linear(PIXELS, 256),
-            nn.ReLU(),
-            keras_batch_norm(256),
-            nn.Dropout(dropout),
-            nn.Linear(256, 128),
-            nn.ReLU(),
-            keras_batch_norm(128),
-            nn.Dropout(dropout),
+            *hidden_layer(PIXELS, 256, nn.ReLU(), dropout),
+            *hidden_layer(256, 128, nn.ReLU(), dropout),
         )
         self.z_mean = nn.Linear(128, latent_dim)
         self.z_log_var = nn.Linear(128, latent_dim)
@@ -123,14 +123,8 @@ class VariationalAutoencoder(Autoencoder):
         check_latent_settings(latent_dim, dropout, "2")
         decoder = SigmoidDecoder(
             nn.Sequential(
-                nn.Linear(latent_dim, 128),
-                nn.LeakyReLU(KERAS_LEAKY_RELU_SLOPE),
-                keras_batch_norm(128),
-                nn.Dropout(dropout),
-                nn.Linear(128, 256),
-                nn.LeakyReLU(KERAS_LEAKY_RELU_SLOPE),
-                keras_batch_norm(256),
-                nn.Dropout(dropout),
+                *hidden_layer(latent_dim, 128, nn.LeakyReLU(KERAS_LEAKY_RELU_SLOPE), dropout),
+                *hidden_layer(128, 256, nn.LeakyReLU(KERAS_LEAKY_RELU_SLOPE), dropout),
                 nn.Linear(256, PIXELS),
                 nn.Unflatten(1, IMAGE_SHAPE),
             )

@@ -50,7 +50,7 @@ from torchae.part3.vae import (
     VAE,
     LatentDistribution,
     check_latent_settings,
-    keras_batch_norm,
+    hidden_layer,
     vae_loss_terms,
 )
 from torchae.registry import ParityBudget, register_experiment
@@ -76,9 +76,7 @@ class ConditionalGaussianEncoder(nn.Module):
 
     def __init__(self, latent_dim: int = 8, dropout: float = 0.3) -> None:
         super().__init__()
-        self.body = nn.Sequential(
-            nn.Linear(PIXELS + CLASSES, 256), nn.ReLU(), keras_batch_norm(256), nn.Dropout(dropout)
-        )
+        self.body = nn.Sequential(*hidden_layer(PIXELS + CLASSES, 256, nn.ReLU(), dropout))
         self.z_mean = nn.Linear(256, latent_dim)
         self.z_log_var = nn.Linear(256, latent_dim)
 
@@ -104,10 +102,7 @@ class ConditionalDecoder(nn.Module):
     def __init__(self, latent_dim: int = 8, dropout: float = 0.3) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            nn.Linear(latent_dim + CLASSES, 256),
-            nn.LeakyReLU(KERAS_LEAKY_RELU_SLOPE),
-            keras_batch_norm(256),
-            nn.Dropout(dropout),
+            *hidden_layer(latent_dim + CLASSES, 256, nn.LeakyReLU(KERAS_LEAKY_RELU_SLOPE), dropout),
             nn.Linear(256, PIXELS),
             nn.Unflatten(1, IMAGE_SHAPE),
         )

@@ -1,4 +1,5 @@
-"""The article's five models, trained to full length and shipped inside the package.
+"""The series' trained models (every experiment that takes more than minutes to train), trained to full length and
+shipped inside the package.
 
 ``torchae.pretrained("conv")`` returns the trained :class:`~torchae.part1.models.ConvAE` in eval mode on the CPU. The
 weights are files of this package (``NAME-SHA8.pt``, tensors only: loaded with ``weights_only=True``), so loading
