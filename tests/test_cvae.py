@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F  # noqa: N812
+import yaml
 from helpers import QUIET, ROOT
 from torch import nn
 
@@ -138,11 +139,33 @@ def test_a_cvae_given_batches_without_labels_is_one_clear_error(tmp_path, capsys
     with pytest.raises(torchae.InputError, match=r"takes batches of \(inputs, labels\).*LabelledMNISTDataModule"):
         model.validation_step(torch.rand(4, 1, 28, 28), 0)
     with pytest.raises(SystemExit) as exit_info:
-        main(["fit", "--model", "torchae.CVAE", "--trainer.default_root_dir", str(tmp_path)])
+        main(
+            [
+                "fit",
+                "--model",
+                "torchae.CVAE",
+                "--data",
+                "torchae.MNISTDataModule",
+                "--trainer.default_root_dir",
+                str(tmp_path),
+            ]
+        )
     assert exit_info.value.code == 2
     error = capsys.readouterr().err.strip()
     assert error.count("\n") == 0 and "add --data torchae.LabelledMNISTDataModule" in error
     assert not list(tmp_path.iterdir())  # refused before anything was written
+
+
+def test_a_model_alone_takes_its_experiments_recipe_and_its_own_data(capsys):
+    """``torchae fit --model torchae.CVAE`` without a config: the registered recipe (1000 epochs at batch 500, runs
+    under runs/cvae) and the CVAE's own labelled MNIST."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--model", "torchae.CVAE", "--print_config"])
+    assert exit_info.value.code == 0
+    config = yaml.safe_load(capsys.readouterr().out)
+    assert config["data"]["class_path"].endswith("LabelledMNISTDataModule")
+    assert config["data"]["init_args"]["batch_size"] == 500
+    assert config["trainer"]["max_epochs"] == 1000 and config["trainer"]["default_root_dir"] == "runs/cvae"
 
 
 def test_fit_figures_predict_and_export_with_labels(tmp_path, capsys, mnist):
