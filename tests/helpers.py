@@ -25,6 +25,9 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
 QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
 """A CLI run without the progress bar and the model summary."""
+EAGER = ["--engine.compiled_steps=false"]
+"""For runs whose subject is not the engine: compiling a config's whole step costs seconds in every process, and
+``tests/test_engine.py`` proves that compiled steps give the plain steps."""
 
 
 def run_main(args: list[str], capsys) -> tuple[int, str]:

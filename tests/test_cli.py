@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import CONFIGS, QUIET, ROOT
+from helpers import CONFIGS, EAGER, QUIET, ROOT
 
 import torchae
 import torchae.engine
@@ -25,6 +25,7 @@ TINY = [
     "--trainer.limit_val_batches",
     "2",
     *QUIET,
+    *EAGER,
 ]
 
 

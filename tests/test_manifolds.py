@@ -69,7 +69,17 @@ def test_a_points_model_refuses_images_and_mnist(tmp_path, capsys):
         model.encode(torch.rand(3, 1, 28, 28))
     assert model(torch.zeros(3, 2)).shape == (3, 2)
     with pytest.raises(SystemExit) as stop:
-        main(["fit", "--model", "torchae.DotsDeepAE", "--trainer.default_root_dir", str(tmp_path)])
+        main(
+            [
+                "fit",
+                "--model",
+                "torchae.DotsDeepAE",
+                "--data",
+                "torchae.MNISTDataModule",
+                "--trainer.default_root_dir",
+                str(tmp_path),
+            ]
+        )
     assert stop.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [

@@ -12,7 +12,8 @@ from torch import nn
 
 import torchae
 from torchae import networks
-from torchae.networks import ConvAutoencoder, DenseAutoencoder, build_architecture, same_conv
+from torchae.networks import same_conv
+from torchae.part1.networks import ConvAutoencoder, DenseAutoencoder, build_architecture
 from torchae.registry import EXPERIMENTS
 
 # SPEC.md, "The models": the code shapes (NCHW; denoising wraps the dense model).

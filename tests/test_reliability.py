@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
-from helpers import CONFIGS, ROOT, one_line_error, quick_data, run_main
+from helpers import CONFIGS, EAGER, ROOT, one_line_error, quick_data, run_main
 
 import torchae
 from torchae.cli import find_last_checkpoint, main
@@ -346,6 +346,7 @@ def test_killed_run_resumes_to_the_same_weights_and_metrics(tmp_path, config):
         "7",
         "--figures.enabled",
         "false",
+        *EAGER,  # a compiled run's resume: tests/test_engine.py::test_a_compiled_run_resumes_where_it_stopped
     ]
     base = ["fit", "--config", str(CONFIGS / f"{config}.yaml"), "--trainer.max_epochs", "3", *extra]
     whole = cli([*base, "--trainer.default_root_dir", str(tmp_path / "whole")], tmp_path)

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from helpers import QUIET, ROOT, one_line_error, run_main, small_data
+from helpers import EAGER, QUIET, ROOT, one_line_error, run_main, small_data
 
 import torchae
 from torchae.cli import CALLBACK_SECTIONS, describe_os_error, main
@@ -34,6 +34,7 @@ TINY = [
     "--data.val_size=256",
     "--data.steps_per_execution=1",
     "--trainer.max_epochs=1",
+    *EAGER,
 ]
 
 

@@ -14,9 +14,10 @@ from torchae import part1, part2, part3, part4  # noqa: F401
 from torchae.autoencoder import AutoencoderModule
 from torchae.data import LabelledMNISTDataModule, MNISTDataModule, load_mnist
 from torchae.errors import CheckpointError, ConfigError, DataError, InputError, UserError
-from torchae.networks import Autoencoder, ConvAutoencoder, DeepDenseAutoencoder, DenseAutoencoder
+from torchae.networks import Autoencoder
 from torchae.optim import KerasAdam
 from torchae.part1.models import ConvAE, DeepDenseAE, DenoisingAE, DenseAE, SparseAE
+from torchae.part1.networks import ConvAutoencoder, DeepDenseAutoencoder, DenseAutoencoder
 from torchae.part2.dots import DotsDataModule, TwoCurvesDataModule
 from torchae.part2.models import DeepSparseAE, DeepSparseL1AE, DotsAE, DotsDeepAE, DotsLinearAE, DotsOverfitAE
 from torchae.part3.vae import VAE

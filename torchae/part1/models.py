@@ -16,8 +16,9 @@ from torchae.autoencoder import AutoencoderModule, Stage
 from torchae.checkpoints import network_state
 from torchae.data import mix_seed
 from torchae.errors import require
-from torchae.networks import Autoencoder, DeepDenseAutoencoder, DenseAutoencoder, build_architecture
-from torchae.networks import ConvAutoencoder as ConvNetwork
+from torchae.networks import Autoencoder
+from torchae.part1.networks import ConvAutoencoder as ConvNetwork
+from torchae.part1.networks import DeepDenseAutoencoder, DenseAutoencoder, build_architecture
 from torchae.registry import ParityBudget, register_experiment
 
 __all__ = [
@@ -71,7 +72,7 @@ class DeepDenseAE(AutoencoderModule):
     article_losses=(0.0697, 0.0693),
     keras=True,
     shipped=True,
-    parity_budget=ParityBudget(epochs=1),
+    parity_budget=ParityBudget(epochs=1, train_size=1024),
 )
 class ConvAE(AutoencoderModule):
     """The article's convolutional autoencoder with a ``(1, 7, 7)`` code; 48,770 parameters. Part 2 reuses it for its
@@ -91,7 +92,7 @@ class ConvAE(AutoencoderModule):
     retrains="dense",
     keras=True,
     shipped=True,
-    parity_budget=ParityBudget(epochs=3, train_size=16384, seeds=(0, 1)),
+    parity_budget=ParityBudget(epochs=2, train_size=4096, seeds=(0, 1)),
 )
 class DenoisingAE(AutoencoderModule):
     """Another autoencoder trained to undo noise: ``clip(x + N(noise_mean, noise_std), 0, 1)`` goes in, the clean

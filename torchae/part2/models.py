@@ -22,8 +22,9 @@ from torch import nn
 from torchae.autoencoder import AutoencoderModule
 from torchae.errors import require
 from torchae.inputs import check_points
-from torchae.networks import Autoencoder, DeepDenseAutoencoder
+from torchae.networks import Autoencoder
 from torchae.part1.models import SparseAE
+from torchae.part1.networks import DeepDenseAutoencoder
 from torchae.part2.dots import DotsDataModule
 from torchae.registry import ParityBudget, register_experiment
 
