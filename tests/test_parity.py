@@ -300,17 +300,6 @@ def test_keras_against_a_fit_run_on_the_torch_backend(tmp_path, capsys):
     )
 
 
-def test_check_command_prints_the_table_and_exits_zero():
-    result = subprocess.run(
-        [sys.executable, "-m", "parity", "check", "dense", "--images", "500"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "weights after one Adam step" in result.stdout and "0 failed" in result.stdout
-
-
 def test_parity_mirrors_the_registry():
     """One Keras reference per experiment that declares one (``keras=True``), under the same names."""
     assert set(KERAS_REFERENCES) == {name for name, experiment in EXPERIMENTS.items() if experiment.keras}
@@ -472,15 +461,18 @@ def test_each_article_row_shows_the_seed_spread_of_the_same_run(tmp_path):
     assert "| — (linear code) |" in spread_row
 
 
-def test_parity_check_prints_none_of_tensorflows_loading_lines():
-    """TensorFlow's C++ lines while it loads (no GPU found, CPU instructions, CUDA plugins registered twice) are
-    dropped; the check's own table is printed."""
+def test_the_check_command_prints_its_table_and_none_of_tensorflows_loading_lines():
+    """``python -m parity check`` exits 0 with its table; TensorFlow's C++ lines while it loads (no GPU found, CPU
+    instructions, CUDA plugins registered twice) are dropped."""
     from parity._keras import TENSORFLOW_NOISE
 
     result = subprocess.run(
-        [sys.executable, "-m", "parity", "check", "dense"], capture_output=True, text=True, timeout=600
+        [sys.executable, "-m", "parity", "check", "dense", "--images", "500"],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     printed = result.stdout + result.stderr
     assert [noise for noise in TENSORFLOW_NOISE if noise in printed] == []
     assert "dense      weights after one Adam step" in result.stdout and "passed, 0 failed" in result.stdout
