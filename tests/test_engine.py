@@ -85,7 +85,7 @@ def test_every_config_ends_at_the_val_loss_of_a_plain_trainer(config, tmp_path):
     """``torchae fit --config X`` (its engine: compiled steps with inductor, or micro-batches) and a plain
     ``pl.Trainer`` over the same model, data and seed, without the engine, end at the same val_loss."""
     args = ["--config", str(config), "--trainer.max_epochs", "2", "--trainer.default_root_dir", str(tmp_path)]
-    args += [*quick_data(config.stem, 512, 256), "--trainer.enable_progress_bar", "false"]
+    args += [*quick_data(config.stem, 256, 128), "--trainer.enable_progress_bar", "false"]
     args += ["--figures.enabled", "false", "--trainer.logger", "false", "--checkpoint.save_last", "false"]
     cli = AutoencoderCLI(args=args, run=False)
     engine = next(callback for callback in cli.trainer.callbacks if isinstance(callback, Engine))

@@ -369,7 +369,7 @@ def spread_record(seeds: dict[str, list[int]], epochs: int = 200, commit: str = 
     }
 
 
-def test_spread_records_of_one_run_from_two_processes_merge_and_other_runs_are_refused(tmp_path):
+def test_spread_records_of_one_run_from_two_processes_merge_and_other_runs_are_refused(tmp_path, capsys):
     """Seeds trained in two processes (one core each) merge into one record; a different run, or one seed with
     two different results, is refused with one line, by the function and by ``python -m parity spread-merge``."""
     first = spread_record({"keras": [0, 1], "torchae": [0]})
@@ -394,11 +394,10 @@ def test_spread_records_of_one_run_from_two_processes_merge_and_other_runs_are_r
     not_a_record = tmp_path / "other.json"
     not_a_record.write_text('{"model": "denoising"}')
     for path in (not_a_record, tmp_path / "missing.json"):
-        result = subprocess.run(
-            [sys.executable, "-m", "parity", "spread-merge", str(path)], capture_output=True, text=True, timeout=300
-        )
-        assert result.returncode == 2 and "Traceback" not in result.stderr
-        assert f"{path} is not a spread record" in result.stderr
+        with pytest.raises(SystemExit) as refused:
+            parity_main(["spread-merge", str(path)])
+        assert refused.value.code == 2
+        assert f"{path} is not a spread record" in capsys.readouterr().err
 
 
 def test_the_committed_parity_report_is_the_recorded_runs(tmp_path):
