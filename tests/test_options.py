@@ -105,3 +105,20 @@ def test_a_turned_off_step_group_says_why_once(tmp_path, monkeypatch):
         "torchae: data.steps_per_execution 32 is off for train: trainer.limit_train_batches counts image batches and "
         "optimizer steps: plain batches"
     ]
+
+
+def test_the_progress_bar_counts_image_batches_and_shows_no_logger_version(tmp_path):
+    """The bar's metrics hold the losses but not the logger's ``v_num`` (the run's folder names the version)."""
+    from pytorch_lightning.loggers import CSVLogger
+
+    import torchae
+    from torchae.progress import ImageBatchProgressBar
+
+    bar = ImageBatchProgressBar()
+    data = torchae.MNISTDataModule(batch_size=32, train_size=64, val_size=32, seed=0, steps_per_execution=2)
+    trainer = pl.Trainer(max_epochs=1, callbacks=[bar], logger=CSVLogger(tmp_path, name=""), enable_model_summary=False)
+    model = torchae.DenseAE(code_dim=4)
+    trainer.fit(model, datamodule=data)
+    shown = bar.get_metrics(trainer, model)
+    assert "train_loss" in shown and "v_num" not in shown
+    assert bar.total_train_batches == 2  # image batches, not the one step group

@@ -37,6 +37,12 @@ class ImageBatchProgressBar(TQDMProgressBar):
         loader = loaders[0] if isinstance(loaders, (list, tuple)) else loaders
         return _image_batches(loader, super().total_val_batches_current_dataloader)
 
+    def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
+        """Lightning's bar metrics without the logger's version (``v_num=on_0``: the run's folder says it)."""
+        items = super().get_metrics(trainer, pl_module)
+        items.pop("v_num", None)
+        return items
+
     def on_train_epoch_start(self, trainer: pl.Trainer, *args: Any) -> None:
         super().on_train_epoch_start(trainer, *args)
         self._done["train"] = 0
