@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -374,14 +375,28 @@ def test_a_plugins_registered_recipe_applies_and_its_runs_take_its_name(plugin, 
     assert "batch_size: 64" in config and "max_epochs: 1" in config
 
 
-def test_the_configs_ship_inside_the_package_and_the_checkout_links_to_them():
-    """The experiments' configs are package data (so an installed wheel finds them); ``configs/`` is the same
-    folder."""
-    from torchae.cli.configs import CONFIGS, config_of
+def test_the_configs_ship_inside_the_package_and_an_installed_wheel_finds_them(tmp_path):
+    """The experiments' configs are package data: a wheel built from this checkout holds them, and its torchae, run
+    from outside the checkout, finds every experiment's config. ``configs/`` in the checkout is the same folder."""
+    import zipfile
 
-    assert CONFIGS.parent == Path(torchae.__file__).parent
+    from torchae.cli.configs import CONFIGS
+
     assert (ROOT / "configs").resolve() == CONFIGS.resolve()
-    for name in EXPERIMENTS:
-        assert config_of(name)["model"]["class_path"].rpartition(".")[2] == EXPERIMENTS[name].model.__name__
-    pyproject = (ROOT / "pyproject.toml").read_text()
-    assert '"configs/*.yaml"' in pyproject
+    source = tmp_path / "source"  # a copy, so that the build writes nothing into the checkout
+    shutil.copytree(ROOT / "torchae", source / "torchae", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    build = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", str(source), "-w"]
+    subprocess.run([*build, str(tmp_path / "wheel")], check=True, capture_output=True, timeout=300)
+    (wheel,) = (tmp_path / "wheel").glob("torchae-*.whl")
+    zipfile.ZipFile(wheel).extractall(tmp_path / "site")
+    script = (
+        "import torchae; from torchae.cli.configs import config_of; from torchae.registry import EXPERIMENTS;"
+        "print(torchae.__file__); print(sorted(n for n in EXPERIMENTS if config_of(n)['model']['class_path']))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    where, found = done.stdout.strip().splitlines()[-2:]
+    assert where.startswith(str(tmp_path / "site")) and found == str(sorted(EXPERIMENTS))
