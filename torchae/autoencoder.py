@@ -23,7 +23,7 @@ from torch import nn
 
 from torchae.data import MNISTDataModule, TensorDataModule, batches_of
 from torchae.errors import require
-from torchae.inputs import batch_size_of, check_codes, check_images, images_of
+from torchae.inputs import CLASSES, batch_size_of, check_codes, check_images, images_of
 from torchae.networks import IMAGE_SHAPE, Autoencoder
 from torchae.optim import KerasAdam
 from torchae.series import SeriesModule
@@ -92,7 +92,7 @@ class AutoencoderModule(SeriesModule):
     def export_example(self, part: str, batch: int, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
         shape = self.code_shape if part == "decoder" else self.input_shape
         data = torch.rand(batch, *shape, generator=generator)
-        labels = torch.randint(0, getattr(self, "classes", 10), (batch,), generator=generator)
+        labels = torch.randint(0, getattr(self, "classes", CLASSES), (batch,), generator=generator)
         return self.inputs_for(data, labels)
 
     def check_inputs(self, x: Any, check_finite: bool = True, dtype: torch.dtype | None = None) -> torch.Tensor:

@@ -7,8 +7,9 @@ import sys
 
 from pytorch_lightning.cli import ArgsType
 
-from torchae.cli.loading import import_model_class, model_class_problem
+from torchae.cli.loading import import_model_class
 from torchae.data import MNISTDataModule
+from torchae.errors import ConfigError
 from torchae.registry import experiment_of_class, model_classes
 
 
@@ -26,8 +27,7 @@ def with_pretrained_model(args: ArgsType) -> ArgsType:
     words = list(sys.argv[1:] if args is None else args) if not isinstance(args, dict) else None
     if words is None:
         return args
-    name = next((after for word, after in zip(words, words[1:]) if word == "--pretrained"), None)
-    name = name or next((word.split("=", 1)[1] for word in words if word.startswith("--pretrained=")), None)
+    name = option_value(words, "--pretrained")
     if name is None:
         return args
     from torchae.weights import available, get_weights
@@ -40,7 +40,7 @@ def with_pretrained_model(args: ArgsType) -> ArgsType:
         if value is not None:
             extra += [f"--model.{key}", str(value)]
     data = model_classes()[meta["model"]].datamodule
-    chosen = any(word in ("--config", "--data") or word.startswith(("--config=", "--data=")) for word in words)
+    chosen = config_files(words) or option_value(words, "--data") is not None
     lead = [] if chosen or data is MNISTDataModule else ["--data", f"torchae.{data.__name__}"]
     at = next((i + 1 for i, word in enumerate(words) if word in ("validate", "test", "predict")), 0)
     return [*words[:at], *lead, *words[at:], *extra]  # the datamodule's settings, if given, follow it
@@ -72,9 +72,12 @@ def with_experiment_recipe(args: ArgsType) -> ArgsType:
     if not words or words[0] != "fit" or config_files(words):
         return args
     model = option_value(words, "--model")
-    if model is None or model_class_problem(model) is not None:
-        return args  # no model, or one that is refused after parsing, in one line
-    model_class = import_model_class(model)
+    if model is None:
+        return args
+    try:
+        model_class = import_model_class(model)
+    except ConfigError:
+        return args  # refused after parsing, in one line
     experiment = experiment_of_class(model_class)
     if experiment is None:
         return args

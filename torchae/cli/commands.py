@@ -84,8 +84,9 @@ def draw_model_figures(
             "data: leave --data_dir out"
         )
     data = data_class(seed=0, **({"data_dir": data_dir} if data_dir is not None else {}))
-    data.setup("fit" if uses_training_set(model) else "test")
-    train = {"train_images": data.train_images, "train_labels": data.train_labels} if uses_training_set(model) else {}
+    training_set = uses_training_set(model)
+    data.setup("fit" if training_set else "test")
+    train = {"train_images": data.train_images, "train_labels": data.train_labels} if training_set else {}
     labels = getattr(data, "val_labels", None)
     return draw_figures(
         model, data.val_images, target, history, n=n, seed=seed, labels=labels, options=options, **train

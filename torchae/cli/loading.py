@@ -43,7 +43,6 @@ def load_model(checkpoint: str, model: str | None = None) -> pl.LightningModule:
                 f"models ({model_names()}): name its class with --model {named}"
                 f"{where}"
             )
-
         cls = classes[saved]
     else:
         cls = classes.get(model) or import_model_class(model)

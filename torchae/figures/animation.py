@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from torchae.figures.plots import image_axes, latent_points, new_figure, scatter_by_digit
+from torchae.figures.plots import encode_all, image_axes, latent_points, new_figure, scatter_by_digit
 from torchae.safety import atomic_write
 
 __all__ = [
@@ -19,6 +19,8 @@ __all__ = [
     "ANIMATION_EPOCHS",
     "ANIMATION_FOLDER",
     "Animation",
+    "codes_frame",
+    "pixel_bytes",
     "record_frame",
     "register_animation",
     "write_animations",
@@ -31,7 +33,8 @@ class Animation:
 
     Attributes:
         key: the array of a frame's file that it draws (``manifold``: an image; ``codes``: the test codes).
-        frame: what a frame holds under ``key``, from the model and the test set's images and labels.
+        frame: what a frame keeps under ``key``, from the model and the test set's images and labels (a manifold as
+            bytes, :func:`pixel_bytes`; codes as float32, :func:`codes_frame`).
         draw: draws the GIF from the loaded frames, their epochs, the labels, the path and a title.
     """
 
@@ -47,6 +50,16 @@ ANIMATIONS: dict[str, Animation] = {}
 def register_animation(name: str, animation: Animation) -> None:
     """Register ``animation`` as ``name``."""
     ANIMATIONS[name] = animation
+
+
+def pixel_bytes(image: torch.Tensor) -> torch.Tensor:
+    """An image of pixels in [0, 1] as bytes: how a ``manifold`` frame is kept."""
+    return (image.float() * 255).round().to(torch.uint8)
+
+
+def codes_frame(model: Any, images: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+    """A ``codes`` frame: the float32 codes of the test images (with their labels, for a model that takes them)."""
+    return encode_all(model, images, labels).float()
 
 
 ANIMATION_EPOCHS = frozenset(int(e) for e in (np.arange(0, 59) ** 1.701).astype(int)) | frozenset(range(10))
@@ -67,10 +80,7 @@ def record_frame(
         for name in model.animations:
             animation = ANIMATIONS[name]
             if animation.key not in arrays:
-                value = animation.frame(model, images, labels).float().cpu()
-                if animation.key == "manifold":  # pixels in [0, 1], kept as bytes
-                    value = (value * 255).round().to(torch.uint8)
-                arrays[animation.key] = value.numpy()
+                arrays[animation.key] = animation.frame(model, images, labels).cpu().numpy()
     model.train(was_training)
     path = folder / f"epoch_{epoch:04d}.npz"
     with atomic_write(path) as partial:

@@ -108,8 +108,6 @@ def uses_training_set(model: Any) -> bool:
 
 @dataclass
 class TestSet:
-    __test__ = False  # not a pytest class, though named like one
-
     """What the figures are drawn from.
 
     Attributes:
@@ -132,6 +130,7 @@ class TestSet:
     train_images: torch.Tensor | None = None
     train_labels: torch.Tensor | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    __test__ = False  # not a pytest class, though named like one
 
     @functools.cached_property
     def codes(self) -> torch.Tensor:

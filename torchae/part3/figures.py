@@ -9,8 +9,15 @@ from typing import Any
 import torch
 
 from torchae.figures import TestSet, register_figure
-from torchae.figures.animation import Animation, animate_codes, animate_manifold, register_animation
-from torchae.figures.plots import encode_all, image_axes, latent_points, scatter_codes
+from torchae.figures.animation import (
+    Animation,
+    animate_codes,
+    animate_manifold,
+    codes_frame,
+    pixel_bytes,
+    register_animation,
+)
+from torchae.figures.plots import image_axes, latent_points, scatter_codes
 from torchae.safety import atomic_write
 
 __all__ = ["MANIFOLD_SIDE", "latent_grid", "manifold_image"]
@@ -64,8 +71,8 @@ def draw_latent_distribution(model: Any, test: TestSet, path: Path) -> Path:
 
 
 def _manifold_frame(model: Any, images: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
-    return manifold_image(model)
+    return pixel_bytes(manifold_image(model))
 
 
 register_animation("manifold", Animation("manifold", _manifold_frame, animate_manifold))
-register_animation("latent_distribution", Animation("codes", encode_all, animate_codes))
+register_animation("latent_distribution", Animation("codes", codes_frame, animate_codes))

@@ -11,8 +11,15 @@ import torch
 
 from torchae.errors import require
 from torchae.figures import TestSet, register_figure
-from torchae.figures.animation import Animation, animate_manifold, register_animation, save_animation
-from torchae.figures.plots import digit_colours, encode_all, image_axes, new_figure, plot_digit_rows, save
+from torchae.figures.animation import (
+    Animation,
+    animate_manifold,
+    codes_frame,
+    pixel_bytes,
+    register_animation,
+    save_animation,
+)
+from torchae.figures.plots import digit_colours, image_axes, new_figure, plot_digit_rows, save
 from torchae.inputs import check_label
 from torchae.part2.dots import two_curves
 from torchae.part3.figures import MANIFOLD_SIDE, manifold_image
@@ -155,8 +162,9 @@ def animate_label_codes(
     return save_animation(FuncAnimation(figure, show_codes, frames=len(loaded)), path)
 
 
-register_animation(
-    "label_manifolds",
-    Animation("manifold", lambda model, images, labels: label_manifolds_image(model), animate_manifold),
-)
-register_animation("label_distributions", Animation("codes", encode_all, animate_label_codes))
+def _label_manifolds_frame(model: Any, images: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+    return pixel_bytes(label_manifolds_image(model))
+
+
+register_animation("label_manifolds", Animation("manifold", _label_manifolds_frame, animate_manifold))
+register_animation("label_distributions", Animation("codes", codes_frame, animate_label_codes))
