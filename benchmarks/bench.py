@@ -79,8 +79,9 @@ def worker_torch(name: str, epochs: int, train_size: int, val_size: int) -> dict
     return {"seconds": seconds, "peak_mb": _peak_mb() - before, "val_loss": history[-1]["val_loss"]}
 
 
-def worker_cli(name: str, epochs: int, train_size: int, val_size: int) -> dict:
-    """The real user path: ``torchae fit --config configs/NAME.yaml``, progress bar, logger and checkpoints on."""
+def worker_cli(name: str, epochs: int, train_size: int, val_size: int, root: Path = ROOT) -> dict:
+    """The real user path: ``torchae fit --config configs/NAME.yaml`` of checkout ``root``, in a process of its own,
+    with its progress bar, loggers and checkpoints on."""
     import csv
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -90,7 +91,7 @@ def worker_cli(name: str, epochs: int, train_size: int, val_size: int) -> dict:
             "torchae",
             "fit",
             "--config",
-            str(ROOT / "configs" / f"{name}.yaml"),
+            str(root / "configs" / f"{name}.yaml"),
             "--trainer.max_epochs",
             str(epochs),
             "--trainer.default_root_dir",
@@ -102,7 +103,7 @@ def worker_cli(name: str, epochs: int, train_size: int, val_size: int) -> dict:
             "--figures.enabled",
             "false",
         ]
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
         done = subprocess.run(command, cwd=tmp, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         if done.returncode:
             raise RuntimeError(f"torchae fit failed ({done.returncode}):\n{done.stderr[-3000:]}")
@@ -119,7 +120,10 @@ WORKERS = {
 
 
 def run_worker(kind: str, name: str, epochs: int, train_size: int, val_size: int, root: Path = ROOT) -> dict:
-    """One measurement in its own process, with the torchae (and bench.py) of checkout ``root``."""
+    """One measurement in its own process, with the torchae (and bench.py) of checkout ``root``. ``torchae fit``
+    starts its own process, so it needs no worker process around it."""
+    if kind == "cli":
+        return worker_cli(name, epochs, train_size, val_size, root)
     command = [
         sys.executable,
         str(root / "benchmarks" / "bench.py"),

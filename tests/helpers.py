@@ -5,6 +5,7 @@ helpers.NaNAfter`` (the tests put this folder on PYTHONPATH)."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import signal
 from pathlib import Path
@@ -125,6 +126,28 @@ class SaveWeights(pl.Callback):
         os.makedirs(self.folder, exist_ok=True)
         name = f"rank{trainer.global_rank}-epoch{trainer.current_epoch}.pt"
         torch.save({k: v.detach().cpu() for k, v in pl_module.state_dict().items()}, os.path.join(self.folder, name))
+
+
+class RecordSamples(pl.Callback):
+    """Writes ``folder/rank<N>-samples.json`` when fitting ends: the indices (into the datamodule's training images)
+    of the samples this rank trained on in each epoch, and the ``val_loss`` it logged (the DDP test checks the
+    shards)."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = folder
+        self.seen: dict[int, list[int]] = {}
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx) -> None:
+        images = batch if isinstance(batch, torch.Tensor) else batch[0]
+        index = {image.numpy().tobytes(): i for i, image in enumerate(trainer.datamodule.train_images)}
+        seen = self.seen.setdefault(trainer.current_epoch, [])
+        seen.extend(index[image.detach().cpu().numpy().tobytes()] for image in images)
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        os.makedirs(self.folder, exist_ok=True)
+        record = {"epochs": self.seen, "val_loss": float(trainer.callback_metrics["val_loss"])}
+        with open(os.path.join(self.folder, f"rank{trainer.global_rank}-samples.json"), "w") as file:
+            json.dump(record, file)
 
 
 def quick_data(config: str, train: int = 1024, val: int = 512) -> list[str]:

@@ -174,7 +174,7 @@ def test_claims_give_every_caller_its_own_folder(tmp_path):
 
 
 def test_runs_started_together_get_separate_folders(tmp_path):
-    seeds = [11, 22, 33]
+    seeds = [11, 22]  # two processes racing for the next version folder
     runs = [
         subprocess.Popen(
             [sys.executable, "-m", "torchae", *fit(tmp_path, "--figures.enabled=false", f"--seed_everything={seed}")],
@@ -379,12 +379,13 @@ def test_a_setting_the_checkpoint_overrides_is_reported(tmp_path, capsys, checkp
     assert "the checkpoint's model settings replace those given: model.code_dim 10 -> 49" in err
 
 
-def test_debug_zero_is_off(tmp_path, capsys, monkeypatch):
+def test_debug_variable_turns_tracebacks_on_and_off(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("TORCHAE_DEBUG", "0")
     one_line_error(*run_main(fit(tmp_path, "--data.data_dir", str(tmp_path / "nowhere")), capsys), "does not exist")
-    monkeypatch.setenv("TORCHAE_DEBUG", "yes")
-    with pytest.raises(torchae.DataError):
-        main(fit(tmp_path, "--data.data_dir", str(tmp_path / "nowhere")))
+    for on in ("1", "yes"):
+        monkeypatch.setenv("TORCHAE_DEBUG", on)
+        with pytest.raises(torchae.DataError):  # the exception itself, with its traceback
+            main(fit(tmp_path, "--data.data_dir", str(tmp_path / "nowhere")))
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16])

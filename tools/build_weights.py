@@ -6,8 +6,8 @@ Each model trains with ``torchae fit --config configs/NAME.yaml`` (seed 0, the a
 model retrains the dense model just built, as the article does. A run that stops resumes from its ``last.ckpt`` in
 ``--work`` when the command runs again. The weights land in ``torchae/weights/`` as ``NAME-SHA8.pt``
 (weights only) and ``weights.json`` gets their metadata: checksum, parameter count, the loss on the 10,000 test
-images, the recipe, the commit and the Keras 3 row of ``parity/results/NAME.json``. Then
-``python tools/docs_tables.py`` puts the new table into the README.
+images (and on their first four batches, for the tests), the recipe, the commit and the Keras 3 row of
+``parity/results/NAME.json``. Then ``python tools/docs_tables.py`` puts the new table into the README.
 """
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ from torchae.weights import METADATA_FILE, WEIGHTS_DIR, loss_on_test_images  # n
 
 CONFIGS = REPO / "configs"
 PARITY_RESULTS = REPO / "parity" / "results"
+CHECK_BATCHES = 4
+"""Validation batches of the metadata's ``check`` loss, which a test recomputes in seconds."""
 
 
 def train(name: str, work: Path, init_from: Path | None = None) -> tuple[AutoencoderModule, list[dict[str, float]]]:
@@ -123,6 +125,7 @@ def write_weights(name: str, model: AutoencoderModule, history: list[dict[str, f
         "model_arguments": model_arguments(model),
         "num_params": keras_parameter_count(model),
         "val_loss": loss_on_test_images(model),
+        "check": {"val_batches": CHECK_BATCHES, "val_loss": loss_on_test_images(model, batches=CHECK_BATCHES)},
         "train_loss": history[-1]["train_loss"] if history else None,
         "epochs": experiment.epochs,
         "batch_size": experiment.batch_size,

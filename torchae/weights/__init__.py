@@ -37,10 +37,11 @@ class Weights:
     """One shipped model: its file, checksum and metadata.
 
     Attributes:
-        name: the experiment (``dense``, ``deep``, ``conv``, ``denoising``, ``sparse``).
+        name: the experiment (one of :func:`available`).
         path: the weights file inside the package.
         sha256: the file's expected checksum.
-        meta: ``num_params``, ``val_loss`` (the loss on the 10,000 test images), ``epochs``, ``batch_size``,
+        meta: ``num_params``, ``val_loss`` (the loss on the 10,000 test images), ``check`` (the loss on their
+            first ``val_batches`` batches, which a test recomputes in seconds), ``epochs``, ``batch_size``,
             ``seed``, ``config``, ``commit``, ``article`` and ``keras`` (last-epoch losses), and more.
     """
 
@@ -122,23 +123,32 @@ def pretrained(name: str) -> AutoencoderModule:
         reconstructions = model(images)  # images: (N, 1, 28, 28) in [0, 1]
 
     Raises:
-        ConfigError: ``name`` is not one of ``dense``, ``deep``, ``conv``, ``denoising``, ``sparse``.
+        ConfigError: ``name`` is not a shipped model (:func:`available` lists them).
         CheckpointError: the file is missing or fails its sha256 check (reinstall torchae).
     """
     return get_weights(name).load()
 
 
-def loss_on_test_images(model: AutoencoderModule, name: str | None = None) -> float:
+def loss_on_test_images(model: AutoencoderModule, name: str | None = None, batches: int | None = None) -> float:
     """``val_loss`` of ``model`` on the 10,000 MNIST test images (part 2's points models: on the 1000 points of seed 0),
     as ``trainer.validate`` logs it, with the experiment's batch size (the denoising model draws its validation noise
     of epoch 0; the VAE its latent samples from torch's generator seeded with 0, in a fork of it that leaves the
-    caller's as it was)."""
+    caller's as it was).
+
+    Args:
+        model: the model to evaluate.
+        name: the experiment whose data and batch size to use; ``None`` for the one ``model`` belongs to.
+        batches: evaluate only the first ``batches`` validation batches (Lightning's ``limit_val_batches``); ``None``
+            for all of them.
+    """
     experiment = EXPERIMENTS[name] if name is not None else experiment_of(model)
     if experiment is None:
         raise ConfigError(f"{type(model).__name__} is no registered experiment: name the experiment whose data it uses")
     data_class = getattr(experiment.model, "datamodule", MNISTDataModule)
     data = data_class(batch_size=experiment.batch_size, seed=0)
+    limit = {} if batches is None else {"limit_val_batches": batches}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        (metrics,) = quiet_trainer(accelerator="cpu", devices=1).validate(model, datamodule=data, verbose=False)
+        trainer = quiet_trainer(accelerator="cpu", devices=1, **limit)
+        (metrics,) = trainer.validate(model, datamodule=data, verbose=False)
     return float(metrics["val_loss"])
