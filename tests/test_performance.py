@@ -172,7 +172,7 @@ def test_benchmark_times_keras_and_torchae_side_by_side_and_writes_its_table(tmp
 
 
 @pytest.mark.slow
-def test_the_article_script_runs_torchae_fit_and_records_the_run(tmp_path):
+def test_the_article_script_runs_torchae_fit_and_records_the_run(tmp_path, capsys):
     """``benchmarks/article.py`` on a tiny subset runs the real ``torchae fit`` and records its losses and times;
     an output folder with runs in it is refused (nothing written is overwritten)."""
     tiny = ["--epochs", "1", "--train-size", "256", "--val-size", "128"]
@@ -185,11 +185,17 @@ def test_the_article_script_runs_torchae_fit_and_records_the_run(tmp_path):
     assert dense["status"] == "finished" and 0 < dense["val_loss"] < 0.7 and dense["seconds"] > 0
     assert dense["command"][-2:] == ["--figures.enabled", "false"] and (out / "dense" / "version_0").is_dir()
     assert "| dense | 0.0 | " in result.stdout and "The whole article (torchae fit): " in result.stdout
-    refused = subprocess.run([*script, "--out", str(out)], capture_output=True, text=True)
-    assert refused.returncode == 2 and "is not empty: give a new --out folder" in refused.stderr
-    mixed = [*script, "--out", str(tmp_path / "new"), "--keras", "jax", "--set", "engine.cuda_graphs=true"]
-    refused = subprocess.run(mixed, capture_output=True, text=True)
-    assert refused.returncode == 2 and "--set sets torchae fit's options: leave it out with --keras" in refused.stderr
+    article = load_benchmark("article")
+    for arguments, message in [
+        (["--out", str(out)], "is not empty: give a new --out folder"),
+        (
+            ["--out", str(tmp_path / "new"), "--keras", "jax", "--set", "engine.cuda_graphs=true"],
+            "--set sets torchae fit's options: leave it out with --keras",
+        ),
+    ]:
+        with pytest.raises(SystemExit) as exit_info:
+            article.main(arguments)
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
 
 
 def test_the_article_scripts_keras_peer_runs_the_benchmark_worker_and_reads_its_result(tmp_path):
