@@ -95,6 +95,9 @@ def test_sample_writes_the_chosen_digit_from_draws_of_the_prior():
         digits = model.sample(5, 3, generator=torch.Generator().manual_seed(3))
         codes = torch.randn(5, 8, generator=torch.Generator().manual_seed(3))
         torch.testing.assert_close(digits, model.decode(codes, 3), rtol=0, atol=0)
+        # NumPy's and torch's integers are digits as Python's are
+        again = model.sample(np.int64(5), np.int64(3), torch.Generator().manual_seed(3))
+        assert torch.equal(again, digits) and torch.equal(model.decode(codes, torch.tensor(3)), digits)
     assert digits.shape == (5, 1, 28, 28)
 
 
@@ -111,6 +114,10 @@ def test_sample_writes_the_chosen_digit_from_draws_of_the_prior():
         (lambda m, x: m.sample(2, 12), r"label is 12, expected one digit, an integer from 0 to 9"),
         (lambda m, x: m.style_transfer(x, 7, 11), r"labels is 11, expected one digit"),
         (lambda m, x: m.encode(x, 2.5), r"labels have dtype|labels are a float"),
+        (lambda m, x: m.decode(torch.zeros(4, 8), True), r"labels is True, expected one digit"),
+        (lambda m, x: m.sample(2, torch.tensor(True)), r"label is tensor\(True\), expected one digit"),
+        (lambda m, x: m(x, torch.tensor([0, 1, 2, 10])), r"labels hold 0\.\.10"),  # forward checks as encode does
+        (lambda m, x: m.sample(0, 3), r"n is 0, expected an integer from 1 to 100,000"),
     ],
 )
 def test_a_bad_label_is_one_clear_error(call, message):

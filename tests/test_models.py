@@ -184,9 +184,14 @@ def test_bad_model_input_names_the_expected_shape(name, x, message):
             call(x, *condition)
 
 
-def test_forward_checks_shapes_not_values():
-    """forward has no Python branch on tensor values (torch.export and ONNX trace it): NaN goes through."""
-    assert torch.isnan(make("dense")(torch.full((2, 1, 28, 28), float("nan")))).all()
+def test_forward_checks_values_as_encode_does_and_shapes_only_under_a_tracer():
+    """forward refuses what encode refuses; under a tracer (torch.export, ONNX), which cannot read values, it checks
+    shapes only: NaN goes through the exported graph."""
+    model, nan = make("dense"), torch.full((2, 1, 28, 28), float("nan"))
+    with pytest.raises(torchae.InputError, match="NaN"):
+        model(nan)
+    exported = torch.export.export(model.eval(), (torch.rand(2, 1, 28, 28),))
+    assert torch.isnan(exported.module()(nan)).all()
 
 
 def test_bad_code_is_refused_with_the_expected_shape():

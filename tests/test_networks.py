@@ -129,8 +129,9 @@ def test_flatten_order_of_nchw_equals_nhwc_for_one_channel():
 def test_code_dim_is_configurable_and_validated():
     assert DenseAutoencoder(32).encode(torch.rand(1, 1, 28, 28)).shape == (1, 32)
     assert torchae.DeepDenseAE(code_dim=10).code_shape == (10,)
-    with pytest.raises(ValueError, match="code_dim must be a positive integer"):
-        DenseAutoencoder(0)
+    for bad in (0, 10**20, True):  # 10**20 units would ask for more memory than any machine has
+        with pytest.raises(ValueError, match="code_dim must be an integer from 1 to 65,536"):
+            DenseAutoencoder(bad)
     with pytest.raises(ValueError, match="fixed"):
         build_architecture("conv", code_dim=49)
     with pytest.raises(ValueError, match="model.architecture must be one of dense, deep, conv, got 'mlp'"):

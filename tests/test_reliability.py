@@ -250,13 +250,52 @@ def test_common_trainer_mistakes_are_one_line(tmp_path, capsys, arguments, fragm
 
 @pytest.mark.parametrize(
     ("content", "fragment"),
-    [("", "is empty"), ("model: [unclosed\n", "is not valid YAML"), ("- dense\n- deep\n", "holds a list")],
+    [
+        ("", "is empty"),
+        ("model: [unclosed\n", "is not valid YAML"),
+        ("- dense\n- deep\n", "holds a list"),
+        # a billion laughs: nine levels of ten aliases each
+        (
+            "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+            + "".join(
+                f"{chr(98 + i)}: &{chr(98 + i)} [" + ", ".join([f"*{chr(97 + i)}"] * 10) + "]\n" for i in range(9)
+            ),
+            "uses a YAML alias (*a)",
+        ),
+        ("trainer: " + "[" * 100_000 + "]" * 100_000 + "\n", "nests deeper than 32 levels"),
+        ("trainer: [" + "1, " * 600_000 + "1]\n", "bytes, more than the 1,048,576 a config may hold"),
+    ],
 )
 def test_a_bad_config_file_says_what_a_config_looks_like(tmp_path, capsys, content, fragment):
     path = tmp_path / "config.yaml"
     path.write_text(content)
     code, err = run_main(["fit", "--config", str(path)], capsys)
     one_line_error(code, err, fragment, "a YAML mapping of sections", "configs/dense.yaml", "--print_config")
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "folder"])
+def test_a_config_checkpoint_or_data_path_that_is_not_a_regular_file_is_refused_at_once(tmp_path, capsys, kind):
+    """A FIFO would hang a reader, and /dev/zero (here behind a link named .npz) never ends: refused before a
+    byte is read, as what they are, not as missing."""
+    special = tmp_path / f"special.{kind}"
+    if kind == "fifo":
+        os.mkfifo(special)
+    elif kind == "device":
+        special.symlink_to("/dev/zero")
+    else:
+        special.mkdir()
+    what = {"fifo": "a FIFO", "device": "a device", "folder": "a folder"}[kind]
+    named = tmp_path / "data.npz"
+    named.symlink_to(special)
+    cases = [
+        (["fit", "--config", str(special)], f"config file {str(special)!r} is {what}, not a file"),
+        (fit_args(tmp_path, "--ckpt_path", str(special)), f"checkpoint {str(special)!r} is {what}"),
+        (fit_args(tmp_path, "--data.data_dir", str(named)), f"data_dir {str(named)!r} is {what}"),
+    ]
+    for args, fragment in cases[: 3 if kind != "folder" else 1]:
+        started = time.monotonic()
+        one_line_error(*run_main(args, capsys), fragment)
+        assert time.monotonic() - started < 30
 
 
 # ---------------------------------------------------------------------------------------------- bad input, Python

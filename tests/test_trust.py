@@ -472,3 +472,54 @@ def test_every_argument_of_figures_and_export_refuses_a_bad_value_in_one_line(
             args = [subcommand, "--pretrained", "dense", f"--{name}", value]
         one_line_error(*run_main(args, capsys), fragment)
     assert not list(tmp_path.rglob("*.png")) and not list(tmp_path.rglob("*.onnx"))
+
+
+# ---------------------------------------------------------------------------------------------- outputs stay put
+@pytest.mark.parametrize(
+    ("setting", "fragment"),
+    [
+        ("--predictions.filename=../../keep.npz", "predictions.filename = '../../keep.npz' is not a file name"),
+        ("--predictions.filename=codes.csv", "predictions.filename = 'codes.csv' does not end in .npz"),
+        ("--predictions.filename=..", "is not a file name"),
+    ],
+)
+def test_a_predictions_name_that_would_leave_its_folder_or_lose_its_suffix_is_refused(
+    tmp_path, capsys, checkpoint, setting, fragment
+):
+    run = checkpoint.parent.parent
+    before = {p: p.read_bytes() for p in run.parent.rglob("*") if p.is_file()}
+    args = ["predict", "--config", DENSE, "--ckpt_path", str(checkpoint), *TINY, setting]
+    one_line_error(*run_main(args, capsys), fragment)
+    assert {p: p.read_bytes() for p in run.parent.rglob("*") if p.is_file()} == before
+    assert not list(run.parent.rglob("*partial*"))
+
+
+def test_a_checkpoint_name_with_a_folder_or_a_folder_of_other_files_is_refused(tmp_path, capsys, checkpoint):
+    older = checkpoint.parent
+    before = {p: p.read_bytes() for p in older.iterdir()}
+    name = f"--checkpoint.filename=../../{older.parent.name}/checkpoints/last"
+    one_line_error(*run_main(fit(tmp_path, name), capsys), "checkpoint.filename", "is not a file name")
+    code, err = run_main(fit(tmp_path, f"--checkpoint.dirpath={older}"), capsys)
+    one_line_error(code, err, "holds files already", "leave --checkpoint.dirpath out")
+    assert {p: p.read_bytes() for p in older.iterdir()} == before
+    main(fit(tmp_path, "--checkpoint.filename=epoch{epoch}", f"--checkpoint.dirpath={tmp_path / 'new'}"))
+    assert (tmp_path / "new" / "epochepoch=0.ckpt").is_file()  # a plain name and an empty folder: as Lightning does
+
+
+def test_figures_never_replace_a_file_they_did_not_write(tmp_path, capsys, checkpoint):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "reconstructions.png").write_text("the user's own figure")
+    code, err = run_main(["figures", str(checkpoint), "--out_dir", str(out)], capsys)
+    one_line_error(code, err, "reconstructions.png exists already", "--overwrite true")
+    assert [p.name for p in out.iterdir()] == ["reconstructions.png"]
+    assert (out / "reconstructions.png").read_text() == "the user's own figure"
+    main(["figures", str(checkpoint), "--out_dir", str(out), "--overwrite", "true"])
+    assert (out / "reconstructions.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("subcommand", ["validate", "test", "predict"])
+def test_evaluating_without_trained_weights_is_refused(tmp_path, capsys, subcommand):
+    args = [subcommand, "--config", DENSE, "--trainer.default_root_dir", str(tmp_path), *TINY]
+    one_line_error(*run_main(args, capsys), "needs trained weights", "--ckpt_path CKPT", "--pretrained NAME")
+    assert list(tmp_path.iterdir()) == []

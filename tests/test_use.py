@@ -182,3 +182,11 @@ def test_an_export_never_replaces_its_checkpoint_or_a_folder(tmp_path, capsys):
     assert checkpoint.read_bytes() == before and not (tmp_path / "other.ckpt").exists()
     main(["export", str(checkpoint), "--output", str(tmp_path / "dense.onnx")])
     assert not list(tmp_path.glob(".*partial*"))  # written beside, then renamed into place
+    mine = tmp_path / "mine.onnx"
+    mine.write_text("a file of the user's")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", str(checkpoint), "--output", str(mine)])
+    assert exit_info.value.code == 2 and mine.read_text() == "a file of the user's"
+    assert "mine.onnx exists already: give another --output, or --overwrite true" in capsys.readouterr().err
+    main(["export", str(checkpoint), "--output", str(mine), "--overwrite", "true"])
+    assert mine.read_bytes() == (tmp_path / "dense.onnx").read_bytes()  # replaced, as asked

@@ -4,6 +4,7 @@ animations, predictions and the API a user of part 3 expects."""
 from __future__ import annotations
 
 import math
+import re
 from statistics import NormalDist
 
 import numpy as np
@@ -84,8 +85,15 @@ def test_sample_decodes_draws_from_the_prior():
         codes = torch.randn(5, 2, generator=torch.Generator().manual_seed(3))
         torch.testing.assert_close(images, model.decode(codes), rtol=0, atol=0)
     assert images.shape == (5, 1, 28, 28) and torch.equal(images, again)
-    with pytest.raises(torchae.ConfigError, match="n must be a positive integer"):
-        model.sample(0)
+    assert torch.equal(model.sample(np.int64(5), torch.Generator().manual_seed(3)), images)  # NumPy's integers too
+    for bad, fragment in [
+        ((0,), "n is 0, expected an integer from 1 to 100,000: for example n=16"),
+        ((10**9,), "n is 1000000000, expected an integer from 1 to 100,000"),
+        ((True,), "n is True"),
+        ((4, 3), "generator is 3, expected a torch.Generator or None"),
+    ]:
+        with pytest.raises(torchae.InputError, match=re.escape(fragment)):  # Python's words, not the CLI's
+            model.sample(*bad)
 
 
 def test_the_latent_grid_is_the_normal_quantiles_of_the_article():

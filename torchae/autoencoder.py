@@ -23,7 +23,7 @@ from torch import nn
 
 from torchae.data import MNISTDataModule, TensorDataModule, batches_of
 from torchae.errors import require
-from torchae.inputs import CLASSES, batch_size_of, check_codes, check_images, images_of
+from torchae.inputs import CLASSES, batch_size_of, check_codes, check_images, images_of, tracing
 from torchae.networks import IMAGE_SHAPE, Autoencoder
 from torchae.optim import KerasAdam
 from torchae.series import SeriesModule
@@ -114,8 +114,9 @@ class AutoencoderModule(SeriesModule):
         return self.net.decode(check_codes(code, self.code_shape, dtype=self.dtype))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Reconstructions of ``x``: ``decode(encode(x))``. Checks shapes, not values, so it can be traced."""
-        return self.net(self.check_inputs(x, check_finite=False, dtype=self.dtype))
+        """Reconstructions of ``x``: ``decode(encode(x))``, with ``x`` checked as :meth:`encode` checks it (shapes
+        only under a tracer, which cannot read values)."""
+        return self.net(self.check_inputs(x, check_finite=not tracing(), dtype=self.dtype))
 
     def corrupt(self, x: torch.Tensor, stage: Stage) -> torch.Tensor:
         """What the encoder sees for clean images ``x`` during ``stage``; the target stays ``x``."""

@@ -10,7 +10,7 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from torchae.errors import CheckpointError
+from torchae.errors import CheckpointError, special_file_kind
 
 __all__ = [
     "MODEL_KEY",
@@ -45,6 +45,8 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
             f"checkpoint {str(path)!r} is a folder, not a file: give a .ckpt file in it (runs keep theirs in "
             "<log dir>/checkpoints/)"
         )
+    if special_file_kind(path) is not None:
+        raise CheckpointError(f"checkpoint {str(path)!r} is {special_file_kind(path)}, not a file: give a .ckpt file")
     if not path.is_file():
         raise CheckpointError(
             f"checkpoint {str(path)!r} does not exist: check the path (runs keep theirs in <log dir>/checkpoints/)"

@@ -2,9 +2,27 @@
 
 from __future__ import annotations
 
+import stat
+from pathlib import Path
 from typing import Any
 
-__all__ = ["CheckpointError", "ConfigError", "DataError", "InputError", "NonFiniteLossError", "UserError", "require"]
+__all__ = [
+    "CheckpointError",
+    "ConfigError",
+    "DataError",
+    "InputError",
+    "NonFiniteLossError",
+    "UserError",
+    "MAX_WIDTH",
+    "require",
+    "require_rate",
+    "require_width",
+    "special_file_kind",
+]
+
+MAX_WIDTH = 65_536
+"""The widest layer a setting may ask for (the series' widest is 784): a wider one is a typo, and 10**9 units would
+ask for terabytes."""
 
 
 class UserError(ValueError):
@@ -43,3 +61,34 @@ def require(ok: bool, setting: str, value: Any, requirement: str, example: str) 
     """
     if not ok:
         raise ConfigError(f"{setting} must be {requirement}, got {value!r}: set --{setting} {example} or similar")
+
+
+def require_width(setting: str, value: Any, example: str) -> None:
+    """Raise a :class:`ConfigError` unless ``value`` is a layer width: an integer (not a bool) from 1 to
+    :data:`MAX_WIDTH`."""
+    ok = isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_WIDTH
+    require(ok, setting, value, f"an integer from 1 to {MAX_WIDTH:,}", example)
+
+
+def require_rate(setting: str, value: Any, example: str) -> None:
+    """Raise a :class:`ConfigError` unless ``value`` is a rate: a number (not a bool) from 0 up to, not including, 1."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1
+    require(ok, setting, value, "a rate from 0 up to (not including) 1", example)
+
+
+def special_file_kind(path: Path) -> str | None:
+    """What ``path`` is when it exists but is not a regular file (after links): ``a folder``, ``a FIFO``, ``a
+    device`` or ``a socket``; ``None`` for a regular file or a path that does not exist. Reading a FIFO or a device
+    such as ``/dev/zero`` would hang or never end, so such a path is refused before it is opened."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return None
+    kinds = [
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a device"),
+        (stat.S_ISBLK, "a device"),
+        (stat.S_ISSOCK, "a socket"),
+    ]
+    return next((kind for test, kind in kinds if test(mode)), None)

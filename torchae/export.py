@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from torchae.errors import ConfigError
+from torchae.safety import refuse_existing
 
 __all__ = ["FORMATS", "Exportable", "export_model", "load_exported", "part_of"]
 
@@ -70,7 +71,9 @@ def _sample(model: Any, part: str, batch: int) -> tuple[torch.Tensor, ...]:
     return model.export_example(part, batch, torch.Generator().manual_seed(batch))
 
 
-def export_model(model: Any, output: str | Path, format: str = "onnx", part: str = "autoencoder") -> float:
+def export_model(
+    model: Any, output: str | Path, format: str = "onnx", part: str = "autoencoder", overwrite: bool = False
+) -> float:
     """Export ``part`` of a torchae model to ``output`` with a dynamic batch dimension, then check the file.
 
     The graph is traced at batch 4 and run again at batch 7 from the file (onnxruntime for ONNX, torch for the
@@ -79,8 +82,15 @@ def export_model(model: Any, output: str | Path, format: str = "onnx", part: str
     Returns:
         The largest absolute difference between the file's outputs and the model's, at batch 7.
 
+    Args:
+        model: a model of the series (it declares its parts and their example inputs).
+        output: the file to write, ending in the format's suffix.
+        format: ``onnx`` or ``pt2``.
+        part: ``autoencoder``, ``encoder`` or ``decoder``.
+        overwrite: replace ``output`` if it exists (by default an existing file is refused, never replaced).
+
     Raises:
-        ConfigError: an unknown format or part.
+        ConfigError: an unknown format or part, or an output that is a folder, is misnamed or exists.
     """
     if format not in FORMATS:
         raise ConfigError(f"format must be one of {', '.join(FORMATS)}, got {format!r}: set --format onnx")
@@ -96,6 +106,8 @@ def export_model(model: Any, output: str | Path, format: str = "onnx", part: str
             f"the export's output {str(path)!r} does not end in .{format}, the suffix of format {format}: give a name "
             f"such as {path.with_suffix(f'.{format}').name} (an export never replaces a run's other files)"
         )
+    if not overwrite:
+        refuse_existing([path], "give another --output, or --overwrite true to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
     # Written beside its place and renamed into it: a stop leaves the old file or the new one, never half of one.
     partial = path.with_name(f".{path.name}.partial{path.suffix}")

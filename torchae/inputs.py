@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 import warnings
 from typing import Any, NamedTuple
 
@@ -13,14 +14,19 @@ from torchae.networks import IMAGE_SHAPE
 __all__ = [
     "CLASSES",
     "LabelledBatch",
+    "MAX_SAMPLES",
+    "as_integer",
     "batch_size_of",
     "check_codes",
+    "check_count",
+    "check_generator",
     "check_images",
     "check_label",
     "check_labels",
     "check_points",
     "images_of",
     "one_hot",
+    "tracing",
 ]
 
 CLASSES = 10
@@ -149,15 +155,58 @@ def check_labels(
     return labels
 
 
+def tracing() -> bool:
+    """Whether the model runs under a tracer (``torch.export``, ``torch.compile``, ONNX export, ``torch.jit.trace``):
+    then a check that reads tensor values back cannot run, and ``forward`` checks shapes only."""
+    return torch.jit.is_tracing() or torch.compiler.is_compiling()
+
+
+def as_integer(value: Any) -> int | None:
+    """``value`` as a Python int if it is one integer: a Python, NumPy or 0-d torch integer; ``None`` for anything
+    else, bools (Python's, NumPy's and torch's) included."""
+    if isinstance(value, torch.Tensor):
+        if value.dim() != 0 or value.is_floating_point() or value.is_complex() or value.dtype == torch.bool:
+            return None
+        return int(value)
+    if isinstance(value, bool) or type(value).__name__ == "bool_":
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
+
+
 def check_label(label: Any, setting: str = "label", classes: int = CLASSES) -> int:
-    """Return ``label`` if it is one label ``0..classes-1`` (one digit, a Python integer); else raise
-    :class:`InputError`."""
-    if isinstance(label, torch.Tensor) and label.dim() == 0 and not label.is_floating_point():
-        label = int(label)
-    if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < classes:
+    """Return ``label`` as a Python int if it is one label ``0..classes-1`` (one digit: a Python, NumPy or 0-d torch
+    integer, not a bool); else raise :class:`InputError`."""
+    value = as_integer(label)
+    if value is None or not 0 <= value < classes:
         what = "one digit, an integer" if classes == CLASSES else "one label, an integer"
         raise InputError(f"{setting} is {label!r}, expected {what} from 0 to {classes - 1}")
-    return label
+    return value
+
+
+MAX_SAMPLES = 100_000
+"""The most images one call may generate (10,000 of them take 31 MB; 10**9 would ask for 3 TB)."""
+
+
+def check_count(n: Any, setting: str = "n", most: int = MAX_SAMPLES) -> int:
+    """Return ``n`` as a Python int if it is a count from 1 to ``most`` (a Python, NumPy or 0-d torch integer);
+    else raise :class:`InputError` in Python's words."""
+    value = as_integer(n)
+    if value is None or not 0 < value <= most:
+        raise InputError(f"{setting} is {n!r}, expected an integer from 1 to {most:,}: for example {setting}=16")
+    return value
+
+
+def check_generator(generator: Any) -> torch.Generator | None:
+    """Return ``generator`` if it is ``None`` or a ``torch.Generator``; else raise :class:`InputError`."""
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise InputError(
+            f"generator is {generator!r}, expected a torch.Generator or None: for example "
+            "generator=torch.Generator().manual_seed(0)"
+        )
+    return generator
 
 
 def one_hot(labels: torch.Tensor, dtype: torch.dtype, classes: int = CLASSES) -> torch.Tensor:

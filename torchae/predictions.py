@@ -11,7 +11,7 @@ import torch
 from pytorch_lightning.callbacks import BasePredictionWriter
 
 from torchae.errors import ConfigError
-from torchae.safety import atomic_write
+from torchae.safety import atomic_write, file_name, refuse_existing
 
 __all__ = ["NpzPredictionWriter"]
 
@@ -28,12 +28,13 @@ class NpzPredictionWriter(BasePredictionWriter):
     N follows the prediction dataloader (``MNISTDataModule``: the 10,000 test images, in MNIST's order).
 
     Args:
-        filename: the file's name in the run's folder.
+        filename: the file's name in the run's folder: a plain name ending in ``.npz``. A file that exists there
+            already is refused, never replaced.
     """
 
     def __init__(self, filename: str = "predictions.npz") -> None:
         super().__init__(write_interval="epoch")
-        self.filename = filename
+        self.filename = file_name(filename, "predictions.filename", ".npz")
         self.path: Path | None = None
         """Where the last predictions were written."""
 
@@ -59,6 +60,7 @@ class NpzPredictionWriter(BasePredictionWriter):
         folder = Path(trainer.log_dir or trainer.default_root_dir)
         folder.mkdir(parents=True, exist_ok=True)
         self.path = folder / self.filename
+        refuse_existing([self.path], "give another --predictions.filename (nothing written is replaced)")
         with atomic_write(self.path) as partial:
             np.savez(partial, **arrays)
         print(f"predictions: {self.path} ({', '.join(f'{k} {v.shape}' for k, v in arrays.items())})")

@@ -1,4 +1,5 @@
-"""Keeping runs safe: checkpoints that a crash cannot corrupt, and a stop on a NaN or infinite loss."""
+"""Keeping runs safe: checkpoints that a crash cannot corrupt, outputs that never replace a file or leave their
+folder, and a stop on a NaN or infinite loss."""
 
 from __future__ import annotations
 
@@ -16,11 +17,13 @@ import torch
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from torchae.errors import NonFiniteLossError, require
+from torchae.errors import ConfigError, NonFiniteLossError, require
 
 __all__ = [
     "AtomicCheckpointIO",
     "atomic_write",
+    "file_name",
+    "refuse_existing",
     "RemoveFailedLaunch",
     "SignalStop",
     "StopOnNonFiniteLoss",
@@ -41,6 +44,41 @@ def atomic_write(path: Path) -> Iterator[Path]:
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
+
+
+def file_name(name: Any, setting: str, suffix: str = "") -> str:
+    """``name`` if it is a plain file name ending in ``suffix`` (if one is given): no folder part, so the file stays
+    in the folder it is written to.
+
+    Raises:
+        ConfigError: ``name`` holds a folder part, is ``.`` or ``..``, or lacks the suffix.
+    """
+    text = str(name)
+    separators = [sep for sep in (os.sep, os.altsep, "\\") if sep]
+    if not text or text in (".", "..") or any(sep in text for sep in separators):
+        raise ConfigError(
+            f"{setting} = {text!r} is not a file name: give a name without a folder part, such as output{suffix} "
+            "(the file goes into its run's folder)"
+        )
+    if suffix and (not text.endswith(suffix) or text == suffix):
+        raise ConfigError(f"{setting} = {text!r} does not end in {suffix}: give a name such as output{suffix}")
+    return text
+
+
+def refuse_existing(paths: list[Path], fix: str) -> None:
+    """Refuse to write over files that exist already (torchae never replaces a file it did not write in this run).
+
+    Args:
+        paths: the files about to be written.
+        fix: what the user can do instead, e.g. ``give another --output, or --overwrite true to replace it``.
+
+    Raises:
+        ConfigError: one of ``paths`` exists (a link, even a broken one, counts).
+    """
+    existing = [path for path in paths if path.exists() or path.is_symlink()]
+    if existing:
+        more = f" (and {len(existing) - 1} more of the files to write)" if len(existing) > 1 else ""
+        raise ConfigError(f"{existing[0]} exists already{more}: {fix}")
 
 
 def write_text_atomically(path: Path, text: str) -> None:

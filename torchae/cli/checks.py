@@ -9,7 +9,7 @@ import yaml
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from torchae.engine import Engine
-from torchae.errors import ConfigError
+from torchae.errors import ConfigError, special_file_kind
 from torchae.figures import ArticleFigures
 from torchae.predictions import NpzPredictionWriter
 from torchae.safety import StopOnNonFiniteLoss
@@ -32,6 +32,10 @@ CALLBACK_SECTIONS = {
     "predictions": NpzPredictionWriter,
 }
 """The callbacks the CLI adds, by the section of their settings."""
+MAX_CONFIG_BYTES = 1 << 20
+"""A config's largest size: the experiments' are under 2 KB, and LightningCLI's printed ones under 20 KB."""
+MAX_CONFIG_DEPTH = 32
+"""A config's deepest nesting (sections, settings, their lists): the experiments' go 4 deep."""
 MAX_SEED = 2**32 - 1  # numpy's generators, which Lightning seeds too, take seeds of 32 bits
 
 
@@ -45,17 +49,54 @@ def check_seed(seed: Any, setting: str = "seed_everything") -> None:
         )
 
 
+def parse_bounded_yaml(text: str, source: str) -> Any:
+    """``yaml.safe_load(text)``, refusing first, in one line, what would take minutes or gigabytes to build: aliases
+    (a billion laughs), and nesting deeper than :data:`MAX_CONFIG_DEPTH`."""
+    depth = 0
+    try:
+        for token in yaml.scan(text):
+            if isinstance(token, yaml.AliasToken):
+                raise ConfigError(
+                    f"{source} uses a YAML alias (*{token.value}), which torchae's configs never need: write the value "
+                    f"out; {CONFIG_SHAPE}"
+                )
+            if isinstance(
+                token,
+                (
+                    yaml.BlockMappingStartToken,
+                    yaml.BlockSequenceStartToken,
+                    yaml.FlowMappingStartToken,
+                    yaml.FlowSequenceStartToken,
+                ),
+            ):
+                depth += 1
+            elif isinstance(token, (yaml.BlockEndToken, yaml.FlowMappingEndToken, yaml.FlowSequenceEndToken)):
+                depth -= 1
+            if depth > MAX_CONFIG_DEPTH:
+                raise ConfigError(
+                    f"{source} nests deeper than {MAX_CONFIG_DEPTH} levels: torchae's configs need 4; {CONFIG_SHAPE}"
+                )
+        return yaml.safe_load(text)
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        problem = " ".join(str(err).split())[:300]
+        raise ConfigError(f"{source} is not valid YAML ({problem}): {CONFIG_SHAPE}") from None
+
+
 def check_config_file(path: str) -> None:
     """Refuse, with one line that says what a config looks like, a config file that is missing, empty, not YAML, or
     not a mapping."""
     file = Path(path)
+    if special_file_kind(file) is not None:
+        raise ConfigError(f"config file {path!r} is {special_file_kind(file)}, not a file: {CONFIG_SHAPE}")
     if not file.is_file():
         raise ConfigError(f"config file {path!r} does not exist: {CONFIG_SHAPE}")
-    try:
-        content = yaml.safe_load(file.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        problem = " ".join(str(err).split())
-        raise ConfigError(f"config file {path!r} is not valid YAML ({problem}): {CONFIG_SHAPE}") from None
+    size = file.stat().st_size
+    if size > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"config file {path!r} holds {size:,} bytes, more than the {MAX_CONFIG_BYTES:,} a config may hold: "
+            f"{CONFIG_SHAPE}"
+        )
+    content = parse_bounded_yaml(file.read_text(errors="replace"), f"config file {path!r}")
     if content is None:
         raise ConfigError(f"config file {path!r} is empty: {CONFIG_SHAPE}")
     if not isinstance(content, dict):

@@ -9,8 +9,9 @@ from typing import Any
 from torchae.cli.loading import model_of
 from torchae.errors import ConfigError
 from torchae.export import Format, Part
-from torchae.figures import check_digits_per_row, figure_options, uses_training_set
+from torchae.figures import check_digits_per_row, figure_options, figure_paths, uses_training_set
 from torchae.runs import is_run_folder
+from torchae.safety import refuse_existing
 
 
 def figures_command(
@@ -22,6 +23,7 @@ def figures_command(
     seed: int = 0,
     model: str | None = None,
     options: dict[str, int] | None = None,
+    overwrite: bool = False,
 ) -> None:
     """Draw a model's figures (reconstructions, the code space, its own, and the loss curves) from a checkpoint or
     a shipped model.
@@ -37,6 +39,7 @@ def figures_command(
         model: the class of a model defined outside torchae (``mypkg.MyAE``); torchae's own are found by name.
         options: options of the model's own figures, ``--options.NAME VALUE``: the CVAE's style transfer takes
             ``style_digit``, the digit whose first training images give it its style (the article's 7).
+        overwrite: replace figures that exist in the folder already (by default they are refused, never replaced).
     """
     check_digits_per_row(n, "n")
     if out_dir is not None:
@@ -54,6 +57,11 @@ def figures_command(
         target = Path("figures") / str(pretrained)
     loaded, history = model_of(checkpoint, pretrained, model)
     chosen = figure_options(loaded, options)  # refused here, before any data is read
+    if not overwrite:
+        refuse_existing(
+            figure_paths(loaded, target, history),
+            "give another --out_dir, or --overwrite true to replace the figures there",
+        )
     for path in draw_model_figures(loaded, history, target, data_dir, n, seed, chosen):
         print(path)
 
@@ -100,6 +108,7 @@ def export_command(
     format: Format = "onnx",
     part: Part = "autoencoder",
     model: str | None = None,
+    overwrite: bool = False,
 ) -> None:
     """Export a checkpoint's or a shipped model, or one half of it, as one self-contained file with a dynamic batch
     dimension; then check the file against torch at another batch size (onnxruntime for ONNX).
@@ -112,8 +121,7 @@ def export_command(
         format: ``onnx``, or ``pt2`` (``torch.export``; TorchScript, which PyTorch deprecates, is not offered).
         part: ``autoencoder`` (images to reconstructions), ``encoder`` (images to codes) or ``decoder``.
         model: the class of a model defined outside torchae (``mypkg.MyAE``); torchae's own are found by name.
-        style_digit: the digit whose first training images give the CVAE's style transfer its style; ``None``:
-            the article's 7.
+        overwrite: replace ``output`` if it exists (by default it is refused, never replaced).
     """
     from torchae.export import export_model
 
@@ -123,7 +131,7 @@ def export_command(
     target = Path(output) if output else source.with_name(f"{source.stem}-{part}{suffix}")
     if checkpoint is not None and target.resolve() == Path(checkpoint).resolve():
         raise ConfigError(f"--output {str(target)!r} is the checkpoint being exported: give another file name")
-    difference = export_model(loaded, target, format, part)
+    difference = export_model(loaded, target, format, part, overwrite)
     print(f"{target}: the {part} of a {type(loaded).__name__} as {format}, batch dimension dynamic; at batch 7 the")
     print(f"file gives the model's outputs to {difference:.1e} (largest absolute difference)")
 

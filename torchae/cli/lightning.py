@@ -40,7 +40,7 @@ from torchae.predictions import NpzPredictionWriter
 from torchae.progress import ImageBatchProgressBar
 from torchae.registry import model_classes
 from torchae.runs import claim_folder, claim_version, is_run_folder
-from torchae.safety import AtomicCheckpointIO, RemoveFailedLaunch, SignalStop, StopOnNonFiniteLoss
+from torchae.safety import AtomicCheckpointIO, RemoveFailedLaunch, SignalStop, StopOnNonFiniteLoss, file_name
 from torchae.series import metric_names_of
 from torchae.timing import EpochTimer
 
@@ -108,17 +108,32 @@ class AutoencoderCLI(LightningCLI):
             self._check_ckpt_path(parser, subcommand, config)
         if subcommand == "fit" and config.trainer.get("logger") is False:
             self._refuse_writing_into_a_run(root, config.get("ckpt_path"))
+        self._check_checkpoint_names(subcommand, config)
         if subcommand in EVALUATIONS:
             ckpt_path = config.get("ckpt_path")
             if ckpt_path is None and config.get("pretrained") is None:
-                print(
-                    f"torchae: {subcommand} uses the model's untrained initial weights: give --ckpt_path CKPT or "
-                    "--pretrained NAME for a trained model",
-                    file=sys.stderr,
+                raise ConfigError(
+                    f"torchae {subcommand} needs trained weights, and none were given (the model's initial weights "
+                    "are random): give --ckpt_path CKPT (a run's checkpoint) or --pretrained NAME (a shipped model)"
                 )
             self.evaluation_dir = evaluation_folder(subcommand, ckpt_path, root)
             if ckpt_path is not None:  # the run's checkpoint folder: nothing is written there while evaluating
                 config.checkpoint.dirpath = str(Path(ckpt_path).parent)
+
+    @staticmethod
+    def _check_checkpoint_names(subcommand: str, config: Any) -> None:
+        """Checkpoints stay in their run's folder: a ``--checkpoint.filename`` with a folder part, or a fit's
+        ``--checkpoint.dirpath`` that holds files already (another run's checkpoints), is refused."""
+        filename = config.checkpoint.get("filename")
+        if filename is not None:
+            file_name(filename, "checkpoint.filename")
+        dirpath = config.checkpoint.get("dirpath")
+        if subcommand == "fit" and dirpath is not None and Path(dirpath).is_dir() and any(Path(dirpath).iterdir()):
+            raise ConfigError(
+                f"checkpoint.dirpath {str(dirpath)!r} holds files already, which this run's checkpoints could "
+                "replace: leave --checkpoint.dirpath out (each run keeps its own in <run>/checkpoints/) or give an "
+                "empty folder"
+            )
 
     def _use_pretrained(self, subcommand: str, config: Any) -> None:
         from torchae.weights import get_weights

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from torchae.errors import DataError
+from torchae.errors import DataError, special_file_kind
 
 __all__ = ["MAX_ITEMS", "MNIST_FILES", "MNISTSplits", "embedded_mnist_dir", "load_mnist", "to_image_tensor"]
 
@@ -221,6 +221,11 @@ def load_mnist(data_dir: str | Path | None = None, verify_checksums: bool = True
         )
     if path.is_dir():
         splits = _load_idx_folder(path, verify_checksums)
+    elif special_file_kind(path) is not None:
+        raise DataError(
+            f"data_dir {str(path)!r} is {special_file_kind(path)}, not a file: give a folder with the MNIST IDX files "
+            "or a Keras mnist.npz"
+        )
     elif path.suffix == ".npz":
         splits = _load_npz(path)
     else:

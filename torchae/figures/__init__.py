@@ -14,6 +14,7 @@ from torchae.figures.registry import (
     check_digits_per_row,
     draw_figures,
     figure_options,
+    figure_paths,
     register_figure,
     uses_training_set,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "check_digits_per_row",
     "draw_figures",
     "figure_options",
+    "figure_paths",
     "record_frame",
     "register_animation",
     "register_figure",

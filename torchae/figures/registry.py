@@ -147,6 +147,12 @@ def check_digits_per_row(n: Any, setting: str) -> None:
     require(ok, setting, n, f"an integer from 1 to {MAX_DIGITS_PER_ROW}", "10")
 
 
+def figure_paths(model: Any, out_dir: str | Path, history: Sequence[dict[str, float]] | None = None) -> list[Path]:
+    """The files :func:`draw_figures` writes for ``model`` into ``out_dir`` (with the loss curves if ``history``)."""
+    names = [*getattr(model, "figures", ()), *(["loss_curves"] if history else [])]
+    return [Path(out_dir) / f"{name}.png" for name in names]
+
+
 @torch.no_grad()
 def draw_figures(
     model: Any,
@@ -185,8 +191,9 @@ def draw_figures(
     model.eval()
     test = TestSet(images, model, labels, n, seed, train_images, train_labels, chosen)
     figures = getattr(model, "figures", ())  # a LightningModule that declares none draws its loss curves alone
-    written = [FIGURES[figure](model, test, out / f"{figure}.png") for figure in figures]
+    paths = figure_paths(model, out, history)
+    written = [FIGURES[figure](model, test, path) for figure, path in zip(figures, paths)]
     if history:
-        written.append(plot_loss_curves(history, out / "loss_curves.png", f"{type(model).__name__}: loss per epoch"))
+        written.append(plot_loss_curves(history, paths[-1], f"{type(model).__name__}: loss per epoch"))
     model.train(was_training)
     return written

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from torchae.errors import ConfigError
+from torchae.errors import ConfigError, require_width
 from torchae.networks import IMAGE_SHAPE, PIXELS, Autoencoder, SigmoidDecoder, same_conv
 
 __all__ = [
@@ -142,5 +142,4 @@ def build_architecture(name: str, code_dim: int | None = None) -> Autoencoder:
 
 def _check_positive(**values: int) -> None:
     for key, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ConfigError(f"model.{key} must be a positive integer, got {value!r}: set --model.{key} 49 or similar")
+        require_width(f"model.{key}", value, "49")

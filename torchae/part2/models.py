@@ -20,7 +20,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from torchae.autoencoder import AutoencoderModule
-from torchae.errors import require
+from torchae.errors import MAX_WIDTH, require, require_width
 from torchae.inputs import check_points
 from torchae.networks import Autoencoder
 from torchae.part1.models import SparseAE
@@ -63,9 +63,9 @@ class DotsAutoencoder(Autoencoder):
 
 def check_widths(hidden: tuple[int, ...], code_dim: int) -> None:
     """Refuse hidden widths or a code size of a points autoencoder that are not positive integers."""
-    positive = [isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in (*hidden, code_dim)]
-    require(all(positive[:-1]), "model.hidden", list(hidden), "a list of positive integers", "'[64, 64]'")
-    require(positive[-1], "model.code_dim", code_dim, "a positive integer", "1")
+    widths = [isinstance(w, int) and not isinstance(w, bool) and 0 < w <= MAX_WIDTH for w in hidden]
+    require(all(widths), "model.hidden", list(hidden), f"a list of integers from 1 to {MAX_WIDTH:,}", "'[64, 64]'")
+    require_width("model.code_dim", code_dim, "1")
 
 
 def elu_layers(widths: list[int]) -> nn.Sequential:

@@ -31,8 +31,8 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from torchae.autoencoder import AutoencoderModule
-from torchae.errors import require
-from torchae.inputs import images_of
+from torchae.errors import require_rate, require_width
+from torchae.inputs import check_count, check_generator, images_of
 from torchae.networks import IMAGE_SHAPE, PIXELS, Autoencoder, SigmoidDecoder
 from torchae.registry import ParityBudget, register_experiment
 
@@ -61,9 +61,8 @@ class LatentDistribution(NamedTuple):
 def check_latent_settings(latent_dim: int, dropout: float, latent_example: str) -> None:
     """Refuse a latent size that is not a positive integer or a dropout rate outside [0, 1), naming the setting, its
     value and an example (``latent_example``: the article's latent size)."""
-    positive = isinstance(latent_dim, int) and not isinstance(latent_dim, bool) and latent_dim > 0
-    require(positive, "model.latent_dim", latent_dim, "a positive integer", latent_example)
-    require(0 <= dropout < 1, "model.dropout", dropout, "a rate from 0 up to (not including) 1", "0.3")
+    require_width("model.latent_dim", latent_dim, latent_example)
+    require_rate("model.dropout", dropout, "0.3")
 
 
 def keras_batch_norm(features: int) -> nn.BatchNorm1d:
@@ -185,8 +184,13 @@ class VAE(AutoencoderModule):
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` images decoded from codes drawn from the prior ``N(0, I)`` (from ``generator``, or torch's global
-        one), ``(n, 1, 28, 28)``."""
-        require(isinstance(n, int) and not isinstance(n, bool) and n > 0, "n", n, "a positive integer", "16")
+        one), ``(n, 1, 28, 28)``.
+
+        Raises:
+            InputError: ``n`` is not an integer from 1 to :data:`~torchae.inputs.MAX_SAMPLES`, or ``generator`` is
+                not a ``torch.Generator``.
+        """
+        n, generator = check_count(n), check_generator(generator)
         codes = torch.randn(n, self.latent_dim, generator=generator, device=self.device, dtype=self.dtype)
         return self.net.decode(codes)
 

@@ -31,16 +31,20 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from torchae.data import LabelledMNISTDataModule
-from torchae.errors import InputError, require
+from torchae.errors import InputError
 from torchae.inputs import (
     CLASSES,
     LabelledBatch,
+    as_integer,
     check_codes,
+    check_count,
+    check_generator,
     check_images,
     check_label,
     check_labels,
     check_points,
     one_hot,
+    tracing,
 )
 from torchae.networks import IMAGE_SHAPE, PIXELS, keras_init_
 from torchae.part2.dots import TwoCurvesDataModule
@@ -204,7 +208,8 @@ class ConditionalInputs:
 
     def labels_for(self, labels: Any, count: int) -> torch.Tensor:
         """``labels`` checked, on the model's device: a tensor of ``count`` labels, or one label for all."""
-        if isinstance(labels, int) or (isinstance(labels, torch.Tensor) and labels.dim() == 0):
+        one = isinstance(labels, torch.Tensor) and labels.dim() == 0
+        if one or isinstance(labels, bool) or as_integer(labels) is not None:
             labels = torch.full((count,), check_label(labels, "labels", self.classes), dtype=torch.long)
         return check_labels(labels, count, classes=self.classes).to(self.device)
 
@@ -255,8 +260,9 @@ class DotsConditionalAE(ConditionalInputs, DotsAE):
         return self.net.decode(code, self.labels_for(labels, code.shape[0]))
 
     def forward(self, points: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        """Reconstructions of ``points`` given their curves. Checks shapes, not values, so it can be traced."""
-        return self.net(*self.check_inputs(LabelledBatch(points, labels), check_finite=False, dtype=self.dtype))
+        """Reconstructions of ``points`` given their curves, checked as :meth:`encode` checks them (shapes only under
+        a tracer)."""
+        return self.net(*self.check_inputs(LabelledBatch(points, labels), check_finite=not tracing(), dtype=self.dtype))
 
     def reconstruction_terms(self, inputs: LabelledBatch, target: LabelledBatch) -> dict[str, torch.Tensor]:  # type: ignore[override]
         return {"loss": F.mse_loss(self.net(*inputs), target.inputs)}
@@ -330,16 +336,15 @@ class CVAE(ConditionalInputs, VAE):
         return self.net.decode(codes, self.labels_for(labels, codes.shape[0]))
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        """Reconstructions of ``images`` from their mean codes and ``labels``. Checks shapes, not values, so it can
-        be traced."""
-        x = self.check_inputs(LabelledBatch(images, labels), check_finite=False, dtype=self.dtype)
+        """Reconstructions of ``images`` from their mean codes and ``labels``, checked as :meth:`encode` checks them
+        (shapes only under a tracer)."""
+        x = self.check_inputs(LabelledBatch(images, labels), check_finite=not tracing(), dtype=self.dtype)
         return self.net(*x)
 
     def sample(self, n: int, label: int, generator: torch.Generator | None = None) -> torch.Tensor:  # type: ignore[override]
         """``n`` digits ``label`` decoded from codes drawn from the prior ``N(0, I)`` (from ``generator``, or
         torch's global one), ``(n, 1, 28, 28)``."""
-        require(isinstance(n, int) and not isinstance(n, bool) and n > 0, "n", n, "a positive integer", "16")
-        label = check_label(label)
+        n, label, generator = check_count(n), check_label(label), check_generator(generator)
         codes = torch.randn(n, self.latent_dim, generator=generator, device=self.device, dtype=self.dtype)
         return self.net.decode(codes, torch.full((n,), label, dtype=torch.long, device=self.device))
 
