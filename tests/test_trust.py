@@ -262,6 +262,63 @@ def test_a_crafted_checkpoint_is_one_line_for_every_command_that_reads_one(
     assert not list(tmp_path.rglob("*.png")) and not list(tmp_path.rglob("*.onnx"))
 
 
+def _set_in_callbacks(name: str, value):
+    def change(state):
+        for key, callback in state["callbacks"].items():
+            if "ArticleFigures" in key:
+                callback[name] = value
+
+    return change
+
+
+EDITED = {  # the edits of a hostile or careless user, each with the phrase that names it
+    "code_dim 10**20": (lambda s: s["hyper_parameters"].__setitem__("code_dim", 10**20), "code_dim"),
+    "hyper_parameters list": (lambda s: s.__setitem__("hyper_parameters", [1, 2]), "hyper_parameters of type list"),
+    "model class list": (lambda s: s.__setitem__("torchae_model", ["DenseAE"]), "names its model class with a list"),
+    "seed string": (lambda s: s.__setitem__("MNISTDataModule", {"seed": "0"}), "MNISTDataModule state without a seed"),
+    "seed missing": (lambda s: s.__setitem__("MNISTDataModule", {}), "MNISTDataModule state without a seed"),
+    "history 5": (_set_in_callbacks("history", 5), "loss history"),
+    "history mixed": (_set_in_callbacks("history", ["x", 3]), "loss history"),
+    "no parameter groups": (
+        lambda s: s["optimizer_states"][0].__setitem__("param_groups", []),
+        "optimizer states without their parameter groups",
+    ),
+    "loops string": (lambda s: s.__setitem__("loops", "fit"), "holds loops of type str"),
+    "old Lightning": (lambda s: s.__setitem__("pytorch-lightning_version", "0.0.1"), "Lightning '0.0.1'"),
+}
+COMMANDS = ("fit", "validate", "predict", "figures", "export")
+
+
+@pytest.mark.parametrize("case", list(EDITED))
+def test_an_edited_checkpoint_is_one_line_before_anything_is_built(tmp_path, capsys, checkpoint, case):
+    """One check of a checkpoint's entries, in ``read_checkpoint``, which every command reads through (each case
+    goes through another command; the check itself is one function)."""
+    change, fragment = EDITED[case]
+    path = crafted(checkpoint, tmp_path / "edited.ckpt", change)
+    subcommand = COMMANDS[list(EDITED).index(case) % len(COMMANDS)]
+    if subcommand in ("figures", "export"):
+        args = [subcommand, str(path), *(["--out_dir", str(tmp_path / "f")] if subcommand == "figures" else [])]
+    else:
+        args = [subcommand, "--config", DENSE, "--ckpt_path", str(path), "--trainer.default_root_dir", str(tmp_path)]
+        args += TINY[:2] + (["--trainer.max_epochs=3"] if subcommand == "fit" else [])
+    one_line_error(*run_main(args, capsys), fragment)
+    assert [p.name for p in tmp_path.iterdir()] == ["edited.ckpt"]  # nothing written
+
+
+def test_every_command_reads_a_checkpoint_through_the_one_check(tmp_path, capsys, checkpoint, monkeypatch):
+    import torchae.checkpoints
+
+    calls = []
+    monkeypatch.setattr(torchae.checkpoints, "content_problem", lambda state: calls.append(1) or "is refused here")
+    for subcommand in COMMANDS:
+        args = [subcommand, str(checkpoint)]
+        if subcommand not in ("figures", "export"):
+            args = [subcommand, "--config", DENSE, "--ckpt_path", str(checkpoint), "--trainer.default_root_dir"]
+            args += [str(tmp_path), *TINY[:2]]
+        one_line_error(*run_main(args, capsys), f"checkpoint {str(checkpoint)!r} is refused here")
+    assert len(calls) >= len(COMMANDS)
+
+
 def test_a_checkpoint_with_a_damaged_history_is_one_line(tmp_path, capsys, checkpoint):
     path = crafted(checkpoint, tmp_path / "history.ckpt", _set_history)
     one_line_error(*run_main(["figures", str(path), "--out_dir", str(tmp_path / "f")], capsys), "loss history")
@@ -298,7 +355,8 @@ OUT_OF_RANGE = [
     ("checkpoint.every_n_epochs", "-1", "checkpoint"),
     ("seed_everything", "-1", "seed_everything must be an integer from 0 to 4294967295"),
     ("seed_everything", str(2**40), "seed_everything must be an integer from 0 to 4294967295"),
-    ("model.code_dim", str(10**11), "need more memory than this machine can give"),
+    ("model.code_dim", str(10**20), "model.code_dim must be an integer from 1 to 65,536"),
+    ("model.dropout", "null", "model.dropout"),
 ]
 
 
@@ -310,8 +368,31 @@ def test_every_callback_setting_of_the_wrong_type_is_one_line(tmp_path, capsys, 
 
 @pytest.mark.parametrize(("setting", "value", "fragment"), OUT_OF_RANGE)
 def test_settings_out_of_range_end_before_training_in_one_line(tmp_path, capsys, setting, value, fragment):
-    one_line_error(*run_main(fit(tmp_path, f"--{setting}={value}"), capsys), fragment)
+    config = "vae" if setting == "model.dropout" else "dense"
+    args = fit(tmp_path, f"--{setting}={value}")
+    args[2] = str(ROOT / "configs" / f"{config}.yaml")
+    one_line_error(*run_main(args, capsys), fragment)
     assert not list(tmp_path.rglob("*.ckpt")) and not list(tmp_path.glob("version_*"))  # nothing trained, no run
+
+
+def test_a_model_too_large_for_the_machine_is_one_line(tmp_path, capsys):
+    """65,536 code units are a width the deep model takes, times its multiples (3, 2): about 100 GB of weights."""
+    args = ["fit", "--config", str(ROOT / "configs" / "deep.yaml"), "--trainer.default_root_dir", str(tmp_path)]
+    one_line_error(*run_main([*args, "--model.code_dim=65536"], capsys), "need more memory than this machine can give")
+
+
+def test_a_user_model_whose_init_fails_is_one_line_naming_its_file_and_line(tmp_path, capsys, monkeypatch):
+    (tmp_path / "brokenpkg.py").write_text(
+        "import torchae\n\n\nclass Broken(torchae.DenseAE):\n    calls = 0\n\n    def __init__(self):\n"
+        "        Broken.calls += 1\n        super().__init__()\n        1 / 0\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    args = ["fit", "--model", "brokenpkg.Broken", "--trainer.default_root_dir", str(tmp_path), *TINY]
+    line = one_line_error(*run_main(args, capsys), "brokenpkg.Broken could not be built: ZeroDivisionError")
+    assert f"{tmp_path / 'brokenpkg.py'}:10" in line
+    import brokenpkg
+
+    assert brokenpkg.Broken.calls == 1  # built once: the error is not found by building it again
 
 
 @pytest.mark.parametrize(
@@ -365,9 +446,7 @@ def test_file_system_errors_name_the_path_the_cause_and_the_fix(error, fragment)
 
 
 # ---------------------------------------------------------------------------------------------- no silent work
-def test_evaluating_without_weights_says_so_and_last_without_a_run_is_refused(tmp_path, capsys):
-    main(["validate", "--config", DENSE, "--trainer.default_root_dir", str(tmp_path), *TINY])
-    assert "validate uses the model's untrained initial weights" in capsys.readouterr().err
+def test_last_without_a_run_is_refused(tmp_path, capsys):
     args = ["predict", "--config", DENSE, "--ckpt_path", "last", "--trainer.default_root_dir", str(tmp_path / "none")]
     one_line_error(*run_main(args, capsys), "--ckpt_path last: no run under", "nothing to predict")
 
@@ -442,6 +521,7 @@ def _own_subcommand_cases(tmp_path: Path) -> dict[str, dict[str, tuple[str, str]
             "seed": ("not-a-value", "seed"),
             "model": ("torchae.DenseAE", "leave --model out"),
             "options": ("{style_digit: 3}", "is not an option of DenseAE's figures"),
+            "overwrite": ("maybe", "overwrite"),
         },
         "export": {
             "checkpoint": (str(tmp_path / "none.ckpt"), "does not exist"),
@@ -450,6 +530,7 @@ def _own_subcommand_cases(tmp_path: Path) -> dict[str, dict[str, tuple[str, str]
             "format": ("tflite", "format"),
             "part": ("middle", "part"),
             "model": ("no.such.Model", "leave --model out"),
+            "overwrite": ("maybe", "overwrite"),
         },
     }
 

@@ -16,6 +16,7 @@ __all__ = [
     "MODEL_KEY",
     "NamedCheckpoints",
     "check_weights",
+    "content_problem",
     "network_state",
     "read_checkpoint",
     "require_model_class",
@@ -66,7 +67,82 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         )
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise CheckpointError(f"{str(path)!r} is not a Lightning checkpoint (no state_dict): use a .ckpt from a run")
+    problem = content_problem(checkpoint)
+    if problem is not None:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} {problem}: the file was edited or damaged; use a checkpoint that torchae fit "
+            "wrote"
+        )
     return checkpoint
+
+
+OLDEST_LIGHTNING = (2, 0)
+"""The oldest Lightning whose checkpoints torchae reads (it writes them with 2.6 or newer)."""
+MAX_SEED = 2**32 - 1
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_history(history: Any) -> bool:
+    """A loss history: a list of per-epoch mappings of names to numbers."""
+    return isinstance(history, list) and all(
+        isinstance(row, dict) and all(isinstance(k, str) and isinstance(v, (int, float)) for k, v in row.items())
+        for row in history
+    )
+
+
+def _lightning_version(text: Any) -> tuple[int, ...] | None:
+    found = re.match(r"(\d+)\.(\d+)", text) if isinstance(text, str) else None
+    return (int(found.group(1)), int(found.group(2))) if found else None
+
+
+def content_problem(checkpoint: dict[str, Any]) -> str | None:
+    """What is wrong with the entries of a checkpoint that every command reads (``None`` if nothing is): checked
+    once, here, before a model, a datamodule or a trainer is built from them.
+
+    Returns:
+        A phrase such as ``holds hyper_parameters of type list, not a mapping``.
+    """
+    for key in ("hyper_parameters", "datamodule_hyper_parameters", "loops", "callbacks"):
+        if key in checkpoint and not isinstance(checkpoint[key], dict):
+            return f"holds {key} of type {type(checkpoint[key]).__name__}, not a mapping"
+    if MODEL_KEY in checkpoint and not isinstance(checkpoint[MODEL_KEY], str):
+        return f"names its model class with a {type(checkpoint[MODEL_KEY]).__name__}, not a class name"
+    if "pytorch-lightning_version" in checkpoint:
+        version = _lightning_version(checkpoint["pytorch-lightning_version"])
+        if version is None or version < OLDEST_LIGHTNING:
+            return (
+                f"was written by Lightning {checkpoint['pytorch-lightning_version']!r}, and torchae reads "
+                f"checkpoints of Lightning {'.'.join(map(str, OLDEST_LIGHTNING))} or newer"
+            )
+    for key in ("epoch", "global_step"):
+        if key in checkpoint and not (_is_int(checkpoint[key]) and checkpoint[key] >= 0):
+            return f"holds {key} = {checkpoint[key]!r}, not a count"
+    for key, value in checkpoint.items():
+        if isinstance(key, str) and key.endswith("DataModule"):  # a datamodule's state: its seed
+            seed = value.get("seed") if isinstance(value, dict) else None
+            if not (_is_int(seed) and 0 <= seed <= MAX_SEED):
+                return f"holds a {key} state without a seed from 0 to {MAX_SEED} ({value!r})"
+    states = checkpoint.get("optimizer_states", [])
+    if not isinstance(states, list) or not all(_is_optimizer_state(state) for state in states):
+        return "holds optimizer states without their parameter groups"
+    for key, callback in (checkpoint.get("callbacks") or {}).items():
+        history = callback.get("history") if isinstance(callback, dict) else None
+        if history is not None and not _is_history(history):
+            return f"holds a loss history ({key}) that is not a list of per-epoch numbers"
+    return None
+
+
+def _is_optimizer_state(state: Any) -> bool:
+    groups = state.get("param_groups") if isinstance(state, dict) else None
+    return (
+        isinstance(state.get("state") if isinstance(state, dict) else None, dict)
+        and isinstance(groups, list)
+        and len(groups) > 0
+        and all(isinstance(group, dict) and isinstance(group.get("params"), list) for group in groups)
+    )
 
 
 def require_model_class(checkpoint: dict[str, Any], cls: type) -> None:

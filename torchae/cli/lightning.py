@@ -4,8 +4,6 @@ LightningModule, with torchae's callbacks, run folders and checks, through its p
 from __future__ import annotations
 
 import copy
-import importlib
-import importlib.util
 import os
 import sys
 import warnings
@@ -31,6 +29,7 @@ from torchae.cli.folders import (
     rank_zero,
 )
 from torchae.cli.loading import class_names, model_names
+from torchae.cli.messages import exception_chain, user_code_line
 from torchae.console import DIRPATH_CHANGED
 from torchae.engine import Engine
 from torchae.errors import CheckpointError, ConfigError, UserError
@@ -94,6 +93,7 @@ class AutoencoderCLI(LightningCLI):
         subcommand = self.config.get("subcommand")
         config = self.config[subcommand] if subcommand else None
         self.evaluation_dir: Path | None = None
+        self._checkpoint_settings: set[str] = set()
         if config is None:
             return
         seed = config.get("seed_everything")
@@ -208,6 +208,7 @@ class AutoencoderCLI(LightningCLI):
         """Lightning's CLI next reads the checkpoint's model settings over the given ones, as it should (the weights
         need them). Check that they parse, as a one-line error; say which given settings they replace."""
         settings = {key: value for key, value in saved.items() if key != "_instantiator"}
+        self._checkpoint_settings = set(settings)
         if "_class_path" in settings:
             settings = {"class_path": settings.pop("_class_path"), "dict_kwargs": settings}
         try:
@@ -301,8 +302,19 @@ class AutoencoderCLI(LightningCLI):
             f"(its config in configs/ has the article's settings)"
         )
 
+    def _raise_as_checkpoints(self, err: UserError, config: Any) -> None:
+        """Raise ``err`` as the checkpoint's fault when it refuses a model setting that the checkpoint gave."""
+        ckpt_path = config.get("ckpt_path")
+        setting = str(err).split(" ", 1)[0]
+        if ckpt_path and setting.removeprefix("model.") in self._checkpoint_settings:
+            problem = str(err).split(": set --", 1)[0]
+            raise CheckpointError(
+                f"checkpoint {ckpt_path!r} holds a model setting that its class refuses ({problem}): the file was "
+                "edited or damaged; use a checkpoint that torchae fit wrote"
+            ) from None
+
     def _raise_if_out_of_memory(self, err: BaseException) -> None:
-        if isinstance(err, MemoryError) or "allocate" in str(err):
+        if isinstance(err, MemoryError) or "allocate" in str(err):  # a model too large for this machine
             config = self.config[self.subcommand] if self.subcommand else self.config
             settings = dict((config.get("model") or {}).get("init_args") or {})
             raise ConfigError(
@@ -311,23 +323,26 @@ class AutoencoderCLI(LightningCLI):
             ) from None
 
     def _raise_user_error(self) -> None:
-        """Build the model and the datamodule again from the config, outside jsonargparse: the
-        :class:`~torchae.errors.UserError` behind a failed instantiation then propagates as it is."""
+        """The :class:`~torchae.errors.UserError` behind a failed instantiation (jsonargparse wraps it in a
+        ValueError about union subtypes), raised as it is; a model setting that a checkpoint gave is named as the
+        checkpoint's. An error in the user's own class is one line naming its file and line."""
         config = self.config[self.subcommand] if self.subcommand else self.config
-        model = config.get("model")
-        if model is not None and model.get("class_path"):
-            module_name, _, class_name = str(model.class_path).rpartition(".")
-            try:
-                getattr(importlib.import_module(module_name), class_name)(**dict(model.get("init_args") or {}))
-            except (RuntimeError, MemoryError) as err:
+        chain = exception_chain(sys.exc_info()[1])
+        found = next((err for err in chain if isinstance(err, UserError)), None)
+        if found is not None:
+            self._raise_as_checkpoints(found, config)
+            raise found.with_traceback(None) from None
+        for err in chain:
+            if isinstance(err, (RuntimeError, MemoryError)):
                 self._raise_if_out_of_memory(err)
-                raise
-        data = config.get("data")
-        if data is not None and data.get("class_path"):
-            data_class = DATAMODULES.get(str(data.class_path).rpartition(".")[2])
-            if data_class is not None:
-                data_class(**dict(data.get("init_args") or {}))
-        for section, cls in CALLBACK_SECTIONS.items():
+        where = user_code_line(chain[-1]) if chain else None
+        if where is not None:
+            model = config.get("model") or {}
+            raise ConfigError(
+                f"{model.get('class_path') or 'the model'} could not be built: {type(chain[-1]).__name__}: "
+                f"{' '.join(str(chain[-1]).split())[:300]} (at {where}): fix the class or its settings"
+            ) from None
+        for section, cls in CALLBACK_SECTIONS.items():  # Lightning's callbacks refuse with several types
             settings = config.get(section)
             if settings is None:
                 continue
@@ -335,7 +350,7 @@ class AutoencoderCLI(LightningCLI):
                 cls(**dict(settings))
             except UserError:
                 raise
-            except Exception as err:  # Lightning's callbacks refuse settings with several exception types
+            except Exception as err:
                 raise ConfigError(
                     f"the {section} settings are refused: {' '.join(str(err).split())} Fix the --{section}.* "
                     f"settings (torchae {self.subcommand or 'fit'} --help lists them)"

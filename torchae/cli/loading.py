@@ -54,6 +54,12 @@ def load_model(checkpoint: str, model: str | None = None) -> pl.LightningModule:
             )
     try:
         return cls.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=True).eval()
+    except ConfigError as err:  # a setting the checkpoint holds, refused by its class
+        problem = str(err).split(": set --", 1)[0]
+        raise CheckpointError(
+            f"checkpoint {checkpoint!r} holds a model setting that its class refuses ({problem}): the file was "
+            "edited or damaged; use a checkpoint that torchae fit wrote"
+        ) from None
     except (KeyError, RuntimeError, TypeError) as err:
         if issubclass(cls, NamedCheckpoints):
             raise
@@ -164,17 +170,5 @@ def model_of(checkpoint: str | None, pretrained: str | None, model: str | None) 
     state = read_checkpoint(checkpoint)
     callbacks = state.get("callbacks")
     saved = [cb for key, cb in (callbacks if isinstance(callbacks, dict) else {}).items() if "ArticleFigures" in key]
-    history = saved[0].get("history") if saved and isinstance(saved[0], dict) else None
-    if history is not None and not _is_history(history):
-        raise CheckpointError(
-            f"checkpoint {checkpoint!r} holds a loss history that is not a list of per-epoch numbers: the file was "
-            "edited or damaged; use a checkpoint that torchae fit wrote"
-        )
+    history = saved[0].get("history") if saved and isinstance(saved[0], dict) else None  # checked by read_checkpoint
     return load_model(checkpoint, model), history
-
-
-def _is_history(history: Any) -> bool:
-    return isinstance(history, list) and all(
-        isinstance(row, dict) and all(isinstance(k, str) and isinstance(v, (int, float)) for k, v in row.items())
-        for row in history
-    )

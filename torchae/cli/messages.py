@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import typing
 from typing import Any
 
@@ -122,3 +123,30 @@ def describe_os_error(err: OSError) -> str:
     }
     fix = next((text for kind, text in fixes.items() if isinstance(err, kind)), "check the path and the disk")
     return f"cannot use{where}: {err.strerror or err}; {fix}"
+
+
+def exception_chain(err: BaseException | None) -> list[BaseException]:
+    """``err`` and the exceptions it was raised from or while handling, outermost first."""
+    chain: list[BaseException] = []
+    while err is not None and err not in chain:
+        chain.append(err)
+        err = err.__cause__ or err.__context__
+    return chain
+
+
+def user_code_line(err: BaseException) -> str | None:
+    """``FILE:LINE`` of the innermost frame of ``err``'s traceback in the user's own code (outside the installed
+    packages and torchae), or ``None`` when the error did not pass through it."""
+    import traceback
+    from pathlib import Path
+
+    package = str(Path(__file__).resolve().parents[1])
+    frames = traceback.extract_tb(err.__traceback__)
+    for frame in reversed(frames):
+        name = frame.filename
+        if "site-packages" in name or "dist-packages" in name or name.startswith(("<", package)):
+            continue
+        if Path(name).resolve().is_relative_to(Path(sys.prefix).resolve()):
+            continue
+        return f"{name}:{frame.lineno}"
+    return None
