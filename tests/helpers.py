@@ -115,6 +115,20 @@ class NaNAfter(torchae.DenseAE):
         return terms
 
 
+class NaNValidationFrom(torchae.DenseAE):
+    """A dense autoencoder whose validation loss is NaN from epoch ``epoch`` on (its training loss stays finite)."""
+
+    def __init__(self, epoch: int = 1) -> None:
+        super().__init__()
+        self.nan_epoch = epoch
+
+    def loss_terms(self, x: torch.Tensor, stage: str = "train") -> dict[str, torch.Tensor]:
+        terms = super().loss_terms(x, stage)
+        if stage == "val" and self._trainer is not None and self.current_epoch >= self.nan_epoch:
+            terms["loss"] = terms["loss"] * float("nan")
+        return terms
+
+
 class SaveWeights(pl.Callback):
     """Writes this rank's final weights to ``folder/rank<N>-epoch<E>.pt`` when fitting ends (the DDP tests compare
     the ranks)."""

@@ -79,6 +79,28 @@ def test_step_parity(name, mnist):
         assert {"batch loss, compiled step", "weights after one compiled step"} <= checked
 
 
+def test_a_batch_of_one_trains_through_batch_norm_as_in_keras():
+    """Keras's BatchNormalization trains on a batch of one (its variance is 0): so does the VAE's and the CVAE's."""
+    import keras
+
+    from torchae.part3.vae import keras_batch_norm
+
+    torch.manual_seed(0)
+    x, gamma, beta = torch.rand(1, 5), torch.rand(5) + 0.5, torch.rand(5)
+    reference = keras.layers.BatchNormalization(momentum=0.99, epsilon=1e-3)
+    reference.build((None, 5))
+    reference.set_weights([gamma.numpy(), beta.numpy(), np.zeros(5, "float32"), np.ones(5, "float32")])
+    expected = np.asarray(reference(x.numpy(), training=True))
+    layer = keras_batch_norm(5).train()
+    with torch.no_grad():
+        layer.weight.copy_(gamma), layer.bias.copy_(beta)
+    found = layer(x).detach().numpy()
+    np.testing.assert_allclose(found, expected, atol=1e-6)
+    moving_mean, moving_variance = (np.asarray(w) for w in reference.get_weights()[2:])
+    np.testing.assert_allclose(layer.running_mean.numpy(), moving_mean, atol=1e-7)
+    np.testing.assert_allclose(layer.running_var.numpy(), moving_variance, atol=1e-7)
+
+
 def test_checks_can_fail_when_the_models_differ(images):
     """A check is worth something only if it can fail: perturb one torch weight and the forward check fails."""
     keras_models, torch_model = build_pair("dense")

@@ -539,6 +539,24 @@ def test_nan_loss_stops_training_keeps_the_last_good_checkpoint_and_exits_non_ze
     assert all(torch.isfinite(v).all() for v in checkpoint["state_dict"].values())
 
 
+@pytest.mark.parametrize(("epoch", "kept"), [(1, "the last good checkpoint was kept"), (0, "no checkpoint had")])
+def test_a_nan_validation_loss_stops_the_fit_and_says_what_was_kept(tmp_path, capsys, monkeypatch, epoch, kept):
+    """The training loss stays finite; the validation loss turns NaN at ``epoch``. The fit stops before that
+    epoch's checkpoint and figures, says truly whether a checkpoint was kept, and a run with none leaves no folder."""
+    monkeypatch.syspath_prepend(str(ROOT / "tests"))
+    args = fit_args(tmp_path, "--model", "helpers.NaNValidationFrom", f"--model.epoch={epoch}", *EAGER, epochs=3)
+    code, err = run_main(args, capsys)
+    assert code == 1 and "Traceback" not in err
+    (line,) = [line for line in err.splitlines() if line.startswith("torchae: error:")]
+    assert "validation loss became NaN or infinite" in line and kept in line, line
+    if epoch == 0:
+        assert "in the sanity check" in line and not list(tmp_path.glob("version_*"))
+    else:
+        state = torch.load(tmp_path / "version_0" / "checkpoints" / "last.ckpt", weights_only=True)
+        assert state["epoch"] == 0 and str(tmp_path / "version_0" / "checkpoints" / "last.ckpt") in line
+        assert not list((tmp_path / "version_0").glob("*.png"))  # no figures drawn from the broken model
+
+
 # ---------------------------------------------------------------------------------------------- safety
 class _Exploit:
     def __init__(self, marker: Path) -> None:

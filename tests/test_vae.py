@@ -173,3 +173,13 @@ def test_the_shipped_vae_decodes_a_latent_grid_into_digits_and_separates_them_in
     nearest = torch.cdist(codes[5000:], codes[:5000]).argmin(1)  # 1-NN in the 2-D code plane
     accuracy = float((labels[:5000][nearest] == labels[5000:]).float().mean())
     assert accuracy > 0.5, accuracy  # chance is 0.1 (the shipped model: 0.585): digits lie apart in the plane
+
+
+@pytest.mark.parametrize("config", ["vae", "cvae"])
+def test_a_last_batch_of_one_image_trains_as_in_keras(tmp_path, config):
+    """9 images at batch 4: the last batch holds one image, which BatchNorm takes as Keras's does."""
+    args = ["fit", "--config", str(ROOT / "configs" / f"{config}.yaml"), *QUIET, "--trainer.max_epochs", "1"]
+    args += ["--data.train_size", "9", "--data.val_size", "8", "--data.batch_size", "4", "--data.steps_per_execution"]
+    main([*args, "1", "--figures.enabled", "false", "--trainer.default_root_dir", str(tmp_path)])
+    history = (tmp_path / "version_0" / "history.csv").read_text().splitlines()
+    assert len(history) == 2 and "nan" not in history[1]

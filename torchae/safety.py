@@ -160,6 +160,21 @@ class StopOnNonFiniteLoss(pl.Callback):
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._raise_if_bad(trainer)
 
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """A NaN or infinite ``val_loss`` stops the fit too, before the epoch's checkpoint (and figures drawn from
+        broken weights). ``val_loss`` is reduced over the ranks, so every rank stops together."""
+        loss = trainer.callback_metrics.get("val_loss")
+        if trainer.state.fn != "fit" or not isinstance(loss, torch.Tensor) or bool(torch.isfinite(loss).all()):
+            return
+        where = (
+            "in the sanity check before training" if trainer.sanity_checking else f"at epoch {trainer.current_epoch}"
+        )
+        raise NonFiniteLossError(
+            f"the validation loss became NaN or infinite {where}: training stopped and {_kept(trainer)}; check the "
+            "weights the run started from (a checkpoint with broken BatchNorm statistics does this) or lower the "
+            "learning rate"
+        )
+
     def _raise_if_bad(self, trainer: pl.Trainer) -> None:
         if self._first_bad is None:
             return
@@ -169,9 +184,20 @@ class StopOnNonFiniteLoss(pl.Callback):
             raise NonFiniteLossError(
                 f"the training loss became NaN or infinite at epoch {trainer.current_epoch}, "
                 f"{f'step {batch}' if batch >= 0 else 'on another rank'} "
-                f"(global step {trainer.global_step}): training stopped and the last good checkpoint was kept; "
+                f"(global step {trainer.global_step}): training stopped and {_kept(trainer)}; "
                 "lower the learning rate or check the data"
             )
+
+
+def _kept(trainer: pl.Trainer) -> str:
+    """What a stopped fit leaves: its last good checkpoint, when one was written."""
+    written = [
+        path
+        for callback in trainer.checkpoint_callbacks
+        for path in (getattr(callback, "last_model_path", ""), getattr(callback, "best_model_path", ""))
+        if path and Path(path).is_file()
+    ]
+    return f"the last good checkpoint was kept ({written[0]})" if written else "no checkpoint had been written yet"
 
 
 STARTUP_FILES = ("config.yaml", "hparams.yaml", "metrics.csv")
@@ -179,12 +205,15 @@ STARTUP_FILES = ("config.yaml", "hparams.yaml", "metrics.csv")
 
 
 class RemoveFailedLaunch(pl.Callback):
-    """A run that fails before its first optimizer step leaves no ``version_N`` behind: the folder its loggers
+    """A run that fails before its first optimizer step (or stops on a NaN loss before its first checkpoint) leaves
+    no ``version_N`` behind: the folder its loggers
     claimed for it holds only what a start writes (config, hyperparameters, an empty metrics file, event files),
     and it is removed. A folder holding anything else (a checkpoint, a figure) is kept whole."""
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
-        if trainer.global_step > 0 or trainer.global_rank != 0 or not trainer.loggers:
+        # A run stopped by a NaN before its first checkpoint has nothing to resume from either.
+        started = trainer.global_step > 0 and not isinstance(exception, NonFiniteLossError)
+        if started or trainer.global_rank != 0 or not trainer.loggers:
             return
         folder = Path(trainer.loggers[0].log_dir)  # the logger's own path: no collective call while failing
         if not folder.is_dir():

@@ -41,6 +41,7 @@ __all__ = [
     "GaussianEncoder",
     "LatentDistribution",
     "VariationalAutoencoder",
+    "KerasBatchNorm1d",
     "keras_batch_norm",
     "vae_loss_terms",
 ]
@@ -65,9 +66,27 @@ def check_latent_settings(latent_dim: int, dropout: float, latent_example: str) 
     require_rate("model.dropout", dropout, "0.3")
 
 
+class KerasBatchNorm1d(nn.BatchNorm1d):
+    """PyTorch's ``BatchNorm1d``, which also trains on a batch of one as Keras's ``BatchNormalization`` does: the
+    batch's variance is then 0, so the layer gives its offset (beta), and the moving variance decays towards 0
+    (PyTorch refuses such a batch: its running variance is the unbiased one, undefined for one sample). A last batch
+    of one image (``--data.train_size 1001`` at batch 500) then trains as in Keras."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.training and x.shape[0] == 1):
+            return super().forward(x)
+        mean, variance = x.mean(0), x.var(0, unbiased=False)
+        with torch.no_grad():
+            self.running_mean.lerp_(mean, self.momentum)
+            self.running_var.lerp_(variance, self.momentum)
+            self.num_batches_tracked.add_(1)
+        return (x - mean) * torch.rsqrt(variance + self.eps) * self.weight + self.bias
+
+
 def keras_batch_norm(features: int) -> nn.BatchNorm1d:
-    """``BatchNormalization()`` with Keras's defaults: momentum 0.99 (PyTorch's 0.01) and epsilon 1e-3."""
-    return nn.BatchNorm1d(features, eps=KERAS_BATCH_NORM_EPSILON, momentum=KERAS_BATCH_NORM_MOMENTUM)
+    """``BatchNormalization()`` with Keras's defaults: momentum 0.99 (PyTorch's 0.01) and epsilon 1e-3; a batch of
+    one trains as in Keras (:class:`KerasBatchNorm1d`)."""
+    return KerasBatchNorm1d(features, eps=KERAS_BATCH_NORM_EPSILON, momentum=KERAS_BATCH_NORM_MOMENTUM)
 
 
 def hidden_layer(in_features: int, out_features: int, activation: nn.Module, dropout: float) -> list[nn.Module]:
