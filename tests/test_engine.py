@@ -3,6 +3,7 @@ it was. Speed itself is measured by benchmarks/bench.py (ratios side by side), n
 
 from __future__ import annotations
 
+import os
 from types import SimpleNamespace
 
 import pytest
@@ -562,3 +563,5 @@ def test_a_fixed_thread_count_holds_while_fitting_and_is_put_back(tmp_path):
     assert set(seen) == {3} and torch.get_num_threads() == before
     with pytest.raises(ConfigError, match="engine.cpu_threads must be a positive integer"):
         Engine(cpu_threads=0)
+    with pytest.raises(ConfigError, match=f"100000, more than 4 per core of this machine's {os.cpu_count()} cores"):
+        Engine(cpu_threads=100_000)  # libgomp aborted the process with no line

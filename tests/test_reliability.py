@@ -608,7 +608,7 @@ def test_a_nan_on_another_rank_stops_this_one_too():
     guard = StopOnNonFiniteLoss()
     guard._first_bad = torch.tensor(-1)  # this rank saw only finite losses
     other_rank_bad = SimpleNamespace(reduce_boolean_decision=lambda decision, all: True)
-    trainer = SimpleNamespace(strategy=other_rank_bad, current_epoch=2, global_step=40)
+    trainer = SimpleNamespace(strategy=other_rank_bad, current_epoch=2, global_step=40, checkpoint_callbacks=[])
     with pytest.raises(torchae.errors.NonFiniteLossError, match="epoch 2, on another rank"):
         guard._raise_if_bad(trainer)
     trainer.strategy = SimpleNamespace(reduce_boolean_decision=lambda decision, all: decision)

@@ -436,13 +436,14 @@ def test_a_file_where_a_folder_should_be_is_one_line(tmp_path, capsys, where):
 @pytest.mark.parametrize(
     ("error", "fragment"),
     [
-        (PermissionError(13, "Permission denied", "/srv/runs"), "'/srv/runs': Permission denied; give a path you"),
+        (PermissionError(13, "Permission denied", "/srv/runs"), "'/srv/runs': Permission denied; this user may not"),
+        (OSError(28, "No space left on device"), "no space left on the disk that holds '/runs/dense'"),
         (IsADirectoryError(21, "Is a directory", "/x"), "a folder stands where a file is needed"),
         (NotADirectoryError(20, "Not a directory", "/f/x"), "a part of the path is a file"),
     ],
 )
 def test_file_system_errors_name_the_path_the_cause_and_the_fix(error, fragment):
-    assert fragment in describe_os_error(error)
+    assert fragment in describe_os_error(error, "/runs/dense")
 
 
 # ---------------------------------------------------------------------------------------------- no silent work
@@ -604,3 +605,19 @@ def test_evaluating_without_trained_weights_is_refused(tmp_path, capsys, subcomm
     args = [subcommand, "--config", DENSE, "--trainer.default_root_dir", str(tmp_path), *TINY]
     one_line_error(*run_main(args, capsys), "needs trained weights", "--ckpt_path CKPT", "--pretrained NAME")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["validate", "--pretrained", "nonexistent"], ["no pretrained model 'nonexistent': choose one of dense"]),
+        (["frobnicate"], ["unknown subcommand 'frobnicate'", "figures, export"]),
+        (
+            ["fit", "--config", DENSE, "--trainer.limit_train_batches", "-2"],
+            ["trainer.limit_train_batches=-2", "set --trainer.limit_train_batches to a value"],
+        ),
+    ],
+)
+def test_a_message_points_at_what_was_given(tmp_path, capsys, args, fragments):
+    line = one_line_error(*run_main([*args, "--trainer.default_root_dir", str(tmp_path)], capsys), *fragments)
+    assert "accelerator" not in line and "is required" not in line

@@ -29,7 +29,7 @@ from torchae.cli.commands import OWN_COMMANDS, own_command_parser, parameters_of
 from torchae.cli.folders import find_last_checkpoint, rank_zero, release_unused_claims
 from torchae.cli.lightning import AutoencoderCLI
 from torchae.cli.loading import model_names
-from torchae.cli.messages import debug_enabled, describe_os_error, describe_parse_error
+from torchae.cli.messages import debug_enabled, describe_os_error, describe_parse_error, run_root
 from torchae.console import quiet_known_noise
 from torchae.errors import ConfigError, NonFiniteLossError, UserError
 from torchae.safety import stopped_by_signal
@@ -77,6 +77,11 @@ def _run(args: list[str] | None) -> None:
         if not words:
             raise ConfigError(f"choose a subcommand: {', '.join(SUBCOMMANDS)} (torchae --help says what each does)")
         return
+    if not words[0].startswith("-") and words[0] not in SUBCOMMANDS:
+        raise ConfigError(
+            f"unknown subcommand {words[0]!r}: choose one of {', '.join(SUBCOMMANDS)} (torchae --help says what each "
+            "does)"
+        )
     for path in config_files(words):
         check_config_file(path)
     if words[0] in OWN_COMMANDS:
@@ -114,7 +119,7 @@ def main(args: list[str] | None = None) -> None:
         if isinstance(err, ArgumentError):
             message = describe_parse_error(err, subcommand)
         elif isinstance(err, OSError):
-            message = describe_os_error(err)
+            message = describe_os_error(err, run_root(words))
         else:
             message = str(err)
         if rank_zero():  # every rank of a multi-process run fails alike: one line

@@ -29,7 +29,7 @@ from torchae.cli.folders import (
     rank_zero,
 )
 from torchae.cli.loading import class_names, model_names
-from torchae.cli.messages import exception_chain, user_code_line
+from torchae.cli.messages import describe_trainer_error, exception_chain, user_code_line
 from torchae.console import DIRPATH_CHANGED
 from torchae.engine import Engine
 from torchae.errors import CheckpointError, ConfigError, UserError
@@ -257,13 +257,8 @@ class AutoencoderCLI(LightningCLI):
         try:
             trainer = super().instantiate_trainer(**kwargs)
         except (MisconfigurationException, ValueError, TypeError, ModuleNotFoundError) as err:
-            given = {key: config.get(key) for key in ("accelerator", "devices", "strategy", "precision")}
-            named = ", ".join(f"trainer.{key}={value!r}" for key, value in given.items() if value not in (None, "auto"))
-            raise ConfigError(
-                f"the trainer cannot start with {named or 'these settings'}: {' '.join(str(err).split())} Fix: "
-                "--trainer.accelerator cpu, gpu or auto; --trainer.devices a count this machine has; "
-                "--trainer.strategy auto or ddp (torchae fit --help lists the choices)"
-            ) from None
+            settings = dict(config.items()) if hasattr(config, "items") else dict(vars(config))
+            raise ConfigError(describe_trainer_error(err, settings)) from None
         return trainer
 
     @staticmethod

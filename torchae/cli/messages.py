@@ -3,6 +3,7 @@ traceback."""
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import sys
@@ -111,18 +112,39 @@ def debug_enabled() -> bool:
     return os.environ.get(DEBUG_VARIABLE, "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def describe_os_error(err: OSError) -> str:
-    """One line for a file system error: the path, the cause in the system's words, and what to check."""
+def describe_os_error(err: OSError, run_folder: str | None = None) -> str:
+    """One line for a file system error: the path, the cause in the system's words, and what to check.
+
+    Args:
+        err: the error.
+        run_folder: where the command writes its runs, named when the error itself names no path (a full disk).
+    """
+    if err.errno == errno.ENOSPC:
+        where = str(err.filename) if err.filename is not None else run_folder or "the current folder"
+        return (
+            f"no space left on the disk that holds {where!r}: free space there (the last complete checkpoint is "
+            "kept), or give --trainer.default_root_dir on another disk"
+        )
     where = f" {str(err.filename)!r}" if err.filename is not None else ""
     fixes = {
         FileNotFoundError: "check the path",
         FileExistsError: "a file stands where a folder is needed: give another path or move the file",
         NotADirectoryError: "a part of the path is a file, not a folder: give another path",
         IsADirectoryError: "a folder stands where a file is needed: give a file's path",
-        PermissionError: "give a path you may write to, or change its permissions",
+        PermissionError: "this user may not read or write there: change its permissions, or give another path",
     }
     fix = next((text for kind, text in fixes.items() if isinstance(err, kind)), "check the path and the disk")
     return f"cannot use{where}: {err.strerror or err}; {fix}"
+
+
+def run_root(words: list[str]) -> str | None:
+    """The runs' folder a command line names (``--trainer.default_root_dir``), if it names one."""
+    for word, after in zip(words, [*words[1:], None]):
+        if word.startswith("--trainer.default_root_dir="):
+            return word.split("=", 1)[1]
+        if word == "--trainer.default_root_dir":
+            return after
+    return None
 
 
 def exception_chain(err: BaseException | None) -> list[BaseException]:
@@ -150,3 +172,25 @@ def user_code_line(err: BaseException) -> str | None:
             continue
         return f"{name}:{frame.lineno}"
     return None
+
+
+HARDWARE = ("accelerator", "devices", "strategy", "precision")
+
+
+def describe_trainer_error(err: BaseException, settings: dict[str, Any]) -> str:
+    """One line for a Trainer that refuses its settings: the settings Lightning's message names (else the hardware
+    ones given), its message, and the fix for those settings."""
+    text = " ".join(str(err).split())
+    blamed = [key for key, value in settings.items() if key in text and value is not None]
+    if blamed and not any(key in HARDWARE for key in blamed):
+        named = ", ".join(f"trainer.{key}={settings[key]!r}" for key in blamed)
+        fix = f"set --trainer.{blamed[0]} to a value that Lightning takes"
+    else:
+        given = {key: settings.get(key) for key in HARDWARE}
+        named = ", ".join(f"trainer.{key}={value!r}" for key, value in given.items() if value not in (None, "auto"))
+        fix = (
+            "--trainer.accelerator cpu, gpu or auto; --trainer.devices a count this machine has; --trainer.strategy "
+            "auto or ddp"
+        )
+    help_text = "(torchae fit --help lists the choices)"
+    return f"the trainer cannot start with {named or 'these settings'}: {text} Fix: {fix} {help_text}"

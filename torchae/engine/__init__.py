@@ -35,6 +35,7 @@ Modules: :mod:`~torchae.engine.steps` (the runner: direct steps, micro-batches),
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -179,6 +180,12 @@ class Engine(pl.Callback):
         _positive("compiled_steps_per_call", compiled_steps_per_call)
         if cpu_threads != "auto":
             _positive("cpu_threads", cpu_threads, optional=True)
+            most = 4 * (os.cpu_count() or 1)
+            if cpu_threads is not None and cpu_threads > most:  # OpenMP aborts the process on far too many
+                raise ConfigError(
+                    f"engine.cpu_threads is {cpu_threads}, more than 4 per core of this machine's "
+                    f"{os.cpu_count()} cores: set --engine.cpu_threads {os.cpu_count()} (one per core), or auto"
+                )
         modes = CompileMode.__args__  # type: ignore[attr-defined]
         if compile_mode not in modes:
             raise ConfigError(
