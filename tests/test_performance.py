@@ -144,6 +144,7 @@ def test_the_benchmark_times_the_mnist_experiments_and_refuses_the_points_models
 
 
 @pytest.mark.slow
+@pytest.mark.parity
 def test_benchmark_times_keras_and_torchae_side_by_side_and_writes_its_table(tmp_path, monkeypatch, capsys):
     """``benchmarks/bench.py`` on a tiny subset: every measurement runs in its own process (Keras, the loop, and
     ``torchae fit``), and the results file holds the command, the machine and one row with the ratio verdict. The

@@ -28,16 +28,16 @@ TINY = [
 def test_the_network_is_the_articles_with_keras_semantics():
     model = torchae.VAE()
     kinds = [type(m).__name__ for m in model.net.encoder.body] + ["z_mean", "z_log_var"]
-    assert kinds == ["Flatten", "Linear", "ReLU", "BatchNorm1d", "Dropout"] * 1 + [
+    assert kinds == ["Flatten", "Linear", "ReLU", "KerasBatchNorm1d", "Dropout"] * 1 + [
         "Linear",
         "ReLU",
-        "BatchNorm1d",
+        "KerasBatchNorm1d",
         "Dropout",
         "z_mean",
         "z_log_var",
     ]
     decoder = [type(m).__name__ for m in model.net.decoder.body]
-    assert decoder == ["Linear", "LeakyReLU", "BatchNorm1d", "Dropout"] * 2 + ["Linear", "Unflatten"]
+    assert decoder == ["Linear", "LeakyReLU", "KerasBatchNorm1d", "Dropout"] * 2 + ["Linear", "Unflatten"]
     widths = [m.out_features for m in model.modules() if isinstance(m, nn.Linear)]
     assert widths == [256, 128, 2, 2, 128, 256, 784]
     for norm in (m for m in model.modules() if isinstance(m, nn.BatchNorm1d)):

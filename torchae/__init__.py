@@ -12,7 +12,7 @@ from torchae import part1, part2, part3, part4  # noqa: F401
 
 # isort: on
 from torchae.autoencoder import AutoencoderModule
-from torchae.data import LabelledMNISTDataModule, MNISTDataModule, load_mnist
+from torchae.data import LabelledMNISTDataModule, MNISTDataModule, load_mnist, mnist_images
 from torchae.errors import CheckpointError, ConfigError, DataError, InputError, UserError
 from torchae.networks import Autoencoder
 from torchae.optim import KerasAdam
@@ -59,6 +59,7 @@ __all__ = [
     "VAE",
     "load_checkpoint",
     "load_mnist",
+    "mnist_images",
     "pretrained",
     "register_experiment",
 ]

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from torchae.checkpoints import NamedCheckpoints
+from torchae.console import quiet_known_noise
 from torchae.export import Exportable
 from torchae.networks import IMAGE_SHAPE
 
@@ -46,6 +47,12 @@ class SeriesModule(NamedCheckpoints, Exportable, pl.LightningModule):
     datamodule: ClassVar[type[pl.LightningDataModule] | None] = None
     conditional: ClassVar[bool] = False
     unsaved_arguments: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self) -> None:
+        super().__init__()
+        # Plain Python (pl.Trainer(...).fit(model)) is as quiet as the CLI: Lightning's advertising tip and the
+        # harmless warnings the console module names, each by its exact text; installed once, when a model is built.
+        quiet_known_noise()
 
     @classmethod
     def metric_names(cls) -> tuple[str, ...]:

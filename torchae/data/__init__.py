@@ -6,7 +6,15 @@ The whole split is one float32 tensor ``(N, 1, 28, 28)`` in [0, 1] (``uint8 / 25
 """
 
 from torchae.data.batches import BatchGroup, TensorBatches, TensorDataModule, batches_of, check_positive_int, mix_seed
-from torchae.data.files import MAX_ITEMS, MNIST_FILES, MNISTSplits, embedded_mnist_dir, load_mnist, to_image_tensor
+from torchae.data.files import (
+    MAX_ITEMS,
+    MNIST_FILES,
+    MNISTSplits,
+    embedded_mnist_dir,
+    load_mnist,
+    mnist_images,
+    to_image_tensor,
+)
 from torchae.data.mnist import LabelledMNISTDataModule, MNISTDataModule
 from torchae.errors import DataError
 
@@ -25,5 +33,6 @@ __all__ = [
     "embedded_mnist_dir",
     "load_mnist",
     "mix_seed",
+    "mnist_images",
     "to_image_tensor",
 ]

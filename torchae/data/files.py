@@ -236,3 +236,26 @@ def load_mnist(data_dir: str | Path | None = None, verify_checksums: bool = True
 def to_image_tensor(images: np.ndarray) -> torch.Tensor:
     """uint8 ``(N, 28, 28)`` to float32 ``(N, 1, 28, 28)`` in [0, 1], as the article's ``astype('float32') / 255``."""
     return torch.from_numpy(np.array(images, dtype=np.uint8)).unsqueeze(1).float().div_(255.0)
+
+
+def mnist_images(split: str = "test", data_dir: str | Path | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """MNIST's images as the models take them, and their digits: the one line a user needs in Python.
+
+    Example::
+
+        images, labels = torchae.mnist_images()  # the 10,000 test images (N, 1, 28, 28) in [0, 1], digits (N,)
+        sevens = images[labels == 7]
+
+    Args:
+        split: ``"test"`` (10,000 images) or ``"train"`` (60,000).
+        data_dir: as :func:`load_mnist`'s; ``None`` for the embedded copy.
+
+    Returns:
+        float32 ``(N, 1, 28, 28)`` images in [0, 1] (``uint8 / 255``, as the article) and int64 ``(N,)`` labels,
+        both writable tensors of their own.
+    """
+    if split not in ("train", "test"):
+        raise DataError(f"split must be 'train' or 'test', got {split!r}: for example mnist_images('test')")
+    splits = load_mnist(data_dir)
+    images, labels = (splits.x_test, splits.y_test) if split == "test" else (splits.x_train, splits.y_train)
+    return to_image_tensor(images), torch.from_numpy(np.array(labels, dtype=np.int64))
