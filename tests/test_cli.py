@@ -62,6 +62,8 @@ def test_fit_end_to_end_writes_checkpoints_logs_and_figures(tmp_path):
     assert list(run.glob("events.out.tfevents.*"))  # TensorBoard too (the dev extra installs it)
     history = (run / "history.csv").read_text().splitlines()
     assert history[0].startswith("epoch,") and "train_loss" in history[0] and len(history) == 2
+    header, row = (line.split(",") for line in history)
+    assert float(row[header.index("epoch_seconds")]) > 0  # the README promises each epoch's time
     # and the figures can be drawn again from the checkpoint alone
     main(["figures", str(run / "checkpoints" / "last.ckpt"), "--out_dir", str(tmp_path / "fig")])
     assert {p.name for p in (tmp_path / "fig").iterdir()} == drawn
@@ -217,6 +219,22 @@ def test_a_short_fit_and_predict_print_none_of_the_known_noise_and_keep_tensorfl
     for result in (fit, predict):
         printed = result.stdout + result.stderr
         assert [pattern.pattern for pattern in KNOWN_NOISE if pattern.search(printed)] == []
+    # the compiler's wait is said, once; the predictions' line is a line of its own, not glued to the bar
+    assert fit.stderr.count("torchae: engine.compiled_steps compiles the training step in the first batches") == 1
+    assert any(line.startswith("predictions: ") for line in predict.stdout.splitlines()), predict.stdout[-500:]
+
+
+def test_a_pretrained_evaluation_prints_no_warning_about_its_completed_command_line(tmp_path, capsys, monkeypatch):
+    """``--pretrained NAME`` completes the command line with the model's settings; LightningCLI's warning about
+    getting both (that of a mistake) is not shown."""
+    import warnings
+
+    monkeypatch.chdir(tmp_path)
+    command = ["validate", "--pretrained", "dense", "--trainer.limit_val_batches", "1", *QUIET]
+    monkeypatch.setattr(sys, "argv", ["torchae", *command])
+    with warnings.catch_warnings(record=True) as caught:
+        main(command)
+    assert [str(w.message) for w in caught if "args parameter" in str(w.message)] == []
 
 
 def test_torchae_help_names_every_subcommand(capsys):

@@ -5,7 +5,9 @@ silenced where torchae causes them, each by its exact text, and nothing else (no
 - the pytree ``LeafSpec`` FutureWarning that Lightning's own loop triggers in this torch release;
 - inductor's "No CUDA runtime is found, using CUDA_HOME" line on a machine without CUDA (compiled steps on a CPU);
 - Lightning's "Couldn't infer the batch indices" warning for torchae's own loader on ``predict`` (the prediction
-  writer keeps MNIST's order and needs no indices).
+  writer keeps MNIST's order and needs no indices);
+- LightningCLI's warning that it got both ``args`` and a command line: torchae passes the command line it completed
+  (``--pretrained NAME`` adds the model's settings).
 
 ``tests/test_cli.py`` runs a short fit and fails on any of :data:`KNOWN_NOISE`.
 """
@@ -23,6 +25,7 @@ LEAFSPEC_DEPRECATED = re.compile(r"`isinstance\(treespec, LeafSpec\)` is depreca
 NO_CUDA_RUNTIME = re.compile(r"No CUDA runtime is found, using CUDA_HOME")
 DIRPATH_CHANGED = re.compile(r"The dirpath has changed from")
 BATCH_INDICES = re.compile(r"Couldn't infer the batch indices fetched from your dataloader: `TensorBatches`")
+ARGS_AND_COMMAND_LINE = re.compile(r"LightningCLI's args parameter is intended to run from within Python")
 
 KNOWN_NOISE = (
     LIGHTNING_TIP,
@@ -32,6 +35,7 @@ KNOWN_NOISE = (
     re.compile(r"torch\.jit\..* is deprecated"),
     BATCH_INDICES,
     re.compile(r"callbacks used to create the checkpoint need to be provided"),
+    ARGS_AND_COMMAND_LINE,
 )
 """Lines that ``torchae`` commands must not print (``tests/test_cli.py`` looks for each)."""
 
@@ -49,6 +53,7 @@ def quiet_known_noise() -> None:
     that print the other lines."""
     warnings.filterwarnings("ignore", message=LEAFSPEC_DEPRECATED.pattern, category=FutureWarning)
     warnings.filterwarnings("ignore", message=BATCH_INDICES.pattern)
+    warnings.filterwarnings("ignore", message=ARGS_AND_COMMAND_LINE.pattern)
     noise = _DropKnownNoise()
     for name in (
         "pytorch_lightning.utilities.rank_zero",

@@ -10,6 +10,7 @@ half (``torchae export CKPT --format onnx --part encoder``) and checks the file 
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -127,8 +128,11 @@ def _write(
     module: nn.Module, path: Path, format: str, names: tuple[tuple[str, ...], str], sample: tuple[torch.Tensor, ...]
 ) -> None:
     input_names, output_name = names
-    dynamic = tuple({0: batch_dimension()} for _ in sample)
-    with torch.no_grad():
+    batch = batch_dimension()  # one dimension shared by every input (an image and its label come in pairs)
+    dynamic = tuple({0: batch} for _ in sample)
+    with torch.no_grad(), warnings.catch_warnings():
+        # The image and its label share the batch dimension: the exporter says it names the axis once. Harmless.
+        warnings.filterwarnings("ignore", message=r"# The axis name: batch will not be used")
         if format == "onnx":
             torch.onnx.export(
                 module,

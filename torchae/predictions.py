@@ -63,4 +63,6 @@ class NpzPredictionWriter(BasePredictionWriter):
         refuse_existing([self.path], "give another --predictions.filename (nothing written is replaced)")
         with atomic_write(self.path) as partial:
             np.savez(partial, **arrays)
-        print(f"predictions: {self.path} ({', '.join(f'{k} {v.shape}' for k, v in arrays.items())})")
+        # on a line of its own: a progress bar's line is still open when the epoch's predictions are written
+        after_bar = "\n" if trainer.progress_bar_callback is not None else ""
+        print(f"{after_bar}predictions: {self.path} ({', '.join(f'{k} {v.shape}' for k, v in arrays.items())})")

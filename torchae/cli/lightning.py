@@ -69,10 +69,10 @@ class AutoencoderCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(Engine, "engine")
+        parser.add_lightning_class_args(EpochTimer, "epoch_timer")  # before figures, whose history reads its time
         parser.add_lightning_class_args(ArticleFigures, "figures")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.add_lightning_class_args(StopOnNonFiniteLoss, "nan_guard")
-        parser.add_lightning_class_args(EpochTimer, "epoch_timer")
         parser.add_lightning_class_args(NpzPredictionWriter, "predictions")
         # Save after the whole epoch (validation included), so a checkpoint is always an epoch boundary.
         parser.set_defaults({"checkpoint.save_last": True, "checkpoint.save_on_train_epoch_end": True})
@@ -176,7 +176,6 @@ class AutoencoderCLI(LightningCLI):
                 print(f"torchae: no last.ckpt under {root}: starting a new run", file=sys.stderr)
                 config.ckpt_path = None
                 return
-            print(f"torchae: resuming from {found}", file=sys.stderr)
             config.ckpt_path = ckpt_path = str(found)
         checkpoint = read_checkpoint(ckpt_path)
         saved = checkpoint.get(MODEL_KEY)
@@ -359,12 +358,19 @@ class AutoencoderCLI(LightningCLI):
             from torchae.weights import get_weights
 
             self.model.load_state_dict(get_weights(config["pretrained"]).state_dict())
-        if self.subcommand in EVALUATIONS:  # known harmless: evaluating never writes a checkpoint
-            warnings.filterwarnings("ignore", message=DIRPATH_CHANGED.pattern)
+        # Known harmless: an evaluation writes no checkpoint, and a resumed fit writes into a folder of its own.
+        warnings.filterwarnings("ignore", message=DIRPATH_CHANGED.pattern)
 
     def before_fit(self) -> None:
         self._load_checkpoints_weights_only()
         self._check_monitors()
+        ckpt_path = self.config[self.subcommand].get("ckpt_path")
+        if ckpt_path and self.trainer.is_global_zero:
+            print(
+                f"torchae: resuming from {ckpt_path} into {self.trainer.log_dir} (a resumed run writes into a folder "
+                "of its own and leaves the earlier one as it is; history.csv and the loss curves hold every epoch)",
+                file=sys.stderr,
+            )
 
     def _check_monitors(self) -> None:
         """Refuse, before training, a checkpoint or early-stopping callback that watches a metric the run never

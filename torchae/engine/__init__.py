@@ -252,6 +252,11 @@ class Engine(pl.Callback):
         )
         if plan["compiled_steps"]:
             self.runner.compiled = CompiledSteps(pl_module, self.compiled_steps_per_call, **self._compile_options())
+            # The compiler runs at the first step (and a first group of each batch shape): the bar waits meanwhile.
+            rank_zero_info(
+                "torchae: engine.compiled_steps compiles the training step in the first batches (about 10-30 s on a "
+                "CPU, once per batch shape); --engine.compiled_steps false trains without it"
+            )
         self._install(pl_module, self.runner)
 
     def asked_techniques(self) -> list[str]:

@@ -14,6 +14,7 @@ import pytorch_lightning as pl
 from torchae.figures.animation import ANIMATION_EPOCHS, ANIMATION_FOLDER, record_frame, write_animations
 from torchae.figures.registry import check_digits_per_row, draw_figures
 from torchae.safety import atomic_write
+from torchae.timing import EpochTimer
 
 __all__ = ["ArticleFigures", "write_history_csv"]
 
@@ -52,6 +53,10 @@ class ArticleFigures(pl.Callback):
         for key, value in trainer.callback_metrics.items():
             if key.startswith(("train_", "val_")):
                 row[key] = float(value)
+        # This epoch's time, from the timer the CLI installs before this callback (its logged metric comes later).
+        timers = [callback.seconds for callback in trainer.callbacks if isinstance(callback, EpochTimer)]
+        if timers and timers[0]:
+            row["epoch_seconds"] = timers[0][-1]
         self.history = [r for r in self.history if r["epoch"] < row["epoch"]] + [row]
         self._record_frame(trainer, pl_module)
 
