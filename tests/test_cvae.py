@@ -282,3 +282,41 @@ def test_the_shipped_cvae_writes_each_digit_and_transfers_the_style_of_sevens(mn
     assert float((read["written"] == torch.arange(10).repeat_interleave(10)).float().mean()) > 0.8
     ones = written[10:20]
     assert float(ones.std(0).mean()) > 0.3 * float(sevens.flatten(1).std(0).mean())  # ten styles, not one mean one
+
+
+def test_a_full_length_label_manifolds_animation_stays_under_2_mb(tmp_path):
+    """The article's 65 frames (its save epochs up to 1000) of ten manifolds, each frame different: under 2 MB,
+    every frame kept (the figure's 15 x 15 grids, drawn by matplotlib, made 17.6 MB)."""
+    from PIL import Image
+
+    from torchae.figures import ANIMATION_EPOCHS
+    from torchae.figures.animation import MAX_ANIMATION_BYTES, animate_manifold
+    from torchae.part4.figures import ANIMATED_SIDE, label_manifolds_image
+
+    model = torchae.pretrained("cvae")  # its digits, as a run's frames hold them
+    epochs = sorted(ANIMATION_EPOCHS)
+    assert len(epochs) == 65
+    frames = []
+    with torch.no_grad():
+        for _ in epochs:  # weights that move every frame, as training moves them
+            for parameter in model.parameters():
+                parameter.add_(torch.randn_like(parameter) * 0.002)
+            frames.append({"manifold": (label_manifolds_image(model, ANIMATED_SIDE) * 255).round().byte().numpy()})
+    path = animate_manifold(frames, epochs, None, tmp_path / "label_manifolds.gif", "CVAE")
+    assert path.stat().st_size <= MAX_ANIMATION_BYTES
+    with Image.open(path) as gif:
+        assert gif.n_frames == 65 and gif.size == (5 * 8 * 28, 2 * 8 * 28 + 16)  # 28 pixels a digit, a caption line
+
+
+def test_the_style_transfer_is_white_on_black_as_every_digit_figure(tmp_path):
+    from PIL import Image
+
+    from torchae.figures import draw_figures
+
+    images, labels = torchae.mnist_images()
+    model = torchae.pretrained("cvae")
+    model.figures = ("style_transfer",)  # this instance draws only the figure under test
+    (path,) = draw_figures(model, images[:100], tmp_path, labels=labels[:100], train_images=images, train_labels=labels)
+    with Image.open(path) as picture:
+        pixels = np.asarray(picture.convert("L"), dtype=np.float32) / 255
+    assert pixels.mean() < 0.5  # black digits' backgrounds, not the article's black on white

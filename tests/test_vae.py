@@ -136,10 +136,13 @@ def test_figures_and_predict_of_a_checkpoint_write_the_distribution_and_the_reco
     config = str(ROOT / "configs" / "vae.yaml")
     main(["fit", "--config", config, "--trainer.default_root_dir", str(tmp_path), "--trainer.max_epochs=1", *TINY])
     checkpoint = tmp_path / "version_0" / "checkpoints" / "last.ckpt"
+    capsys.readouterr()
     main(["figures", str(checkpoint), "--out_dir", str(tmp_path / "again")])
     assert {"manifold.png", "latent_distribution.png", "reconstructions.png"} <= {
         p.name for p in (tmp_path / "again").iterdir()
     }
+    said = "VAE's animations (manifold.gif, latent_distribution.gif) are drawn by torchae fit from frames"
+    assert said in capsys.readouterr().err  # not drawn here, and said so
     main(["predict", "--config", config, "--ckpt_path", str(checkpoint), *TINY])
     written = next(tmp_path.glob("version_0/predict/*/predictions.npz"))
     with np.load(written) as arrays:

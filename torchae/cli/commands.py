@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,14 @@ def figures_command(
         )
     for path in draw_model_figures(loaded, history, target, data_dir, n, seed, chosen):
         print(path)
+    animations = getattr(loaded, "animations", ())
+    if animations:
+        gifs = ", ".join(f"{name}.gif" for name in animations)
+        print(
+            f"torchae: {type(loaded).__name__}'s animations ({gifs}) are drawn by torchae fit from frames it saves "
+            "while training, which a checkpoint or a shipped model does not hold: a run's own are in its folder",
+            file=sys.stderr,
+        )
 
 
 def draw_model_figures(

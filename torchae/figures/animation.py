@@ -11,13 +11,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from torchae.figures.plots import encode_all, image_axes, latent_points, new_figure, scatter_by_digit
+from torchae.figures.plots import encode_all, latent_points, new_figure, scatter_by_digit
 from torchae.safety import atomic_write
 
 __all__ = [
     "ANIMATIONS",
     "ANIMATION_EPOCHS",
     "ANIMATION_FOLDER",
+    "MAX_ANIMATION_BYTES",
     "Animation",
     "codes_frame",
     "pixel_bytes",
@@ -106,28 +107,46 @@ def write_animations(
     return written
 
 
+MAX_ANIMATION_BYTES = 2_000_000
+"""The largest GIF an animation writes: past it, every other frame is dropped (the last one always kept)."""
+GRAY_LEVELS = 16
+"""Gray levels of a manifold's GIF: digits read as well as with 256, and the file is a third of the size."""
+
+
+def thinned(indices: list[int]) -> list[int]:
+    """Every other one of ``indices``, the last always kept."""
+    kept = indices[::2]
+    return kept if kept[-1] == indices[-1] else [*kept, indices[-1]]
+
+
 def animate_manifold(
     loaded: list[dict[str, np.ndarray]], epochs: list[int], labels: torch.Tensor | None, path: Path, title: str
 ) -> Path:
-    from matplotlib.animation import FuncAnimation
+    """The manifold frames as a grayscale GIF at their own pixels (28 per digit), each with a caption line, in
+    :data:`GRAY_LEVELS` levels, under :data:`MAX_ANIMATION_BYTES`."""
+    from PIL import Image, ImageDraw
 
-    figure, ax = image_axes(6)
-    height, width = loaded[0]["manifold"].shape
-    figure.set_size_inches(6 * width / height, 6.4)
-    shown = ax.imshow(loaded[0]["manifold"], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
-
-    def show_manifold(index: int) -> list[Any]:
-        shown.set_data(loaded[index]["manifold"])
-        ax.set_title(f"{title}: epoch {epochs[index] + 1}")
-        return [shown]
-
-    return save_animation(FuncAnimation(figure, show_manifold, frames=len(loaded)), path)
+    step = 256 // GRAY_LEVELS
+    frames = []
+    for frame, epoch in zip(loaded, epochs):
+        pixels = (frame["manifold"] // step) * (255 // (GRAY_LEVELS - 1))
+        image = Image.new("L", (pixels.shape[1], pixels.shape[0] + 16), 0)
+        image.paste(Image.fromarray(pixels.astype(np.uint8), "L"), (0, 16))
+        ImageDraw.Draw(image).text((4, 2), f"{title}: epoch {epoch}", fill=255)
+        frames.append(image)
+    indices = list(range(len(frames)))
+    while True:
+        with atomic_write(path) as partial:
+            chosen = [frames[i] for i in indices]
+            chosen[0].save(partial, format="GIF", save_all=True, append_images=chosen[1:], duration=250, loop=0)
+        if path.stat().st_size <= MAX_ANIMATION_BYTES or len(indices) <= 2:
+            return path
+        indices = thinned(indices)
 
 
 def animate_codes(
     loaded: list[dict[str, np.ndarray]], epochs: list[int], labels: torch.Tensor | None, path: Path, title: str
 ) -> Path:
-    from matplotlib.animation import FuncAnimation
 
     figure = new_figure(figsize=(6.5, 6), dpi=80)
     ax = figure.subplots()
@@ -140,15 +159,21 @@ def animate_codes(
         drawn = scatter_by_digit(ax, points[index], labels)
         ax.set_xlim(float(low[0]), float(high[0]))
         ax.set_ylim(float(low[1]), float(high[1]))
-        ax.set_title(f"{title}: test codes, epoch {epochs[index] + 1}")
+        ax.set_title(f"{title}: test codes, epoch {epochs[index]}")
         return drawn
 
-    return save_animation(FuncAnimation(figure, show_codes, frames=len(loaded)), path)
+    return save_animation(figure, show_codes, len(loaded), path)
 
 
-def save_animation(animation: Any, path: Path) -> Path:
-    from matplotlib.animation import PillowWriter
+def save_animation(figure: Any, draw: Callable[[int], Any], count: int, path: Path) -> Path:
+    """The GIF of ``draw``'s ``count`` frames (matplotlib's animation, 4 frames a second), under
+    :data:`MAX_ANIMATION_BYTES`: past it, every other frame is dropped (the last one always kept)."""
+    from matplotlib.animation import FuncAnimation, PillowWriter
 
-    with atomic_write(path) as partial:
-        animation.save(partial, writer=PillowWriter(fps=4))
-    return path
+    indices = list(range(count))
+    while True:
+        with atomic_write(path) as partial:
+            FuncAnimation(figure, draw, frames=indices).save(partial, writer=PillowWriter(fps=4))
+        if path.stat().st_size <= MAX_ANIMATION_BYTES or len(indices) <= 2:
+            return path
+        indices = thinned(indices)

@@ -60,7 +60,7 @@ def plot_digit_rows(rows: Sequence[tuple[str, torch.Tensor]], path: Path, title:
     figure.suptitle(title)
     figure.tight_layout()
     with atomic_write(path) as partial:
-        figure.savefig(partial)
+        figure.savefig(partial, bbox_inches="tight")  # the rows' labels sit left of the axes: keep them whole
     return path
 
 
@@ -71,11 +71,11 @@ def plot_loss_curves(history: Sequence[dict[str, float]], path: Path, title: str
     figure = new_figure(figsize=(6, 4), dpi=100)
     ax = figure.subplots()
     for key, label in (("train_loss", "loss (train)"), ("val_loss", "val_loss (test set)")):
-        points = [(row["epoch"] + 1, row[key]) for row in history if row.get(key) is not None]
+        points = [(row["epoch"], row[key]) for row in history if row.get(key) is not None]
         if points:
             epochs, values = zip(*points)
             ax.plot(epochs, values, marker="o" if len(points) < 30 else None, label=label)
-    ax.set_xlabel("epoch")
+    ax.set_xlabel("epoch (from 0, as history.csv and the checkpoints count)")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("loss")
     ax.set_title(title)

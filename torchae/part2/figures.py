@@ -128,6 +128,6 @@ def draw_dots_manifold(model: Any, test: TestSet, path: Path) -> Path:
     ax.scatter(reconstructed[marked, 0], reconstructed[marked, 1], color=colours, marker="*", s=150, zorder=5)
     ax.scatter(dots[marked, 0], dots[marked, 1], color=colours, s=60, zorder=6, edgecolors="k")
     ax.legend(loc="upper left", fontsize=9)
-    ax.set_title(f"{type(model).__name__}: the manifold it learned from {len(dots):,} points, and PCA's")
+    ax.set_title(f"{type(model).__name__}: its manifold and PCA's, over {len(dots):,} test points")
     figure.tight_layout()
     return save(figure, path)
