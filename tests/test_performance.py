@@ -63,7 +63,7 @@ def test_steps_per_execution_groups_batches_without_changing_them():
 
 
 def run_gpu_script(*args: str) -> subprocess.CompletedProcess:
-    small = ["--device", "cpu", "--epochs", "2", "--train-size", "1024", "--val-size", "256"]
+    small = ["--device", "cpu", "--epochs", "2", "--train-size", "512", "--val-size", "128"]
     return subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "gpu.py"), *args, *small],
         capture_output=True,

@@ -27,6 +27,7 @@ for number, block in enumerate(sys.argv[2:]):
 
         pl.Trainer.__init__ = plain  # LightningCLI reads the Trainer's own signature
         tiny = ["--trainer.max_epochs", "1", "--data.train_size", "256", "--data.val_size", "256"]
+        tiny += ["--engine.compiled_steps", "false"]  # the run the next block reads: its compiling proves nothing
         main(["fit", "--config", sys.argv[1], *tiny, "--figures.enabled", "false"])
     pl.Trainer.__init__ = tiny_trainer
     exec(compile(block, f"README python block {number}", "exec"), namespace)

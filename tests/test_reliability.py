@@ -317,8 +317,9 @@ def test_model_input_errors_name_the_expected_shape(x, fragment):
 
 # ---------------------------------------------------------------------------------------------- faults
 def read_history(run: Path) -> list[dict[str, str]]:
+    """A run's ``history.csv`` without ``epoch_seconds`` (a time, which no two runs share)."""
     with (run / "history.csv").open() as f:
-        return list(csv.DictReader(f))
+        return [{k: v for k, v in row.items() if k != "epoch_seconds"} for row in csv.DictReader(f)]
 
 
 def final_state(run: Path) -> dict[str, torch.Tensor]:

@@ -202,6 +202,27 @@ def _validate(splits: MNISTSplits, source: Path) -> MNISTSplits:
     return splits
 
 
+def check_data_dir(data_dir: str | Path | None) -> Path:
+    """The MNIST source ``data_dir`` names (the embedded copy for ``None``), if it exists and is a folder or a
+    regular file: checked where it is given, so that a run (every rank of one) fails before it starts.
+
+    Raises:
+        DataError: the path does not exist, or is a FIFO, a device or a socket.
+    """
+    path = embedded_mnist_dir() if data_dir is None else Path(data_dir).expanduser()
+    if not path.exists():
+        raise DataError(
+            f"data_dir {str(path)!r} does not exist: give a folder with the MNIST IDX files or a Keras mnist.npz, "
+            "or leave data_dir unset for the embedded copy"
+        )
+    kind = special_file_kind(path)
+    if kind is not None and kind != "a folder":
+        raise DataError(
+            f"data_dir {str(path)!r} is {kind}, not a file: give a folder with the MNIST IDX files or a Keras mnist.npz"
+        )
+    return path
+
+
 def load_mnist(data_dir: str | Path | None = None, verify_checksums: bool = True) -> MNISTSplits:
     """Read MNIST from the package, a folder of IDX files, or a Keras ``mnist.npz``.
 
@@ -213,19 +234,9 @@ def load_mnist(data_dir: str | Path | None = None, verify_checksums: bool = True
     Raises:
         DataError: the source is missing, incomplete, damaged or of the wrong shape; the message says which.
     """
-    path = embedded_mnist_dir() if data_dir is None else Path(data_dir).expanduser()
-    if not path.exists():
-        raise DataError(
-            f"data_dir {str(path)!r} does not exist: give a folder with the MNIST IDX files or a Keras mnist.npz, "
-            "or leave data_dir unset for the embedded copy"
-        )
+    path = check_data_dir(data_dir)
     if path.is_dir():
         splits = _load_idx_folder(path, verify_checksums)
-    elif special_file_kind(path) is not None:
-        raise DataError(
-            f"data_dir {str(path)!r} is {special_file_kind(path)}, not a file: give a folder with the MNIST IDX files "
-            "or a Keras mnist.npz"
-        )
     elif path.suffix == ".npz":
         splits = _load_npz(path)
     else:

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from torchae.data.batches import TensorBatches, TensorDataModule, check_positive_int
-from torchae.data.files import load_mnist, to_image_tensor
+from torchae.data.files import check_data_dir, load_mnist, to_image_tensor
 
 __all__ = ["LabelledMNISTDataModule", "MNISTDataModule"]
 
@@ -48,6 +48,8 @@ class MNISTDataModule(TensorDataModule):
         for name, value in (("train_size", train_size), ("val_size", val_size)):
             if value is not None:
                 check_positive_int(name, value)
+        if data_dir is not None:
+            check_data_dir(data_dir)  # before a launch: every rank of a run would fail on it alike
         self.save_hyperparameters()
         self.data_dir = data_dir
         self.train_size = train_size
