@@ -394,3 +394,18 @@ def test_the_configs_ship_inside_the_package_and_an_installed_wheel_finds_them(t
     assert done.returncode == 0, done.stderr[-2000:]
     where, found = done.stdout.strip().splitlines()[-2:]
     assert where.startswith(str(tmp_path / "site")) and found == str(sorted(EXPERIMENTS))
+
+
+def test_help_opens_with_the_chosen_models_settings(capsys):
+    """LightningCLI's help lists some 800 lines; the chosen model's settings come first, with their defaults and
+    descriptions."""
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", str(CONFIGS / "vae.yaml"), "--help"])
+    shown = capsys.readouterr().out
+    first = shown.split("usage:", 1)[0]
+    assert first.startswith("VAE's settings")
+    assert "--model.latent_dim int (default: 2): size of the latent space." in first
+    assert "--model.dropout float (default: 0.3)" in first and "--trainer.max_epochs" not in first
+    with pytest.raises(SystemExit):
+        main(["fit", "--model", "DenseAE", "--help"])
+    assert capsys.readouterr().out.startswith("DenseAE's settings")

@@ -107,10 +107,14 @@ def test_images_of_the_wrong_size(tmp_path):
         load_mnist(npz)
 
 
-def test_datamodule_does_no_work_in_init_and_loads_in_setup():
-    module = MNISTDataModule(data_dir="/does/not/exist")  # nothing is read yet
-    with pytest.raises(DataError):
+def test_datamodule_reads_nothing_in_init_and_loads_in_setup(tmp_path):
+    """``__init__`` only checks that the folder exists (a launch on several devices then fails before rank 1
+    starts); the files are read in ``setup``."""
+    module = MNISTDataModule(data_dir=str(tmp_path))  # an empty folder: nothing is read yet
+    with pytest.raises(DataError, match="train-images-idx3-ubyte"):
         module.setup("fit")
+    with pytest.raises(DataError, match="'/does/not/exist' does not exist"):
+        MNISTDataModule(data_dir="/does/not/exist")
 
 
 @pytest.mark.parametrize(("key", "value"), [("batch_size", 0), ("batch_size", -4), ("train_size", 0)])

@@ -192,7 +192,9 @@ def test_short_training_parity(name):
 
     budget = SHORT_BUDGETS[name]
     epochs, train_size, seeds = budget.epochs, budget.train_size, budget.seeds
-    records = [train_both(name, epochs=epochs, train_size=train_size, val_size=1024, seed=seed) for seed in seeds]
+    records = [
+        train_both(name, epochs=epochs, train_size=train_size, val_size=budget.val_size, seed=seed) for seed in seeds
+    ]
     for record in records:
         assert len(record.keras["val_loss"]) == len(record.torchae["val_loss"]) == epochs
     for key in ("loss", "val_loss"):

@@ -39,7 +39,7 @@ ModelClass = TypeVar("ModelClass", bound=type)
 class ParityBudget:
     """The short training parity check of an experiment: Keras and torchae trained from the same weights for
     ``epochs`` on ``train_size`` of MNIST's training images (``None``: the experiment's own data) end within
-    ``tolerance`` of each other on ``val_loss``, averaged over ``seeds``.
+    ``tolerance`` of each other on ``val_loss`` over ``val_size`` test images, averaged over ``seeds``.
 
     An experiment without one rests its training claim on its full-length record in ``parity/results/`` beside its
     seed spread (an epoch of ``dots_overfit`` is 6,667 steps of 15 points).
@@ -49,6 +49,7 @@ class ParityBudget:
     train_size: int | None = 2048
     seeds: tuple[int, ...] = (0,)
     tolerance: float = 0.02
+    val_size: int = 1024
 
 
 @dataclass(frozen=True)

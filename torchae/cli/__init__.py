@@ -27,6 +27,7 @@ from torchae.cli.arguments import config_files
 from torchae.cli.checks import CALLBACK_SECTIONS, check_config_file
 from torchae.cli.commands import OWN_COMMANDS, own_command_parser, parameters_of
 from torchae.cli.folders import find_last_checkpoint, rank_zero, release_unused_claims
+from torchae.cli.help import chosen_model_class, model_settings_help
 from torchae.cli.lightning import AutoencoderCLI
 from torchae.cli.loading import model_names
 from torchae.cli.messages import debug_enabled, describe_os_error, describe_parse_error, run_root
@@ -84,6 +85,13 @@ def _run(args: list[str] | None) -> None:
         )
     for path in config_files(words):
         check_config_file(path)
+    if words[0] not in OWN_COMMANDS and any(word in ("-h", "--help") for word in words):
+        chosen = chosen_model_class(words)
+        print(
+            model_settings_help(chosen)
+            if chosen is not None
+            else "A model's own settings come first with --model NAME or --config FILE before --help.\n"
+        )
     if words[0] in OWN_COMMANDS:
         parsed = own_command_parser(words[0]).parse_args(words[1:])
         OWN_COMMANDS[words[0]](**{key: value for key, value in vars(parsed).items() if key in parameters_of(words[0])})
