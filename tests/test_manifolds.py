@@ -235,3 +235,20 @@ def test_the_shipped_overfitted_model_passes_through_its_25_points_and_not_the_o
         errors = (model(data.val_images) - data.val_images).square().sum(1)
     assert float(errors[marked].max()) < 1e-3 < float(errors[others].mean())
     assert float(errors[marked].mean()) < 0.01 * float(errors[others].mean())
+
+
+def test_the_points_figure_says_what_its_circles_and_stars_are_and_how_many_points_it_shows(tmp_path, monkeypatch):
+    import torchae.part2.figures as part2_figures
+    from torchae.figures import FIGURES, TestSet
+    from torchae.part2.dots import sine_dots
+
+    drawn = {}
+    monkeypatch.setattr(part2_figures, "save", lambda figure, path: drawn.setdefault("figure", figure) and path)
+    model = torchae.DotsLinearAE().eval()
+    dots = sine_dots(1000).dots
+    with torch.no_grad():  # as draw_figures draws
+        FIGURES["dots_manifold"](model, TestSet(dots, model, None, 10, 0, None, None, {}), tmp_path / "dots.png")
+    (ax,) = drawn["figure"].axes
+    legend = [text.get_text() for text in ax.get_legend().get_texts()]
+    assert any("(circles" in entry for entry in legend) and any("(stars)" in entry for entry in legend), legend
+    assert "over 1,000 test points" in ax.get_title() and "learned from" not in ax.get_title()

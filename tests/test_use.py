@@ -10,7 +10,7 @@ import numpy as np
 import onnxruntime
 import pytest
 import torch
-from helpers import CONFIGS, condition_for, quiet_trainer, small_data
+from helpers import CONFIGS, ROOT, condition_for, quiet_trainer, small_data
 
 import torchae
 from torchae.cli import main
@@ -195,3 +195,23 @@ def test_an_export_never_replaces_its_checkpoint_or_a_folder(tmp_path, capsys):
     assert "mine.onnx exists already: give another --output, or --overwrite true" in capsys.readouterr().err
     main(["export", str(checkpoint), "--output", str(mine), "--overwrite", "true"])
     assert mine.read_bytes() == (tmp_path / "dense.onnx").read_bytes()  # replaced, as asked
+
+
+def test_the_docs_name_every_exported_graphs_inputs_and_output(capsys, tmp_path):
+    """docs/models.md tables each model's exported parts with their inputs' and output's names, dtypes and shapes,
+    as ``describe_export`` reads them off the graph; ``torchae export`` prints the same line."""
+    from torchae.export import describe_export
+
+    docs = (ROOT / "docs" / "models.md").read_text()
+    for experiment in EXPERIMENTS.values():
+        model = experiment.model().eval()
+        for part in model.export_parts():
+            row = f"| {type(model).__name__} | {part} | `{describe_export(model, part)}` |"
+            assert row in docs, row
+    dots = torchae.DotsConditionalAE().eval()  # its halves take the curve beside their input, as the network does
+    assert export_model(dots, tmp_path / "encoder.onnx", "onnx", "encoder") <= 1e-5
+    main(["export", "--pretrained", "cvae", "--output", str(tmp_path / "cvae.onnx")])
+    assert (
+        "graph: images float32 [batch, 1, 28, 28]; labels int64 [batch] -> reconstructions float32 [batch, 1, 28, 28]"
+        in capsys.readouterr().out
+    )

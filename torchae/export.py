@@ -72,6 +72,25 @@ def _sample(model: Any, part: str, batch: int) -> tuple[torch.Tensor, ...]:
     return model.export_example(part, batch, torch.Generator().manual_seed(batch))
 
 
+def describe_export(model: Any, part: str) -> str:
+    """The exported graph's inputs and output, as ONNX and ``torch.export`` name them: ``images float32
+    [batch, 1, 28, 28]; labels int64 [batch] -> reconstructions float32 [batch, 1, 28, 28]``."""
+    module = part_of(model, part).eval()
+    inputs = _sample(model, part, 1)
+    with torch.no_grad():
+        output = module(*inputs)
+    input_names, output_name = model.export_names(part)
+
+    def shape(tensor: torch.Tensor) -> str:
+        return "[" + ", ".join(["batch", *map(str, tensor.shape[1:])]) + "]"
+
+    def dtype(tensor: torch.Tensor) -> str:
+        return str(tensor.dtype).removeprefix("torch.")
+
+    described = "; ".join(f"{name} {dtype(t)} {shape(t)}" for name, t in zip(input_names, inputs, strict=True))
+    return f"{described} -> {output_name} {dtype(output)} {shape(output)}"
+
+
 def export_model(
     model: Any, output: str | Path, format: str = "onnx", part: str = "autoencoder", overwrite: bool = False
 ) -> float:

@@ -9,7 +9,7 @@ from typing import Any
 
 from torchae.cli.loading import model_of
 from torchae.errors import ConfigError
-from torchae.export import Format, Part
+from torchae.export import Format, Part, describe_export
 from torchae.figures import check_digits_per_row, figure_options, figure_paths, uses_training_set
 from torchae.runs import is_run_folder
 from torchae.safety import refuse_existing
@@ -143,6 +143,7 @@ def export_command(
     difference = export_model(loaded, target, format, part, overwrite)
     print(f"{target}: the {part} of a {type(loaded).__name__} as {format}, batch dimension dynamic; at batch 7 the")
     print(f"file gives the model's outputs to {difference:.1e} (largest absolute difference)")
+    print(f"graph: {describe_export(loaded, part)}")
 
 
 OWN_COMMANDS = {"figures": figures_command, "export": export_command}

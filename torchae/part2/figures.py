@@ -125,8 +125,24 @@ def draw_dots_manifold(model: Any, test: TestSet, path: Path) -> Path:
     ax.plot(curve[:, 0], curve[:, 1], color="red", linewidth=4, zorder=10, label="the curve (sin)")
     ax.plot(reconstructed[:, 0], reconstructed[:, 1], color="white", linewidth=8, zorder=3, label="autoencoder")
     ax.plot(pca[:, 0], pca[:, 1], color="orange", linewidth=4, zorder=4, label="PCA")
-    ax.scatter(reconstructed[marked, 0], reconstructed[marked, 1], color=colours, marker="*", s=150, zorder=5)
-    ax.scatter(dots[marked, 0], dots[marked, 1], color=colours, s=60, zorder=6, edgecolors="k")
+    ax.scatter(
+        reconstructed[marked, 0],
+        reconstructed[marked, 1],
+        color=colours,
+        marker="*",
+        s=150,
+        zorder=5,
+        label=f"{len(marked)} of the points' reconstructions (stars)",
+    )
+    ax.scatter(
+        dots[marked, 0],
+        dots[marked, 1],
+        color=colours,
+        s=60,
+        zorder=6,
+        edgecolors="k",
+        label=f"{len(marked)} points, evenly spaced (circles; each star in its circle's colour)",
+    )
     ax.legend(loc="upper left", fontsize=9)
     ax.set_title(f"{type(model).__name__}: its manifold and PCA's, over {len(dots):,} test points")
     figure.tight_layout()

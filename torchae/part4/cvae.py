@@ -182,6 +182,18 @@ class ConditionalDotsAutoencoder(nn.Module):
         return self.decode(self.encode(points, labels), labels)
 
 
+class LabelledHalf(nn.Module):
+    """One half of :class:`ConditionalDotsAutoencoder` as a module of ``(inputs, labels)``, for export (its
+    ``encoder`` and ``decoder`` take the label already joined to the input). It holds no weights of its own."""
+
+    def __init__(self, net: ConditionalDotsAutoencoder, half: str) -> None:
+        super().__init__()
+        self.net, self.half = net, half
+
+    def forward(self, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.net.encode(inputs, labels) if self.half == "encode" else self.net.decode(inputs, labels)
+
+
 class ConditionalInputs:
     """What a conditional model shares (mixed into its module): batches of :class:`~torchae.inputs.LabelledBatch`
     from a datamodule with labels, checked inputs and labels, and labels given as one for all or one per input."""
@@ -241,6 +253,14 @@ class DotsConditionalAE(ConditionalInputs, DotsAE):
     def network(hidden: tuple[int, ...], code_dim: int) -> nn.Module:
         """The network this model trains: the article's :class:`ConditionalDotsAutoencoder`."""
         return ConditionalDotsAutoencoder(hidden, code_dim)
+
+    def export_parts(self) -> dict[str, nn.Module]:
+        """The network, and each half taking the curve beside its input (as the whole network does)."""
+        return {
+            "autoencoder": self.net,
+            "encoder": LabelledHalf(self.net, "encode"),
+            "decoder": LabelledHalf(self.net, "decode"),
+        }
 
     def check_inputs(self, x: Any, check_finite: bool = True, dtype: torch.dtype | None = None) -> LabelledBatch:
         """``x`` if it is a pair of points ``(N, 2)`` and their curves ``(N,)``; else an
