@@ -222,10 +222,13 @@ def test_outputs_that_are_a_run_or_its_files_are_refused(tmp_path, capsys, check
 
 
 # ---------------------------------------------------------------------------------------------- crafted checkpoints
-def _set_history(state):
-    for key, callback in state["callbacks"].items():
-        if "ArticleFigures" in key:
-            callback["history"] = "not a history"
+def _set_in_callbacks(name: str, value):
+    def change(state):
+        for key, callback in state["callbacks"].items():
+            if "ArticleFigures" in key:
+                callback[name] = value
+
+    return change
 
 
 CRAFTED = {
@@ -260,15 +263,6 @@ def test_a_crafted_checkpoint_is_one_line_for_every_command_that_reads_one(
     line = one_line_error(*run_main(args, capsys), fragment)
     assert "learning rate" not in line  # a diverged checkpoint is not a training that diverges now
     assert not list(tmp_path.rglob("*.png")) and not list(tmp_path.rglob("*.onnx"))
-
-
-def _set_in_callbacks(name: str, value):
-    def change(state):
-        for key, callback in state["callbacks"].items():
-            if "ArticleFigures" in key:
-                callback[name] = value
-
-    return change
 
 
 EDITED = {  # the edits of a hostile or careless user, each with the phrase that names it
@@ -320,7 +314,7 @@ def test_every_command_reads_a_checkpoint_through_the_one_check(tmp_path, capsys
 
 
 def test_a_checkpoint_with_a_damaged_history_is_one_line(tmp_path, capsys, checkpoint):
-    path = crafted(checkpoint, tmp_path / "history.ckpt", _set_history)
+    path = crafted(checkpoint, tmp_path / "history.ckpt", _set_in_callbacks("history", "not a history"))
     one_line_error(*run_main(["figures", str(path), "--out_dir", str(tmp_path / "f")], capsys), "loss history")
 
 

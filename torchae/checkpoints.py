@@ -19,6 +19,7 @@ __all__ = [
     "content_problem",
     "network_state",
     "read_checkpoint",
+    "refused_setting",
     "require_model_class",
     "run_order",
 ]
@@ -46,8 +47,9 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
             f"checkpoint {str(path)!r} is a folder, not a file: give a .ckpt file in it (runs keep theirs in "
             "<log dir>/checkpoints/)"
         )
-    if special_file_kind(path) is not None:
-        raise CheckpointError(f"checkpoint {str(path)!r} is {special_file_kind(path)}, not a file: give a .ckpt file")
+    kind = special_file_kind(path)
+    if kind is not None:
+        raise CheckpointError(f"checkpoint {str(path)!r} is {kind}, not a file: give a .ckpt file")
     if not path.is_file():
         raise CheckpointError(
             f"checkpoint {str(path)!r} does not exist: check the path (runs keep theirs in <log dir>/checkpoints/)"
@@ -79,6 +81,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 OLDEST_LIGHTNING = (2, 0)
 """The oldest Lightning whose checkpoints torchae reads (it writes them with 2.6 or newer)."""
 MAX_SEED = 2**32 - 1
+"""The largest seed: numpy's generators, which Lightning seeds too, take seeds of 32 bits."""
 
 
 def _is_int(value: Any) -> bool:
@@ -142,6 +145,16 @@ def _is_optimizer_state(state: Any) -> bool:
         and isinstance(groups, list)
         and len(groups) > 0
         and all(isinstance(group, dict) and isinstance(group.get("params"), list) for group in groups)
+    )
+
+
+def refused_setting(path: str | Path, err: Exception) -> CheckpointError:
+    """The error for a model setting that a checkpoint holds and its class refuses (``err``, a ``require`` message
+    whose fix, a flag to set, does not apply to a file): the checkpoint's fault, not the command line's."""
+    problem = str(err).split(": set --", 1)[0]
+    return CheckpointError(
+        f"checkpoint {str(path)!r} holds a model setting that its class refuses ({problem}): the file was edited or "
+        "damaged; use a checkpoint that torchae fit wrote"
     )
 
 

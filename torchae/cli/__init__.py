@@ -23,14 +23,14 @@ import sys
 
 from jsonargparse import ArgumentError
 
-from torchae.cli.arguments import config_files
+from torchae.cli.arguments import config_files, option_value
 from torchae.cli.checks import CALLBACK_SECTIONS, check_config_file
 from torchae.cli.commands import OWN_COMMANDS, own_command_parser, parameters_of
 from torchae.cli.folders import find_last_checkpoint, rank_zero, release_unused_claims
 from torchae.cli.help import chosen_model_class, model_settings_help
 from torchae.cli.lightning import AutoencoderCLI
 from torchae.cli.loading import model_names
-from torchae.cli.messages import debug_enabled, describe_os_error, describe_parse_error, run_root
+from torchae.cli.messages import debug_enabled, describe_os_error, describe_parse_error
 from torchae.console import quiet_known_noise
 from torchae.errors import ConfigError, NonFiniteLossError, UserError
 from torchae.safety import stopped_by_signal
@@ -83,10 +83,9 @@ def _run(args: list[str] | None) -> None:
             f"unknown subcommand {words[0]!r}: choose one of {', '.join(SUBCOMMANDS)} (torchae --help says what each "
             "does)"
         )
-    for path in config_files(words):
-        check_config_file(path)
+    configs = [check_config_file(path) for path in config_files(words)]
     if words[0] not in OWN_COMMANDS and any(word in ("-h", "--help") for word in words):
-        chosen = chosen_model_class(words)
+        chosen = chosen_model_class(words, configs)
         print(
             model_settings_help(chosen)
             if chosen is not None
@@ -127,7 +126,7 @@ def main(args: list[str] | None = None) -> None:
         if isinstance(err, ArgumentError):
             message = describe_parse_error(err, subcommand)
         elif isinstance(err, OSError):
-            message = describe_os_error(err, run_root(words))
+            message = describe_os_error(err, option_value(words, "--trainer.default_root_dir"))
         else:
             message = str(err)
         if rank_zero():  # every rank of a multi-process run fails alike: one line

@@ -8,6 +8,7 @@ from typing import Any
 import yaml
 from pytorch_lightning.callbacks import ModelCheckpoint
 
+from torchae.checkpoints import MAX_SEED
 from torchae.engine import Engine
 from torchae.errors import ConfigError, special_file_kind
 from torchae.figures import ArticleFigures
@@ -36,7 +37,6 @@ MAX_CONFIG_BYTES = 1 << 20
 """A config's largest size: the experiments' are under 2 KB, and LightningCLI's printed ones under 20 KB."""
 MAX_CONFIG_DEPTH = 32
 """A config's deepest nesting (sections, settings, their lists): the experiments' go 4 deep."""
-MAX_SEED = 2**32 - 1  # numpy's generators, which Lightning seeds too, take seeds of 32 bits
 
 
 def check_seed(seed: Any, setting: str = "seed_everything") -> None:
@@ -82,12 +82,13 @@ def parse_bounded_yaml(text: str, source: str) -> Any:
         raise ConfigError(f"{source} is not valid YAML ({problem}): {CONFIG_SHAPE}") from None
 
 
-def check_config_file(path: str) -> None:
+def check_config_file(path: str) -> dict[str, Any]:
     """Refuse, with one line that says what a config looks like, a config file that is missing, empty, not YAML, or
-    not a mapping."""
+    not a mapping; return its content (read as data: nothing it names is imported)."""
     file = Path(path)
-    if special_file_kind(file) is not None:
-        raise ConfigError(f"config file {path!r} is {special_file_kind(file)}, not a file: {CONFIG_SHAPE}")
+    kind = special_file_kind(file)
+    if kind is not None:
+        raise ConfigError(f"config file {path!r} is {kind}, not a file: {CONFIG_SHAPE}")
     if not file.is_file():
         raise ConfigError(f"config file {path!r} does not exist: {CONFIG_SHAPE}")
     size = file.stat().st_size
@@ -111,3 +112,4 @@ def check_config_file(path: str) -> None:
     seed = content.get("seed_everything")
     if seed is not None and not isinstance(seed, bool):
         check_seed(seed, f"config file {path!r}: seed_everything")
+    return content

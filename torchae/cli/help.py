@@ -7,23 +7,18 @@ import inspect
 import re
 from typing import Any
 
-import yaml
-
-from torchae.cli.arguments import config_files, option_value
+from torchae.cli.arguments import option_value
 from torchae.registry import model_classes
 
 __all__ = ["chosen_model_class", "model_settings_help"]
 
 
-def chosen_model_class(words: list[str]) -> type | None:
-    """The registered model class a command line chooses, by ``--model NAME`` or its config's ``model`` (read as
-    data, never imported), or ``None``."""
+def chosen_model_class(words: list[str], configs: list[dict[str, Any]]) -> type | None:
+    """The registered model class a command line chooses, by ``--model NAME`` or the ``model`` of its configs (their
+    checked content, :func:`~torchae.cli.checks.check_config_file`'s; nothing is imported), or ``None``."""
     named = option_value(words, "--model")
-    for path in config_files(words):
-        try:
-            model = (yaml.safe_load(open(path).read()) or {}).get("model")
-        except (OSError, yaml.YAMLError, AttributeError):
-            continue
+    for config in configs:
+        model = config.get("model")
         named = named or (model.get("class_path") if isinstance(model, dict) else model)
     if not isinstance(named, str):
         return None

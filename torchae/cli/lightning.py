@@ -16,7 +16,7 @@ from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint, Progress
 from pytorch_lightning.cli import ArgsType, LightningArgumentParser, LightningCLI
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
-from torchae.checkpoints import MODEL_KEY, read_checkpoint
+from torchae.checkpoints import MODEL_KEY, read_checkpoint, refused_setting
 from torchae.cli.arguments import shipped_names, with_experiment_recipe, with_pretrained_model
 from torchae.cli.checks import CALLBACK_SECTIONS, check_seed
 from torchae.cli.folders import (
@@ -301,11 +301,7 @@ class AutoencoderCLI(LightningCLI):
         ckpt_path = config.get("ckpt_path")
         setting = str(err).split(" ", 1)[0]
         if ckpt_path and setting.removeprefix("model.") in self._checkpoint_settings:
-            problem = str(err).split(": set --", 1)[0]
-            raise CheckpointError(
-                f"checkpoint {ckpt_path!r} holds a model setting that its class refuses ({problem}): the file was "
-                "edited or damaged; use a checkpoint that torchae fit wrote"
-            ) from None
+            raise refused_setting(ckpt_path, err) from None
 
     def _raise_if_out_of_memory(self, err: BaseException) -> None:
         if isinstance(err, MemoryError) or "allocate" in str(err):  # a model too large for this machine

@@ -11,7 +11,8 @@ from typing import Any
 import pytorch_lightning as pl
 import yaml
 
-from torchae.checkpoints import MODEL_KEY, NamedCheckpoints, read_checkpoint
+from torchae.checkpoints import MODEL_KEY, NamedCheckpoints, read_checkpoint, refused_setting
+from torchae.cli.checks import MAX_CONFIG_BYTES
 from torchae.errors import CheckpointError, ConfigError
 from torchae.registry import EXPERIMENTS, model_classes
 
@@ -55,11 +56,7 @@ def load_model(checkpoint: str, model: str | None = None) -> pl.LightningModule:
     try:
         return cls.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=True).eval()
     except ConfigError as err:  # a setting the checkpoint holds, refused by its class
-        problem = str(err).split(": set --", 1)[0]
-        raise CheckpointError(
-            f"checkpoint {checkpoint!r} holds a model setting that its class refuses ({problem}): the file was "
-            "edited or damaged; use a checkpoint that torchae fit wrote"
-        ) from None
+        raise refused_setting(checkpoint, err) from None
     except (KeyError, RuntimeError, TypeError) as err:
         if issubclass(cls, NamedCheckpoints):
             raise
@@ -74,7 +71,7 @@ def recorded_class_path(checkpoint: str | Path) -> str | None:
     imported), or ``None``."""
     config = Path(checkpoint).parent.parent / "config.yaml"
     try:
-        if not config.is_file() or config.stat().st_size > 1 << 20:
+        if not config.is_file() or config.stat().st_size > MAX_CONFIG_BYTES:
             return None
         model = (yaml.safe_load(config.read_text()) or {}).get("model")
     except (OSError, yaml.YAMLError, UnicodeDecodeError, AttributeError):

@@ -137,16 +137,6 @@ def describe_os_error(err: OSError, run_folder: str | None = None) -> str:
     return f"cannot use{where}: {err.strerror or err}; {fix}"
 
 
-def run_root(words: list[str]) -> str | None:
-    """The runs' folder a command line names (``--trainer.default_root_dir``), if it names one."""
-    for word, after in zip(words, [*words[1:], None]):
-        if word.startswith("--trainer.default_root_dir="):
-            return word.split("=", 1)[1]
-        if word == "--trainer.default_root_dir":
-            return after
-    return None
-
-
 def exception_chain(err: BaseException | None) -> list[BaseException]:
     """``err`` and the exceptions it was raised from or while handling, outermost first."""
     chain: list[BaseException] = []

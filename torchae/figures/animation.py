@@ -119,6 +119,18 @@ def thinned(indices: list[int]) -> list[int]:
     return kept if kept[-1] == indices[-1] else [*kept, indices[-1]]
 
 
+def write_under_limit(write: Callable[[list[int], Path], None], count: int, path: Path) -> Path:
+    """``write(indices, partial)`` writes a GIF of the frames at ``indices``; it runs with every frame, then with
+    every other one (the last kept) until the file is at most :data:`MAX_ANIMATION_BYTES`, and lands at ``path``."""
+    indices = list(range(count))
+    while True:
+        with atomic_write(path) as partial:
+            write(indices, partial)
+        if path.stat().st_size <= MAX_ANIMATION_BYTES or len(indices) <= 2:
+            return path
+        indices = thinned(indices)
+
+
 def animate_manifold(
     loaded: list[dict[str, np.ndarray]], epochs: list[int], labels: torch.Tensor | None, path: Path, title: str
 ) -> Path:
@@ -134,14 +146,12 @@ def animate_manifold(
         image.paste(Image.fromarray(pixels.astype(np.uint8), "L"), (0, 16))
         ImageDraw.Draw(image).text((4, 2), f"{title}: epoch {epoch}", fill=255)
         frames.append(image)
-    indices = list(range(len(frames)))
-    while True:
-        with atomic_write(path) as partial:
-            chosen = [frames[i] for i in indices]
-            chosen[0].save(partial, format="GIF", save_all=True, append_images=chosen[1:], duration=250, loop=0)
-        if path.stat().st_size <= MAX_ANIMATION_BYTES or len(indices) <= 2:
-            return path
-        indices = thinned(indices)
+
+    def write(indices: list[int], partial: Path) -> None:
+        chosen = [frames[i] for i in indices]
+        chosen[0].save(partial, format="GIF", save_all=True, append_images=chosen[1:], duration=250, loop=0)
+
+    return write_under_limit(write, len(frames), path)
 
 
 def animate_codes(
@@ -170,10 +180,7 @@ def save_animation(figure: Any, draw: Callable[[int], Any], count: int, path: Pa
     :data:`MAX_ANIMATION_BYTES`: past it, every other frame is dropped (the last one always kept)."""
     from matplotlib.animation import FuncAnimation, PillowWriter
 
-    indices = list(range(count))
-    while True:
-        with atomic_write(path) as partial:
-            FuncAnimation(figure, draw, frames=indices).save(partial, writer=PillowWriter(fps=4))
-        if path.stat().st_size <= MAX_ANIMATION_BYTES or len(indices) <= 2:
-            return path
-        indices = thinned(indices)
+    def write(indices: list[int], partial: Path) -> None:
+        FuncAnimation(figure, draw, frames=indices).save(partial, writer=PillowWriter(fps=4))
+
+    return write_under_limit(write, count, path)
