@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F  # noqa: N812
 import yaml
-from helpers import QUIET, ROOT
+from helpers import EAGER, QUIET, ROOT
 from torch import nn
 
 import torchae
@@ -21,6 +21,7 @@ from torchae.part2.dots import two_curves
 CONFIG = str(ROOT / "configs" / "cvae.yaml")
 TINY = [
     *QUIET,
+    *EAGER,  # the compiled step's equality: tests/test_engine.py
     "--data.init_args.train_size=500",
     "--data.init_args.val_size=500",
 ]
@@ -29,9 +30,9 @@ TINY = [
 def test_the_network_is_the_articles_with_part_3s_keras_semantics():
     model = torchae.CVAE()
     encoder = [type(m).__name__ for m in model.net.encoder.body] + ["z_mean", "z_log_var"]
-    assert encoder == ["Linear", "ReLU", "KerasBatchNorm1d", "Dropout", "z_mean", "z_log_var"]
+    assert encoder == ["Linear", "ReLU", "KerasBatchNorm1d", "SeededDropout", "z_mean", "z_log_var"]
     decoder = [type(m).__name__ for m in model.net.decoder.body]
-    assert decoder == ["Linear", "LeakyReLU", "KerasBatchNorm1d", "Dropout", "Linear", "Unflatten"]
+    assert decoder == ["Linear", "LeakyReLU", "KerasBatchNorm1d", "SeededDropout", "Linear", "Unflatten"]
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
     # 784 pixels and a one-hot label in; 8-D code and a one-hot label into the decoder
     assert [(m.in_features, m.out_features) for m in linears] == [(794, 256), (256, 8), (256, 8), (18, 256), (256, 784)]

@@ -16,7 +16,7 @@ import torchae
 import torchae.engine
 from torchae.cli import AutoencoderCLI
 from torchae.data import MNISTDataModule, TensorBatches
-from torchae.engine import CompiledSteps, Engine, StepRunner, draws_random_numbers
+from torchae.engine import CompiledSteps, Engine, StepRunner, draws_from_streams, draws_random_numbers
 from torchae.engine import graphs as graphs_module
 from torchae.engine.lightning_compat import counted_step
 from torchae.engine.threads import CpuThreads
@@ -37,13 +37,19 @@ def train(
     """Train experiment ``name`` (or model class) from seed 0 on a subset; returns the model and its trainer."""
     pl.seed_everything(0, verbose=False)
     model = EXPERIMENTS[name].model() if isinstance(name, str) else name()
-    data = MNISTDataModule(
+    data = data_for(model)(
         batch_size=batch_size, train_size=sizes[0], val_size=sizes[1], seed=0, steps_per_execution=steps_per_execution
     )
     callbacks = [engine] if engine is not None else []
     fit = quiet_trainer(tmp_path, max_epochs=epochs, callbacks=callbacks + trainer.pop("callbacks", []), **trainer)
     fit.fit(model, datamodule=data)
     return model, fit
+
+
+def data_for(model: pl.LightningModule) -> type[MNISTDataModule]:
+    """The MNIST datamodule ``model`` trains on (the CVAE's serves labels too)."""
+    declared = getattr(model, "datamodule", None)
+    return declared if isinstance(declared, type) and issubclass(declared, MNISTDataModule) else MNISTDataModule
 
 
 def assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
@@ -158,12 +164,13 @@ def test_an_engine_from_a_config_has_its_settings(tmp_path):
 
 # ---------------------------------------------------------------- the randomness contract
 def test_the_probe_finds_draws_inside_a_step_and_changes_nothing():
-    """Dropout and a latent sample are found: of the experiments, the VAE and the CVAE draw (both) and the others
-    draw nothing
-    inside their step (the denoising noise is drawn by corrupt, outside it). The probe leaves the generator, the
-    mode and BatchNorm's statistics as they were."""
-    drawing = {name for name, experiment in EXPERIMENTS.items() if draws_random_numbers(experiment.model())}
-    assert drawing == {"vae", "cvae"}
+    """Of the experiments, the VAE and the CVAE draw inside their step (dropout, a latent sample), from their own
+    streams, and none from torch's global generator (the denoising noise is drawn by corrupt, outside the step). A
+    model with ``nn.Dropout`` and ``torch.randn`` draws from the global one. The probe leaves the generator, the mode
+    and BatchNorm's statistics as they were."""
+    models = {name: experiment.model() for name, experiment in EXPERIMENTS.items()}
+    assert {name for name, model in models.items() if draws_random_numbers(model)} == set()
+    assert {name for name, model in models.items() if draws_from_streams(model)} == {"vae", "cvae"}
     noisy = NoisyLatentAE()
     assert draws_random_numbers(noisy)
     noisy.net.encoder.append(nn.BatchNorm1d(8))
@@ -193,7 +200,7 @@ def test_a_model_that_draws_inside_its_step_runs_as_written_with_one_line(settin
     assert [line for line in said if option in line] == [
         f"torchae: engine.{option} is off for this run: {engine.turned_off[option]}"
     ]
-    assert "NoisyLatentAE draws random numbers" in said[0]
+    assert "NoisyLatentAE draws" in said[0] and ("global generator" in said[0]) == (option == "compiled_steps")
     assert_same_weights(fast, plain)
     assert fast_fit.callback_metrics["val_loss"] == plain_fit.callback_metrics["val_loss"]
 
@@ -245,6 +252,46 @@ def test_the_denoising_noise_is_the_plain_runs_under_compiled_steps(tmp_path, sa
 
 
 # ---------------------------------------------------------------- direct steps and Lightning's private API
+@pytest.mark.parametrize("name", ["vae", "cvae"])
+def test_a_model_that_draws_from_its_streams_compiles_with_the_plain_draws(name, tmp_path, said):
+    """The VAE and the CVAE draw their dropout masks and latent samples by name from their own streams: a compiled
+    step is handed the very numbers the plain step draws, so it trains as plain Lightning does, to float tolerance;
+    micro-batches would draw other numbers and turn off with one line."""
+    plain, plain_fit = train(name, tmp_path, None, sizes=(160, 64))
+    engine = Engine(compiled_steps=True, compile_backend="aot_eager")
+    compiled, compiled_fit = train(name, tmp_path, engine, sizes=(160, 64))
+    assert engine.runner.compiled is not None and engine.turned_off == {}
+    assert len(engine.runner.compiled.plans) == 1 and len(next(iter(engine.runner.compiled.plans.values()))) >= 3
+    for key in ("train_loss", "val_loss"):
+        torch.testing.assert_close(
+            compiled_fit.callback_metrics[key], plain_fit.callback_metrics[key], rtol=5e-5, atol=0
+        )
+    assert_close_models(compiled, plain)
+    micro = Engine(cpu_micro_batch_size=8)
+    train(name, tmp_path, micro, epochs=1, sizes=(32, 32))
+    assert list(micro.turned_off) == ["cpu_micro_batch_size"] and "draws random numbers in its step" in said[-1]
+
+
+@pytest.mark.parametrize(
+    "name", sorted(name for name, e in EXPERIMENTS.items() if draws_from_streams(e.model()) or name == "denoising")
+)
+def test_a_run_that_draws_resumes_exactly(name, tmp_path):
+    """A model that draws (dropout, a latent sample, input noise), resumed from the checkpoint of its second epoch,
+    ends at the uninterrupted run's weights and val_loss, bit for bit: each stream restarts from (seed, epoch,
+    stage), and the seed travels in the checkpoint. A resumed run in another process seed draws the same."""
+    whole, whole_fit = train(name, tmp_path / "whole", None, epochs=3)
+    _, first = train(name, tmp_path / "first", None, epochs=2)
+    checkpoint = tmp_path / "two.ckpt"
+    first.save_checkpoint(checkpoint)
+    pl.seed_everything(123, verbose=False)  # another process: only the checkpoint can carry the streams' seed
+    resumed = EXPERIMENTS[name].model()
+    data = data_for(resumed)(batch_size=16, train_size=160, val_size=64, seed=0, steps_per_execution=4)
+    resumed_fit = quiet_trainer(tmp_path / "resumed", max_epochs=3)
+    resumed_fit.fit(resumed, datamodule=data, ckpt_path=checkpoint, weights_only=True)
+    assert_same_weights(resumed, whole)
+    assert resumed_fit.callback_metrics["val_loss"] == whole_fit.callback_metrics["val_loss"]
+
+
 def test_direct_steps_when_no_hook_listens_give_the_lightning_steps(tmp_path):
     """With no per-step hook in use, a training step calls backward and Adam directly (less Python per step);
     with one (here a callback counting backward passes) Lightning's wrappers run it. Same weights, same step
@@ -318,11 +365,11 @@ def stand_in_capture(monkeypatch):
     monkeypatch.setattr(Engine, "_graphs_device_reason", staticmethod(lambda trainer: None))
 
 
-@pytest.mark.parametrize("name", ["dense", "denoising", "sparse"])
+@pytest.mark.parametrize("name", ["dense", "denoising", "sparse", "vae"])
 def test_step_graphs_train_as_eager_steps(name, tmp_path, stand_in_capture):
-    """Replayed steps (static buffers, Adam's step size read from a tensor, noise drawn outside the graph) give
-    the eager run's weights, losses and step count."""
-    sizes = (640, 328) if name != "denoising" else (168, 328)
+    """Replayed steps (static buffers, Adam's step size read from a tensor, noise, dropout masks and latent samples
+    drawn outside the graph) give the eager run's weights, losses and step count."""
+    sizes = {"denoising": (168, 328), "vae": (1200, 600)}.get(name, (640, 328))
     batch = EXPERIMENTS[name].batch_size
     eager, eager_fit = train(name, tmp_path, Engine(), sizes=sizes, batch_size=batch)
     engine = Engine(cuda_graphs=True, graph_warmup_steps=1)
@@ -368,7 +415,7 @@ def test_cuda_graphs_turn_off_with_one_line_for_what_they_cannot_replay(tmp_path
     ]
     noisy = Engine(cuda_graphs=True)
     train(NoisyLatentAE, tmp_path, noisy, epochs=1)
-    assert noisy.runner.graphs is None and "draws random numbers" in noisy.turned_off["cuda_graphs"]
+    assert noisy.runner.graphs is None and "draws from torch's global generator" in noisy.turned_off["cuda_graphs"]
 
 
 def test_cuda_graphs_on_a_cpu_turn_off_with_one_line(tmp_path, said):

@@ -55,9 +55,9 @@ def test_sparse_loss_adds_the_l1_penalty_divided_by_batch_size(test_images):
 def test_denoising_loss_compares_the_denoised_noisy_input_with_the_clean_target(test_images):
     model = make("denoising")
     x = test_images[:32]
-    generator = torch.Generator().manual_seed(5)
-    noisy = model.add_noise(x, torch.Generator().manual_seed(5))
-    model._noise["val"] = generator
+    model.draws.start("val", epoch=0)
+    noisy = model.noisy(x, model.draws.normal("input_noise", x, "val"))
+    model.draws.start("val", epoch=0)
     loss = model.loss_terms(x, "val")["loss"]
     torch.testing.assert_close(loss.double(), hand_bce(model(noisy), x), rtol=1e-5, atol=0)
     assert not torch.allclose(loss.double(), hand_bce(model(x), x), rtol=1e-3)
@@ -80,13 +80,17 @@ def test_noise_statistics_and_clipping():
 def test_noise_is_fresh_per_batch_seeded_per_epoch_and_stage(test_images):
     model = torchae.DenoisingAE(seed=3)
     x = test_images[:8]
-    model._start_noise_stream("train")
+    state = torch.get_rng_state()
+    model.draws.start("train", epoch=0)
     first, second = model.corrupt(x, "train"), model.corrupt(x, "train")
     assert not torch.equal(first, second)
-    model._start_noise_stream("train")
+    model.draws.start("train", epoch=0)
     assert torch.equal(model.corrupt(x, "train"), first)
-    model._start_noise_stream("val")
+    model.draws.start("train", epoch=1)
+    assert not torch.equal(model.corrupt(x, "train"), first)
+    model.draws.start("val", epoch=0)
     assert not torch.equal(model.corrupt(x, "val"), first)
+    assert torch.equal(torch.get_rng_state(), state)  # torch's global generator never moved
     assert torch.equal(torchae.DenseAE().corrupt(x, "train"), x)
 
 

@@ -140,16 +140,19 @@ def test_code_dim_is_configurable_and_validated():
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_networks_are_built_from_stock_layers(name):
-    """Every layer is PyTorch's own, except the bias-accurate Conv2d (a correctness fix, itself an nn.Conv2d) and the
-    BatchNorm that takes a batch of one as Keras does (itself an nn.BatchNorm1d); the containers are torchae's (the
-    VAE's encoder holds stock layers and two heads)."""
-    net = EXPERIMENTS[name].model().net
+    """Every layer is PyTorch's own, except the bias-accurate Conv2d (a correctness fix, itself an nn.Conv2d), the
+    BatchNorm that takes a batch of one as Keras does (itself an nn.BatchNorm1d) and the dropout that draws from its
+    model's streams (itself an nn.Dropout); the containers are torchae's (the VAE's encoder holds stock layers and
+    two heads), and so are part 5's layout layers (a permutation each, and the label units' concatenation)."""
+    model = EXPERIMENTS[name].model()
     own = {networks.Autoencoder, networks.SigmoidDecoder, networks.Conv2d, torchae.part3.vae.GaussianEncoder}
-    own |= {torchae.part3.vae.KerasBatchNorm1d}
+    own |= {torchae.part3.vae.KerasBatchNorm1d, torchae.draws.SeededDropout}
     own |= {torchae.part4.cvae.ConditionalVariationalAutoencoder, torchae.part4.cvae.ConditionalGaussianEncoder}
     own |= {torchae.part4.cvae.ConditionalDecoder, torchae.part4.cvae.ConditionalDotsAutoencoder}
-    for module in net.modules():
+    for module in model.modules():
         kind = type(module)
+        if module is model:
+            continue
         assert kind.__module__.startswith("torch.nn") or kind in own or isinstance(module, networks.Autoencoder), kind
 
 

@@ -401,7 +401,7 @@ def test_killed_run_resumes_to_the_same_weights_and_metrics(tmp_path):
     first = crash_root / "version_0"
     checkpoint = torch.load(first / "checkpoints" / "last.ckpt", weights_only=True)  # written at the end of epoch 0
     assert checkpoint["epoch"] == 0 and checkpoint["MNISTDataModule"] == {"seed": 7}
-    assert checkpoint["torchae_noise_seed"] == 7
+    assert checkpoint["torchae_draws"]["seed"] == 7
     before = snapshot(first)
     resumed = cli([*base, "--trainer.default_root_dir", str(crash_root), "--ckpt_path", "last"], tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]

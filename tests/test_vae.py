@@ -10,7 +10,7 @@ from statistics import NormalDist
 import numpy as np
 import pytest
 import torch
-from helpers import QUIET, ROOT
+from helpers import EAGER, QUIET, ROOT
 from torch import nn
 
 import torchae
@@ -20,6 +20,7 @@ from torchae.part3.figures import latent_grid
 
 TINY = [
     *QUIET,
+    *EAGER,  # the compiled step's equality: tests/test_engine.py
     "--data.train_size=1000",
     "--data.val_size=500",
 ]
@@ -28,16 +29,16 @@ TINY = [
 def test_the_network_is_the_articles_with_keras_semantics():
     model = torchae.VAE()
     kinds = [type(m).__name__ for m in model.net.encoder.body] + ["z_mean", "z_log_var"]
-    assert kinds == ["Flatten", "Linear", "ReLU", "KerasBatchNorm1d", "Dropout"] * 1 + [
+    assert kinds == ["Flatten", "Linear", "ReLU", "KerasBatchNorm1d", "SeededDropout"] * 1 + [
         "Linear",
         "ReLU",
         "KerasBatchNorm1d",
-        "Dropout",
+        "SeededDropout",
         "z_mean",
         "z_log_var",
     ]
     decoder = [type(m).__name__ for m in model.net.decoder.body]
-    assert decoder == ["Linear", "LeakyReLU", "KerasBatchNorm1d", "Dropout"] * 2 + ["Linear", "Unflatten"]
+    assert decoder == ["Linear", "LeakyReLU", "KerasBatchNorm1d", "SeededDropout"] * 2 + ["Linear", "Unflatten"]
     widths = [m.out_features for m in model.modules() if isinstance(m, nn.Linear)]
     assert widths == [256, 128, 2, 2, 128, 256, 784]
     for norm in (m for m in model.modules() if isinstance(m, nn.BatchNorm1d)):
@@ -181,8 +182,35 @@ def test_the_shipped_vae_decodes_a_latent_grid_into_digits_and_separates_them_in
 @pytest.mark.parametrize("config", ["vae", "cvae"])
 def test_a_last_batch_of_one_image_trains_as_in_keras(tmp_path, config):
     """9 images at batch 4: the last batch holds one image, which BatchNorm takes as Keras's does."""
-    args = ["fit", "--config", str(ROOT / "configs" / f"{config}.yaml"), *QUIET, "--trainer.max_epochs", "1"]
+    args = ["fit", "--config", str(ROOT / "configs" / f"{config}.yaml"), *QUIET, *EAGER, "--trainer.max_epochs", "1"]
     args += ["--data.train_size", "9", "--data.val_size", "8", "--data.batch_size", "4", "--data.steps_per_execution"]
     main([*args, "1", "--figures.enabled", "false", "--trainer.default_root_dir", str(tmp_path)])
     history = (tmp_path / "version_0" / "history.csv").read_text().splitlines()
     assert len(history) == 2 and "nan" not in history[1]
+
+
+def test_dropout_is_kerass_and_draws_from_the_models_stream():
+    """The VAE's dropout drops each unit with the rate and scales the rest by 1 / (1 - rate), as Keras's does; its
+    masks come from the model's training stream (torch's global generator does not move), the same for the same
+    seed and epoch, and other for the next epoch. In evaluation it passes its input through."""
+    model = torchae.VAE(dropout=0.3).train()
+    layer = model.net.encoder.body[4]
+    x = torch.ones(400, 256)
+    state = torch.get_rng_state()
+    model.draws.seed = 5
+    model.draws.start("train", epoch=0)
+    y = layer(x)
+    assert torch.equal(torch.get_rng_state(), state)
+    kept = y != 0
+    assert torch.allclose(y[kept], torch.full_like(y[kept], 1 / 0.7))
+    assert abs(1 - kept.float().mean().item() - 0.3) < 0.01
+    model.draws.start("train", epoch=0)
+    assert torch.equal(layer(x), y)
+    model.draws.start("train", epoch=1)
+    assert not torch.equal(layer(x), y)
+    assert torch.equal(layer.eval()(x), x)
+    unbound = type(layer)(0.3).train()  # outside a model: nn.Dropout, from the global generator
+    torch.manual_seed(0)
+    expected = nn.Dropout(0.3).train()(x)
+    torch.manual_seed(0)
+    assert torch.equal(unbound(x), expected)

@@ -69,8 +69,8 @@ def model_arguments(model: AutoencoderModule) -> dict[str, Any]:
     arguments = {key: value for key, value in model.hparams.items() if not key.startswith("_")}
     if "init_from" in arguments:
         arguments["init_from"] = None
-    if hasattr(model, "noise_seed"):  # the denoising noise seed: the process seed when none was configured
-        arguments["seed"] = int(model.noise_seed())
+    if "seed" in model.unsaved_arguments:  # the seed of the model's draws: the process seed when none was configured
+        arguments["seed"] = model.draws.resolved_seed()
     return arguments
 
 

@@ -7,10 +7,9 @@ logs ``f"{stage}_loss"``, ``save_hyperparameters()`` and Keras's Adam. Variants 
 Lightning's public API alone; the fast lane, :class:`torchae.engine.Engine` (the CLI installs it), runs the same
 ``loss_terms`` faster and is never imported here.
 
-The randomness contract: a step's random draws come from where every way of running it draws them alike. Input
-noise is drawn in ``corrupt``, eagerly, from the model's own seeded stream (denoising); draws inside the network
-(dropout, a latent sample) come from torch's global generator, which the engine checks for and then runs the step
-as written.
+The randomness contract: a step's random draws come from where every way of running it draws them alike, the model's
+own seeded streams (:mod:`torchae.draws`). Input noise is drawn in ``corrupt`` (denoising); draws inside the network
+(dropout, a latent sample) by name, which the engine draws beforehand and hands to a compiled step.
 """
 
 from __future__ import annotations
@@ -60,6 +59,7 @@ class AutoencoderModule(SeriesModule):
         self.save_hyperparameters(ignore=["net", *self.unsaved_arguments])
         self.learning_rate, self.epsilon = learning_rate, epsilon
         self.net = net
+        self.draws.bind(self.net)
         self.example_input_array = torch.zeros(2, *self.input_shape)
 
     @property

@@ -18,6 +18,7 @@ from torch import nn
 
 from torchae.checkpoints import NamedCheckpoints
 from torchae.console import quiet_known_noise
+from torchae.draws import CHECKPOINT_KEY, StepDraws
 from torchae.export import Exportable
 from torchae.networks import IMAGE_SHAPE
 
@@ -53,6 +54,38 @@ class SeriesModule(NamedCheckpoints, Exportable, pl.LightningModule):
         # Plain Python (pl.Trainer(...).fit(model)) is as quiet as the CLI: Lightning's advertising tip and the
         # harmless warnings the console module names, each by its exact text; installed once, when a model is built.
         quiet_known_noise()
+        self.draws = StepDraws()
+        """The model's random streams (:mod:`torchae.draws`): its step's dropout masks, samples and noise."""
+
+    # The streams restart with each stage's epoch, seeded by (seed, epoch, stage): a subclass that overrides one of
+    # these hooks calls super() to keep its draws those of a resumed run.
+    def on_fit_start(self) -> None:
+        if self.draws.seed is None:
+            self.draws.seed = torch.initial_seed()  # the process seed, fixed for the run and its checkpoints
+
+    def on_train_epoch_start(self) -> None:
+        self.draws.start("train", self.current_epoch, self.device)
+
+    def on_validation_epoch_start(self) -> None:
+        self._start_evaluation("val")
+
+    def on_test_epoch_start(self) -> None:
+        self._start_evaluation("test")
+
+    def on_predict_epoch_start(self) -> None:
+        self._start_evaluation("predict")
+
+    def _start_evaluation(self, stage: str) -> None:
+        self.draws.eval_stage = stage
+        self.draws.start(stage, self.current_epoch, self.device)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint[CHECKPOINT_KEY] = self.draws.state()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
+        self.draws.load_state(checkpoint)
 
     @classmethod
     def metric_names(cls) -> tuple[str, ...]:

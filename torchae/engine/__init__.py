@@ -17,12 +17,15 @@ The engine never replaces a step that a user wrote. It runs the base's own step
 optimizer, manual optimization) in its own way; any other model, or one that writes any of those steps, runs as written
 (:func:`own_code` says why), and one line names the options that did not apply.
 
-The randomness contract. A compiled step or a CUDA graph must draw what the plain step draws. Input noise is drawn
-eagerly by the model's ``corrupt``, outside either, from the same stream in the same order. A model that draws
-random numbers inside its step (dropout, a latent sample: :func:`draws_random_numbers` finds out before training)
-cannot be compiled or replayed with the plain step's draws, so the engine turns those techniques off for it and
-says so in one line; likewise micro-batches for a model whose loss is not a mean over independent images. A model
-the engine cannot run exactly runs as written, never silently differently.
+The randomness contract. A compiled step or a CUDA graph must draw what the plain step draws. Every draw of a torchae
+model comes from the model's own seeded streams (:mod:`torchae.draws`): input noise in ``corrupt``, dropout masks and
+latent samples by name inside the step. The engine finds a step's draws once per batch shape
+(:func:`~torchae.engine.probes.step_plan`), draws them eagerly, from the same stream in the same order, and hands them
+to the compiled step or the captured graph as inputs: the step is pure, and its numbers are the plain step's. A model
+that draws from torch's global generator inside its step (``nn.Dropout``: :func:`draws_random_numbers` finds out
+before training) cannot be compiled or replayed with the plain step's draws, so the engine turns those techniques
+off for it and says so in one line; likewise micro-batches for a model that draws in its step or whose loss is not a
+mean over independent images. A model the engine cannot run exactly runs as written, never silently differently.
 
 The contract between engine and model (an :class:`~torchae.autoencoder.AutoencoderModule`): ``loss_terms(x, stage)``
 gives the loss terms of clean images ``x`` (``"loss"`` among them), ``corrupt`` and ``reconstruction_terms`` split it
@@ -49,12 +52,22 @@ from torch import nn
 from torchae.autoencoder import AutoencoderModule
 from torchae.engine.compiled import CompiledSteps
 from torchae.engine.graphs import StepGraphs
+from torchae.engine.probes import draws_from_streams, draws_random_numbers
 from torchae.engine.steps import StepRunner, plain_single_device, step_hooks_in_use
 from torchae.engine.threads import CpuThreads
 from torchae.errors import ConfigError
 from torchae.optim import KerasAdam
 
-__all__ = ["CompileMode", "CompiledSteps", "Engine", "StepGraphs", "StepRunner", "draws_random_numbers", "own_code"]
+__all__ = [
+    "CompileMode",
+    "CompiledSteps",
+    "Engine",
+    "StepGraphs",
+    "StepRunner",
+    "draws_from_streams",
+    "draws_random_numbers",
+    "own_code",
+]
 
 CompileMode = Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
 BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
@@ -65,46 +78,6 @@ def _positive(name: str, value: object, optional: bool = False) -> None:
         return
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ConfigError(f"engine.{name} must be a positive integer, got {value!r}: set --engine.{name} 1 or more")
-
-
-def _generator_states(device: torch.device) -> list[torch.Tensor]:
-    states = [torch.get_rng_state()]
-    if device.type == "cuda":
-        states.append(torch.cuda.get_rng_state(device))
-    return states
-
-
-def draws_random_numbers(module: AutoencoderModule) -> bool:
-    """Whether ``module``'s ``reconstruction_terms`` draws from torch's global generators (dropout, a latent sample),
-    in training or in evaluation mode.
-
-    It runs once in each mode on the model's ``example_input_array`` and compares the generators' states; the
-    generators, the mode and every buffer (BatchNorm's statistics) are put back as they were, so the probe changes
-    nothing a run will draw or compute. A model without an example input counts as drawing (it cannot be checked).
-    """
-    example = getattr(module, "example_input_array", None)
-    parts = example if isinstance(example, tuple) else (example,)
-    if not parts or not all(isinstance(part, torch.Tensor) for part in parts):
-        return True
-    device = next((p.device for p in module.parameters()), torch.device("cpu"))
-    x = type(example)(*(part.to(device) for part in parts)) if isinstance(example, tuple) else example.to(device)
-    was_training = module.training
-    buffers = {name: buffer.clone() for name, buffer in module.named_buffers()}
-    devices = [device] if device.type == "cuda" else []
-    try:
-        with torch.random.fork_rng(devices=devices, device_type=device.type if devices else "cuda"), torch.no_grad():
-            for training in (True, False):
-                module.train(training)
-                before = _generator_states(device)
-                module.reconstruction_terms(x, x)
-                if any(not torch.equal(a, b) for a, b in zip(before, _generator_states(device))):
-                    return True
-        return False
-    finally:
-        module.train(was_training)
-        with torch.no_grad():
-            for name, buffer in module.named_buffers():
-                buffer.copy_(buffers[name])
 
 
 ENGINE_STEPS = ("training_step", "validation_step", "shared_step")
@@ -333,8 +306,9 @@ class Engine(pl.Callback):
         name = type(module).__name__
         if random:
             return (
-                f"{name} draws random numbers inside its step (dropout, a latent sample), which {what} would not "
-                "draw as the plain step does; its steps run as written"
+                f"{name} draws from torch's global generator inside its step (nn.Dropout, torch.randn), which {what} "
+                "would not draw as the plain step does; its steps run as written (torchae.draws.SeededDropout and "
+                "the model's draws fix that)"
             )
         if type(module).loss_terms is not AutoencoderModule.loss_terms:
             return f"{name} overrides loss_terms, which {what} would skip; its steps run as written"
@@ -360,7 +334,7 @@ class Engine(pl.Callback):
 
     @staticmethod
     def _micro_batch_reason(module: AutoencoderModule, name: str, random: bool) -> str | None:
-        if random or type(module).corrupt is not AutoencoderModule.corrupt:
+        if random or type(module).corrupt is not AutoencoderModule.corrupt or draws_from_streams(module):
             return f"{name} draws random numbers in its step, which parts of a batch would draw differently"
         if any(isinstance(layer, BATCH_NORMS) for layer in module.modules()):
             return f"{name} normalises over the batch (BatchNorm), which parts of a batch would change"

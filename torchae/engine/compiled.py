@@ -26,6 +26,8 @@ from torch import nn
 from torch.func import functional_call, grad
 
 from torchae.autoencoder import AutoencoderModule, Stage
+from torchae.draws import DrawPlan
+from torchae.engine.probes import step_plan
 from torchae.optim import KerasAdam
 
 __all__ = ["CompiledSteps"]
@@ -79,6 +81,8 @@ class CompiledSteps:
         self.compiled = torch.compile(_own_code(self._step), **options)
         self.compiled_several = torch.compile(_own_code(self._several_steps), **options) if steps_per_call > 1 else None
         self.layout: list[tuple[str, int, torch.Size]] | None = None
+        self.plans: dict[tuple, DrawPlan] = {}
+        """The draws of a step, per input shapes (:func:`~torchae.engine.probes.step_plan`)."""
 
     def _flat_group(self, optimizer: KerasAdam) -> tuple[dict[str, Any], Any]:
         ((group, flat),) = optimizer.flat_groups()
@@ -100,15 +104,22 @@ class CompiledSteps:
         beta_1: float,
         beta_2: float,
         epsilon: float,
+        draws: dict[str, torch.Tensor],
     ) -> dict[str, torch.Tensor]:
         assert self.layout is not None
         params = {name: weights[offset : offset + math.prod(shape)].view(shape) for name, offset, shape in self.layout}
 
-        def loss(params: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-            terms = functional_call(self.terms, params, (inputs, target))
+        def loss(
+            params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor]
+        ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+            terms = functional_call(self.terms, (params, buffers), (inputs, target))
             return terms["loss"], {name: value.detach() for name, value in terms.items()}
 
-        gradients, terms = grad(loss, has_aux=True)(params)
+        # BatchNorm updates its running statistics in place: the transform must be given them, as inputs.
+        buffers = dict(self.terms.named_buffers())
+        self.module.draws.give(draws)  # the step's dropout masks and samples, drawn eagerly beforehand
+        gradients, terms = grad(loss, has_aux=True)(params, buffers)
+        self.module.draws.give(None)
         flat_gradient = self._flat_gradient(weights, gradients)
         KerasAdam.update_(weights, flat_gradient, moments, squares, (beta_1, beta_2), epsilon, neg_alpha)
         return terms
@@ -140,13 +151,24 @@ class CompiledSteps:
         beta_1: float,
         beta_2: float,
         epsilon: float,
+        draws: list[dict[str, torch.Tensor]],
     ) -> dict[str, torch.Tensor]:
         """``_step`` on each of the stacked batches in turn; each term stacked over the steps."""
         steps = [
-            self._step(weights, moments, squares, inputs[k], targets[k], neg_alphas[k], beta_1, beta_2, epsilon)
+            self._step(
+                weights, moments, squares, inputs[k], targets[k], neg_alphas[k], beta_1, beta_2, epsilon, draws[k]
+            )
             for k in range(inputs.shape[0])
         ]
         return {name: torch.stack([terms[name] for terms in steps]) for name in steps[0]}
+
+    def draws(self, inputs: Any, target: Any) -> dict[str, torch.Tensor]:
+        """The draws of a training step on ``inputs`` and ``target``, drawn now from the model's training stream in
+        the order the plain step draws them (its plan is found once per input shape)."""
+        key = tuple(tuple(part.shape) for part in (inputs if isinstance(inputs, tuple) else (inputs,)))
+        if key not in self.plans:
+            self.plans[key] = step_plan(self.module, inputs, target)
+        return self.module.draws.draw(self.plans[key], "train", self.module.device)
 
     def step(self, x: torch.Tensor, stage: Stage, optimizer: KerasAdam) -> dict[str, torch.Tensor]:
         """One training step on clean images ``x``: returns the loss terms (detached); the weights and Adam's
@@ -156,10 +178,11 @@ class CompiledSteps:
     def step_on(self, inputs: torch.Tensor, target: torch.Tensor, optimizer: KerasAdam) -> dict[str, torch.Tensor]:
         """One training step from encoder inputs ``inputs`` (already corrupted) towards ``target``."""
         group, flat = self._flat_group(optimizer)
-        neg_alpha = torch.tensor(-KerasAdam.advance_step(group), dtype=flat.weights.dtype, device=target.device)
+        draws = self.draws(inputs, target)
+        neg_alpha = torch.tensor(-KerasAdam.advance_step(group), dtype=flat.weights.dtype, device=flat.weights.device)
         beta_1, beta_2 = group["betas"]
         terms = self.compiled(
-            flat.weights, flat.moments, flat.squares, inputs, target, neg_alpha, beta_1, beta_2, group["eps"]
+            flat.weights, flat.moments, flat.squares, inputs, target, neg_alpha, beta_1, beta_2, group["eps"], draws
         )
         KerasAdam.flush_denormals(flat, group)
         return terms
@@ -170,13 +193,26 @@ class CompiledSteps:
         if self.compiled_several is None or len(xs) != self.steps_per_call:
             raise ValueError(f"steps takes {self.steps_per_call} batches per call (steps_per_call), got {len(xs)}")
         group, flat = self._flat_group(optimizer)
-        inputs = torch.stack([self.module.corrupt(x, stage) for x in xs])
+        corrupted, draws = [], []
+        for x in xs:  # in the plain steps' order: each batch's noise, then its step's draws
+            corrupted.append(self.module.corrupt(x, stage))
+            draws.append(self.draws(corrupted[-1], x))
+        inputs = torch.stack(corrupted)
         neg_alphas = torch.tensor(
             [-KerasAdam.advance_step(group) for _ in xs], dtype=flat.weights.dtype, device=flat.weights.device
         )
         beta_1, beta_2 = group["betas"]
         terms = self.compiled_several(
-            flat.weights, flat.moments, flat.squares, inputs, torch.stack(xs), neg_alphas, beta_1, beta_2, group["eps"]
+            flat.weights,
+            flat.moments,
+            flat.squares,
+            inputs,
+            torch.stack(xs),
+            neg_alphas,
+            beta_1,
+            beta_2,
+            group["eps"],
+            draws,
         )
         KerasAdam.flush_denormals(flat, group, steps=len(xs))
         return terms

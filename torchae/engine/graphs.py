@@ -5,11 +5,11 @@ launches them, not by arithmetic: eager steps cost about 1 ms each, whatever the
 with one call. This follows PyTorch's "whole network capture" recipe (CUDA semantics notes): a few eager warm-up
 steps per batch shape on a side stream, then capture, then replay with inputs copied into static buffers.
 
-What stays eager: the noise of the denoising model (drawn from its seeded stream, then copied in, so a run with
-graphs draws the same noise as one without), logging and everything Lightning does between steps. Per-step hooks
-(``on_before_backward``, ``on_after_backward``, ``on_before_optimizer_step``, ``on_before_zero_grad``) cannot run
-inside a replay, so :class:`~torchae.engine.Engine` refuses ``cuda_graphs`` when a callback or the model overrides
-one of them.
+What stays eager: the random draws (the denoising model's noise, the VAE's dropout masks and latent samples: drawn
+from the model's seeded streams, then copied in, so a run with graphs draws the same numbers as one without), logging
+and everything Lightning does between steps. Per-step hooks (``on_before_backward``, ``on_after_backward``,
+``on_before_optimizer_step``, ``on_before_zero_grad``) cannot run inside a replay, so
+:class:`~torchae.engine.Engine` refuses ``cuda_graphs`` when a callback or the model overrides one of them.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import torch
 
 from torchae.autoencoder import AutoencoderModule
 from torchae.engine.lightning_compat import counted_step
+from torchae.engine.probes import step_plan
 from torchae.errors import ConfigError
 from torchae.optim import KerasAdam
 
@@ -68,21 +69,30 @@ class _Captured:
             self.groups = self.adam.flat_groups()
             self.adam.zero_grad()  # makes the gradients the flat buffer's views: backward must accumulate there
             self.neg_alphas = [torch.zeros((), dtype=flat.weights.dtype, device=x.device) for _, flat in self.groups]
+        # The step's draws (dropout masks, samples): drawn eagerly, as the plain step would draw them, and copied in.
+        self.plan = step_plan(module, inputs, self.target)
+        first_draws = self._draw(module)
+        self.draws = {name: value.clone() for name, value in first_draws.items()}
         self.outputs: dict[str, torch.Tensor] = {}
         self.pointers = _parameter_pointers(module)
         self.graph = capture(self._step, module)
         # capturing runs nothing: the caller replays this step now
         self._first_inputs = None if self.shared else inputs
+        self._first_draws: dict[str, torch.Tensor] | None = first_draws
+
+    def _draw(self, module: AutoencoderModule) -> dict[str, torch.Tensor]:
+        return module.draws.draw(self.plan, module.draws.stage_of(module.training), self.target.device)
 
     def _step(self, module: AutoencoderModule) -> None:
         """The captured work: zero the gradients, forward, loss, backward and the Adam update (training)."""
-        if self.adam is not None:
-            self.adam.zero_grad()
-            terms = module.reconstruction_terms(self.inputs, self.target)
-            terms["loss"].backward()
-            self.adam.update_from_device(self.neg_alphas)
-        else:
-            terms = module.reconstruction_terms(self.inputs, self.target)
+        with module.draws.giving(self.draws):
+            if self.adam is not None:
+                self.adam.zero_grad()
+                terms = module.reconstruction_terms(self.inputs, self.target)
+                terms["loss"].backward()
+                self.adam.update_from_device(self.neg_alphas)
+            else:
+                terms = module.reconstruction_terms(self.inputs, self.target)
         self.outputs = {name: value.detach() for name, value in terms.items()}
 
     def replay(self, module: AutoencoderModule, x: torch.Tensor, stage: str, optimizer: Any) -> dict[str, Any]:
@@ -90,11 +100,14 @@ class _Captured:
             inputs, self._first_inputs = self._first_inputs, None
         else:
             inputs = module.corrupt(x, stage)
+        draws, self._first_draws = self._first_draws if self._first_draws is not None else self._draw(module), None
         if (inputs is x) != self.shared:
             raise RuntimeError(f"{type(module).__name__}.corrupt changed between calls; CUDA graphs need it fixed")
         self.target.copy_(x)
         if not self.shared:
             self.inputs.copy_(inputs)
+        for name, value in draws.items():
+            self.draws[name].copy_(value)
         if self.adam is not None:
             for _, flat in self.groups:  # the gradients must be the flat buffer's views (Lightning may reset them)
                 flat.gather_grads()

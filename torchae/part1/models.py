@@ -14,7 +14,6 @@ import torch
 
 from torchae.autoencoder import AutoencoderModule, Stage
 from torchae.checkpoints import network_state
-from torchae.data import mix_seed
 from torchae.errors import require
 from torchae.networks import Autoencoder
 from torchae.part1.networks import ConvAutoencoder as ConvNetwork
@@ -124,12 +123,12 @@ class DenoisingAE(AutoencoderModule):
         super().__init__(build_architecture(architecture, code_dim), learning_rate=learning_rate, epsilon=epsilon)
         self.noise_mean, self.noise_std = noise_mean, noise_std
         self.init_from, self.seed = init_from, seed
+        self.draws.seed = seed
         self._init_loaded = False
-        self._noise: dict[str, torch.Generator] = {}
 
     figures = ("reconstructions", "denoising", "codes_2d", "interpolation")
-    # The noise seed travels in the checkpoint (torchae_noise_seed); as a hyperparameter it would clash with the
-    # datamodule's own `seed` when Lightning logs both.
+    # The noise seed travels in the checkpoint (with the model's streams); as a hyperparameter it would clash with
+    # the datamodule's own `seed` when Lightning logs both.
     unsaved_arguments = ("seed",)
 
     def setup(self, stage: str) -> None:
@@ -137,42 +136,21 @@ class DenoisingAE(AutoencoderModule):
             self.net.load_state_dict(network_state(self.init_from, self.net))
             self._init_loaded = True
 
-    def noise_seed(self) -> int:  # the process seed, if none was given
-        if self.seed is None:
-            self.seed = torch.initial_seed()
-        return int(self.seed)
-
-    def _start_noise_stream(self, stage: Stage) -> None:
-        generator = torch.Generator(device=self.device)
-        generator.manual_seed(mix_seed(self.noise_seed(), self.current_epoch, ("train", "val", "test").index(stage)))
-        self._noise[stage] = generator
-
-    def on_train_epoch_start(self) -> None:
-        self._start_noise_stream("train")
-
-    def on_validation_epoch_start(self) -> None:
-        self._start_noise_stream("val")
-
-    def on_test_epoch_start(self) -> None:
-        self._start_noise_stream("test")
-
     def add_noise(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """``clip(x + N(noise_mean, noise_std), 0, 1)``, drawn from ``generator`` (default: the global RNG)."""
-        noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        return (x + noise.mul_(self.noise_std).add_(self.noise_mean)).clamp_(0.0, 1.0)
+        return self.noisy(x, torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype))
+
+    def noisy(self, x: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """``clip(x + noise_mean + noise_std * noise, 0, 1)`` for standard normal ``noise`` shaped as ``x``."""
+        return (x + (noise * self.noise_std + self.noise_mean)).clamp(0.0, 1.0)
 
     def corrupt(self, x: torch.Tensor, stage: Stage) -> torch.Tensor:
-        if stage not in self._noise or self._noise[stage].device != x.device:
-            self._start_noise_stream(stage)
-        return self.add_noise(x, self._noise[stage])
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        super().on_save_checkpoint(checkpoint)
-        checkpoint["torchae_noise_seed"] = self.noise_seed()
+        """``x`` with fresh noise from the model's stream of ``stage`` (:mod:`torchae.draws`)."""
+        return self.noisy(x, self.draws.normal("input_noise", x, stage))
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_load_checkpoint(checkpoint)
-        self.seed = checkpoint.get("torchae_noise_seed", self.seed)
+        self.seed = self.draws.seed
         self._init_loaded = True  # the checkpoint's weights win over init_from
 
 

@@ -18,8 +18,9 @@ Keras semantics where they differ from PyTorch's defaults, each kept here on pur
   as well. So ``val_loss`` is the loss of one random code per test image (BatchNorm on its running statistics,
   dropout off), a noisy estimate of the expected loss, as the article's ``val_loss`` is.
 
-Randomness: the latent sample and dropout draw from torch's global generator inside the step (``seed_everything``
-seeds it). The fast lane sees the draws and runs the VAE's steps as written (the randomness contract).
+Randomness: the latent sample and the dropout masks are drawn by name from the model's own streams, seeded by
+``(seed, epoch, stage)`` (:mod:`torchae.draws`): plain Lightning draws them in the step, the fast lane beforehand,
+and a resumed run draws what the uninterrupted one does.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from torchae.autoencoder import AutoencoderModule
+from torchae.draws import SeededDropout
 from torchae.errors import require_rate, require_width
 from torchae.inputs import check_count, check_generator, images_of
 from torchae.networks import IMAGE_SHAPE, PIXELS, Autoencoder, SigmoidDecoder
@@ -92,7 +94,7 @@ def keras_batch_norm(features: int) -> nn.BatchNorm1d:
 def hidden_layer(in_features: int, out_features: int, activation: nn.Module, dropout: float) -> list[nn.Module]:
     """The article's hidden layer, ``Dense, activation, BatchNormalization(), Dropout``, as layers to unpack into a
     ``Sequential`` (their state-dict names stay the ``Sequential``'s indices)."""
-    return [nn.Linear(in_features, out_features), activation, keras_batch_norm(out_features), nn.Dropout(dropout)]
+    return [nn.Linear(in_features, out_features), activation, keras_batch_norm(out_features), SeededDropout(dropout)]
 
 
 class GaussianEncoder(nn.Module):
@@ -214,9 +216,9 @@ class VAE(AutoencoderModule):
         return self.net.decode(codes)
 
     def latent_noise(self, z_mean: torch.Tensor) -> torch.Tensor:
-        """The ``eps ~ N(0, I)`` of the reparameterisation trick, shaped as ``z_mean``, from torch's global generator
-        (the parity check replaces it to feed Keras and torch the same noise)."""
-        return torch.randn_like(z_mean)
+        """The ``eps ~ N(0, I)`` of the reparameterisation trick, shaped as ``z_mean``, from the model's stream of
+        the stage (:mod:`torchae.draws`; the parity check replaces it to feed Keras and torch the same noise)."""
+        return self.draws.normal("latent_noise", z_mean, self.draws.stage_of(self.training))
 
     def reparameterize(self, distribution: LatentDistribution) -> torch.Tensor:
         """A code drawn from ``q(z|x)``: ``z_mean + exp(z_log_var / 2) * eps`` (the reparameterisation trick)."""

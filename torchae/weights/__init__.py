@@ -131,9 +131,9 @@ def pretrained(name: str) -> AutoencoderModule:
 
 def loss_on_test_images(model: AutoencoderModule, name: str | None = None, batches: int | None = None) -> float:
     """``val_loss`` of ``model`` on the 10,000 MNIST test images (part 2's points models: on the 1000 points of seed 0),
-    as ``trainer.validate`` logs it, with the experiment's batch size (the denoising model draws its validation noise
-    of epoch 0; the VAE its latent samples from torch's generator seeded with 0, in a fork of it that leaves the
-    caller's as it was).
+    as ``trainer.validate`` logs it, with the experiment's batch size (a model that draws, the denoising model's noise
+    or the VAE's latent samples, draws from its validation stream of epoch 0, seeded with 0 unless the model has a
+    seed of its own; torch's generator is forked, so the caller's stays as it was).
 
     Args:
         model: the model to evaluate.
