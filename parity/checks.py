@@ -320,6 +320,11 @@ def check_vae_step(name: str, batch: torch.Tensor, labels: torch.Tensor | None =
     model.optimizer.apply_gradients(zip(k_grads, variables))
 
     torch_model.train()
+    compiled = (config_of(name).get("engine") or {}).get("compiled_steps")
+    compiled_model = copy.deepcopy(torch_model) if compiled else None  # the same weights
+    if compiled_model is not None:  # the same noise, handed to the compiled step as the engine hands its draws
+        del compiled_model.latent_noise
+        compiled_model.draws.draw = lambda plan, stage, device: {"latent_noise": torch.from_numpy(noise)}
     optimizer = torch_model.configure_optimizers()
     optimizer.zero_grad()
     inputs = LabelledBatch(batch, labels) if torch_model.conditional else batch
@@ -356,6 +361,15 @@ def check_vae_step(name: str, batch: torch.Tensor, labels: torch.Tensor | None =
             weight_worst = max(weight_worst, _max_abs(array, tensor))
     rows.append(Check(name, "weights after one Adam step", weight_worst, tol["adam_step"], "abs"))
     rows.append(Check(name, "BatchNorm statistics after the step", statistics_worst, tol["adam_step"], "abs"))
+    if compiled_model is not None:  # the engine's compiled whole step, as the config runs it
+        compiled_terms = CompiledSteps(compiled_model).step_on(inputs, inputs, compiled_model.configure_optimizers())
+        compiled_worst = max(
+            _max_abs(array, tensor.detach())
+            for k_layer, t_name, _ in pairs
+            for array, tensor in zip(keras_arrays(k_layer)[:2], torch_tensors(compiled_model.get_submodule(t_name)))
+        )
+        rows.append(Check(name, "batch loss, compiled step", _rel(compiled_terms["loss"], k_total), tol["loss"], "rel"))
+        rows.append(Check(name, "weights after one compiled step", compiled_worst, tol["adam_step"], "abs"))
     return rows
 
 
@@ -399,6 +413,11 @@ def run_checks(
     """All checks for ``names``: structure, weight round trip, forward on ``n_images`` test images, one step."""
     rows: list[Check] = []
     for name in names:
+        own_checks = KERAS_REFERENCES[name].checks
+        if own_checks is not None:  # part 5's GANs: two networks and two optimizers, checked their own way
+            data = parity_data(name, val_size=n_images)
+            rows += own_checks(name, data.train_images[:batch_size], data.train_labels[:batch_size], seed)
+            continue
         keras_models, torch_model = build_pair(name, seed)
         mnist = issubclass(torch_model.datamodule, MNISTDataModule)
         data = parity_data(name, val_size=n_images if mnist else None)

@@ -8,6 +8,7 @@ python -m parity against NAME RUN_DIR    Keras from the weights a torchae fit ru
 python -m parity spread NAME --seeds S ...  several seeds in each framework, each from its own initialisation
 python -m parity spread-merge RECORD ... add the seeds other processes trained to this checkout's spread record
 python -m parity report                  re-render parity/RESULTS.md from parity/results/
+python -m parity judge [MODEL ...]       the judge's verdict on each generative model's digits (vae, cvae, gan, cgan)
 """
 
 from __future__ import annotations
@@ -75,7 +76,35 @@ def main(argv: list[str] | None = None) -> None:
     merge = sub.add_parser("spread-merge", help="add the seeds of spread records from other processes to this one's")
     merge.add_argument("records", metavar="RECORD", type=Path, nargs="+", help="spread records (JSON) of the same run")
     sub.add_parser("report", help="re-render parity/RESULTS.md")
+    judge = sub.add_parser("judge", help="the judge's verdict on each generative model's digits")
+    judge.add_argument("models", nargs="*", metavar="MODEL", help="any of vae, cvae, gan, cgan (default: all)")
+    judge.add_argument("--samples", type=int, default=10_000, help="digits generated per model")
+    judge.add_argument("--seed", type=int, default=0, help="seed of the codes the models generate from")
+    judge.add_argument(
+        "--checkpoint",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="judge this checkpoint as NAME (judge=PATH: another judge) instead of the shipped weights",
+    )
+    judge.add_argument("--out", type=Path, default=None, help="also write the verdicts as JSON here")
     args = parser.parse_args(argv)
+
+    if args.command == "judge":
+        from parity.judging import GENERATIVE, format_judged, judge_all, write_judged
+
+        unknown = [name for name in args.models if name not in GENERATIVE]
+        if unknown:
+            parser.error(f"{unknown[0]!r} generates no digits from a prior: choose from {', '.join(GENERATIVE)}")
+        pairs = [item.partition("=") for item in args.checkpoint]
+        if any(not name or not path for name, _, path in pairs):
+            parser.error("--checkpoint takes NAME=PATH, e.g. --checkpoint gan=runs/gan/version_0/checkpoints/last.ckpt")
+        checkpoints = {name: Path(path) for name, _, path in pairs}
+        judged = judge_all(tuple(args.models) or GENERATIVE, args.samples, args.seed, checkpoints)
+        print(format_judged(judged))
+        if args.out is not None:
+            print(f"wrote {write_judged(judged, args.out)}")
+        return
 
     if args.command == "check":
         from parity.checks import main_check

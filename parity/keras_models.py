@@ -77,12 +77,15 @@ class KerasReference:
         loss: the loss as the article compiles it.
         labels: how the model of a conditional experiment takes the labels, after the inputs (``None``: it takes
             none).
+        checks: the experiment's own parity checks, ``checks(name, images, labels, seed)`` (part 5's GANs: two
+            networks, two optimizers); ``None``: the autoencoder checks of :mod:`parity.checks`.
     """
 
-    builder: Callable[..., KerasModels]
+    builder: Callable[..., Any]
     learning_rate: float = 1e-3
     loss: Any = "binary_crossentropy"
     labels: Callable[[np.ndarray], list[np.ndarray]] | None = None
+    checks: Callable[..., list[Any]] | None = None
 
 
 KERAS_REFERENCES: dict[str, KerasReference] = {}
@@ -95,12 +98,14 @@ def keras_reference(
     learning_rate: float = 1e-3,
     loss: Any = "binary_crossentropy",
     labels: Callable[[np.ndarray], list[np.ndarray]] | None = None,
+    checks: Callable[..., list[Any]] | None = None,
 ) -> Callable[[Builder], Builder]:
-    """Register the decorated builder as the Keras reference of experiments ``names``, compiled as the article does."""
+    """Register the decorated builder as the Keras reference of experiments ``names``, compiled as the article does
+    (``checks``: the experiment's own parity checks, see :class:`KerasReference`)."""
 
     def register(builder: Builder) -> Builder:
         for name in names:
-            KERAS_REFERENCES[name] = KerasReference(builder, learning_rate, loss, labels)
+            KERAS_REFERENCES[name] = KerasReference(builder, learning_rate, loss, labels, checks)
         return builder
 
     return register

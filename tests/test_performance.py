@@ -146,14 +146,25 @@ def test_the_benchmark_times_the_mnist_experiments_and_refuses_the_points_models
 @pytest.mark.slow
 @pytest.mark.parity
 def test_benchmark_times_keras_and_torchae_side_by_side_and_writes_its_table(tmp_path, monkeypatch, capsys):
-    """``benchmarks/bench.py`` on a tiny subset: every measurement runs in its own process (Keras, the loop, and
-    ``torchae fit``), and the results file holds the command, the machine and one row with the ratio verdict. The
-    script itself runs in this process; Keras on its torch backend, which loads faster than TensorFlow."""
+    """``benchmarks/bench.py`` on a tiny subset: Keras and ``torchae fit`` run in processes of their own, and the
+    results file holds the command, the machine and one row with the ratio verdicts and the floor. The script runs in
+    this process, and so do its torch loop and floor workers (torch is loaded here already; Keras's worker process
+    runs the same worker code); Keras on its torch backend, which loads faster than TensorFlow."""
     out = tmp_path / "RESULTS.md"
     tiny = ["--epochs", "2", "--repeats", "1", "--train-size", "256", "--val-size", "128"]
     # the conv config compiles nothing (micro-batches): the test times the script's processes, not inductor
     monkeypatch.setattr(sys, "argv", ["benchmarks/bench.py", "conv", "--backends", "torch", *tiny, "--out", str(out)])
-    load_benchmark("bench").main()  # a failed measurement raises CalledProcessError
+    bench = load_benchmark("bench")
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    in_processes = bench.run_worker
+
+    def run_worker(kind, name, epochs, train_size, val_size, root=bench.ROOT):
+        if kind in ("torch", "floor"):
+            return bench.WORKERS[kind](name, epochs, train_size, val_size)
+        return in_processes(kind, name, epochs, train_size, val_size, root)
+
+    monkeypatch.setattr(bench, "run_worker", run_worker)
+    bench.main()  # a failed measurement raises CalledProcessError
     assert f"wrote {out}" in capsys.readouterr().out
     text = out.read_text()
     assert "Command: `python benchmarks/bench.py conv --backends torch" in text and "Still running" not in text

@@ -10,7 +10,7 @@ import numpy as np
 import onnxruntime
 import pytest
 import torch
-from helpers import CONFIGS, ROOT, condition_for, quiet_trainer, small_data
+from helpers import CONFIGS, ROOT, quiet_trainer, small_data
 
 import torchae
 from torchae.cli import main
@@ -30,28 +30,33 @@ def trained(name: str, tmp_path: Path) -> torchae.AutoencoderModule:
 
 
 # ---------------------------------------------------------------- export
+def examples(model: torchae.series.SeriesModule, part: str, *batches: int) -> list[tuple[torch.Tensor, ...]]:
+    """Inputs of ``part`` at each of ``batches``, as the model declares them (images, codes, labels...)."""
+    generator = torch.Generator().manual_seed(0)
+    return [model.export_example(part, batch, generator) for batch in batches]
+
+
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_lightning_export_methods_work_with_a_dynamic_batch(name, tmp_path):
-    """model.to_onnx at batch 4 runs in onnxruntime at batch 7, from one file copied alone to another folder;
-    torch.export.export gives torch's outputs; all to 1e-5."""
+    """model.to_onnx at batch 4 runs in onnxruntime at batch 7, from one file copied alone to another folder, with
+    the inputs named as the model declares them; torch.export.export gives torch's outputs; all to 1e-5."""
     model = trained(name, tmp_path)
-    x4, x7 = torch.rand(4, *model.input_shape), torch.rand(7, *model.input_shape)
-    c4, c7 = condition_for(type(model), 4), condition_for(type(model), 7)  # a conditional model's labels
+    part = next(iter(model.export_parts()))  # the model's forward
+    x4, x7 = examples(model, part, 4, 7)
     with torch.no_grad():
-        expected = model(x7, *c7).numpy()
-    model.to_onnx(tmp_path / "model.onnx", (x4, *c4))
+        expected = model(*x7).numpy()
+    model.to_onnx(tmp_path / "model.onnx", x4)
     assert [path.name for path in tmp_path.glob("model.onnx*")] == ["model.onnx"]  # no .onnx.data beside it
     alone = tmp_path / "elsewhere" / "copy.onnx"
     alone.parent.mkdir()
     alone.write_bytes((tmp_path / "model.onnx").read_bytes())
     session = onnxruntime.InferenceSession(str(alone), providers=["CPUExecutionProvider"])
-    feeds = {"images" if model.input_shape == (1, 28, 28) else "points": x7.numpy()}
-    feeds |= {"labels": c7[0].numpy()} if c7 else {}
+    feeds = dict(zip(model.export_names(part)[0], (tensor.numpy() for tensor in x7), strict=True))
     assert [given.name for given in session.get_inputs()] == list(feeds)
     np.testing.assert_allclose(session.run(None, feeds)[0], expected, atol=1e-5, rtol=0)
     batch = torch.export.Dim("batch", min=1, max=1024)
-    program = torch.export.export(model, (x4, *c4), dynamic_shapes=tuple({0: batch} for _ in (x4, *c4)))
-    np.testing.assert_allclose(program.module()(x7, *c7).detach().numpy(), expected, atol=1e-5, rtol=0)
+    program = torch.export.export(model, x4, dynamic_shapes=tuple({0: batch} for _ in x4))
+    np.testing.assert_allclose(program.module()(*x7).detach().numpy(), expected, atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("format", FORMATS)
@@ -70,10 +75,11 @@ def test_every_format_of_every_model_is_one_file_that_gives_torchs_outputs(name,
     alone = tmp_path / "elsewhere" / written.name
     alone.parent.mkdir()
     alone.write_bytes(written.read_bytes())
-    x, condition = torch.rand(3, *model.input_shape), condition_for(type(model), 3)
+    part = next(iter(model.export_parts()))
+    (inputs,) = examples(model, part, 3)
     with torch.no_grad():
-        expected = model.net(x, *condition).numpy()
-    found = load_exported(alone, format)(x.numpy(), *(labels.numpy() for labels in condition))
+        expected = model.export_parts()[part](*inputs).numpy()
+    found = load_exported(alone, format)(*(tensor.numpy() for tensor in inputs))
     np.testing.assert_allclose(found, expected, atol=1e-5)
 
 

@@ -55,6 +55,12 @@ def batch_dimension() -> Any:
     return torch.export.Dim("batch", min=1, max=1 << 20)
 
 
+def first_part(model: Any) -> str:
+    """The part a model exports by default: the first it names (an autoencoder's whole network, a GAN's generator)."""
+    parts = model.export_parts() if hasattr(model, "export_parts") else {}
+    return next(iter(parts), "autoencoder")
+
+
 def part_of(model: Any, part: str) -> nn.Module:
     """The plain ``nn.Module`` of ``part`` of a torchae model (one of its ``export_parts``)."""
     parts = model.export_parts() if hasattr(model, "export_parts") else {}
@@ -92,7 +98,7 @@ def describe_export(model: Any, part: str) -> str:
 
 
 def export_model(
-    model: Any, output: str | Path, format: str = "onnx", part: str = "autoencoder", overwrite: bool = False
+    model: Any, output: str | Path, format: str = "onnx", part: str | None = None, overwrite: bool = False
 ) -> float:
     """Export ``part`` of a torchae model to ``output`` with a dynamic batch dimension, then check the file.
 
@@ -106,12 +112,14 @@ def export_model(
         model: a model of the series (it declares its parts and their example inputs).
         output: the file to write, ending in the format's suffix.
         format: ``onnx`` or ``pt2``.
-        part: ``autoencoder``, ``encoder`` or ``decoder``.
+        part: one of the model's ``export_parts`` (an autoencoder's ``autoencoder``, ``encoder`` or ``decoder``, a
+            GAN's ``generator``); ``None``: its first.
         overwrite: replace ``output`` if it exists (by default an existing file is refused, never replaced).
 
     Raises:
         ConfigError: an unknown format or part, or an output that is a folder, is misnamed or exists.
     """
+    part = first_part(model) if part is None else part
     if format not in FORMATS:
         raise ConfigError(f"format must be one of {', '.join(FORMATS)}, got {format!r}: set --format onnx")
     module = part_of(model, part).eval()

@@ -1,4 +1,5 @@
-"""Adam exactly as Keras 3 computes it, with its per-step overhead cut to a handful of tensor operations.
+"""The series' optimizers: Adam exactly as Keras 3 computes it (parts 1-4), with its per-step overhead cut to a
+handful of tensor operations, and TensorFlow 1's RMSProp (:class:`TFRMSProp`, the GANs of parts 5 and 6).
 
 Keras updates, at step ``t``::
 
@@ -24,7 +25,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["KerasAdam"]
+__all__ = ["KerasAdam", "TFRMSProp"]
 
 FLUSH_DENORMALS_EVERY = 16
 """CPU steps between flushes of denormal moments to zero (see :func:`_flush_denormals_`)."""
@@ -48,6 +49,14 @@ def _flush_denormals_(buffer: torch.Tensor) -> None:
 ALIGN_BYTES = 64
 """Each parameter's slice of a flat buffer starts at a multiple of this many bytes: compiled kernels (inductor)
 assume 16-byte aligned parameters, and a slice that starts mid cache line is slower to read."""
+
+
+def _loss_of(closure: Callable[[], float] | None) -> float | None:
+    """The loss a ``step(closure)`` returns: the closure's, run with gradients on (PyTorch's optimizer protocol)."""
+    if closure is None:
+        return None
+    with torch.enable_grad():
+        return closure()
 
 
 class _FlatGroup:
@@ -155,10 +164,7 @@ class KerasAdam(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
         """One Keras Adam step (parameters without a gradient count as having a zero gradient)."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = _loss_of(closure)
         for index, group in enumerate(self.param_groups):
             if not group["params"] or all(p.grad is None for p in group["params"]):
                 continue
@@ -245,3 +251,53 @@ class KerasAdam(torch.optim.Optimizer):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         super().load_state_dict(state_dict)
         self._flat.clear()  # rebuilt from the loaded moments at the next step
+
+
+class TFRMSProp(torch.optim.Optimizer):
+    """RMSProp as TensorFlow 1's ``tf.train.RMSPropOptimizer`` computes it (the author's optimizer in parts 5 and 6),
+    which differs from ``torch.optim.RMSprop`` in two places::
+
+        ms = ms + (g * g - ms) * (1 - decay)               # ms starts at ones (torch's square average at zeros)
+        mom = momentum * mom + lr * g / sqrt(ms + epsilon)  # epsilon under the root (torch's outside it)
+        w = w - mom
+
+    Its defaults are TensorFlow's: ``decay=0.9``, ``momentum=0.0``, ``epsilon=1e-10``. The accumulator starting at
+    ones makes the first steps about ``lr * g`` (torch's start at ``lr * g / sqrt(0.1 g^2)``, three times ``lr``).
+
+    Args:
+        params: the parameters or parameter groups.
+        lr: the learning rate.
+        decay: the discount of the mean square.
+        momentum: the momentum of the update.
+        epsilon: added to the mean square under the square root.
+    """
+
+    def __init__(
+        self, params: Iterable[Any], lr: float, decay: float = 0.9, momentum: float = 0.0, epsilon: float = 1e-10
+    ) -> None:
+        if not lr > 0 or not 0 <= decay < 1 or not momentum >= 0 or not epsilon >= 0:
+            raise ValueError(
+                f"TFRMSProp needs lr > 0, 0 <= decay < 1, momentum >= 0, epsilon >= 0: got {lr}, "
+                f"{decay}, {momentum}, {epsilon}"
+            )
+        super().__init__(params, {"lr": lr, "decay": decay, "momentum": momentum, "epsilon": epsilon})
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
+        """One RMSProp step of every parameter that has a gradient."""
+        loss = _loss_of(closure)
+        for group in self.param_groups:
+            lr, decay, momentum, epsilon = group["lr"], group["decay"], group["momentum"], group["epsilon"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not state:
+                    state["mean_square"] = torch.ones_like(p)  # TensorFlow 1's rms slot starts at ones
+                    state["momentum"] = torch.zeros_like(p)
+                mean_square, moment = state["mean_square"], state["momentum"]
+                # TensorFlow's ApplyRMSProp kernel, in its order of operations
+                mean_square.add_((p.grad * p.grad - mean_square) * (1 - decay))
+                moment.mul_(momentum).add_(p.grad * lr / (mean_square + epsilon).sqrt())
+                p.sub_(moment)
+        return loss

@@ -67,6 +67,8 @@ class Experiment:
         keras: whether ``parity/`` has a Keras builder of the article's model (then the parity checks run).
         shipped: whether a trained model ships in ``torchae/weights/`` (then ``torchae.pretrained(name)`` serves it).
         parity_budget: the short training parity check of the tests (:class:`ParityBudget`), where it has one.
+        iterations: the article's outer iterations, for a model it trains by iterations (part 5's GANs: the
+            config's ``model.iterations``; ``epochs`` is then the config's cap); ``None`` for one trained by epochs.
     """
 
     name: str
@@ -79,6 +81,7 @@ class Experiment:
     keras: bool = False
     shipped: bool = False
     parity_budget: ParityBudget | None = None
+    iterations: int | None = None
 
 
 EXPERIMENTS: dict[str, Experiment] = {}

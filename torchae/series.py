@@ -20,6 +20,7 @@ from torchae.checkpoints import NamedCheckpoints
 from torchae.console import quiet_known_noise
 from torchae.draws import CHECKPOINT_KEY, StepDraws
 from torchae.export import Exportable
+from torchae.inputs import CLASSES
 from torchae.networks import IMAGE_SHAPE
 
 __all__ = ["SeriesModule", "metric_names_of"]
@@ -39,6 +40,8 @@ class SeriesModule(NamedCheckpoints, Exportable, pl.LightningModule):
             fit with another of torchae's is refused; ``None``: any.
         conditional: whether the model takes each input's label beside it (:meth:`inputs_for`).
         unsaved_arguments: constructor arguments kept out of the hyperparameters.
+        counted_networks: the model's two networks whose parameters the registry counts (an autoencoder's encoder
+            and decoder, a GAN's generator and discriminator).
     """
 
     figures: ClassVar[tuple[str, ...]] = ()
@@ -48,6 +51,7 @@ class SeriesModule(NamedCheckpoints, Exportable, pl.LightningModule):
     datamodule: ClassVar[type[pl.LightningDataModule] | None] = None
     conditional: ClassVar[bool] = False
     unsaved_arguments: ClassVar[tuple[str, ...]] = ()
+    counted_networks: ClassVar[tuple[str, str]] = ("encoder", "decoder")
 
     def __init__(self) -> None:
         super().__init__()
@@ -100,6 +104,19 @@ class SeriesModule(NamedCheckpoints, Exportable, pl.LightningModule):
         if labels is None:
             raise ValueError(f"{type(self).__name__} takes each input's label beside it: give the labels")
         return inputs, labels
+
+    def prior_samples(
+        self, n: int, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``n`` inputs generated from the model's prior (its ``sample``), and the label each was generated for: a
+        conditional model makes ``n / classes`` of each of its labels (rounded up), another gives ``None``. What the
+        judge of digits measures (:func:`torchae.judge.judge_model`)."""
+        if not self.conditional:
+            return self.sample(n, generator=generator), None
+        classes = int(getattr(self, "classes", CLASSES))
+        per_label = -(-n // classes)
+        samples = [self.sample(per_label, label, generator=generator) for label in range(classes)]
+        return torch.cat(samples), torch.arange(classes, device=self.device).repeat_interleave(per_label)
 
     def export_parts(self) -> dict[str, nn.Module]:
         """The parts that ``torchae export --part NAME`` writes, by name (the first is the default)."""

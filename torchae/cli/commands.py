@@ -9,7 +9,7 @@ from typing import Any
 
 from torchae.cli.loading import model_of
 from torchae.errors import ConfigError
-from torchae.export import Format, Part, describe_export
+from torchae.export import Format, Part, describe_export, first_part
 from torchae.figures import check_digits_per_row, figure_options, figure_paths, uses_training_set
 from torchae.runs import is_run_folder
 from torchae.safety import refuse_existing
@@ -115,7 +115,7 @@ def export_command(
     pretrained: str | None = None,
     output: str | None = None,
     format: Format = "onnx",
-    part: Part = "autoencoder",
+    part: Part | None = None,
     model: str | None = None,
     overwrite: bool = False,
 ) -> None:
@@ -128,13 +128,15 @@ def export_command(
         output: the file to write; default: beside the checkpoint (in the current folder for a shipped model),
             named after it, the part and the format.
         format: ``onnx``, or ``pt2`` (``torch.export``; TorchScript, which PyTorch deprecates, is not offered).
-        part: ``autoencoder`` (images to reconstructions), ``encoder`` (images to codes) or ``decoder``.
+        part: one of the model's parts: an autoencoder's ``autoencoder`` (images to reconstructions), ``encoder``
+            (images to codes) or ``decoder``, a GAN's ``generator`` (codes to images); default: its first.
         model: the class of a model defined outside torchae (``mypkg.MyAE``); torchae's own are found by name.
         overwrite: replace ``output`` if it exists (by default it is refused, never replaced).
     """
     from torchae.export import export_model
 
     loaded, _ = model_of(checkpoint, pretrained, model)
+    part = first_part(loaded) if part is None else part
     suffix = {"onnx": ".onnx", "pt2": ".pt2"}.get(format, "")
     source = Path(checkpoint) if checkpoint is not None else Path(str(pretrained))
     target = Path(output) if output else source.with_name(f"{source.stem}-{part}{suffix}")

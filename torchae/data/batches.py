@@ -53,6 +53,7 @@ class TensorBatches:
         sanity_batches: called at each iteration; while it gives a number ``n`` (Lightning's sanity check), the
             iteration is the first ``n`` image batches, one per item (as many items as the loader has at most, the
             rest in the last): the sanity check then runs the image batches it was told to, grouped or not.
+        drop_last: leave out the last batch of an epoch when it is smaller than ``batch_size``.
     """
 
     def __init__(
@@ -66,8 +67,10 @@ class TensorBatches:
         steps_per_execution: int = 1,
         labels: torch.Tensor | None = None,
         sanity_batches: Callable[[], int | None] | None = None,
+        drop_last: bool = False,
     ) -> None:
         self.images = images
+        self.drop_last = drop_last
         self.labels = labels
         self.batch_size = batch_size
         self.shuffle = shuffle
@@ -103,6 +106,8 @@ class TensorBatches:
         return self.images.shape[0] // self.world_size
 
     def num_batches(self) -> int:
+        if self.drop_last:
+            return self.num_samples() // self.batch_size
         return -(-self.num_samples() // self.batch_size)
 
     def __len__(self) -> int:
@@ -111,7 +116,7 @@ class TensorBatches:
     def batches(self) -> Iterator[torch.Tensor | tuple[torch.Tensor, torch.Tensor]]:
         """The epoch's batches, one by one: images, or ``(images, labels)`` pairs when there are labels."""
         order = self.indices()
-        size = self.num_samples()
+        size = self.num_batches() * self.batch_size if self.drop_last else self.num_samples()
         for start in range(0, size, self.batch_size):
             stop = min(start + self.batch_size, size)
             rows = None if order is None else order[start:stop]
@@ -183,6 +188,8 @@ class TensorDataModule(pl.LightningDataModule):
             ``steps_per_execution``): above 1 each item is a :class:`BatchGroup`, and the model takes one optimizer
             step per batch of it. The results are those of plain batches; Lightning's per-step work is paid once per
             group. On several devices the loaders serve plain batches (DDP synchronises once per Lightning step).
+        drop_last: leave out the last training batch of an epoch when it is smaller than ``batch_size`` (the
+            article's GAN loop takes full batches only).
     """
 
     labelled_batches: ClassVar[bool] = False
@@ -195,6 +202,7 @@ class TensorDataModule(pl.LightningDataModule):
         seed: int | None = None,
         shuffle: bool = True,
         steps_per_execution: int = 1,
+        drop_last: bool = False,
     ) -> None:
         super().__init__()
         check_positive_int("batch_size", batch_size)
@@ -206,6 +214,7 @@ class TensorDataModule(pl.LightningDataModule):
         self.seed = seed
         self.shuffle = shuffle
         self.steps_per_execution = steps_per_execution
+        self.drop_last = drop_last
         self._said_plain: set[str] = set()
         self.train_images: torch.Tensor | None = None
         self.train_labels: torch.Tensor | None = None
@@ -237,6 +246,7 @@ class TensorDataModule(pl.LightningDataModule):
         shuffle: bool,
         grouped: str | None,
         labels: torch.Tensor | None = None,
+        drop_last: bool = False,
     ) -> TensorBatches:
         if images is None:
             raise RuntimeError(f"{type(self).__name__}.setup() must run before its dataloaders are asked for")
@@ -253,7 +263,9 @@ class TensorDataModule(pl.LightningDataModule):
         labels = labels.to(device) if labels is not None else None
         seed = int(self.seed or 0)
         sanity = self._sanity_batches if grouped == "val" else None
-        return TensorBatches(images.to(device), batch_size, shuffle, seed, rank, world, group, labels, sanity)
+        return TensorBatches(
+            images.to(device), batch_size, shuffle, seed, rank, world, group, labels, sanity, drop_last=drop_last
+        )
 
     def _why_plain(self, stage: str) -> str | None:
         """Why this stage's loader serves plain batches instead of step groups (``None``: groups): several devices,
@@ -278,7 +290,9 @@ class TensorDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> TensorBatches:
         labels = self.train_labels if self.labelled_batches else None
-        return self._loader(self.train_images, self.batch_size, self.shuffle, grouped="train", labels=labels)
+        return self._loader(
+            self.train_images, self.batch_size, self.shuffle, grouped="train", labels=labels, drop_last=self.drop_last
+        )
 
     def val_dataloader(self) -> TensorBatches:
         labels = self.val_labels if self.labelled_batches else None

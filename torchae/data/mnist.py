@@ -30,6 +30,8 @@ class MNISTDataModule(TensorDataModule):
             ``steps_per_execution``): above 1 each item is a :class:`BatchGroup`, and the model takes one optimizer
             step per batch of it. The results are those of plain batches; Lightning's per-step work is paid once per
             group. On several devices the loaders serve plain batches (DDP synchronises once per Lightning step).
+        drop_last: leave out the last training batch of an epoch when it is smaller than ``batch_size`` (the
+            article's GAN loop takes full batches only).
     """
 
     def __init__(
@@ -43,8 +45,9 @@ class MNISTDataModule(TensorDataModule):
         val_size: int | None = None,
         verify_checksums: bool = True,
         steps_per_execution: int = 1,
+        drop_last: bool = False,
     ) -> None:
-        super().__init__(batch_size, val_batch_size, seed, shuffle, steps_per_execution)
+        super().__init__(batch_size, val_batch_size, seed, shuffle, steps_per_execution, drop_last)
         for name, value in (("train_size", train_size), ("val_size", val_size)):
             if value is not None:
                 check_positive_int(name, value)

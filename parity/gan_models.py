@@ -1,0 +1,256 @@
+"""Part 5's GAN and conditional GAN in Keras 3, as the article builds them, trained as it trains them (TensorFlow's
+``GradientTape`` with TensorFlow 1's ``RMSPropOptimizer``), and the checks that torchae's are the same models:
+
+- each network's parameter count;
+- the weights both ways (Keras to torchae and back);
+- each network's outputs on the same inputs, in inference (1e-5);
+- one step of each optimizer (the discriminator's and the generator's) from the same weights, on the same batch,
+  codes and dropout masks: the loss and the updated weights (1e-5).
+
+The same masks on both sides: the check builds the Keras models with :class:`GivenDropout` layers (Keras's dropout
+arithmetic on given uniform numbers) and hands torchae the same numbers through its model's draws
+(:meth:`torchae.draws.StepDraws.giving`).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+
+from parity._keras import import_keras
+from parity.keras_models import keras_reference
+from parity.transfer import keras_arrays, keras_to_torch, layer_pairs, to_nchw, to_nhwc, torch_tensors, torch_to_keras
+from torchae.registry import EXPERIMENTS
+
+keras = import_keras(backend=None)
+layers = keras.layers
+
+__all__ = ["GanModels", "GivenDropout", "check_gan", "create_gan", "gan_step_keras"]
+
+LOG_EPSILON = 1e-10
+
+
+class GanModels(NamedTuple):
+    generator: Any
+    discriminator: Any
+
+
+class GivenDropout(layers.Layer):
+    """Keras's dropout on given uniform numbers: ``x * (u < 1 - rate) * (1 / (1 - rate))`` in training, where
+    ``uniform`` (set before the call, in the layer's input layout) replaces the layer's own draw."""
+
+    def __init__(self, rate: float, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.rate = rate
+        self.uniform: np.ndarray | None = None
+
+    def call(self, x: Any, training: bool = False) -> Any:
+        if not training or self.rate == 0:
+            return x
+        keep = 1.0 - self.rate
+        return x * keras.ops.cast(keras.ops.convert_to_tensor(self.uniform) < keep, x.dtype) * (1.0 / keep)
+
+
+def create_gan(
+    latent_dim: int = 2,
+    dropout_rate: float = 0.3,
+    num_classes: int = 10,
+    conditional: bool = True,
+    dropout: Callable[[float], Any] = layers.Dropout,
+) -> GanModels:
+    """The article's generator and discriminator (the CGAN's, or without labels the GAN's)."""
+    z = keras.Input((latent_dim,), name="z")
+    lbl = keras.Input((num_classes,), name="labels")
+    img = keras.Input((28, 28, 1), name="image")
+    x = layers.concatenate([z, lbl]) if conditional else z
+    x = layers.Dense(7 * 7 * 64, activation="relu")(x)
+    x = dropout(dropout_rate)(x)
+    x = layers.Reshape((7, 7, 64))(x)
+    x = layers.UpSampling2D(size=(2, 2))(x)
+    x = layers.Conv2D(64, kernel_size=(5, 5), activation="relu", padding="same")(x)
+    x = dropout(dropout_rate)(x)
+    x = layers.Conv2D(32, kernel_size=(3, 3), activation="relu", padding="same")(x)
+    x = dropout(dropout_rate)(x)
+    x = layers.UpSampling2D(size=(2, 2))(x)
+    generated = layers.Conv2D(1, kernel_size=(5, 5), activation="sigmoid", padding="same")(x)
+    generator = keras.Model([z, lbl] if conditional else z, generated, name="generator")
+
+    x = layers.Conv2D(128, kernel_size=(7, 7), strides=(2, 2), padding="same")(img)
+    if conditional:  # the article's add_units_to_conv2d
+        units = layers.RepeatVector(14 * 14)(lbl)
+        x = layers.concatenate([x, layers.Reshape((14, 14, num_classes))(units)])
+    x = layers.LeakyReLU()(x)
+    x = dropout(dropout_rate)(x)
+    x = layers.MaxPooling2D((2, 2), padding="same")(x)
+    x = layers.Conv2D(128, kernel_size=(3, 3), padding="same")(x)
+    x = layers.LeakyReLU()(x)
+    x = dropout(dropout_rate)(x)
+    verdict = layers.Dense(1, activation="sigmoid")(layers.Flatten()(x))
+    discriminator = keras.Model([img, lbl] if conditional else img, verdict, name="discriminator")
+    return GanModels(generator, discriminator)
+
+
+def _inputs(main: Any, one_hot: Any, conditional: bool) -> Any:
+    return [main, one_hot] if conditional else main
+
+
+def gan_losses(models: GanModels, images: Any, one_hot: Any, codes: Any, conditional: bool) -> dict[str, Any]:
+    """The article's ``L_dis`` and ``L_gen`` (training mode), as TensorFlow tensors."""
+    import tensorflow as tf
+
+    generated = models.generator(_inputs(codes, one_hot, conditional), training=True)
+    discr_img = models.discriminator(_inputs(images, one_hot, conditional), training=True)
+    discr_gen_z = models.discriminator(_inputs(generated, one_hot, conditional), training=True)
+    log_dis_img = tf.reduce_mean(-tf.math.log(discr_img + LOG_EPSILON))
+    log_dis_gen_z = tf.reduce_mean(-tf.math.log(1.0 - discr_gen_z + LOG_EPSILON))
+    return {"loss": 0.5 * (log_dis_gen_z + log_dis_img), "generator_loss": -log_dis_gen_z}
+
+
+def rmsprop(learning_rate: float) -> Any:
+    """The article's optimizer: TensorFlow 1's ``RMSPropOptimizer`` (decay 0.9, no momentum, epsilon 1e-10)."""
+    import tensorflow as tf
+
+    return tf.compat.v1.train.RMSPropOptimizer(learning_rate)
+
+
+def gan_step_keras(
+    models: GanModels, network: str, optimizer: Any, images: Any, one_hot: Any, codes: Any, conditional: bool
+) -> float:
+    """One step of ``network`` (``"discriminator"`` or ``"generator"``) as the article's ``step_d`` and ``step``:
+    the gradient of its loss for its own variables, applied by ``optimizer``; returns ``L_dis`` before the step."""
+    import tensorflow as tf
+
+    trained = models.discriminator if network == "discriminator" else models.generator
+    variables = trained.trainable_variables
+    images, one_hot, codes = (tf.constant(array) for array in (images, one_hot, codes))
+    with tf.GradientTape() as tape:
+        losses = gan_losses(models, images, one_hot, codes, conditional)
+        loss = losses["loss"] if network == "discriminator" else losses["generator_loss"]
+    gradients = tape.gradient(loss, variables)
+    optimizer.apply_gradients(zip(gradients, [v.value for v in variables]))
+    return float(losses["loss"])
+
+
+def _given_layers(model: Any) -> list[GivenDropout]:
+    return [layer for layer in model.layers if isinstance(layer, GivenDropout)]
+
+
+def _worst(keras_model: Any, torch_module: torch.nn.Module) -> float:
+    worst = 0.0
+    for k_layer, _, t_module in layer_pairs(keras_model, torch_module):
+        for array, tensor in zip(keras_arrays(k_layer), torch_tensors(t_module), strict=True):
+            worst = max(worst, float(np.max(np.abs(array - tensor.detach().numpy()))))
+    return worst
+
+
+def check_gan(name: str, images: torch.Tensor, labels: torch.Tensor, seed: int = 0) -> list[Any]:
+    """Every check of experiment ``name`` (``gan`` or ``cgan``) on ``images`` and their ``labels``."""
+    from parity.checks import TOLERANCES, Check
+
+    conditional = EXPERIMENTS[name].model.conditional
+    keras.utils.set_random_seed(seed)
+    models = create_gan(conditional=conditional, dropout=GivenDropout)
+    torch.manual_seed(seed + 1)
+    torch_model = EXPERIMENTS[name].model()
+    rows = []
+    for network in ("generator", "discriminator"):
+        k_model, t_module = getattr(models, network), getattr(torch_model, network)
+        count = sum(p.numel() for p in t_module.parameters())
+        rows.append(Check(name, f"{network} parameters", abs(count - k_model.count_params()), 0, "abs"))
+        keras_to_torch(k_model, t_module)
+        rows.append(Check(name, f"{network} weights, Keras to torchae", _worst(k_model, t_module), 0, "abs"))
+        torch_to_keras(t_module, k_model)
+        rows.append(Check(name, f"{network} weights, torchae to Keras", _worst(k_model, t_module), 0, "abs"))
+
+    n = images.shape[0]
+    rng = np.random.default_rng(seed)
+    codes = rng.standard_normal((n, torch_model.latent_dim)).astype(np.float32)
+    one_hot = np.eye(10, dtype=np.float32)[labels.numpy()]
+    x = to_nhwc(images)
+    t_labels = labels if conditional else None
+    torch_model.eval()
+    with torch.no_grad():
+        t_generated = torch_model.generator(torch.from_numpy(codes), t_labels)
+        t_verdict = torch_model.discriminator(images, t_labels)
+    k_generated = models.generator.predict(_inputs(codes, one_hot, conditional), verbose=0)
+    k_verdict = models.discriminator.predict(_inputs(x, one_hot, conditional), verbose=0)
+    tol = TOLERANCES
+    rows.append(
+        Check(
+            name, "generator outputs", float(np.max(np.abs(k_generated - to_nhwc(t_generated)))), tol["forward"], "abs"
+        )
+    )
+    rows.append(
+        Check(
+            name, "discriminator outputs", float(np.max(np.abs(k_verdict - t_verdict.numpy()))), tol["forward"], "abs"
+        )
+    )
+
+    # One step of each optimizer from the same weights, batch, codes and dropout masks.
+    masks = {}
+    for network in ("generator", "discriminator"):
+        given = _given_layers(getattr(models, network))
+        torch_layers = [
+            (f"dropout:{network}.{path}", m)
+            for path, m in getattr(torch_model, network).named_modules()
+            if type(m).__name__ == "SeededDropout"
+        ]
+        for keras_layer, (torch_name, _) in zip(given, torch_layers, strict=True):
+            shape = (n, *keras_layer.input.shape[1:])
+            keras_layer.uniform = rng.random(shape, dtype=np.float32)
+            masks[torch_name] = (
+                to_nchw(keras_layer.uniform) if len(shape) == 4 else torch.from_numpy(keras_layer.uniform)
+            )
+    masks["latent_noise"] = torch.from_numpy(codes)
+    start = {
+        network: copy.deepcopy(getattr(torch_model, network).state_dict()) for network in ("generator", "discriminator")
+    }
+    keras_start = {
+        network: [w.copy() for w in getattr(models, network).get_weights()]
+        for network in ("generator", "discriminator")
+    }
+    for network, rate in (
+        ("discriminator", torch_model.hparams.discriminator_rate),
+        ("generator", torch_model.hparams.generator_rate),
+    ):
+        for part in ("generator", "discriminator"):  # both steps from the same weights
+            getattr(torch_model, part).load_state_dict(start[part])
+            getattr(models, part).set_weights(keras_start[part])
+        k_loss = gan_step_keras(models, network, rmsprop(rate), x, one_hot, codes, conditional)
+        torch_model.train()
+        generator_optimizer, discriminator_optimizer = torch_model.configure_optimizers()
+        optimizer = generator_optimizer if network == "generator" else discriminator_optimizer
+        with torch_model.draws.giving(masks):
+            terms = torch_model.adversarial_step_terms(
+                torch_model.inputs_of((images, labels) if conditional else images),
+                "train",
+                grad_generator=network == "generator",
+            )
+        optimizer.zero_grad()
+        (terms["loss"] if network == "discriminator" else terms["generator_loss"]).backward()
+        optimizer.step()
+        rows.append(
+            Check(
+                name,
+                f"{network} step: discriminator loss",
+                abs(float(terms["loss"]) - k_loss) / abs(k_loss),
+                tol["loss"],
+                "rel",
+            )
+        )
+        trained = getattr(models, network), getattr(torch_model, network)
+        rows.append(Check(name, f"weights after one {network} RMSProp step", _worst(*trained), tol["adam_step"], "abs"))
+        # The step moved the weights, and both frameworks moved them alike: the difference over the largest update
+        # (a first RMSProp step moves a weight by ~lr: one float32 rounding of the weight is ~1e-3 of that).
+        moved = max(float((after - start[network][key]).abs().max()) for key, after in trained[1].state_dict().items())
+        relative = _worst(*trained) / moved if moved > 0 else float("inf")
+        rows.append(Check(name, f"{network} step's update, relative difference", relative, 1e-2, "rel"))
+    return rows
+
+
+keras_reference("gan", checks=check_gan)(lambda **settings: create_gan(conditional=False, **settings))
+keras_reference("cgan", checks=check_gan)(create_gan)

@@ -1,0 +1,59 @@
+"""``python -m parity judge``: what the judge of generated digits (:mod:`torchae.judge`) says of each generative
+model's samples, as a table (and a JSON record beside the other results)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import torchae
+from torchae.data import load_mnist, to_image_tensor
+from torchae.judge import judge_model
+
+__all__ = ["GENERATIVE", "format_judged", "judge_all"]
+
+GENERATIVE = ("vae", "cvae", "gan", "cgan")
+"""The series' models that generate digits from their prior: the ones the judge measures."""
+
+
+def _load(name: str, checkpoints: dict[str, Path]) -> Any:
+    return torchae.load_checkpoint(checkpoints[name]) if name in checkpoints else torchae.pretrained(name)
+
+
+def judge_all(
+    names: tuple[str, ...], samples: int = 10_000, seed: int = 0, checkpoints: dict[str, Path] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Each model's verdict: its shipped weights, or the checkpoint ``checkpoints`` gives for it (``judge`` too)."""
+    checkpoints = checkpoints or {}
+    judge = _load("judge", checkpoints)
+    real = to_image_tensor(load_mnist().x_test)
+    return {name: judge_model(_load(name, checkpoints), judge, real, samples, seed) for name in names}
+
+
+def format_judged(judged: dict[str, dict[str, Any]]) -> str:
+    """The verdicts as a Markdown table: label accuracy (conditional models), confidence, Fréchet distance, and the
+    share of the most and the least frequent digit."""
+    lines = [
+        "| model | samples | label accuracy | judge's confidence | Fréchet distance to the test digits "
+        "| most / least frequent digit |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, said in judged.items():
+        shares = torch.tensor(said["shares"])
+        accuracy = f"{said['label_accuracy']:.2%}" if "label_accuracy" in said else "—"
+        spread = (
+            f"{int(shares.argmax())}: {float(shares.max()):.1%} / {int(shares.argmin())}: {float(shares.min()):.1%}"
+        )
+        lines.append(
+            f"| {name} | {said['samples']:,} | {accuracy} | {said['confidence']:.3f} "
+            f"| {said['frechet_distance']:.2f} | {spread} |"
+        )
+    return "\n".join(lines)
+
+
+def write_judged(judged: dict[str, dict[str, Any]], path: Path) -> Path:
+    path.write_text(json.dumps(judged, indent=1) + "\n")
+    return path
