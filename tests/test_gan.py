@@ -140,7 +140,7 @@ def test_a_short_cgan_fit_draws_predicts_exports_and_resumes_exactly(tmp_path):
     """Through the CLI on a subset: the figures of the CGAN (each digit's manifold, generated digits), predictions
     of codes and samples, the generator exported; a run resumed from its first epoch's checkpoint ends at the
     uninterrupted run's weights (its draws and its place in the loop travel in the checkpoint)."""
-    common = [*QUIET, "--data.init_args.train_size", "1024", "--data.init_args.val_size", "256"]
+    common = [*QUIET, "--data.init_args.train_size", "512", "--data.init_args.val_size", "128"]
     whole, first = tmp_path / "whole", tmp_path / "first"
     main(["fit", "--config", CONFIG, *common, "--trainer.max_epochs", "2", "--trainer.default_root_dir", str(whole)])
     run = whole / "version_0"
@@ -157,6 +157,6 @@ def test_a_short_cgan_fit_draws_predicts_exports_and_resumes_exactly(tmp_path):
     last = run / "checkpoints" / "last.ckpt"
     main(["predict", "--config", CONFIG, *common, "--ckpt_path", str(last), "--trainer.default_root_dir", str(whole)])
     with np.load(next(whole.glob("version_0/predict/*/predictions.npz"))) as arrays:
-        assert arrays["samples"].shape == (256, 1, 28, 28) and arrays["codes"].shape == (256, 2)
-        assert arrays["labels"].shape == (256,) and 0 <= arrays["samples"].min() and arrays["samples"].max() <= 1
+        assert arrays["samples"].shape == (128, 1, 28, 28) and arrays["codes"].shape == (128, 2)
+        assert arrays["labels"].shape == (128,) and 0 <= arrays["samples"].min() and arrays["samples"].max() <= 1
     assert export_model(uninterrupted, tmp_path / "generator.onnx", "onnx", "generator") <= 1e-5
