@@ -126,6 +126,20 @@ def test_the_networks_and_their_outputs(model_class):
     assert verdict.shape == (5, 1) and bool(((verdict > 0) & (verdict < 1)).all())
 
 
+def test_frames_come_at_the_articles_periods():
+    """Every 20 outer iterations up to 2000 (its periods 0-99), then every 200: 115 frames in 5000 iterations."""
+    model = torchae.CGAN()
+    frames = []
+    for done in range(1, 5001):
+        model.schedule.iterations, model._ended_iteration = done, True
+        frames.append(model.frame_after_batch())
+    numbers = [n for n in frames if n is not None]
+    assert numbers[:3] == [0, 20, 40] and 1980 in numbers and 2020 not in numbers and 2200 in numbers
+    assert len(numbers) == 115 and numbers[-1] == 4800
+    model._ended_iteration = False
+    assert model.frame_after_batch() is None
+
+
 def test_the_model_stops_the_fit_after_its_iterations(tmp_path):
     """A fit ends when the article's outer iterations are done, before Lightning's limits."""
     args = ["fit", "--config", CONFIG, *QUIET, "--model.iterations", "3", "--trainer.default_root_dir", str(tmp_path)]
@@ -145,6 +159,9 @@ def test_a_short_cgan_fit_draws_predicts_exports_and_resumes_exactly(tmp_path):
     main(["fit", "--config", CONFIG, *common, "--trainer.max_epochs", "2", "--trainer.default_root_dir", str(whole)])
     run = whole / "version_0"
     assert {"label_manifolds.png", "generated_digits.png", "history.csv"} <= {p.name for p in run.iterdir()}
+    # the article's frames: after outer iteration 0, and every 20th (none more in a run this short)
+    assert [frame.name for frame in (run / "animation").iterdir()] == ["epoch_0000.npz"]
+    assert (run / "label_manifolds.gif").stat().st_size > 10_000
     args = ["fit", "--config", CONFIG, *common, "--figures.enabled", "false", "--trainer.default_root_dir", str(first)]
     main([*args, "--trainer.max_epochs", "1"])
     checkpoint = next((first / "version_0").rglob("last.ckpt"))

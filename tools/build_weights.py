@@ -57,7 +57,7 @@ def train(name: str, work: Path, init_from: Path | None = None) -> tuple[Autoenc
     root.mkdir(parents=True, exist_ok=True)
     initial = root / "initial_weights.pt"
     if not initial.exists():  # the starting point, for a Keras run from the same weights (parity)
-        torch.save(cli.model.net.state_dict(), initial)
+        torch.save(getattr(cli.model, "net", cli.model).state_dict(), initial)  # a model without one network: whole
     last = find_last_checkpoint(root)
     cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=last, weights_only=True)
     figures = next(callback for callback in cli.trainer.callbacks if isinstance(callback, ArticleFigures))

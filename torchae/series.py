@@ -42,6 +42,8 @@ class SeriesModule(NamedCheckpoints, Exportable, pl.LightningModule):
         unsaved_arguments: constructor arguments kept out of the hyperparameters.
         counted_networks: the model's two networks whose parameters the registry counts (an autoencoder's encoder
             and decoder, a GAN's generator and discriminator).
+        frame_unit: what the frames of its animations count: ``epoch`` (a frame at the article's epochs), or a clock
+            of the model's own (part 5's ``iteration``s), whose ``frame_after_batch`` says when a frame is due.
     """
 
     figures: ClassVar[tuple[str, ...]] = ()
@@ -52,6 +54,7 @@ class SeriesModule(NamedCheckpoints, Exportable, pl.LightningModule):
     conditional: ClassVar[bool] = False
     unsaved_arguments: ClassVar[tuple[str, ...]] = ()
     counted_networks: ClassVar[tuple[str, str]] = ("encoder", "decoder")
+    frame_unit: ClassVar[str] = "epoch"
 
     def __init__(self) -> None:
         super().__init__()

@@ -90,14 +90,15 @@ def record_frame(
 
 
 def write_animations(
-    folder: Path, out: Path, labels: torch.Tensor | None, title: str, names: Sequence[str]
+    folder: Path, out: Path, labels: torch.Tensor | None, title: str, names: Sequence[str], unit: str = "epoch"
 ) -> list[Path]:
-    """The training animations ``names`` from the frames in ``folder``, one frame per saved epoch, each written to
-    ``out/NAME.gif`` (matplotlib's Pillow writer, Pillow being a dependency of matplotlib)."""
+    """The training animations ``names`` from the frames in ``folder``, one frame per saved epoch (or outer iteration:
+    ``unit``, as the model declares its ``frame_unit``), each written to ``out/NAME.gif`` (matplotlib's Pillow
+    writer, Pillow being a dependency of matplotlib); each frame's caption names its epoch (``"epoch 3"``)."""
     frames = sorted(folder.glob("epoch_*.npz"))
     if not frames:
         return []
-    epochs = [int(path.stem.split("_")[1]) for path in frames]
+    epochs = [f"{unit} {int(path.stem.split('_')[1])}" for path in frames]
     loaded = [dict(np.load(path, allow_pickle=False)) for path in frames]
     written = []
     for name in names:
@@ -132,7 +133,7 @@ def write_under_limit(write: Callable[[list[int], Path], None], count: int, path
 
 
 def animate_manifold(
-    loaded: list[dict[str, np.ndarray]], epochs: list[int], labels: torch.Tensor | None, path: Path, title: str
+    loaded: list[dict[str, np.ndarray]], epochs: list[str], labels: torch.Tensor | None, path: Path, title: str
 ) -> Path:
     """The manifold frames as a grayscale GIF at their own pixels (28 per digit), each with a caption line, in
     :data:`GRAY_LEVELS` levels, under :data:`MAX_ANIMATION_BYTES`."""
@@ -144,7 +145,7 @@ def animate_manifold(
         pixels = (frame["manifold"] // step) * (255 // (GRAY_LEVELS - 1))
         image = Image.new("L", (pixels.shape[1], pixels.shape[0] + 16), 0)
         image.paste(Image.fromarray(pixels.astype(np.uint8), "L"), (0, 16))
-        ImageDraw.Draw(image).text((4, 2), f"{title}: epoch {epoch}", fill=255)
+        ImageDraw.Draw(image).text((4, 2), f"{title}: {epoch}", fill=255)
         frames.append(image)
 
     def write(indices: list[int], partial: Path) -> None:
@@ -155,7 +156,7 @@ def animate_manifold(
 
 
 def animate_codes(
-    loaded: list[dict[str, np.ndarray]], epochs: list[int], labels: torch.Tensor | None, path: Path, title: str
+    loaded: list[dict[str, np.ndarray]], epochs: list[str], labels: torch.Tensor | None, path: Path, title: str
 ) -> Path:
 
     figure = new_figure(figsize=(6.5, 6), dpi=80)
@@ -169,7 +170,7 @@ def animate_codes(
         drawn = scatter_by_digit(ax, points[index], labels)
         ax.set_xlim(float(low[0]), float(high[0]))
         ax.set_ylim(float(low[1]), float(high[1]))
-        ax.set_title(f"{title}: test codes, epoch {epochs[index]}")
+        ax.set_title(f"{title}: test codes, {epochs[index]}")
         return drawn
 
     return save_animation(figure, show_codes, len(loaded), path)

@@ -82,11 +82,27 @@ class ArticleFigures(pl.Callback):
         images = getattr(trainer.datamodule, "val_images", None)
         if not self.enabled or not getattr(pl_module, "animations", ()) or images is None:
             return
-        if trainer.current_epoch not in ANIMATION_EPOCHS or not trainer.is_global_zero or not trainer.loggers:
+        if getattr(pl_module, "frame_unit", "epoch") != "epoch":  # animated by its own clock (the GANs' iterations)
+            return
+        if trainer.current_epoch in ANIMATION_EPOCHS:
+            self._save_frame(trainer, pl_module, trainer.current_epoch)
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        """A model that declares ``frame_after_batch`` (part 5's GANs) says when a frame is due, and its number."""
+        due = getattr(pl_module, "frame_after_batch", None)
+        number = due() if due is not None and self.enabled and getattr(pl_module, "animations", ()) else None
+        if number is not None:
+            self._save_frame(trainer, pl_module, number)
+
+    def _save_frame(self, trainer: pl.Trainer, pl_module: pl.LightningModule, number: int) -> None:
+        images = getattr(trainer.datamodule, "val_images", None)
+        if images is None or not trainer.is_global_zero or not trainer.loggers:
             return
         folder = Path(trainer.loggers[0].log_dir) / ANIMATION_FOLDER  # no collective call: rank 0 only
         labels = getattr(trainer.datamodule, "val_labels", None)
-        record_frame(pl_module, images, folder, trainer.current_epoch, labels)
+        record_frame(pl_module, images, folder, number, labels)
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not (self.enabled or self.write_history):
@@ -109,7 +125,8 @@ class ArticleFigures(pl.Callback):
         paths = draw_figures(pl_module, images, out, self.history, n=self.n, labels=labels, **train)
         if getattr(pl_module, "animations", ()):
             frames = out / ANIMATION_FOLDER
-            paths += write_animations(frames, out, labels, type(pl_module).__name__, pl_module.animations)
+            unit = getattr(pl_module, "frame_unit", "epoch")
+            paths += write_animations(frames, out, labels, type(pl_module).__name__, pl_module.animations, unit)
         print(f"figures: {', '.join(str(p) for p in paths)}")
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:

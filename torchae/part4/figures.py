@@ -151,7 +151,7 @@ def draw_style_transfer(model: Any, test: TestSet, path: Path) -> Path:
 
 
 def animate_label_codes(
-    loaded: list[dict[str, np.ndarray]], epochs: list[int], labels: torch.Tensor, path: Path, title: str
+    loaded: list[dict[str, np.ndarray]], epochs: list[str], labels: torch.Tensor, path: Path, title: str
 ) -> Path:
 
     figure = new_figure(figsize=(12, 5.5), dpi=80)
@@ -161,7 +161,7 @@ def animate_label_codes(
         for ax in axes.flat:
             ax.clear()
         drawn = scatter_per_label(axes, torch.from_numpy(loaded[index]["codes"]), labels)
-        figure.suptitle(f"{title}: z[0], z[1] of each digit's test codes, epoch {epochs[index]}")
+        figure.suptitle(f"{title}: z[0], z[1] of each digit's test codes, {epochs[index]}")
         return drawn
 
     return save_animation(figure, show_codes, len(loaded), path)

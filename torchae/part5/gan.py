@@ -48,6 +48,8 @@ __all__ = ["CGAN", "GAN", "AlternatingSchedule", "adversarial_terms"]
 LOG_EPSILON = 1e-10
 """The article's ``1e-10`` inside its logs."""
 SCHEDULE_KEY = "torchae_schedule"
+FRAME_PERIOD = 20
+"""The article's ``batches_per_period``: outer iterations between the animations' frames (up to 2000, then 200)."""
 
 
 class AlternatingSchedule:
@@ -137,6 +139,8 @@ class GAN(SeriesModule):
     """
 
     figures: ClassVar[tuple[str, ...]] = ("manifold",)
+    animations: ClassVar[tuple[str, ...]] = ("manifold",)
+    frame_unit: ClassVar[str] = "iteration"
     counted_networks: ClassVar[tuple[str, str]] = ("generator", "discriminator")
     loss_names: ClassVar[tuple[str, ...]] = ("loss", "generator_loss")
     datamodule: ClassVar[type[TensorDataModule]] = MNISTDataModule
@@ -164,6 +168,7 @@ class GAN(SeriesModule):
         self.discriminator = Discriminator(dropout, self.classes)
         self.draws.bind(self)
         self.schedule = AlternatingSchedule(inner_steps, discriminator_until, generator_until)
+        self._ended_iteration = False
         self.example_input_array = self.inputs_for(torch.zeros(2, latent_dim), torch.zeros(2, dtype=torch.long))
 
     # ----------------------------------------------------------------- what a user calls
@@ -229,7 +234,7 @@ class GAN(SeriesModule):
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor | None:
         """One step of the network the article's loop trains now, on this batch."""
-        network = self.schedule.next_network()
+        network, self._ended_iteration = self.schedule.next_network(), False
         if network is None:
             return None
         generator_optimizer, discriminator_optimizer = self.optimizers()
@@ -239,9 +244,19 @@ class GAN(SeriesModule):
         self.manual_backward(terms["loss"] if network == "discriminator" else terms["generator_loss"])
         optimizer.step()
         self.log_terms(terms, "train", batch_size=batch_size_of_batch(batch))
-        if self.schedule.record(float(terms["loss"])) and self.schedule.iterations >= self.hparams.iterations:
+        self._ended_iteration = self.schedule.record(float(terms["loss"]))
+        if self._ended_iteration and self.schedule.iterations >= self.hparams.iterations:
             self.trainer.should_stop = True  # the article's 5000 outer iterations are done
         return terms["loss"].detach()
+
+    def frame_after_batch(self) -> int | None:
+        """The article's frames: after outer iteration ``i`` (from 0) where ``i`` is a multiple of 20 and ``i / 20`` one
+        of its ``save_periods`` (every period up to 99, then every 10th): ``i``; else ``None``."""
+        if not self._ended_iteration:
+            return None
+        done = self.schedule.iterations - 1
+        period, rest = divmod(done, FRAME_PERIOD)
+        return done if rest == 0 and (period < 100 or period % 10 == 0) else None
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         terms = self.adversarial_step_terms(self.inputs_of(batch), "val")
@@ -294,6 +309,7 @@ class CGAN(GAN):
     :class:`GAN`'s."""
 
     figures: ClassVar[tuple[str, ...]] = ("label_manifolds", "generated_digits")
+    animations: ClassVar[tuple[str, ...]] = ("label_manifolds",)
     datamodule: ClassVar[type[TensorDataModule]] = LabelledMNISTDataModule
     conditional: ClassVar[bool] = True
     classes: ClassVar[int] = CLASSES
