@@ -126,7 +126,14 @@ def worker_floor(name: str, epochs: int, train_size: int, val_size: int) -> dict
     """The epoch's floor: its matrix products and convolutions alone (``benchmarks/floor.py``)."""
     from floor import floor_of_epoch  # beside this script, which runs as one
 
-    floor = floor_of_epoch(name, train_size, val_size)
+    from torchae.engine.threads import CpuThreads
+
+    threads = CpuThreads()  # the threads `torchae fit` takes (engine.cpu_threads auto): as many as others leave free
+    threads.start()
+    try:
+        floor = floor_of_epoch(name, train_size, val_size)
+    finally:
+        threads.restore()
     return {"seconds": [floor["seconds"]] * 2, "peak_mb": float("nan"), "train_step_ms": floor["train_step_ms"]}
 
 

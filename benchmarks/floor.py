@@ -7,7 +7,8 @@ A step's products are found by running one training step (forward and backward) 
 model under ``torch.profiler`` with the shapes recorded: every ``aten::mm``, ``addmm``, ``bmm``, ``convolution`` and
 ``convolution_backward``, with its arguments. Each is then run again on random tensors of its shapes, and an epoch's
 floor is the sum over its batches (the last, smaller batch at its own shape). ``benchmarks/bench.py`` prints
-``torchae fit``'s ratio to it beside the ratio to Keras: how far an epoch is from what its arithmetic costs here.
+``torchae fit``'s ratio to it beside the ratio to Keras: how far an epoch is from what its arithmetic costs here; it
+runs the products on the threads ``torchae fit`` would take (as many as other processes leave cores free).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ import torch
 
 import torchae
 from torchae.data import load_mnist, to_image_tensor
-from torchae.judge import judge_model
+from torchae.judge import judge_model, judge_samples
 
 __all__ = ["GENERATIVE", "format_judged", "judge_all"]
 
@@ -26,11 +26,18 @@ def _load(name: str, checkpoints: dict[str, Path]) -> Any:
 def judge_all(
     names: tuple[str, ...], samples: int = 10_000, seed: int = 0, checkpoints: dict[str, Path] | None = None
 ) -> dict[str, dict[str, Any]]:
-    """Each model's verdict: its shipped weights, or the checkpoint ``checkpoints`` gives for it (``judge`` too)."""
+    """Each model's verdict (its shipped weights, or the checkpoint ``checkpoints`` gives for it, ``judge`` too),
+    after the verdict on as many real digits of the training set: what a perfect generator would score."""
     checkpoints = checkpoints or {}
     judge = _load("judge", checkpoints)
-    real = to_image_tensor(load_mnist().x_test)
-    return {name: judge_model(_load(name, checkpoints), judge, real, samples, seed) for name in names}
+    mnist = load_mnist()
+    real = to_image_tensor(mnist.x_test)
+    # The reference row: as many real digits of the training set, judged as the samples are (the distance's floor).
+    training = to_image_tensor(mnist.x_train[:samples])
+    judged = {
+        "mnist (real)": judge_samples(judge, training, real, torch.from_numpy(mnist.y_train[:samples].astype("int64")))
+    }
+    return judged | {name: judge_model(_load(name, checkpoints), judge, real, samples, seed) for name in names}
 
 
 def format_judged(judged: dict[str, dict[str, Any]]) -> str:

@@ -11,8 +11,9 @@ are judged by what a good classifier makes of their samples (:func:`judge_model`
 - **Fréchet distance**: between the judge's 128 features of the generated digits and of MNIST's test digits, each
   set summed up by its mean and covariance, as FID does with Inception's features (lower is closer).
 
-The classifier is Keras's MNIST convnet example: ``Conv 32 3x3 relu, Conv 64 3x3 relu, MaxPool 2, Dropout 0.25,
-Flatten, Dense 128 relu, Dropout 0.5, Dense 10``; its config trains it to over 99% on the test images.
+The classifier is Keras's MNIST convnet example with a second pooling: ``Conv 32 3x3 relu, Conv 64 3x3 relu,
+MaxPool 2, MaxPool 2, Dropout 0.25, Flatten, Dense 128 relu, Dropout 0.5, Dense 10``; its config trains it to over
+99% on the test images.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ FEATURES = 128
 """The judge's features: its last hidden layer."""
 
 
-@register_experiment("judge", epochs=6, batch_size=128, parameters=(1_198_592, 1_290, 1_199_882))
+@register_experiment("judge", epochs=6, batch_size=128, parameters=(313_856, 1_290, 315_146), shipped=True)
 class DigitClassifier(SeriesModule):
     """The judge: a convolutional classifier of MNIST digits (Keras's MNIST convnet example).
 
@@ -67,9 +68,10 @@ class DigitClassifier(SeriesModule):
             nn.Conv2d(32, 64, 3),
             nn.ReLU(),
             nn.MaxPool2d(2),
+            nn.MaxPool2d(2),  # a second pooling: the dense layer a quarter of the example's (a 1.3 MB file)
             SeededDropout(dropout / 2),
             nn.Flatten(),
-            nn.Linear(64 * 12 * 12, FEATURES),
+            nn.Linear(64 * 6 * 6, FEATURES),
             nn.ReLU(),
         )
         self.head = nn.Sequential(SeededDropout(dropout), nn.Linear(FEATURES, CLASSES))
