@@ -155,19 +155,19 @@ def test_a_short_cgan_fit_draws_predicts_exports_and_resumes_exactly(tmp_path):
     of codes and samples, the generator exported; a run resumed from its first epoch's checkpoint ends at the
     uninterrupted run's weights (its draws and its place in the loop travel in the checkpoint)."""
     common = [*QUIET, "--data.init_args.train_size", "512", "--data.init_args.val_size", "128"]
-    whole, first = tmp_path / "whole", tmp_path / "first"
-    main(["fit", "--config", CONFIG, *common, "--trainer.max_epochs", "2", "--trainer.default_root_dir", str(whole)])
+    whole, resumed_root = tmp_path / "whole", tmp_path / "resumed"
+    keep_every_epoch = ["--checkpoint.save_top_k=-1", "--trainer.max_epochs", "2"]
+    main(["fit", "--config", CONFIG, *common, *keep_every_epoch, "--trainer.default_root_dir", str(whole)])
     run = whole / "version_0"
     assert {"label_manifolds.png", "generated_digits.png", "history.csv"} <= {p.name for p in run.iterdir()}
     # the article's frames: after outer iteration 0, and every 20th (none more in a run this short)
     assert [frame.name for frame in (run / "animation").iterdir()] == ["epoch_0000.npz"]
     assert (run / "label_manifolds.gif").stat().st_size > 10_000
-    args = ["fit", "--config", CONFIG, *common, "--figures.enabled", "false", "--trainer.default_root_dir", str(first)]
-    main([*args, "--trainer.max_epochs", "1"])
-    checkpoint = next((first / "version_0").rglob("last.ckpt"))
-    main([*args, "--trainer.max_epochs", "2", "--ckpt_path", str(checkpoint)])
-    resumed = torchae.load_checkpoint(next((first / "version_1").rglob("last.ckpt")))
-    uninterrupted = torchae.load_checkpoint(next(run.rglob("last.ckpt")))
+    first_epoch = str(next((run / "checkpoints").glob("epoch=0-*.ckpt")))
+    args = ["fit", "--config", CONFIG, *common, "--figures.enabled", "false", "--trainer.max_epochs", "2"]
+    main([*args, "--trainer.default_root_dir", str(resumed_root), "--ckpt_path", first_epoch])
+    resumed = torchae.load_checkpoint(next(resumed_root.rglob("last.ckpt")))
+    uninterrupted = torchae.load_checkpoint(run / "checkpoints" / "last.ckpt")
     for (key, p), q in zip(resumed.state_dict().items(), uninterrupted.state_dict().values(), strict=True):
         assert torch.equal(p, q), key
 

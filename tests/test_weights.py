@@ -42,7 +42,8 @@ def test_the_shipped_files_are_exactly_those_listed():
 
 def test_the_files_are_small_tensor_only_and_packaged():
     files = [get_weights(name).path for name in SHIPPED]
-    assert sum(path.stat().st_size for path in files) <= 8_000_000  # eight models; the VAE's 1.9 MB is the largest
+    # twelve files, 8.0 MB: the VAE's 1.9 MB is the largest, then the CVAE's and the judge's 1.3 MB
+    assert sum(path.stat().st_size for path in files) <= 9_000_000
     patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["torchae"]
     for path in [*files, WEIGHTS_DIR / METADATA_FILE]:
         relative = path.relative_to(WEIGHTS_DIR.parent).as_posix()
