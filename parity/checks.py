@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -18,6 +17,7 @@ import torch
 import torchae
 from parity._keras import import_keras
 from parity.keras_models import KERAS_REFERENCES, KerasModels, build_keras
+from parity.rows import TOLERANCES, Check, format_table, max_abs, rel
 from parity.train import keras_inputs, parity_data
 from parity.transfer import (
     keras_arrays,
@@ -30,6 +30,7 @@ from parity.transfer import (
     torch_tensors,
     torch_to_keras,
 )
+from parity.vae_checks import check_vae_step
 from torchae.cli.configs import config_of
 from torchae.data import MNISTDataModule
 from torchae.engine.compiled import CompiledSteps
@@ -37,34 +38,9 @@ from torchae.inputs import LabelledBatch
 from torchae.networks import keras_parameter_count
 from torchae.registry import EXPERIMENTS
 
-__all__ = ["Check", "TOLERANCES", "format_table", "run_checks"]
+__all__ = ["Check", "TOLERANCES", "format_table", "run_checks"]  # Check, TOLERANCES, format_table: parity.rows
 
 MODEL_NAMES = tuple(EXPERIMENTS)
-TOLERANCES = {"forward": 1e-5, "loss": 1e-6, "gradient": 1e-5, "adam_step": 1e-5}
-
-
-@dataclass
-class Check:
-    model: str
-    check: str
-    worst: float
-    tolerance: float
-    kind: str  # "abs", "rel" or "exact"
-
-    @property
-    def passed(self) -> bool:
-        return bool(np.isfinite(self.worst)) and self.worst <= self.tolerance
-
-    def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "passed": self.passed}
-
-
-def _max_abs(a: Any, b: Any) -> float:
-    return float(np.max(np.abs(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64))))
-
-
-def _rel(a: float, b: float) -> float:
-    return abs(float(a) - float(b)) / max(abs(float(b)), 1e-30)
 
 
 def build_pair(name: str, seed: int = 0) -> tuple[KerasModels, torchae.AutoencoderModule]:
@@ -132,7 +108,7 @@ def check_round_trip(name: str, keras_models: KerasModels, torch_model: torchae.
         layer_pairs(keras_models.inner, torch_model), layer_pairs(fresh.inner, torch_model)
     ):
         for a, b in zip(keras_arrays(k_ref), keras_arrays(k_new), strict=True):
-            worst = max(worst, _max_abs(a, b))
+            worst = max(worst, max_abs(a, b))
     return [Check(name, "weights keras -> torch -> keras", worst, 0.0, "exact")]
 
 
@@ -170,14 +146,14 @@ def check_forward(
     n = f"{inputs.shape[0]:,} {kind}" + (" (same noise)" if inputs is not images else "")
     tol = TOLERANCES["forward"]
     rows = [
-        Check(name, f"codes, {n}", _max_abs(to_nchw(keras_codes), torch_codes), tol, "abs"),
-        Check(name, f"reconstructions, {n}", _max_abs(to_nchw(keras_recon), torch_recon), tol, "abs"),
+        Check(name, f"codes, {n}", max_abs(to_nchw(keras_codes), torch_codes), tol, "abs"),
+        Check(name, f"reconstructions, {n}", max_abs(to_nchw(keras_recon), torch_recon), tol, "abs"),
     ]
     if "z_log_var" in extras:
         keras_log_var = extras["z_log_var"].predict(nhwc, batch_size=1000, verbose=0)
         with torch.no_grad():
             torch_log_var = torch.cat([torch_model.distribution(chunk).z_log_var for chunk in inputs.split(64)])
-        rows.append(Check(name, f"z_log_var, {n}, inference mode", _max_abs(keras_log_var, torch_log_var), tol, "abs"))
+        rows.append(Check(name, f"z_log_var, {n}, inference mode", max_abs(keras_log_var, torch_log_var), tol, "abs"))
     return rows
 
 
@@ -205,21 +181,21 @@ def check_conditional_forward(
     tol = TOLERANCES["forward"]
     layout = to_nchw if torch_model.input_shape == (1, 28, 28) else np.asarray
     rows = [
-        Check(name, f"codes, {n}", _max_abs(keras_codes, torch_codes), tol, "abs"),
-        Check(name, f"reconstructions, {n}", _max_abs(layout(keras_recon), torch_recon), tol, "abs"),
-        Check(name, f"codes decoded with the next label, {n}", _max_abs(layout(keras_other), torch_other), tol, "abs"),
+        Check(name, f"codes, {n}", max_abs(keras_codes, torch_codes), tol, "abs"),
+        Check(name, f"reconstructions, {n}", max_abs(layout(keras_recon), torch_recon), tol, "abs"),
+        Check(name, f"codes decoded with the next label, {n}", max_abs(layout(keras_other), torch_other), tol, "abs"),
     ]
     if "z_log_var" in extras:
         keras_log_var = extras["z_log_var"].predict([x, encoder_labels], batch_size=1000, verbose=0)
         with torch.no_grad():
             torch_log_var = torch_model.distribution(inputs, labels).z_log_var
-        rows.append(Check(name, f"z_log_var, {n}, inference mode", _max_abs(keras_log_var, torch_log_var), tol, "abs"))
+        rows.append(Check(name, f"z_log_var, {n}, inference mode", max_abs(keras_log_var, torch_log_var), tol, "abs"))
     if "style_t" in extras:  # the article's style_t model: the mean code decoded with another label
         keras_style = extras["style_t"].predict([x, encoder_labels, other_labels], batch_size=1000, verbose=0)
         with torch.no_grad():
             torch_style = torch_model.style_transfer(inputs, labels, other)
         rows.append(
-            Check(name, f"style transfer (style_t), {n}", _max_abs(to_nchw(keras_style), torch_style), tol, "abs")
+            Check(name, f"style transfer (style_t), {n}", max_abs(to_nchw(keras_style), torch_style), tol, "abs")
         )
     return rows
 
@@ -267,108 +243,19 @@ def check_step(
 
     tol = TOLERANCES
     terms = {key: value.detach() for key, value in terms.items()}
-    rows = [Check(name, "batch loss (total)", _rel(terms["loss"], k_total), tol["loss"], "rel")]
+    rows = [Check(name, "batch loss (total)", rel(terms["loss"], k_total), tol["loss"], "rel")]
     if k_penalty is not None:
         rows.append(
-            Check(name, "batch reconstruction loss", _rel(terms["reconstruction_loss"], k_recon), tol["loss"], "rel")
+            Check(name, "batch reconstruction loss", rel(terms["reconstruction_loss"], k_recon), tol["loss"], "rel")
         )
-        rows.append(Check(name, "batch L1 penalty", _rel(terms["l1_penalty"], k_penalty), tol["loss"], "rel"))
+        rows.append(Check(name, "batch L1 penalty", rel(terms["l1_penalty"], k_penalty), tol["loss"], "rel"))
     rows.append(Check(name, "gradients", _worst_gradient_difference(k_grads, t_grads), tol["gradient"], "abs"))
     weight_worst = _worst_weight_difference(pairs, torch_model)
     rows.append(Check(name, "weights after one Adam step", weight_worst, tol["adam_step"], "abs"))
     if compiled_model is not None:  # the engine's compiled whole step, as the config runs it
         compiled_terms = CompiledSteps(compiled_model).step_on(inputs, batch, compiled_model.configure_optimizers())
         compiled_worst = _worst_weight_difference(pairs, compiled_model)
-        rows.append(Check(name, "batch loss, compiled step", _rel(compiled_terms["loss"], k_total), tol["loss"], "rel"))
-        rows.append(Check(name, "weights after one compiled step", compiled_worst, tol["adam_step"], "abs"))
-    return rows
-
-
-def check_vae_step(name: str, batch: torch.Tensor, labels: torch.Tensor | None = None, seed: int = 0) -> list[Check]:
-    """The VAE's (or the CVAE's, with the batch's ``labels``) loss terms, gradients, weights and BatchNorm statistics
-    after one Adam step, with dropout off and the same latent noise ``eps`` in both frameworks (Keras's
-    :class:`~parity.keras_models.Sampling` is given it, torch's ``latent_noise`` returns it).
-
-    BatchNorm's running variance: Keras adds the batch's biased variance, PyTorch its unbiased one (times
-    ``n / (n - 1)``); torch's new running variance is converted to Keras's convention before the comparison, so
-    the check holds the rest of the arithmetic to the tolerance.
-    """
-    import tensorflow as tf
-
-    from parity.keras_models import build_keras, vae_reconstruction_loss
-
-    keras_models = build_keras(name, seed=seed, dropout_rate=0.0)
-    torch.manual_seed(seed + 1)
-    torch_model = EXPERIMENTS[name].model(dropout=0.0)
-    keras_to_torch(keras_models.autoencoder, torch_model)
-    model = keras_models.autoencoder
-    noise = np.random.default_rng(seed).standard_normal((batch.shape[0], torch_model.latent_dim)).astype(np.float32)
-    model.get_layer("encoder").get_layer("sampling").noise = noise
-    torch_model.latent_noise = lambda z_mean: torch.from_numpy(noise)
-
-    pairs = layer_pairs(model, torch_model)
-    before = {t_name: [t.detach().clone() for t in torch_tensors(module)] for _, t_name, module in pairs}
-    variables = [v for k_layer, _, _ in pairs for v in keras_variables(k_layer) if v.trainable]
-    target = tf.constant(to_nhwc(batch))
-    x = [tf.constant(part) for part in keras_inputs(name, batch, labels)] if torch_model.conditional else target
-    with tf.GradientTape() as tape:
-        y_pred = model(x, training=True)
-        k_total = model.compute_loss(x=x, y=target, y_pred=y_pred, training=True)
-    k_kl = float(sum(float(v) for v in model.losses))
-    k_recon = float(tf.reduce_mean(vae_reconstruction_loss(target, y_pred)))
-    k_grads = tape.gradient(k_total, variables)
-    model.optimizer.apply_gradients(zip(k_grads, variables))
-
-    torch_model.train()
-    compiled = (config_of(name).get("engine") or {}).get("compiled_steps")
-    compiled_model = copy.deepcopy(torch_model) if compiled else None  # the same weights
-    if compiled_model is not None:  # the same noise, handed to the compiled step as the engine hands its draws
-        del compiled_model.latent_noise
-        compiled_model.draws.draw = lambda plan, stage, device: {"latent_noise": torch.from_numpy(noise)}
-    optimizer = torch_model.configure_optimizers()
-    optimizer.zero_grad()
-    inputs = LabelledBatch(batch, labels) if torch_model.conditional else batch
-    terms = torch_model.reconstruction_terms(inputs, inputs)
-    terms["loss"].backward()
-    t_grads = [p.grad.clone() for _, _, module in pairs for p in torch_tensors(module) if p.requires_grad]
-    optimizer.step()
-
-    tol = TOLERANCES
-    rows = [
-        Check(name, "batch loss (total)", _rel(terms["loss"].detach(), k_total), tol["loss"], "rel"),
-        Check(
-            name, "batch reconstruction loss", _rel(terms["reconstruction_loss"].detach(), k_recon), tol["loss"], "rel"
-        ),
-        Check(name, "batch KL term", _rel(terms["kl_loss"].detach(), k_kl), tol["loss"], "rel"),
-    ]
-    gradient_worst = max(
-        _max_abs(kernel_to_torch(k.numpy()) if k.ndim > 1 else k.numpy(), t.numpy()) for k, t in zip(k_grads, t_grads)
-    )
-    rows.append(Check(name, "gradients", gradient_worst, tol["gradient"], "abs"))
-    n = batch.shape[0]
-    weight_worst, statistics_worst = 0.0, 0.0
-    for k_layer, t_name, module in pairs:
-        tensors = [t.detach() for t in torch_tensors(module)]
-        arrays = keras_arrays(k_layer)
-        if isinstance(module, torch.nn.BatchNorm1d):
-            momentum, old = module.momentum, before[t_name][3]
-            keras_convention = old * (1 - momentum) + (tensors[3] - old * (1 - momentum)) * (n - 1) / n
-            statistics_worst = max(
-                statistics_worst, _max_abs(arrays[2], tensors[2]), _max_abs(arrays[3], keras_convention)
-            )
-            tensors, arrays = tensors[:2], arrays[:2]
-        for array, tensor in zip(arrays, tensors, strict=True):
-            weight_worst = max(weight_worst, _max_abs(array, tensor))
-    rows.append(Check(name, "weights after one Adam step", weight_worst, tol["adam_step"], "abs"))
-    rows.append(Check(name, "BatchNorm statistics after the step", statistics_worst, tol["adam_step"], "abs"))
-    if compiled_model is not None:  # the engine's compiled whole step, as the config runs it
-        compiled_terms = CompiledSteps(compiled_model).step_on(inputs, inputs, compiled_model.configure_optimizers())
-        compiled_worst = max(
-            _max_abs(array, tensor.detach())
-            for k_layer, t_name, _ in pairs
-            for array, tensor in zip(keras_arrays(k_layer)[:2], torch_tensors(compiled_model.get_submodule(t_name)))
-        )
-        rows.append(Check(name, "batch loss, compiled step", _rel(compiled_terms["loss"], k_total), tol["loss"], "rel"))
+        rows.append(Check(name, "batch loss, compiled step", rel(compiled_terms["loss"], k_total), tol["loss"], "rel"))
         rows.append(Check(name, "weights after one compiled step", compiled_worst, tol["adam_step"], "abs"))
     return rows
 
@@ -391,7 +278,7 @@ def _one_step(
 def _worst_gradient_difference(keras_grads: list[Any], torch_grads: list[torch.Tensor]) -> float:
     """The largest absolute difference between Keras's gradients and torch's, in the same order."""
     return max(
-        _max_abs(kernel_to_torch(k.numpy()) if k.ndim > 1 else k.numpy(), t.numpy())
+        max_abs(kernel_to_torch(k.numpy()) if k.ndim > 1 else k.numpy(), t.numpy())
         for k, t in zip(keras_grads, torch_grads, strict=True)
     )
 
@@ -403,7 +290,7 @@ def _worst_weight_difference(pairs: list[tuple[Any, str, Any]], torch_model: tor
     for k_layer, module_name, _ in pairs:
         tensors = torch_tensors(torch_model.get_submodule(module_name))
         for array, tensor in zip(keras_arrays(k_layer), tensors, strict=True):
-            worst = max(worst, _max_abs(array, tensor.detach()))
+            worst = max(worst, max_abs(array, tensor.detach()))
     return worst
 
 
@@ -428,19 +315,6 @@ def run_checks(
         rows += check_forward(name, keras_models, torch_model, data.val_images, data.val_labels)
         rows += check_step(name, keras_models, torch_model, batch, labels)
     return rows
-
-
-def format_table(rows: list[Check]) -> str:
-    lines = [f"{'model':<10} {'check':<58} {'worst':>10} {'tolerance':>10}  result", "-" * 100]
-    for row in rows:
-        lines.append(
-            f"{row.model:<10} {row.check:<58} {row.worst:>10.3g} {row.tolerance:>10.3g}  "
-            f"{'ok' if row.passed else 'FAIL'} ({row.kind})"
-        )
-    failed = sum(not r.passed for r in rows)
-    lines.append("-" * 100)
-    lines.append(f"{len(rows) - failed} passed, {failed} failed")
-    return "\n".join(lines)
 
 
 def main_check(names: tuple[str, ...] = MODEL_NAMES, n_images: int = 10_000) -> int:

@@ -23,6 +23,7 @@ import torch
 
 from parity._keras import import_keras
 from parity.keras_models import keras_reference
+from parity.rows import TOLERANCES, Check
 from parity.transfer import keras_arrays, keras_to_torch, layer_pairs, to_nchw, to_nhwc, torch_tensors, torch_to_keras
 from torchae.registry import EXPERIMENTS
 
@@ -149,8 +150,6 @@ def _worst(keras_model: Any, torch_module: torch.nn.Module) -> float:
 
 def check_gan(name: str, images: torch.Tensor, labels: torch.Tensor, seed: int = 0) -> list[Any]:
     """Every check of experiment ``name`` (``gan`` or ``cgan``) on ``images`` and their ``labels``."""
-    from parity.checks import TOLERANCES, Check
-
     conditional = EXPERIMENTS[name].model.conditional
     keras.utils.set_random_seed(seed)
     models = create_gan(conditional=conditional, dropout=GivenDropout)
