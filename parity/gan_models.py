@@ -30,7 +30,16 @@ from torchae.registry import EXPERIMENTS
 keras = import_keras(backend=None)
 layers = keras.layers
 
-__all__ = ["GanModels", "GivenDropout", "check_gan", "create_gan", "gan_step_keras"]
+__all__ = [
+    "GanModels",
+    "GivenDropout",
+    "article_batches",
+    "check_gan",
+    "create_gan",
+    "gan_step_keras",
+    "keras_samples",
+    "train_keras_gan",
+]
 
 LOG_EPSILON = 1e-10
 
@@ -134,6 +143,58 @@ def gan_step_keras(
     gradients = tape.gradient(loss, variables)
     optimizer.apply_gradients(zip(gradients, [v.value for v in variables]))
     return float(losses["loss"])
+
+
+def article_batches(images: np.ndarray, one_hot: np.ndarray, batch_size: int, seed: int) -> Any:
+    """The article's ``gen_batch``: full batches in order, then a new permutation of the whole set for every pass
+    (numpy's generator seeded with ``seed``); the last, smaller batch of a pass is left out."""
+    rng = np.random.default_rng(seed)
+    while True:
+        for start in range(0, images.shape[0] - batch_size + 1, batch_size):
+            yield images[start : start + batch_size], one_hot[start : start + batch_size]
+        order = rng.permutation(images.shape[0])
+        images, one_hot = images[order], one_hot[order]
+
+
+def train_keras_gan(
+    name: str, images: np.ndarray, labels: np.ndarray, iterations: int, seed: int = 0, batch_size: int = 256
+) -> tuple[GanModels, list[float]]:
+    """Experiment ``name``'s Keras models trained as the article trains them: its loop (torchae's
+    :class:`~torchae.part5.gan.AlternatingSchedule`, proven equal to the article's batch for batch), a new batch
+    and new codes for every step, TensorFlow 1's RMSProp at the article's rates, for ``iterations`` outer iterations
+    on ``images`` (NHWC, in [0, 1]) and their ``labels``. Returns the models and every step's ``L_dis``."""
+    from torchae.part5.gan import AlternatingSchedule
+
+    conditional = EXPERIMENTS[name].model.conditional
+    keras.utils.set_random_seed(seed)
+    models = create_gan(conditional=conditional)
+    optimizers = {"generator": rmsprop(3e-4), "discriminator": rmsprop(1e-4)}
+    one_hot = np.eye(10, dtype=np.float32)[labels]
+    batches, rng = article_batches(images, one_hot, batch_size, seed), np.random.default_rng(seed + 1)
+    schedule, losses = AlternatingSchedule(), []
+    while schedule.iterations < iterations:
+        batch, batch_labels = next(batches)
+        codes = rng.standard_normal((batch_size, 2)).astype(np.float32)
+        network = schedule.next_network()
+        if network is None:
+            continue
+        losses.append(gan_step_keras(models, network, optimizers[network], batch, batch_labels, codes, conditional))
+        schedule.record(losses[-1])
+    return models, losses
+
+
+def keras_samples(models: GanModels, n: int, seed: int, conditional: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``n`` digits the Keras generator makes from codes drawn with ``seed`` (``n / 10`` of each digit when
+    conditional), as torchae's ``prior_samples`` gives them: NCHW, and the labels."""
+    rng = np.random.default_rng(seed)
+    if not conditional:
+        codes = rng.standard_normal((n, 2)).astype(np.float32)
+        return to_nchw(models.generator.predict(codes, verbose=0)), None
+    per_digit = -(-n // 10)
+    labels = np.repeat(np.arange(10), per_digit)
+    codes = rng.standard_normal((labels.size, 2)).astype(np.float32)
+    generated = models.generator.predict([codes, np.eye(10, dtype=np.float32)[labels]], verbose=0)
+    return to_nchw(generated), torch.from_numpy(labels)
 
 
 def _given_layers(model: Any) -> list[GivenDropout]:

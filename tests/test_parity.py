@@ -116,6 +116,27 @@ def test_the_gan_check_fails_when_the_masks_differ(monkeypatch, mnist):
     assert "generator outputs" not in failed  # inference draws no masks
 
 
+def test_the_keras_gan_trains_with_the_articles_loop_and_the_judge_reads_its_digits(mnist):
+    """The Keras reference trained as the article trains it, for two outer iterations on a subset: every step
+    reports the discriminator's loss, and its generator's digits (ten of each) go through the same judge as
+    torchae's."""
+    from parity import gan_models
+    from torchae.judge import judge_samples
+
+    images = (mnist.x_train[:1024, :, :, None] / np.float32(255)).astype(np.float32)
+    models, losses = gan_models.train_keras_gan("cgan", images, mnist.y_train[:1024].astype(np.int64), iterations=2)
+    assert 2 <= len(losses) <= 20 and all(np.isfinite(losses))
+    samples, labels = gan_models.keras_samples(models, 100, seed=0, conditional=True)
+    assert samples.shape == (100, 1, 28, 28) and labels.tolist() == [d for d in range(10) for _ in range(10)]
+    real = torch.from_numpy(mnist.x_test[:500, None] / np.float32(255))
+    verdict = judge_samples(torchae.pretrained("judge"), samples, real, labels)
+    assert 0 <= verdict["label_accuracy"] <= 1 and verdict["frechet_distance"] > 0
+    batches = gan_models.article_batches(np.arange(10)[:, None], np.arange(10)[:, None], 4, seed=0)
+    first_pass = [next(batches)[0].ravel().tolist() for _ in range(2)]
+    assert first_pass == [[0, 1, 2, 3], [4, 5, 6, 7]]  # in order, the last two left out
+    assert [next(batches)[0].ravel().tolist() for _ in range(2)] != first_pass  # then a new permutation per pass
+
+
 def test_a_batch_of_one_trains_through_batch_norm_as_in_keras():
     """Keras's BatchNormalization trains on a batch of one (its variance is 0): so does the VAE's and the CVAE's."""
     import keras
