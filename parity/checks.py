@@ -29,6 +29,7 @@ from parity.transfer import (
     to_nhwc,
     torch_tensors,
     torch_to_keras,
+    worst_weight_difference,
 )
 from parity.vae_checks import check_vae_step
 from torchae.cli.configs import config_of
@@ -250,11 +251,11 @@ def check_step(
         )
         rows.append(Check(name, "batch L1 penalty", rel(terms["l1_penalty"], k_penalty), tol["loss"], "rel"))
     rows.append(Check(name, "gradients", _worst_gradient_difference(k_grads, t_grads), tol["gradient"], "abs"))
-    weight_worst = _worst_weight_difference(pairs, torch_model)
+    weight_worst = worst_weight_difference(pairs, torch_model)
     rows.append(Check(name, "weights after one Adam step", weight_worst, tol["adam_step"], "abs"))
     if compiled_model is not None:  # the engine's compiled whole step, as the config runs it
         compiled_terms = CompiledSteps(compiled_model).step_on(inputs, batch, compiled_model.configure_optimizers())
-        compiled_worst = _worst_weight_difference(pairs, compiled_model)
+        compiled_worst = worst_weight_difference(pairs, compiled_model)
         rows.append(Check(name, "batch loss, compiled step", rel(compiled_terms["loss"], k_total), tol["loss"], "rel"))
         rows.append(Check(name, "weights after one compiled step", compiled_worst, tol["adam_step"], "abs"))
     return rows
@@ -281,17 +282,6 @@ def _worst_gradient_difference(keras_grads: list[Any], torch_grads: list[torch.T
         max_abs(kernel_to_torch(k.numpy()) if k.ndim > 1 else k.numpy(), t.numpy())
         for k, t in zip(keras_grads, torch_grads, strict=True)
     )
-
-
-def _worst_weight_difference(pairs: list[tuple[Any, str, Any]], torch_model: torchae.AutoencoderModule) -> float:
-    """The largest absolute difference between the Keras layers of ``pairs`` and the same-named layers of
-    ``torch_model`` (kernels and biases)."""
-    worst = 0.0
-    for k_layer, module_name, _ in pairs:
-        tensors = torch_tensors(torch_model.get_submodule(module_name))
-        for array, tensor in zip(keras_arrays(k_layer), tensors, strict=True):
-            worst = max(worst, max_abs(array, tensor.detach()))
-    return worst
 
 
 def run_checks(

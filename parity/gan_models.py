@@ -24,7 +24,7 @@ import torch
 from parity._keras import import_keras
 from parity.keras_models import keras_reference
 from parity.rows import TOLERANCES, Check
-from parity.transfer import keras_arrays, keras_to_torch, layer_pairs, to_nchw, to_nhwc, torch_tensors, torch_to_keras
+from parity.transfer import keras_to_torch, layer_pairs, to_nchw, to_nhwc, torch_to_keras, worst_weight_difference
 from torchae.registry import EXPERIMENTS
 
 keras = import_keras(backend=None)
@@ -202,11 +202,7 @@ def _given_layers(model: Any) -> list[GivenDropout]:
 
 
 def _worst(keras_model: Any, torch_module: torch.nn.Module) -> float:
-    worst = 0.0
-    for k_layer, _, t_module in layer_pairs(keras_model, torch_module):
-        for array, tensor in zip(keras_arrays(k_layer), torch_tensors(t_module), strict=True):
-            worst = max(worst, float(np.max(np.abs(array - tensor.detach().numpy()))))
-    return worst
+    return worst_weight_difference(layer_pairs(keras_model, torch_module), torch_module)
 
 
 def check_gan(name: str, images: torch.Tensor, labels: torch.Tensor, seed: int = 0) -> list[Any]:

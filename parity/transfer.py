@@ -31,6 +31,7 @@ __all__ = [
     "to_nhwc",
     "torch_tensors",
     "torch_to_keras",
+    "worst_weight_difference",
 ]
 
 
@@ -99,6 +100,23 @@ def torch_tensors(module: nn.Module) -> list[torch.Tensor]:
     if isinstance(module, nn.BatchNorm1d):
         tensors += [module.running_mean, module.running_var]
     return tensors
+
+
+def worst_weight_difference(
+    pairs: list[tuple[Any, str, nn.Module]], torch_model: nn.Module, statistics: bool = True
+) -> float:
+    """The largest absolute difference between the Keras layers of ``pairs`` and the same-named layers of
+    ``torch_model`` (the model the pairs were made from, or a copy of it): kernels and biases, and BatchNorm's
+    running statistics unless ``statistics`` is False."""
+    worst = 0.0
+    for k_layer, module_name, _ in pairs:
+        arrays, tensors = keras_arrays(k_layer), torch_tensors(torch_model.get_submodule(module_name))
+        if not statistics:
+            arrays, tensors = arrays[:2], tensors[:2]
+        for array, tensor in zip(arrays, tensors, strict=True):
+            difference = np.asarray(array, dtype=np.float64) - tensor.detach().cpu().double().numpy()
+            worst = max(worst, float(np.max(np.abs(difference))))
+    return worst
 
 
 def keras_variables(layer: Any) -> list[Any]:

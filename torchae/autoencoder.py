@@ -14,7 +14,7 @@ own seeded streams (:mod:`torchae.draws`). Input noise is drawn in ``corrupt`` (
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F  # noqa: N812
@@ -25,12 +25,9 @@ from torchae.errors import require
 from torchae.inputs import CLASSES, batch_size_of, check_codes, check_images, images_of, tracing
 from torchae.networks import IMAGE_SHAPE, Autoencoder
 from torchae.optim import KerasAdam
-from torchae.series import SeriesModule
+from torchae.series import EPOCH_MEANS, SeriesModule, Stage
 
 __all__ = ["EPOCH_MEANS", "AutoencoderModule", "Stage"]
-
-Stage = Literal["train", "val", "test"]
-EPOCH_MEANS = {"on_step": False, "on_epoch": True, "sync_dist": True}
 
 
 class AutoencoderModule(SeriesModule):
@@ -138,12 +135,6 @@ class AutoencoderModule(SeriesModule):
         if penalty is None:
             return {"loss": reconstruction}
         return {"loss": reconstruction + penalty, "reconstruction_loss": reconstruction, "l1_penalty": penalty}
-
-    def log_terms(self, terms: dict[str, torch.Tensor], stage: Stage, batch_size: int) -> None:
-        """Log each term as ``f"{stage}_{name}"``: epoch means weighted by ``batch_size``, reduced across devices."""
-        for name, value in terms.items():
-            on_bar = name == "loss"
-            self.log(f"{stage}_{name}", value.detach(), prog_bar=on_bar, batch_size=batch_size, **EPOCH_MEANS)
 
     def shared_step(self, batch: Any, stage: Stage) -> torch.Tensor:
         x = self.check_inputs(self.inputs_of(batch), check_finite=False)  # the datamodule checked its data once

@@ -24,7 +24,6 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
-from torchae.autoencoder import EPOCH_MEANS, Stage
 from torchae.data import LabelledMNISTDataModule, TensorDataModule, batches_of
 from torchae.draws import SeededDropout
 from torchae.errors import require, require_rate
@@ -54,6 +53,7 @@ class DigitClassifier(SeriesModule):
 
     loss_names: ClassVar[tuple[str, ...]] = ("loss", "accuracy")
     counted_networks: ClassVar[tuple[str, str]] = ("body", "head")
+    progress_bar_terms: ClassVar[tuple[str, ...]] = ("loss", "accuracy")
     datamodule: ClassVar[type[TensorDataModule]] = LabelledMNISTDataModule
 
     def __init__(self, dropout: float = 0.5, learning_rate: float = 1e-3) -> None:
@@ -93,10 +93,6 @@ class DigitClassifier(SeriesModule):
         logits = self.head(self.body(images))
         accuracy = (logits.argmax(1) == labels).to(logits.dtype).mean()
         return {"loss": F.cross_entropy(logits, labels), "accuracy": accuracy}
-
-    def log_terms(self, terms: dict[str, torch.Tensor], stage: Stage, batch_size: int) -> None:
-        for name, value in terms.items():
-            self.log(f"{stage}_{name}", value.detach(), prog_bar=True, batch_size=batch_size, **EPOCH_MEANS)
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         optimizer = self.optimizers()

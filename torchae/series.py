@@ -10,7 +10,7 @@ draws no figures and exports through Lightning's own ``to_onnx``.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import pytorch_lightning as pl
 import torch
@@ -23,7 +23,10 @@ from torchae.export import Exportable
 from torchae.inputs import CLASSES
 from torchae.networks import IMAGE_SHAPE
 
-__all__ = ["SeriesModule", "metric_names_of"]
+__all__ = ["EPOCH_MEANS", "SeriesModule", "Stage", "metric_names_of"]
+
+Stage = Literal["train", "val", "test"]
+EPOCH_MEANS = {"on_step": False, "on_epoch": True, "sync_dist": True}
 
 
 class SeriesModule(NamedCheckpoints, Exportable, pl.LightningModule):
@@ -44,6 +47,7 @@ class SeriesModule(NamedCheckpoints, Exportable, pl.LightningModule):
             and decoder, a GAN's generator and discriminator).
         frame_unit: what the frames of its animations count: ``epoch`` (a frame at the article's epochs), or a clock
             of the model's own (part 5's ``iteration``s), whose ``frame_after_batch`` says when a frame is due.
+        progress_bar_terms: the logged terms the progress bar shows.
     """
 
     figures: ClassVar[tuple[str, ...]] = ()
@@ -55,6 +59,7 @@ class SeriesModule(NamedCheckpoints, Exportable, pl.LightningModule):
     unsaved_arguments: ClassVar[tuple[str, ...]] = ()
     counted_networks: ClassVar[tuple[str, str]] = ("encoder", "decoder")
     frame_unit: ClassVar[str] = "epoch"
+    progress_bar_terms: ClassVar[tuple[str, ...]] = ("loss",)
 
     def __init__(self) -> None:
         super().__init__()
@@ -93,6 +98,12 @@ class SeriesModule(NamedCheckpoints, Exportable, pl.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_load_checkpoint(checkpoint)
         self.draws.load_state(checkpoint)
+
+    def log_terms(self, terms: dict[str, torch.Tensor], stage: Stage, batch_size: int) -> None:
+        """Log each term as ``f"{stage}_{name}"``: epoch means weighted by ``batch_size``, reduced across devices."""
+        for name, value in terms.items():
+            on_bar = name in self.progress_bar_terms
+            self.log(f"{stage}_{name}", value.detach(), prog_bar=on_bar, batch_size=batch_size, **EPOCH_MEANS)
 
     @classmethod
     def metric_names(cls) -> tuple[str, ...]:

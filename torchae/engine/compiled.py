@@ -181,9 +181,12 @@ class CompiledSteps:
         draws = self.draws(inputs, target)
         neg_alpha = torch.tensor(-KerasAdam.advance_step(group), dtype=flat.weights.dtype, device=flat.weights.device)
         beta_1, beta_2 = group["betas"]
-        terms = self.compiled(
-            flat.weights, flat.moments, flat.squares, inputs, target, neg_alpha, beta_1, beta_2, group["eps"], draws
-        )
+        try:
+            terms = self.compiled(
+                flat.weights, flat.moments, flat.squares, inputs, target, neg_alpha, beta_1, beta_2, group["eps"], draws
+            )
+        finally:  # the compiled code hands its draws back; a failed call must not leave them to later steps
+            self.module.draws.give(None)
         KerasAdam.flush_denormals(flat, group)
         return terms
 
@@ -202,17 +205,20 @@ class CompiledSteps:
             [-KerasAdam.advance_step(group) for _ in xs], dtype=flat.weights.dtype, device=flat.weights.device
         )
         beta_1, beta_2 = group["betas"]
-        terms = self.compiled_several(
-            flat.weights,
-            flat.moments,
-            flat.squares,
-            inputs,
-            torch.stack(xs),
-            neg_alphas,
-            beta_1,
-            beta_2,
-            group["eps"],
-            draws,
-        )
+        try:
+            terms = self.compiled_several(
+                flat.weights,
+                flat.moments,
+                flat.squares,
+                inputs,
+                torch.stack(xs),
+                neg_alphas,
+                beta_1,
+                beta_2,
+                group["eps"],
+                draws,
+            )
+        finally:
+            self.module.draws.give(None)
         KerasAdam.flush_denormals(flat, group, steps=len(xs))
         return terms

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -9,22 +11,28 @@ import torch
 from torchae.autoencoder import AutoencoderModule
 from torchae.draws import DrawPlan
 
-__all__ = ["draws_from_streams", "draws_random_numbers", "step_plan"]
+__all__ = ["buffers_kept", "draws_from_streams", "draws_random_numbers", "step_plan"]
+
+
+@contextmanager
+def buffers_kept(module: AutoencoderModule) -> Iterator[None]:
+    """Within: a probe's passes; after: every buffer of ``module`` (BatchNorm's statistics) as it was."""
+    buffers = {name: buffer.clone() for name, buffer in module.named_buffers()}
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for name, buffer in module.named_buffers():
+                buffer.copy_(buffers[name])
 
 
 def step_plan(module: AutoencoderModule, inputs: Any, target: Any) -> DrawPlan:
     """The draws (:mod:`torchae.draws`) that ``module``'s ``reconstruction_terms`` makes on ``inputs`` and
     ``target`` in its current mode, in order. The probe runs the step once without gradients on zeros for draws;
     every buffer (BatchNorm's statistics) is put back, and no stream moves."""
-    buffers = {name: buffer.clone() for name, buffer in module.named_buffers()}
-    try:
-        with torch.no_grad(), module.draws.recording() as plan:
-            module.reconstruction_terms(inputs, target)
-        return plan
-    finally:
-        with torch.no_grad():
-            for name, buffer in module.named_buffers():
-                buffer.copy_(buffers[name])
+    with buffers_kept(module), torch.no_grad(), module.draws.recording() as plan:
+        module.reconstruction_terms(inputs, target)
+    return plan
 
 
 def _generator_states(device: torch.device) -> list[torch.Tensor]:
@@ -58,10 +66,10 @@ def draws_random_numbers(module: AutoencoderModule) -> bool:
         return True
     x, device = found
     was_training = module.training
-    buffers = {name: buffer.clone() for name, buffer in module.named_buffers()}
     devices = [device] if device.type == "cuda" else []
+    fork = torch.random.fork_rng(devices=devices, device_type=device.type if devices else "cuda")
     try:
-        with torch.random.fork_rng(devices=devices, device_type=device.type if devices else "cuda"), torch.no_grad():
+        with buffers_kept(module), fork, torch.no_grad():
             for training in (True, False):
                 module.train(training)
                 before = _generator_states(device)
@@ -71,9 +79,6 @@ def draws_random_numbers(module: AutoencoderModule) -> bool:
         return False
     finally:
         module.train(was_training)
-        with torch.no_grad():
-            for name, buffer in module.named_buffers():
-                buffer.copy_(buffers[name])
 
 
 def draws_from_streams(module: AutoencoderModule) -> bool:

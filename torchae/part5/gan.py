@@ -25,12 +25,12 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from torchae.autoencoder import EPOCH_MEANS, Stage
 from torchae.data import LabelledMNISTDataModule, MNISTDataModule, TensorDataModule
 from torchae.errors import require
 from torchae.inputs import (
     CLASSES,
     LabelledBatch,
+    batch_size_of,
     check_codes,
     check_count,
     check_generator,
@@ -39,9 +39,10 @@ from torchae.inputs import (
     tracing,
 )
 from torchae.optim import TFRMSProp
+from torchae.part4.cvae import ConditionalInputs
 from torchae.part5.networks import Discriminator, Generator
 from torchae.registry import register_experiment
-from torchae.series import SeriesModule
+from torchae.series import SeriesModule, Stage
 
 __all__ = ["CGAN", "GAN", "AlternatingSchedule", "adversarial_terms"]
 
@@ -63,11 +64,9 @@ class AlternatingSchedule:
     """
 
     def __init__(self, inner_steps: int = 5, discriminator_until: float = 1.0, generator_until: float = 0.4) -> None:
-        self.inner_steps, self.discriminator_until, self.generator_until = (
-            inner_steps,
-            discriminator_until,
-            generator_until,
-        )
+        self.inner_steps = inner_steps
+        self.discriminator_until = discriminator_until
+        self.generator_until = generator_until
         self.network = "discriminator"
         self.steps = 0
         self.iterations = 0
@@ -239,11 +238,12 @@ class GAN(SeriesModule):
             return None
         generator_optimizer, discriminator_optimizer = self.optimizers()
         optimizer = generator_optimizer if network == "generator" else discriminator_optimizer
-        terms = self.adversarial_step_terms(self.inputs_of(batch), "train", grad_generator=network == "generator")
+        real = self.inputs_of(batch)
+        terms = self.adversarial_step_terms(real, "train", grad_generator=network == "generator")
         optimizer.zero_grad()
         self.manual_backward(terms["loss"] if network == "discriminator" else terms["generator_loss"])
         optimizer.step()
-        self.log_terms(terms, "train", batch_size=batch_size_of_batch(batch))
+        self.log_terms(terms, "train", batch_size=batch_size_of(real))
         self._ended_iteration = self.schedule.record(float(terms["loss"]))
         if self._ended_iteration and self.schedule.iterations >= self.hparams.iterations:
             self.trainer.should_stop = True  # the article's 5000 outer iterations are done
@@ -259,12 +259,8 @@ class GAN(SeriesModule):
         return done if rest == 0 and (period < 100 or period % 10 == 0) else None
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
-        terms = self.adversarial_step_terms(self.inputs_of(batch), "val")
-        self.log_terms(terms, "val", batch_size=batch_size_of_batch(batch))
-
-    def log_terms(self, terms: dict[str, torch.Tensor], stage: Stage, batch_size: int) -> None:
-        for name, value in terms.items():
-            self.log(f"{stage}_{name}", value.detach(), prog_bar=name == "loss", batch_size=batch_size, **EPOCH_MEANS)
+        real = self.inputs_of(batch)
+        self.log_terms(self.adversarial_step_terms(real, "val"), "val", batch_size=batch_size_of(real))
 
     def predict_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
         """For each image of the batch (its label, conditional): a code drawn from the prediction stream and the
@@ -291,10 +287,6 @@ class GAN(SeriesModule):
             self.schedule.load_state_dict(checkpoint[SCHEDULE_KEY])
 
 
-def batch_size_of_batch(batch: Any) -> int:
-    return int((batch[0] if isinstance(batch, (tuple, list)) else batch).shape[0])
-
-
 @register_experiment(
     "cgan",
     epochs=1000,
@@ -303,10 +295,11 @@ def batch_size_of_batch(batch: Any) -> int:
     parameters=(162_497, 171_777, 334_274),
     keras=True,
 )
-class CGAN(GAN):
+class CGAN(ConditionalInputs, GAN):
     """The article's conditional GAN (part 5): the GAN with each image's digit given to both networks (the
     generator's input beside the code, the discriminator's units beside its first feature map). Its settings are
-    :class:`GAN`'s."""
+    :class:`GAN`'s; its batches and labels are checked as every conditional model's (part 4's
+    :class:`~torchae.part4.cvae.ConditionalInputs`)."""
 
     figures: ClassVar[tuple[str, ...]] = ("label_manifolds", "generated_digits")
     animations: ClassVar[tuple[str, ...]] = ("label_manifolds",)
@@ -323,13 +316,3 @@ class CGAN(GAN):
         """``n`` digits ``digit`` generated from codes drawn from ``N(0, I)``, ``(n, 1, 28, 28)`` in [0, 1]."""
         n, digit, generator = check_count(n), check_label(digit, "digit"), check_generator(generator)
         return self.decode(self.prior_codes(n, generator), digit)
-
-    def labels_for(self, labels: Any, count: int) -> torch.Tensor:
-        from torchae.inputs import as_integer, check_labels
-
-        if labels is None:
-            raise ValueError(f"{type(self).__name__} takes each code's digit beside it: give the labels")
-        one = isinstance(labels, torch.Tensor) and labels.dim() == 0
-        if one or isinstance(labels, bool) or as_integer(labels) is not None:
-            labels = torch.full((count,), check_label(labels, "labels"), dtype=torch.long)
-        return check_labels(labels, count).to(self.device)
