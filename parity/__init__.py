@@ -8,7 +8,7 @@ from parity._keras import load_torch_first
 
 load_torch_first()  # before anything below imports TensorFlow
 
-from parity import gan_models  # noqa: E402,F401  (registers part 5's references beside part 1-4's)
+from parity import cvae_gan_models, gan_models  # noqa: E402,F401  (register parts 5's and 6's references)
 from parity.keras_models import build_keras, load_keras  # noqa: E402
 from parity.transfer import TransferError, keras_to_torch, torch_to_keras  # noqa: E402
 

@@ -197,12 +197,43 @@ def keras_samples(models: GanModels, n: int, seed: int, conditional: bool) -> tu
     return to_nchw(generated), torch.from_numpy(labels)
 
 
-def _given_layers(model: Any) -> list[GivenDropout]:
-    return [layer for layer in model.layers if isinstance(layer, GivenDropout)]
-
-
-def _worst(keras_model: Any, torch_module: torch.nn.Module) -> float:
+def worst(keras_model: Any, torch_module: torch.nn.Module) -> float:
+    """The largest difference between the weights of a Keras model and the torch module that mirrors it."""
     return worst_weight_difference(layer_pairs(keras_model, torch_module), torch_module)
+
+
+def structure_rows(name: str, models: tuple[Any, ...], torch_model: Any) -> list[Check]:
+    """For each network of ``models`` (a named tuple, named as the torchae model's networks): its parameter count,
+    and the weights copied Keras to torchae and back, exact."""
+    rows = []
+    for network, k_model in models._asdict().items():
+        t_module = getattr(torch_model, network)
+        count = sum(p.numel() for p in t_module.parameters())
+        rows.append(Check(name, f"{network} parameters", abs(count - k_model.count_params()), 0, "abs"))
+        keras_to_torch(k_model, t_module)
+        rows.append(Check(name, f"{network} weights, Keras to torchae", worst(k_model, t_module), 0, "abs"))
+        torch_to_keras(t_module, k_model)
+        rows.append(Check(name, f"{network} weights, torchae to Keras", worst(k_model, t_module), 0, "abs"))
+    return rows
+
+
+def given_masks(models: tuple[Any, ...], torch_model: Any, n: int, rng: np.random.Generator) -> dict[str, Any]:
+    """The same uniform numbers for each Keras :class:`GivenDropout` (set on the layer) and for the torchae dropout
+    in its place (returned by its draw's name, for :meth:`torchae.draws.StepDraws.giving`)."""
+    masks = {}
+    for network, k_model in models._asdict().items():
+        given = [layer for layer in k_model.layers if isinstance(layer, GivenDropout)]
+        torch_layers = [
+            f"dropout:{network}.{path}"
+            for path, module in getattr(torch_model, network).named_modules()
+            if type(module).__name__ == "SeededDropout"
+        ]
+        for keras_layer, torch_name in zip(given, torch_layers, strict=True):
+            shape = (n, *keras_layer.input.shape[1:])
+            keras_layer.uniform = rng.random(shape, dtype=np.float32)
+            uniform = keras_layer.uniform
+            masks[torch_name] = to_nchw(uniform) if len(shape) == 4 else torch.from_numpy(uniform)
+    return masks
 
 
 def check_gan(name: str, images: torch.Tensor, labels: torch.Tensor, seed: int = 0) -> list[Any]:
@@ -212,15 +243,7 @@ def check_gan(name: str, images: torch.Tensor, labels: torch.Tensor, seed: int =
     models = create_gan(conditional=conditional, dropout=GivenDropout)
     torch.manual_seed(seed + 1)
     torch_model = EXPERIMENTS[name].model()
-    rows = []
-    for network in ("generator", "discriminator"):
-        k_model, t_module = getattr(models, network), getattr(torch_model, network)
-        count = sum(p.numel() for p in t_module.parameters())
-        rows.append(Check(name, f"{network} parameters", abs(count - k_model.count_params()), 0, "abs"))
-        keras_to_torch(k_model, t_module)
-        rows.append(Check(name, f"{network} weights, Keras to torchae", _worst(k_model, t_module), 0, "abs"))
-        torch_to_keras(t_module, k_model)
-        rows.append(Check(name, f"{network} weights, torchae to Keras", _worst(k_model, t_module), 0, "abs"))
+    rows = structure_rows(name, models, torch_model)
 
     n = images.shape[0]
     rng = np.random.default_rng(seed)
@@ -247,21 +270,7 @@ def check_gan(name: str, images: torch.Tensor, labels: torch.Tensor, seed: int =
     )
 
     # One step of each optimizer from the same weights, batch, codes and dropout masks.
-    masks = {}
-    for network in ("generator", "discriminator"):
-        given = _given_layers(getattr(models, network))
-        torch_layers = [
-            (f"dropout:{network}.{path}", m)
-            for path, m in getattr(torch_model, network).named_modules()
-            if type(m).__name__ == "SeededDropout"
-        ]
-        for keras_layer, (torch_name, _) in zip(given, torch_layers, strict=True):
-            shape = (n, *keras_layer.input.shape[1:])
-            keras_layer.uniform = rng.random(shape, dtype=np.float32)
-            masks[torch_name] = (
-                to_nchw(keras_layer.uniform) if len(shape) == 4 else torch.from_numpy(keras_layer.uniform)
-            )
-    masks["latent_noise"] = torch.from_numpy(codes)
+    masks = {**given_masks(models, torch_model, n, rng), "latent_noise": torch.from_numpy(codes)}
     start = {
         network: copy.deepcopy(getattr(torch_model, network).state_dict()) for network in ("generator", "discriminator")
     }
@@ -298,14 +307,22 @@ def check_gan(name: str, images: torch.Tensor, labels: torch.Tensor, seed: int =
                 "rel",
             )
         )
-        trained = getattr(models, network), getattr(torch_model, network)
-        rows.append(Check(name, f"weights after one {network} RMSProp step", _worst(*trained), tol["adam_step"], "abs"))
-        # The step moved the weights, and both frameworks moved them alike: the difference over the largest update
-        # (a first RMSProp step moves a weight by ~lr: one float32 rounding of the weight is ~1e-3 of that).
-        moved = max(float((after - start[network][key]).abs().max()) for key, after in trained[1].state_dict().items())
-        relative = _worst(*trained) / moved if moved > 0 else float("inf")
-        rows.append(Check(name, f"{network} step's update, relative difference", relative, 1e-2, "rel"))
+        rows += step_rows(name, network, getattr(models, network), getattr(torch_model, network), start[network])
     return rows
+
+
+def step_rows(name: str, network: str, keras_model: Any, torch_module: Any, start: dict[str, Any]) -> list[Check]:
+    """After one RMSProp step of ``network`` in both frameworks from the same weights (``start``, torchae's state
+    before the step): the weights' worst difference, and that difference over the step's largest update (the step
+    moved the weights, and both frameworks moved them alike: a first RMSProp step moves a weight by about its rate,
+    and one float32 rounding of the weight is ~1e-3 of that)."""
+    difference = worst(keras_model, torch_module)
+    moved = max(float((after - start[key]).abs().max()) for key, after in torch_module.state_dict().items())
+    relative = difference / moved if moved > 0 else float("inf")
+    return [
+        Check(name, f"weights after one {network} RMSProp step", difference, TOLERANCES["adam_step"], "abs"),
+        Check(name, f"{network} step's update, relative difference", relative, 1e-2, "rel"),
+    ]
 
 
 keras_reference("gan", checks=check_gan)(lambda **settings: create_gan(conditional=False, **settings))

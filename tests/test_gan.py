@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
-import numpy as np
 import pytest
 import torch
-from helpers import QUIET, ROOT
+from helpers import QUIET, ROOT, fit_resume_and_predict
 
 import torchae
 from torchae.cli import main
@@ -21,19 +21,13 @@ CONFIG = str(ROOT / "configs" / "cgan.yaml")
 def article_loop(losses: list[float], iterations: int, k_step: int = 5) -> list[tuple[str, int]]:
     """The article's training loop, transcribed: which network each step trains and the index of the batch it takes
     (batches are fetched in order; ``losses`` are the discriminator losses the steps report, in order)."""
-    reported, steps, fetched = iter(losses), [], 0
-
-    def fetch() -> int:
-        nonlocal fetched
-        fetched += 1
-        return fetched - 1
-
+    reported, steps, batches = iter(losses), [], itertools.count()
     for _ in range(iterations):
-        batch = fetch()
+        batch = next(batches)
         for _ in range(k_step):
             steps.append(("discriminator", batch))
             l_d = next(reported)
-            batch = fetch()
+            batch = next(batches)
             if l_d < 1.0:
                 break
         for _ in range(k_step):
@@ -41,7 +35,7 @@ def article_loop(losses: list[float], iterations: int, k_step: int = 5) -> list[
             l_d = next(reported)
             if l_d > 0.4:
                 break
-            batch = fetch()
+            batch = next(batches)
     return steps
 
 
@@ -154,26 +148,11 @@ def test_a_short_cgan_fit_draws_predicts_exports_and_resumes_exactly(tmp_path):
     """Through the CLI on a subset: the figures of the CGAN (each digit's manifold, generated digits), predictions
     of codes and samples, the generator exported; a run resumed from its first epoch's checkpoint ends at the
     uninterrupted run's weights (its draws and its place in the loop travel in the checkpoint)."""
-    common = [*QUIET, "--data.init_args.train_size", "512", "--data.init_args.val_size", "128"]
-    whole, resumed_root = tmp_path / "whole", tmp_path / "resumed"
-    keep_every_epoch = ["--checkpoint.save_top_k=-1", "--trainer.max_epochs", "2"]
-    main(["fit", "--config", CONFIG, *common, *keep_every_epoch, "--trainer.default_root_dir", str(whole)])
-    run = whole / "version_0"
+    run, uninterrupted, arrays = fit_resume_and_predict(CONFIG, tmp_path, train_size=512, val_size=128)
     assert {"label_manifolds.png", "generated_digits.png", "history.csv"} <= {p.name for p in run.iterdir()}
     # the article's frames: after outer iteration 0, and every 20th (none more in a run this short)
     assert [frame.name for frame in (run / "animation").iterdir()] == ["epoch_0000.npz"]
     assert (run / "label_manifolds.gif").stat().st_size > 10_000
-    first_epoch = str(next((run / "checkpoints").glob("epoch=0-*.ckpt")))
-    args = ["fit", "--config", CONFIG, *common, "--figures.enabled", "false", "--trainer.max_epochs", "2"]
-    main([*args, "--trainer.default_root_dir", str(resumed_root), "--ckpt_path", first_epoch])
-    resumed = torchae.load_checkpoint(next(resumed_root.rglob("last.ckpt")))
-    uninterrupted = torchae.load_checkpoint(run / "checkpoints" / "last.ckpt")
-    for (key, p), q in zip(resumed.state_dict().items(), uninterrupted.state_dict().values(), strict=True):
-        assert torch.equal(p, q), key
-
-    last = run / "checkpoints" / "last.ckpt"
-    main(["predict", "--config", CONFIG, *common, "--ckpt_path", str(last), "--trainer.default_root_dir", str(whole)])
-    with np.load(next(whole.glob("version_0/predict/*/predictions.npz"))) as arrays:
-        assert arrays["samples"].shape == (128, 1, 28, 28) and arrays["codes"].shape == (128, 2)
-        assert arrays["labels"].shape == (128,) and 0 <= arrays["samples"].min() and arrays["samples"].max() <= 1
+    assert arrays["samples"].shape == (128, 1, 28, 28) and arrays["codes"].shape == (128, 2)
+    assert arrays["labels"].shape == (128,) and 0 <= arrays["samples"].min() and arrays["samples"].max() <= 1
     assert export_model(uninterrupted, tmp_path / "generator.onnx", "onnx", "generator") <= 1e-5

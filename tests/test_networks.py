@@ -39,14 +39,15 @@ def count(module: nn.Module) -> int:
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_parameter_counts_match_the_registry(name):
-    """The registry's three counts are those of the two networks the model names (an autoencoder's encoder and
-    decoder, a GAN's generator and discriminator) and of the whole model."""
+    """The registry's counts are those of the networks the model names (an autoencoder's encoder and decoder, a
+    GAN's generator and discriminator, the CVAE-GAN's three) and of the whole model."""
     model = EXPERIMENTS[name].model()
-    first, second, total = EXPERIMENTS[name].parameters
+    *parts, total = EXPERIMENTS[name].parameters
     names = model.counted_networks
-    assert count(getattr(model, names[0])) == first
-    assert count(getattr(model, names[1])) == second
-    assert count(model) == total == first + second
+    assert len(names) == len(parts)
+    for network, expected in zip(names, parts, strict=True):
+        assert count(getattr(model, network)) == expected, network
+    assert count(model) == total == sum(parts)
 
 
 @pytest.mark.parametrize("architecture", ["dense", "deep", "conv"])
@@ -146,7 +147,7 @@ def test_networks_are_built_from_stock_layers(name):
     """Every layer is PyTorch's own, except the bias-accurate Conv2d (a correctness fix, itself an nn.Conv2d), the
     BatchNorm that takes a batch of one as Keras does (itself an nn.BatchNorm1d) and the dropout that draws from its
     model's streams (itself an nn.Dropout); the containers are torchae's (the VAE's encoder holds stock layers and
-    two heads), and so are part 5's layout layers (a permutation each, and the label units' concatenation)."""
+    two heads), and so are parts 5's and 6's layout layers (a permutation each, and the label units' concatenation)."""
     model = EXPERIMENTS[name].model()
     own = {networks.Autoencoder, networks.SigmoidDecoder, networks.Conv2d, torchae.part3.vae.GaussianEncoder}
     own |= {torchae.part3.vae.KerasBatchNorm1d, torchae.draws.SeededDropout}
@@ -154,6 +155,8 @@ def test_networks_are_built_from_stock_layers(name):
     own |= {torchae.part4.cvae.ConditionalDecoder, torchae.part4.cvae.ConditionalDotsAutoencoder}
     part5 = torchae.part5.networks
     own |= {part5.Generator, part5.Discriminator, part5.ChannelsFirst, part5.ChannelsLast, part5.LabelUnits}
+    part6 = torchae.part6.networks
+    own |= {part6.CVAEGANEncoder, part6.CVAEGANDecoder, part6.CVAEGANDiscriminator}
     for module in model.modules():
         kind = type(module)
         if module is model:

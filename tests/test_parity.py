@@ -38,7 +38,8 @@ from torchae.registry import EXPERIMENTS  # noqa: E402
 
 MODEL_NAMES = list(EXPERIMENTS)
 OWN_CHECKS = [name for name, reference in KERAS_REFERENCES.items() if reference.checks is not None]
-"""Part 5's GANs: two networks and two optimizers, checked their own way (parity/gan_models.py)."""
+"""Parts 5's and 6's GANs: two or three networks and optimizers, checked their own way (parity/gan_models.py,
+parity/cvae_gan_models.py)."""
 AUTOENCODERS = [name for name in MODEL_NAMES if name in KERAS_REFERENCES and name not in OWN_CHECKS]
 """The experiments with a Keras reference of the article's autoencoders (the judge of digits has none)."""
 
@@ -93,12 +94,9 @@ def test_the_gans_are_the_articles(name, mnist):
     rows = KERAS_REFERENCES[name].checks(name, images, labels)
     assert all(row.passed for row in rows), format_table(rows)
     checked = {row.check for row in rows}
-    for network in ("generator", "discriminator"):
-        assert {
-            f"{network} parameters",
-            f"{network} outputs",
-            f"{network} step's update, relative difference",
-        } <= checked
+    for network in EXPERIMENTS[name].model.counted_networks:  # every network of the model is checked
+        assert {f"{network} parameters", f"{network} step's update, relative difference"} <= checked
+        assert any(check.startswith(f"{network} outputs") for check in checked), network
 
 
 def test_the_gan_check_fails_when_the_masks_differ(monkeypatch, mnist):
@@ -570,3 +568,16 @@ def test_a_points_row_is_judged_against_its_seed_spread(tmp_path):
     record["torchae"]["val_loss"][-1] *= 1.2
     (tmp_path / "dots_linear.json").write_text(json.dumps(record))
     assert verdict().endswith("(OUTSIDE the spread)")
+
+
+def test_the_keras_cvae_gan_trains_with_part_6s_loop():
+    """Part 6's Keras reference trained as the article trains it, for two outer iterations on random digits: every
+    step reports L_GAN, and its decoder makes digits of each label."""
+    from parity import cvae_gan_models
+
+    rng = np.random.default_rng(0)
+    images, labels = rng.random((256, 28, 28, 1), dtype=np.float32), rng.integers(0, 10, 256)
+    models, losses = cvae_gan_models.train_keras_cvae_gan(images, labels, iterations=2)
+    assert 2 * 2 <= len(losses) <= 2 * 6 and all(np.isfinite(losses))
+    samples, sample_labels = cvae_gan_models.keras_cvae_gan_samples(models, 20, seed=0)
+    assert samples.shape == (20, 1, 28, 28) and sample_labels.tolist() == [d for d in range(10) for _ in range(2)]

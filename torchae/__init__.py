@@ -2,13 +2,13 @@
 
 Importing torchae loads the core only (networks, models, data, optim, the registry, checkpoints, weights): neither
 matplotlib (:mod:`torchae.figures`) nor the fast lane (:mod:`torchae.engine`), which the CLI installs.
-Each part is a package (:mod:`torchae.part1` to :mod:`torchae.part5`) whose models register their experiments and
+Each part is a package (:mod:`torchae.part1` to :mod:`torchae.part6`) whose models register their experiments and
 whose figures register themselves; importing the packages here is all it takes.
 """
 
 # isort: off
 # The parts register their experiments in the series' order (the registry's order is the listing's).
-from torchae import part1, part2, part3, part4, part5  # noqa: F401
+from torchae import part1, part2, part3, part4, part5, part6  # noqa: F401
 from torchae import judge  # noqa: F401  (the judge of generated digits registers after the series)
 
 # isort: on
@@ -25,6 +25,7 @@ from torchae.part2.models import DeepSparseAE, DeepSparseL1AE, DotsAE, DotsDeepA
 from torchae.part3.vae import VAE
 from torchae.part4.cvae import CVAE, DotsConditionalAE
 from torchae.part5.gan import CGAN, GAN
+from torchae.part6.cvae_gan import CVAEGAN
 from torchae.registry import EXPERIMENTS, Experiment, load_checkpoint, register_experiment
 from torchae.weights import pretrained
 
@@ -34,6 +35,7 @@ __all__ = [
     "AutoencoderModule",
     "CGAN",
     "CVAE",
+    "CVAEGAN",
     "CheckpointError",
     "ConfigError",
     "ConvAE",

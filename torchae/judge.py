@@ -52,7 +52,7 @@ class DigitClassifier(SeriesModule):
     """
 
     loss_names: ClassVar[tuple[str, ...]] = ("loss", "accuracy")
-    counted_networks: ClassVar[tuple[str, str]] = ("body", "head")
+    counted_networks: ClassVar[tuple[str, ...]] = ("body", "head")
     progress_bar_terms: ClassVar[tuple[str, ...]] = ("loss", "accuracy")
     datamodule: ClassVar[type[TensorDataModule]] = LabelledMNISTDataModule
 

@@ -61,7 +61,8 @@ class Experiment:
         model: the LightningModule class, whose defaults build the article's model.
         epochs: the article's epochs.
         batch_size: the article's batch size.
-        parameters: encoder, decoder and total parameter counts, as the article's Keras model counts them.
+        parameters: the parameter counts of the model's ``counted_networks`` (an autoencoder's encoder and decoder),
+            then the total, as the article's Keras models count them.
         article_losses: the article's last-epoch ``loss`` / ``val_loss``; ``None`` where it gives none.
         retrains: the experiment whose trained model this one starts from, as the article does.
         keras: whether ``parity/`` has a Keras builder of the article's model (then the parity checks run).
@@ -75,7 +76,7 @@ class Experiment:
     model: type
     epochs: int
     batch_size: int
-    parameters: tuple[int, int, int]
+    parameters: tuple[int, ...]
     article_losses: tuple[float, float] | None = None
     retrains: str | None = None
     keras: bool = False

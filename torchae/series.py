@@ -43,8 +43,8 @@ class SeriesModule(NamedCheckpoints, Exportable, pl.LightningModule):
             fit with another of torchae's is refused; ``None``: any.
         conditional: whether the model takes each input's label beside it (:meth:`inputs_for`).
         unsaved_arguments: constructor arguments kept out of the hyperparameters.
-        counted_networks: the model's two networks whose parameters the registry counts (an autoencoder's encoder
-            and decoder, a GAN's generator and discriminator).
+        counted_networks: the model's networks whose parameters the registry counts (an autoencoder's encoder and
+            decoder, a GAN's generator and discriminator).
         frame_unit: what the frames of its animations count: ``epoch`` (a frame at the article's epochs), or a clock
             of the model's own (part 5's ``iteration``s), whose ``frame_after_batch`` says when a frame is due.
         progress_bar_terms: the logged terms the progress bar shows.
@@ -57,7 +57,7 @@ class SeriesModule(NamedCheckpoints, Exportable, pl.LightningModule):
     datamodule: ClassVar[type[pl.LightningDataModule] | None] = None
     conditional: ClassVar[bool] = False
     unsaved_arguments: ClassVar[tuple[str, ...]] = ()
-    counted_networks: ClassVar[tuple[str, str]] = ("encoder", "decoder")
+    counted_networks: ClassVar[tuple[str, ...]] = ("encoder", "decoder")
     frame_unit: ClassVar[str] = "epoch"
     progress_bar_terms: ClassVar[tuple[str, ...]] = ("loss",)
 

@@ -44,13 +44,11 @@ from torchae.part5.networks import Discriminator, Generator
 from torchae.registry import register_experiment
 from torchae.series import SeriesModule, Stage
 
-__all__ = ["CGAN", "GAN", "AlternatingSchedule", "adversarial_terms"]
+__all__ = ["CGAN", "GAN", "AlternatingSchedule", "ArticleLoop", "adversarial_terms"]
 
 LOG_EPSILON = 1e-10
 """The article's ``1e-10`` inside its logs."""
 SCHEDULE_KEY = "torchae_schedule"
-FRAME_PERIOD = 20
-"""The article's ``batches_per_period``: outer iterations between the animations' frames (up to 2000, then 200)."""
 
 
 class AlternatingSchedule:
@@ -61,12 +59,21 @@ class AlternatingSchedule:
         inner_steps: the most steps of one network in a row (the article's ``k_step``, 5).
         discriminator_until: the discriminator's steps stop once its loss is below this (1.0).
         generator_until: the generator's steps stop once the discriminator's loss is above this (0.4).
+        hands_on_batch: whether the generator's first step takes the discriminator's last batch (part 6's loop), not
+            a new one (part 5's).
     """
 
-    def __init__(self, inner_steps: int = 5, discriminator_until: float = 1.0, generator_until: float = 0.4) -> None:
+    def __init__(
+        self,
+        inner_steps: int = 5,
+        discriminator_until: float = 1.0,
+        generator_until: float = 0.4,
+        hands_on_batch: bool = False,
+    ) -> None:
         self.inner_steps = inner_steps
         self.discriminator_until = discriminator_until
         self.generator_until = generator_until
+        self.hands_on_batch = hands_on_batch
         self.network = "discriminator"
         self.steps = 0
         self.iterations = 0
@@ -97,12 +104,25 @@ class AlternatingSchedule:
         self.iterations += 1
         return True
 
+    def hands_on(self) -> bool:
+        """Whether the step just recorded (a discriminator's) ended its turn in a loop whose generator then takes the
+        same batch: the generator's step on this batch follows at once."""
+        return self.hands_on_batch and self.network == "generator" and self.steps == 0
+
     def state_dict(self) -> dict[str, Any]:
         return {"network": self.network, "steps": self.steps, "iterations": self.iterations, "skip": self.skip_next}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.network, self.steps = str(state["network"]), int(state["steps"])
         self.iterations, self.skip_next = int(state["iterations"]), bool(state["skip"])
+
+
+def check_loop_settings(rates: dict[str, float], iterations: int) -> None:
+    """Refuse a learning rate (by its setting's name) that is not positive, or outer iterations that are not a
+    positive number."""
+    for name, rate in rates.items():
+        require(rate > 0, f"model.{name}", rate, "a positive number", "1e-4")
+    require(iterations > 0, "model.iterations", iterations, "a positive integer", "5000")
 
 
 def adversarial_terms(real: torch.Tensor, fake: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -113,6 +133,46 @@ def adversarial_terms(real: torch.Tensor, fake: torch.Tensor) -> dict[str, torch
     return {"loss": 0.5 * (log_dis_gen + log_dis_img), "generator_loss": -log_dis_gen}
 
 
+class ArticleLoop:
+    """What the models trained by the article's alternating loop share (mixed into their module before
+    :class:`~torchae.series.SeriesModule`): the fit stops after the article's outer iterations, the schedule's place
+    travels in checkpoints, and the animations' frames come at the article's periods.
+
+    Attributes:
+        frame_period: the article's ``batches_per_period``: outer iterations between frames (part 5's 20). Its
+            ``save_periods`` are every period up to 99, then every 10th up to 990.
+    """
+
+    frame_period: ClassVar[int] = 20
+    schedule: AlternatingSchedule
+    hparams: Any
+    trainer: Any
+
+    def end_step(self, discriminator_loss: torch.Tensor) -> None:
+        """Record a step in the schedule; after the article's last outer iteration, stop the fit."""
+        self._ended_iteration = self.schedule.record(float(discriminator_loss.detach()))
+        if self._ended_iteration and self.schedule.iterations >= self.hparams.iterations:
+            self.trainer.should_stop = True
+
+    def frame_after_batch(self) -> int | None:
+        """After outer iteration ``i`` (from 0) where ``i`` is a multiple of :attr:`frame_period` and ``i / period``
+        one of the article's ``save_periods``: ``i``; else ``None``."""
+        if not getattr(self, "_ended_iteration", False):
+            return None
+        done = self.schedule.iterations - 1
+        period, rest = divmod(done, self.frame_period)
+        return done if rest == 0 and (period < 100 or (period < 1000 and period % 10 == 0)) else None
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)  # type: ignore[misc]
+        checkpoint[SCHEDULE_KEY] = self.schedule.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)  # type: ignore[misc]
+        if SCHEDULE_KEY in checkpoint:
+            self.schedule.load_state_dict(checkpoint[SCHEDULE_KEY])
+
+
 @register_experiment(
     "gan",
     epochs=1000,
@@ -121,7 +181,7 @@ def adversarial_terms(real: torch.Tensor, fake: torch.Tensor) -> dict[str, torch
     parameters=(131_137, 160_257, 291_394),
     keras=True,
 )
-class GAN(SeriesModule):
+class GAN(ArticleLoop, SeriesModule):
     """The article's GAN (part 5): a generator of digits from 2-D codes and a discriminator, without labels.
 
     Args:
@@ -140,7 +200,7 @@ class GAN(SeriesModule):
     figures: ClassVar[tuple[str, ...]] = ("manifold",)
     animations: ClassVar[tuple[str, ...]] = ("manifold",)
     frame_unit: ClassVar[str] = "iteration"
-    counted_networks: ClassVar[tuple[str, str]] = ("generator", "discriminator")
+    counted_networks: ClassVar[tuple[str, ...]] = ("generator", "discriminator")
     loss_names: ClassVar[tuple[str, ...]] = ("loss", "generator_loss")
     datamodule: ClassVar[type[TensorDataModule]] = MNISTDataModule
     classes: ClassVar[int] = 0
@@ -158,9 +218,7 @@ class GAN(SeriesModule):
     ) -> None:
         super().__init__()
         self.automatic_optimization = False  # the article's loop steps one network at a time
-        for name, rate in (("generator_rate", generator_rate), ("discriminator_rate", discriminator_rate)):
-            require(rate > 0, f"model.{name}", rate, "a positive number", "3e-4")
-        require(iterations > 0, "model.iterations", iterations, "a positive integer", "5000")
+        check_loop_settings({"generator_rate": generator_rate, "discriminator_rate": discriminator_rate}, iterations)
         require(inner_steps > 0, "model.inner_steps", inner_steps, "a positive integer", "5")
         self.save_hyperparameters()
         self.generator = Generator(latent_dim, dropout, self.classes)
@@ -244,19 +302,8 @@ class GAN(SeriesModule):
         self.manual_backward(terms["loss"] if network == "discriminator" else terms["generator_loss"])
         optimizer.step()
         self.log_terms(terms, "train", batch_size=batch_size_of(real))
-        self._ended_iteration = self.schedule.record(float(terms["loss"]))
-        if self._ended_iteration and self.schedule.iterations >= self.hparams.iterations:
-            self.trainer.should_stop = True  # the article's 5000 outer iterations are done
+        self.end_step(terms["loss"])
         return terms["loss"].detach()
-
-    def frame_after_batch(self) -> int | None:
-        """The article's frames: after outer iteration ``i`` (from 0) where ``i`` is a multiple of 20 and ``i / 20`` one
-        of its ``save_periods`` (every period up to 99, then every 10th): ``i``; else ``None``."""
-        if not self._ended_iteration:
-            return None
-        done = self.schedule.iterations - 1
-        period, rest = divmod(done, FRAME_PERIOD)
-        return done if rest == 0 and (period < 100 or period % 10 == 0) else None
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         real = self.inputs_of(batch)
@@ -276,15 +323,6 @@ class GAN(SeriesModule):
             TFRMSProp(self.generator.parameters(), lr=self.hparams.generator_rate),
             TFRMSProp(self.discriminator.parameters(), lr=self.hparams.discriminator_rate),
         ]
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        super().on_save_checkpoint(checkpoint)
-        checkpoint[SCHEDULE_KEY] = self.schedule.state_dict()
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        super().on_load_checkpoint(checkpoint)
-        if SCHEDULE_KEY in checkpoint:
-            self.schedule.load_state_dict(checkpoint[SCHEDULE_KEY])
 
 
 @register_experiment(
