@@ -16,6 +16,7 @@ The masks and the sample's noise are given on both sides (:class:`~parity.gan_mo
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -23,7 +24,15 @@ import numpy as np
 import torch
 
 from parity._keras import import_keras
-from parity.gan_models import GivenDropout, article_batches, given_masks, rmsprop, step_rows, structure_rows
+from parity.gan_models import (
+    GivenDropout,
+    KerasGanLoop,
+    article_batches,
+    given_masks,
+    rmsprop,
+    step_rows,
+    structure_rows,
+)
 from parity.keras_models import keras_reference
 from parity.rows import TOLERANCES, Check
 from parity.transfer import to_nchw, to_nhwc
@@ -32,7 +41,14 @@ from torchae.registry import EXPERIMENTS
 keras = import_keras(backend=None)
 layers = keras.layers
 
-__all__ = ["CVAEGANModels", "GivenSampling", "check_cvae_gan", "create_cvae_gan", "train_keras_cvae_gan"]
+__all__ = [
+    "CVAEGANModels",
+    "GivenSampling",
+    "KerasCVAEGANLoop",
+    "check_cvae_gan",
+    "create_cvae_gan",
+    "train_keras_cvae_gan",
+]
 
 LOG_EPSILON = 1e-10
 NETWORKS = ("encoder", "decoder", "discriminator")
@@ -105,16 +121,18 @@ def create_cvae_gan(
     return CVAEGANModels(encoder, decoder, discriminator)
 
 
-def cvae_gan_losses(models: CVAEGANModels, images: Any, one_hot: Any, codes: Any, gamma: float) -> dict[str, Any]:
-    """The article's losses (training mode), as TensorFlow tensors."""
+def cvae_gan_losses(
+    models: CVAEGANModels, images: Any, one_hot: Any, codes: Any, gamma: float, training: bool = True
+) -> dict[str, Any]:
+    """The article's losses (dropout on in ``training``), as TensorFlow tensors."""
     import tensorflow as tf
 
-    z_mean, z_log_var, encoded = models.encoder([images, one_hot], training=True)
-    decoded_img = models.decoder([encoded, one_hot], training=True)
-    decoded_z = models.decoder([codes, one_hot], training=True)
-    discr_img, discr_l_img = models.discriminator([images, one_hot], training=True)
-    discr_dec_img, discr_l_dec_img = models.discriminator([decoded_img, one_hot], training=True)
-    discr_dec_z, _ = models.discriminator([decoded_z, one_hot], training=True)
+    z_mean, z_log_var, encoded = models.encoder([images, one_hot], training=training)
+    decoded_img = models.decoder([encoded, one_hot], training=training)
+    decoded_z = models.decoder([codes, one_hot], training=training)
+    discr_img, discr_l_img = models.discriminator([images, one_hot], training=training)
+    discr_dec_img, discr_l_dec_img = models.discriminator([decoded_img, one_hot], training=training)
+    discr_dec_z, _ = models.discriminator([decoded_z, one_hot], training=training)
     clipped = tf.clip_by_value(z_log_var, -2.0, 2.0)
     l_prior = -0.5 * tf.reduce_sum(1.0 + clipped - tf.square(z_mean) - tf.exp(clipped)) / 28 / 28
     log_dis_img = tf.math.log(discr_img + LOG_EPSILON)
@@ -159,34 +177,58 @@ def article_optimizers() -> dict[str, Any]:
     return {"encoder": rmsprop(1e-3), "decoder": rmsprop(3e-4), "discriminator": rmsprop(1e-3)}
 
 
+class KerasCVAEGANLoop(KerasGanLoop):
+    """Part 6's loop over the Keras CVAE-GAN, a batch at a time: 3 steps a side, the first encoder-and-decoder step
+    on the discriminator's last batch and codes, TensorFlow 1's RMSProp at the article's rates."""
+
+    latent_dim = 8
+
+    def __init__(self, seed: int = 0, gamma: float = 1.0) -> None:
+        from torchae.part5.gan import AlternatingSchedule
+
+        keras.utils.set_random_seed(seed)
+        self.models, self.optimizers, self.gamma = create_cvae_gan(seed=seed), article_optimizers(), gamma
+        self.schedule = AlternatingSchedule(inner_steps=3, hands_on_batch=True)
+        self.rng = np.random.default_rng(seed + 1)
+
+    def train_on(self, images: np.ndarray, one_hot: np.ndarray) -> list[float]:
+        """The steps the loop makes on this batch: the discriminator's, the encoder's and decoder's, or where the
+        discriminator's turn ends both; each one's ``L_GAN`` before the step."""
+        codes = self.codes(images.shape[0])
+        side, losses = self.schedule.next_network(), []
+        if side is None:
+            return losses
+        step = functools.partial(cvae_gan_step_keras, self.models, optimizers=self.optimizers, gamma=self.gamma)
+        if side == "discriminator":
+            losses.append(step(side="discriminator", images=images, one_hot=one_hot, codes=codes)["loss"])
+            self.schedule.record(losses[-1])
+            if not self.schedule.hands_on():
+                return losses
+        losses.append(step(side="autoencoder", images=images, one_hot=one_hot, codes=codes)["loss"])
+        self.schedule.record(losses[-1])
+        return losses
+
+    def validate(self, images: np.ndarray, one_hot: np.ndarray) -> float:
+        """``L_GAN`` on ``images`` in inference (dropout off; the encoder's sample still drawn), as torchae's
+        ``val_loss``."""
+        codes = self.codes(images.shape[0])
+        return float(
+            cvae_gan_losses(
+                self.models, *map(keras.ops.convert_to_tensor, (images, one_hot, codes)), self.gamma, training=False
+            )["loss"]
+        )
+
+
 def train_keras_cvae_gan(
     images: np.ndarray, labels: np.ndarray, iterations: int, seed: int = 0, batch_size: int = 64, gamma: float = 1.0
 ) -> tuple[CVAEGANModels, list[float]]:
-    """The Keras CVAE-GAN trained as the article trains it, for ``iterations`` outer iterations on ``images`` (NHWC,
-    in [0, 1]) and their ``labels``: its loop (torchae's schedule with 3 steps a side, the first encoder-and-decoder
-    step on the discriminator's last batch and codes), TensorFlow 1's RMSProp at its rates. Returns the models and
-    every step's ``L_GAN``."""
-    from torchae.part5.gan import AlternatingSchedule
-
-    keras.utils.set_random_seed(seed)
-    models, optimizers = create_cvae_gan(seed=seed), article_optimizers()
-    one_hot = np.eye(10, dtype=np.float32)[labels]
-    batches, rng = article_batches(images, one_hot, batch_size, seed), np.random.default_rng(seed + 1)
-    schedule, losses = AlternatingSchedule(inner_steps=3), []
-    while schedule.iterations < iterations:
-        batch, batch_labels = next(batches)
-        codes = rng.standard_normal((batch_size, 8)).astype(np.float32)
-        side = schedule.next_network()
-        if side is None:
-            continue
-        if side == "discriminator":
-            losses.append(cvae_gan_step_keras(models, side, optimizers, batch, batch_labels, codes, gamma)["loss"])
-            schedule.record(losses[-1])
-            if schedule.network == "discriminator":
-                continue
-        losses.append(cvae_gan_step_keras(models, "autoencoder", optimizers, batch, batch_labels, codes, gamma)["loss"])
-        schedule.record(losses[-1])
-    return models, losses
+    """The Keras CVAE-GAN trained as the article trains it (:class:`KerasCVAEGANLoop`) for ``iterations`` outer
+    iterations on ``images`` (NHWC, in [0, 1]) and their ``labels``. Returns the models and every step's ``L_GAN``."""
+    loop = KerasCVAEGANLoop(seed, gamma)
+    batches, losses = article_batches(images, loop.one_hot(labels), batch_size, seed), []
+    while loop.schedule.iterations < iterations:
+        losses += loop.train_on(*next(batches))
+    return loop.models, losses
 
 
 def keras_cvae_gan_samples(models: CVAEGANModels, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

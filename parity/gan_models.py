@@ -33,6 +33,7 @@ layers = keras.layers
 __all__ = [
     "GanModels",
     "GivenDropout",
+    "KerasGanLoop",
     "article_batches",
     "check_gan",
     "create_gan",
@@ -108,13 +109,15 @@ def _inputs(main: Any, one_hot: Any, conditional: bool) -> Any:
     return [main, one_hot] if conditional else main
 
 
-def gan_losses(models: GanModels, images: Any, one_hot: Any, codes: Any, conditional: bool) -> dict[str, Any]:
-    """The article's ``L_dis`` and ``L_gen`` (training mode), as TensorFlow tensors."""
+def gan_losses(
+    models: GanModels, images: Any, one_hot: Any, codes: Any, conditional: bool, training: bool = True
+) -> dict[str, Any]:
+    """The article's ``L_dis`` and ``L_gen`` (dropout on in ``training``), as TensorFlow tensors."""
     import tensorflow as tf
 
-    generated = models.generator(_inputs(codes, one_hot, conditional), training=True)
-    discr_img = models.discriminator(_inputs(images, one_hot, conditional), training=True)
-    discr_gen_z = models.discriminator(_inputs(generated, one_hot, conditional), training=True)
+    generated = models.generator(_inputs(codes, one_hot, conditional), training=training)
+    discr_img = models.discriminator(_inputs(images, one_hot, conditional), training=training)
+    discr_gen_z = models.discriminator(_inputs(generated, one_hot, conditional), training=training)
     log_dis_img = tf.reduce_mean(-tf.math.log(discr_img + LOG_EPSILON))
     log_dis_gen_z = tf.reduce_mean(-tf.math.log(1.0 - discr_gen_z + LOG_EPSILON))
     return {"loss": 0.5 * (log_dis_gen_z + log_dis_img), "generator_loss": -log_dis_gen_z}
@@ -156,31 +159,73 @@ def article_batches(images: np.ndarray, one_hot: np.ndarray, batch_size: int, se
         images, one_hot = images[order], one_hot[order]
 
 
+class KerasGanLoop:
+    """The article's loop over experiment ``name``'s Keras models (part 5's ``gan`` or ``cgan``), a batch at a time:
+    its schedule (torchae's :class:`~torchae.part5.gan.AlternatingSchedule`, proven equal to the article's loop batch
+    for batch), new codes for every batch (numpy's generator seeded with ``seed + 1``), TensorFlow 1's RMSProp at the
+    article's rates.
+
+    Attributes:
+        models: the generator and the discriminator.
+        schedule: the loop's place.
+    """
+
+    latent_dim = 2
+
+    def __init__(self, name: str, seed: int = 0) -> None:
+        from torchae.part5.gan import AlternatingSchedule
+
+        self.conditional = EXPERIMENTS[name].model.conditional
+        keras.utils.set_random_seed(seed)
+        self.models = create_gan(conditional=self.conditional)
+        self.optimizers = {"generator": rmsprop(3e-4), "discriminator": rmsprop(1e-4)}
+        self.schedule = AlternatingSchedule()
+        self.rng = np.random.default_rng(seed + 1)
+
+    @staticmethod
+    def one_hot(labels: np.ndarray) -> np.ndarray:
+        """Integer digits as the article's one-hot labels."""
+        return np.eye(10, dtype=np.float32)[labels]
+
+    def codes(self, count: int) -> np.ndarray:
+        return self.rng.standard_normal((count, self.latent_dim)).astype(np.float32)
+
+    def train_on(self, images: np.ndarray, one_hot: np.ndarray) -> list[float]:
+        """The step the loop makes on this batch (NHWC images and their one-hot labels; none on the batch the
+        article leaves unused): its ``L_dis`` before the step."""
+        codes = self.codes(images.shape[0])
+        network = self.schedule.next_network()
+        if network is None:
+            return []
+        optimizer = self.optimizers[network]
+        loss = gan_step_keras(self.models, network, optimizer, images, one_hot, codes, self.conditional)
+        self.schedule.record(loss)
+        return [loss]
+
+    def validate(self, images: np.ndarray, one_hot: np.ndarray) -> float:
+        """``L_dis`` on ``images`` in inference (dropout off), as torchae's ``val_loss``."""
+        codes = self.codes(images.shape[0])
+        return float(
+            gan_losses(
+                self.models,
+                *map(keras.ops.convert_to_tensor, (images, one_hot, codes)),
+                self.conditional,
+                training=False,
+            )["loss"]
+        )
+
+
 def train_keras_gan(
     name: str, images: np.ndarray, labels: np.ndarray, iterations: int, seed: int = 0, batch_size: int = 256
 ) -> tuple[GanModels, list[float]]:
-    """Experiment ``name``'s Keras models trained as the article trains them: its loop (torchae's
-    :class:`~torchae.part5.gan.AlternatingSchedule`, proven equal to the article's batch for batch), a new batch
-    and new codes for every step, TensorFlow 1's RMSProp at the article's rates, for ``iterations`` outer iterations
-    on ``images`` (NHWC, in [0, 1]) and their ``labels``. Returns the models and every step's ``L_dis``."""
-    from torchae.part5.gan import AlternatingSchedule
-
-    conditional = EXPERIMENTS[name].model.conditional
-    keras.utils.set_random_seed(seed)
-    models = create_gan(conditional=conditional)
-    optimizers = {"generator": rmsprop(3e-4), "discriminator": rmsprop(1e-4)}
-    one_hot = np.eye(10, dtype=np.float32)[labels]
-    batches, rng = article_batches(images, one_hot, batch_size, seed), np.random.default_rng(seed + 1)
-    schedule, losses = AlternatingSchedule(), []
-    while schedule.iterations < iterations:
-        batch, batch_labels = next(batches)
-        codes = rng.standard_normal((batch_size, 2)).astype(np.float32)
-        network = schedule.next_network()
-        if network is None:
-            continue
-        losses.append(gan_step_keras(models, network, optimizers[network], batch, batch_labels, codes, conditional))
-        schedule.record(losses[-1])
-    return models, losses
+    """Experiment ``name``'s Keras models trained as the article trains them (:class:`KerasGanLoop`), a new batch of
+    the article's ``gen_batch`` for every step, for ``iterations`` outer iterations on ``images`` (NHWC, in [0, 1])
+    and their ``labels``. Returns the models and every step's ``L_dis``."""
+    loop = KerasGanLoop(name, seed)
+    batches, losses = article_batches(images, loop.one_hot(labels), batch_size, seed), []
+    while loop.schedule.iterations < iterations:
+        losses += loop.train_on(*next(batches))
+    return loop.models, losses
 
 
 def keras_samples(models: GanModels, n: int, seed: int, conditional: bool) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -298,3 +298,17 @@ def test_the_benchmark_runs_beside_busy_processes_and_stops_them():
         ticks = [int(Path(f"/proc/{loop.pid}/stat").read_text().rsplit(")", 1)[1].split()[11]) for loop in loops]
         assert all(tick > 0 for tick in ticks)  # user time: they compute
     assert all(loop.poll() is not None for loop in loops)
+
+
+@pytest.mark.parity
+def test_the_gan_benchmark_times_both_loops_per_batch_and_judges_the_ratio(monkeypatch):
+    """``benchmarks/gans.py``: the Keras worker runs part 6's loop (both sides' steps where the discriminator hands its
+    batch on) and validates; ``torchae fit``'s epochs become seconds per batch; a row states the verdict."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    gans = load_benchmark("gans")
+    result = gans.worker_keras("cvae_gan", batches=2, epochs=2, val_size=64)
+    assert len(result["seconds"]) == 2 and 2 <= result["steps"] <= 2 * 2 * 2 and result["val_loss"] > 0
+    assert gans.per_batch({"seconds": [9.0, 4.0, 6.0]}, batches=2) == 2.5  # the median after the warm-up, per batch
+    row = gans.row("cvae_gan", 2, keras=[1.0, 1.2], torchae=[0.4, 0.7])
+    assert row == "| cvae_gan | 64 | 2 | 1.100 | 0.550 | **0.49** (met) | 0.40, 0.58 |"  # the median round's ratio
+    assert "**0.60** (MISSED)" in gans.row("gan", 2, keras=[1.0], torchae=[0.6])
