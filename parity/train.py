@@ -300,6 +300,19 @@ def initial_network(name: str, initial: Path) -> torchae.AutoencoderModule:
     return model
 
 
+def run_data_sizes(run_dir: Path) -> tuple[int | None, int | None]:
+    """The ``train_size`` and ``val_size`` a ``torchae fit`` run trained on, as its first ``config.yaml`` (which
+    LightningCLI writes into each version's folder) gives them; ``None`` for a size it leaves whole (or no config)."""
+    import yaml
+
+    configs = sorted(Path(run_dir).glob("version_*/config.yaml"), key=run_order)
+    if not configs:
+        return None, None
+    data = (yaml.safe_load(configs[0].read_text()) or {}).get("data") or {}
+    data = data.get("init_args", data) if isinstance(data, dict) else {}
+    return data.get("train_size"), data.get("val_size")
+
+
 def keras_against_run(
     name: str, run_dir: Path, initial: Path, state_dir: Path, seed: int = 0, epochs: int | None = None
 ) -> TrainRecord:
@@ -334,7 +347,7 @@ def keras_against_run(
         keras_models = build_keras(name, seed=seed)
         torch_to_keras(initial_network(name, initial), keras_models.inner)
         model, curves = keras_models.autoencoder, {"backend": backend, "loss": [], "val_loss": [], "seconds": []}
-    x_train, x_val = keras_data(name, seed=seed)
+    x_train, x_val = keras_data(name, *run_data_sizes(run_dir), seed=seed)
 
     class SaveEveryEpoch(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:

@@ -153,5 +153,4 @@ def test_a_short_fit_draws_predicts_exports_and_resumes_exactly(tmp_path):
     assert uninterrupted.schedule.iterations > 0
     assert arrays["samples"].shape == (64, 1, 28, 28) and arrays["codes"].shape == (64, 8)
     assert arrays["reconstructions"].shape == (64, 1, 28, 28) and arrays["labels"].shape == (64,)
-    for part in ("decoder", "encoder"):
-        assert export_model(uninterrupted, tmp_path / f"{part}.onnx", "onnx", part) <= 1e-5
+    assert export_model(uninterrupted, tmp_path / "decoder.onnx", "onnx", "decoder") <= 1e-5  # every part: test_use

@@ -95,7 +95,9 @@ def test_every_config_ends_at_the_val_loss_of_a_plain_trainer(config, tmp_path):
     each compiled config, by the parity suite (tests/test_parity.py::test_step_parity)."""
     args = ["--config", str(config), "--trainer.max_epochs", "2", "--trainer.default_root_dir", str(tmp_path)]
     args += ["--engine.compile_backend", "aot_eager"]
-    args += [*quick_data(config.stem, 256, 128), "--trainer.enable_progress_bar", "false"]
+    # A config that trains on full batches only (the GANs') gets one; the others 128 images.
+    train = EXPERIMENTS[config.stem].batch_size if "drop_last: true" in config.read_text() else 128
+    args += [*quick_data(config.stem, train, 64), "--trainer.enable_progress_bar", "false"]
     args += ["--figures.enabled", "false", "--trainer.logger", "false", "--checkpoint.save_last", "false"]
     cli = AutoencoderCLI(args=args, run=False)
     engine = next(callback for callback in cli.trainer.callbacks if isinstance(callback, Engine))
@@ -438,7 +440,7 @@ def test_cuda_graphs_on_a_cpu_turn_off_with_one_line(tmp_path, said):
 # ---------------------------------------------------------------- compiled whole steps
 @pytest.mark.parametrize(
     ("name", "steps_per_call"),
-    [("dense", 1), ("deep", 1), ("denoising", 1), ("sparse", 1), ("dense", 4), ("denoising", 4)],
+    [("dense", 1), ("denoising", 1), ("sparse", 1), ("denoising", 4)],  # deep's path is dense's
 )
 def test_compiled_steps_train_as_eager_steps(name, steps_per_call, tmp_path):
     """Whole steps (gradients by torch.func, Keras's Adam on the flat buffers) traced with ``aot_eager``, the graph

@@ -137,7 +137,8 @@ def test_frames_come_at_the_articles_periods():
 def test_the_model_stops_the_fit_after_its_iterations(tmp_path):
     """A fit ends when the article's outer iterations are done, before Lightning's limits."""
     args = ["fit", "--config", CONFIG, *QUIET, "--model.iterations", "3", "--trainer.default_root_dir", str(tmp_path)]
-    args += ["--data.init_args.train_size", "2048", "--data.init_args.val_size", "256", "--figures.enabled", "false"]
+    args += ["--data.init_args.train_size", "2048", "--data.init_args.val_size", "64", "--figures.enabled", "false"]
+    args += ["--data.init_args.batch_size", "64"]  # the loop's steps, not their size, are what this counts
     main(args)
     checkpoint = torch.load(next((tmp_path / "version_0").rglob("last.ckpt")), weights_only=True)
     assert checkpoint["torchae_schedule"]["iterations"] == 3
@@ -148,7 +149,7 @@ def test_a_short_cgan_fit_draws_predicts_exports_and_resumes_exactly(tmp_path):
     """Through the CLI on a subset: the figures of the CGAN (each digit's manifold, generated digits), predictions
     of codes and samples, the generator exported; a run resumed from its first epoch's checkpoint ends at the
     uninterrupted run's weights (its draws and its place in the loop travel in the checkpoint)."""
-    run, uninterrupted, arrays = fit_resume_and_predict(CONFIG, tmp_path, train_size=512, val_size=128)
+    run, uninterrupted, arrays = fit_resume_and_predict(CONFIG, tmp_path, train_size=256, val_size=128)
     assert {"label_manifolds.png", "generated_digits.png", "history.csv"} <= {p.name for p in run.iterdir()}
     # the article's frames: after outer iteration 0, and every 20th (none more in a run this short)
     assert [frame.name for frame in (run / "animation").iterdir()] == ["epoch_0000.npz"]

@@ -272,9 +272,12 @@ def test_import_order_hazard_is_handled():
     assert "ImportOrderError" in result.stderr and "import parity (or torch._dynamo) before tensorflow" in result.stderr
 
 
-def fake_fit_run(run_dir, losses: list[float]) -> None:
-    """The files ``python -m parity against`` reads of a ``torchae fit`` run: its curves and starting weights."""
+def fake_fit_run(run_dir, losses: list[float], train_size: int = 4096, val_size: int = 1024) -> None:
+    """The files ``python -m parity against`` reads of a ``torchae fit`` run: its curves, starting weights and the
+    data sizes of its ``config.yaml`` (as LightningCLI writes it)."""
     (run_dir / "version_0").mkdir(parents=True, exist_ok=True)
+    config = f"data:\n  class_path: torchae.MNISTDataModule\n  init_args:\n    train_size: {train_size}\n"
+    (run_dir / "version_0" / "config.yaml").write_text(config + f"    val_size: {val_size}\n")
     rows = [f"{epoch},{loss},{loss - 0.01},1.5" for epoch, loss in enumerate(losses)]
     (run_dir / "version_0" / "metrics.csv").write_text("\n".join(["epoch,train_loss,val_loss,epoch_seconds", *rows]))
     torch.manual_seed(0)
@@ -325,7 +328,7 @@ def test_keras_against_a_fit_run_resumes_and_waits_for_the_torchae_side(tmp_path
     run_dir, state = tmp_path / "run", tmp_path / "keras"
     fake_fit_run(run_dir, [0.2])
     first = keras_against_run("dense", run_dir, run_dir / "initial_weights.pt", state, epochs=1)
-    assert len(first.keras["loss"]) == 1 and 0.05 < first.keras["val_loss"][0] < 0.4
+    assert len(first.keras["loss"]) == 1 and 0.05 < first.keras["val_loss"][0] < 0.6  # from 0.69: it learned
     assert first.torchae["loss"] == [0.2] and first.versions["keras_backend"] == "tensorflow"
     with pytest.raises(RunStateError, match="the torchae run in .* 1: run this again when it has finished"):
         keras_against_run("dense", run_dir, run_dir / "initial_weights.pt", state, epochs=2)
@@ -357,7 +360,8 @@ def test_keras_against_a_fit_run_on_the_torch_backend(tmp_path, capsys):
     assert record["versions"]["keras_backend"] == "torch" and len(record["keras"]["val_loss"]) == 1
     # the record names the backend it ran on, and a run on torch's backend needs (and names) no TensorFlow
     assert "tensorflow" not in record["versions"] and record["versions"]["torch"] == torch.__version__
-    assert 0.05 < record["keras"]["val_loss"][0] < 0.4 and record["torchae_run"] == str(run_dir)
+    assert 0.05 < record["keras"]["val_loss"][0] < 0.6 and record["torchae_run"] == str(run_dir)
+    assert (record["train_size"], record["val_size"]) == (4096, 1024)  # the data the run's config.yaml names
     with pytest.raises(SystemExit) as exit_info:  # this process's Keras runs on TensorFlow
         parity_main(command[3:])
     assert exit_info.value.code == 2
@@ -536,7 +540,7 @@ def test_the_check_command_prints_its_table_and_none_of_tensorflows_loading_line
     from parity._keras import TENSORFLOW_NOISE
 
     result = subprocess.run(
-        [sys.executable, "-m", "parity", "check", "gan", "--images", "500"],  # whose step compiles nothing
+        [sys.executable, "-m", "parity", "check", "gan", "--images", "64"],  # whose step compiles nothing
         capture_output=True,
         text=True,
         timeout=600,
@@ -571,13 +575,13 @@ def test_a_points_row_is_judged_against_its_seed_spread(tmp_path):
 
 
 def test_the_keras_cvae_gan_trains_with_part_6s_loop():
-    """Part 6's Keras reference trained as the article trains it, for two outer iterations on random digits: every
+    """Part 6's Keras reference trained as the article trains it, for one outer iteration on random digits: every
     step reports L_GAN, and its decoder makes digits of each label."""
     from parity import cvae_gan_models
 
     rng = np.random.default_rng(0)
     images, labels = rng.random((256, 28, 28, 1), dtype=np.float32), rng.integers(0, 10, 256)
-    models, losses = cvae_gan_models.train_keras_cvae_gan(images, labels, iterations=2)
-    assert 2 * 2 <= len(losses) <= 2 * 6 and all(np.isfinite(losses))
+    models, losses = cvae_gan_models.train_keras_cvae_gan(images, labels, iterations=1)
+    assert 2 <= len(losses) <= 6 and all(np.isfinite(losses))
     samples, sample_labels = cvae_gan_models.keras_cvae_gan_samples(models, 20, seed=0)
     assert samples.shape == (20, 1, 28, 28) and sample_labels.tolist() == [d for d in range(10) for _ in range(2)]

@@ -165,7 +165,7 @@ class VariationalAutoencoder(Autoencoder):
     parameters=(235_908, 236_432, 472_340),
     keras=True,
     shipped=True,
-    parity_budget=ParityBudget(epochs=3, train_size=8000),
+    parity_budget=ParityBudget(epochs=2, train_size=8000),
 )
 class VAE(AutoencoderModule):
     """The article's variational autoencoder (part 3) with a 2-D latent space; 472,340 parameters as Keras counts

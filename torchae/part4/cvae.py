@@ -300,7 +300,7 @@ class DotsConditionalAE(ConditionalInputs, DotsAE):
     parameters=(208_656, 207_376, 416_032),
     keras=True,
     shipped=True,
-    parity_budget=ParityBudget(epochs=2, train_size=4000),
+    parity_budget=ParityBudget(epochs=1, train_size=4000),
 )
 class CVAE(ConditionalInputs, VAE):
     """The article's conditional VAE (part 4) with an 8-D latent space; 416,032 parameters as Keras counts them
