@@ -8,7 +8,7 @@ python -m parity against NAME RUN_DIR    Keras from the weights a torchae fit ru
 python -m parity spread NAME --seeds S ...  several seeds in each framework, each from its own initialisation
 python -m parity spread-merge RECORD ... add the seeds other processes trained to this checkout's spread record
 python -m parity report                  re-render parity/RESULTS.md from parity/results/
-python -m parity judge [MODEL ...]       the judge's verdict on each generative model's digits (vae, cvae, gan, cgan)
+python -m parity judge [MODEL ...]       the judge's verdict on each generative model's digits (GENERATIVE's)
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from parity.judging import GENERATIVE
 from torchae.data import MNISTDataModule
 from torchae.registry import EXPERIMENTS
 
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     merge.add_argument("records", metavar="RECORD", type=Path, nargs="+", help="spread records (JSON) of the same run")
     sub.add_parser("report", help="re-render parity/RESULTS.md")
     judge = sub.add_parser("judge", help="the judge's verdict on each generative model's digits")
-    judge.add_argument("models", nargs="*", metavar="MODEL", help="any of vae, cvae, gan, cgan (default: all)")
+    judge.add_argument("models", nargs="*", metavar="MODEL", help=f"any of {', '.join(GENERATIVE)} (default: all)")
     judge.add_argument("--samples", type=int, default=10_000, help="digits generated per model")
     judge.add_argument("--seed", type=int, default=0, help="seed of the codes the models generate from")
     judge.add_argument(
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     if args.command == "judge":
-        from parity.judging import GENERATIVE, format_judged, judge_all, write_judged
+        from parity.judging import format_judged, judge_all, write_judged
 
         unknown = [name for name in args.models if name not in GENERATIVE]
         if unknown:

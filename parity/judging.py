@@ -11,12 +11,19 @@ import torch
 
 import torchae
 from torchae.data import load_mnist, to_image_tensor
-from torchae.judge import judge_model, judge_samples
+from torchae.judge import judge_features, judge_model, judge_samples
+from torchae.networks import IMAGE_SHAPE
+from torchae.registry import EXPERIMENTS
 
 __all__ = ["GENERATIVE", "format_judged", "judge_all"]
 
-GENERATIVE = ("vae", "cvae", "gan", "cgan")
-"""The series' models that generate digits from their prior: the ones the judge measures."""
+GENERATIVE = tuple(
+    name
+    for name, experiment in EXPERIMENTS.items()
+    if callable(getattr(experiment.model, "sample", None)) and tuple(experiment.model.input_shape) == IMAGE_SHAPE
+)
+"""The series' models that generate digits from their prior (a ``sample`` method, MNIST's images): the ones the
+judge measures, in the series' order."""
 
 
 def _load(name: str, checkpoints: dict[str, Path]) -> Any:
@@ -31,7 +38,7 @@ def judge_all(
     checkpoints = checkpoints or {}
     judge = _load("judge", checkpoints)
     mnist = load_mnist()
-    real = to_image_tensor(mnist.x_test)
+    real = judge_features(judge, to_image_tensor(mnist.x_test))  # once, for every verdict
     # The reference row: as many real digits of the training set, judged as the samples are (the distance's floor).
     training = to_image_tensor(mnist.x_train[:samples])
     judged = {

@@ -33,7 +33,7 @@ from torchae.optim import KerasAdam
 from torchae.registry import register_experiment
 from torchae.series import SeriesModule
 
-__all__ = ["DigitClassifier", "frechet_distance", "judge_model", "judge_samples"]
+__all__ = ["DigitClassifier", "frechet_distance", "judge_features", "judge_model", "judge_samples"]
 
 FEATURES = 128
 """The judge's features: its last hidden layer."""
@@ -140,16 +140,23 @@ def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 @torch.no_grad()
+def judge_features(judge: DigitClassifier, images: torch.Tensor) -> torch.Tensor:
+    """The judge's features of ``images`` ``(N, 128)``, in eval mode, a thousand at a time."""
+    judge.eval()
+    return torch.cat([judge.features(part) for part in images.split(1000)])
+
+
+@torch.no_grad()
 def judge_samples(
     judge: DigitClassifier, samples: torch.Tensor, real: torch.Tensor, labels: torch.Tensor | None = None
 ) -> dict[str, Any]:
-    """What ``judge`` says of generated ``samples`` against ``real`` digits: its confidence, its share of each digit,
-    the Fréchet distance of its features, and the label accuracy when the samples were generated for ``labels``."""
-    judge.eval()
-    features = torch.cat([judge.features(part) for part in samples.split(1000)])
+    """What ``judge`` says of generated ``samples`` against ``real`` digits (images, or their features from
+    :func:`judge_features`, computed once for many verdicts): its confidence, its share of each digit, the Fréchet
+    distance of its features, and the label accuracy when the samples were generated for ``labels``."""
+    features = judge_features(judge, samples)
     probabilities = judge.head(features).softmax(1)
     digits = probabilities.argmax(1)
-    real_features = torch.cat([judge.features(part) for part in real.split(1000)])
+    real_features = real if real.dim() == 2 else judge_features(judge, real)
     said: dict[str, Any] = {
         "samples": int(samples.shape[0]),
         "confidence": float(probabilities.max(1).values.mean()),
@@ -164,8 +171,8 @@ def judge_samples(
 @torch.no_grad()
 def judge_model(model: Any, judge: DigitClassifier, real: torch.Tensor, n: int = 10_000, seed: int = 0) -> dict:
     """Judge ``n`` digits that ``model`` generates from its prior (:meth:`~torchae.series.SeriesModule.prior_samples`,
-    from a generator seeded with ``seed``): a conditional model makes ``n / 10`` of each digit and is judged on their
-    labels too."""
+    from a generator seeded with ``seed``) against ``real`` digits or their features: a conditional model makes
+    ``n / 10`` of each digit and is judged on their labels too."""
     generator = torch.Generator(device=model.device).manual_seed(seed)
     samples, labels = model.eval().prior_samples(check_count(n), generator)
     return judge_samples(judge, samples.float().cpu(), real, None if labels is None else labels.cpu())
