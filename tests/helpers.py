@@ -293,26 +293,28 @@ class TwoOptimizerAE(torchae.DenseAE):
         ]
 
 
-def fit_resume_and_predict(config: str, tmp_path: Path, train_size: int, val_size: int) -> tuple[Path, Any, Any]:
+def fit_resume_and_predict(
+    config: str, tmp_path: Path, train_size: int, val_size: int, resume: bool = True
+) -> tuple[Path, Any, Any]:
     """Through the CLI on a subset: a 2-epoch fit of ``config`` that draws its figures, the same fit resumed from
-    its first epoch's checkpoint (it must end at the uninterrupted run's weights bit for bit: the draws and the
-    article's loop travel in the checkpoint), and the predictions of the last checkpoint. Returns the run's folder,
-    its last checkpoint's model and the predictions' arrays."""
+    its first epoch's checkpoint (with ``resume``: it must end at the uninterrupted run's weights bit for bit, the
+    draws and the article's loop travel in the checkpoint), and the predictions of the last checkpoint. Returns the
+    run's folder, its last checkpoint's model and the predictions' arrays."""
     from torchae.cli import main
 
     common = [*QUIET, "--data.init_args.train_size", str(train_size), "--data.init_args.val_size", str(val_size)]
     whole, resumed_root = tmp_path / "whole", tmp_path / "resumed"
     keep_every_epoch = ["--checkpoint.save_top_k=-1", "--trainer.max_epochs", "2"]
     main(["fit", "--config", config, *common, *keep_every_epoch, "--trainer.default_root_dir", str(whole)])
-    run = whole / "version_0"
-    first_epoch = str(next((run / "checkpoints").glob("epoch=0-*.ckpt")))
-    args = ["fit", "--config", config, *common, "--figures.enabled", "false", "--trainer.max_epochs", "2"]
-    main([*args, "--trainer.default_root_dir", str(resumed_root), "--ckpt_path", first_epoch])
-    resumed = torchae.load_checkpoint(next(resumed_root.rglob("last.ckpt")))
-    last = run / "checkpoints" / "last.ckpt"
+    run, last = whole / "version_0", whole / "version_0" / "checkpoints" / "last.ckpt"
     uninterrupted = torchae.load_checkpoint(last)
-    for (key, p), q in zip(resumed.state_dict().items(), uninterrupted.state_dict().values(), strict=True):
-        assert torch.equal(p, q), key
+    if resume:
+        first_epoch = str(next((run / "checkpoints").glob("epoch=0-*.ckpt")))
+        args = ["fit", "--config", config, *common, "--figures.enabled", "false", "--trainer.max_epochs", "2"]
+        main([*args, "--trainer.default_root_dir", str(resumed_root), "--ckpt_path", first_epoch])
+        resumed = torchae.load_checkpoint(next(resumed_root.rglob("last.ckpt")))
+        for (key, p), q in zip(resumed.state_dict().items(), uninterrupted.state_dict().values(), strict=True):
+            assert torch.equal(p, q), key
     main(["predict", "--config", config, *common, "--ckpt_path", str(last), "--trainer.default_root_dir", str(whole)])
     with np.load(next(whole.glob("version_0/predict/*/predictions.npz"))) as arrays:
         return run, uninterrupted, dict(arrays)

@@ -199,19 +199,19 @@ def test_benchmark_times_keras_and_torchae_side_by_side_and_writes_its_table(tmp
 
 @pytest.mark.slow
 def test_the_article_script_runs_torchae_fit_and_records_the_run(tmp_path, capsys):
-    """``benchmarks/article.py`` on a tiny subset runs the real ``torchae fit`` and records its losses and times;
-    an output folder with runs in it is refused (nothing written is overwritten)."""
+    """``benchmarks/article.py`` on a tiny subset runs the real ``torchae fit`` (a process of its own; the script
+    runs in this one) and records its losses and times; an output folder with runs in it is refused (nothing written
+    is overwritten)."""
     tiny = ["--epochs", "1", "--train-size", "256", "--val-size", "128"]
     tiny += ["--set", "engine.compiled_steps=false", "figures.enabled=false"]
-    script = [sys.executable, str(ROOT / "benchmarks" / "article.py")]
     out = tmp_path / "article"
-    result = subprocess.run([*script, "dense", "--out", str(out), *tiny], capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    article = load_benchmark("article")
+    assert article.main(["dense", "--out", str(out), *tiny]) == 0
+    printed = capsys.readouterr().out
     dense = json.loads((out / "article.json").read_text())["models"]["dense"]
     assert dense["status"] == "finished" and 0 < dense["val_loss"] < 0.7 and dense["seconds"] > 0
     assert dense["command"][-2:] == ["--figures.enabled", "false"] and (out / "dense" / "version_0").is_dir()
-    assert "| dense | 0.0 | " in result.stdout and "The whole article (torchae fit): " in result.stdout
-    article = load_benchmark("article")
+    assert "| dense | 0.0 | " in printed and "The whole article (torchae fit): " in printed
     for arguments, message in [
         (["--out", str(out)], "is not empty: give a new --out folder"),
         (
