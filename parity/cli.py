@@ -8,12 +8,14 @@ python -m parity against NAME RUN_DIR    Keras from the weights a torchae fit ru
 python -m parity spread NAME --seeds S ...  several seeds in each framework, each from its own initialisation
 python -m parity spread-merge RECORD ... add the seeds other processes trained to this checkout's spread record
 python -m parity report                  re-render parity/RESULTS.md from parity/results/
+python -m parity gan-run NAME            a GAN's Keras reference at the article's length, resumable, then judged
 python -m parity judge [MODEL ...]       the judge's verdict on each generative model's digits (GENERATIVE's)
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -77,6 +79,13 @@ def main(argv: list[str] | None = None) -> None:
     merge = sub.add_parser("spread-merge", help="add the seeds of spread records from other processes to this one's")
     merge.add_argument("records", metavar="RECORD", type=Path, nargs="+", help="spread records (JSON) of the same run")
     sub.add_parser("report", help="re-render parity/RESULTS.md")
+    gan_run = sub.add_parser("gan-run", help="a GAN's Keras reference at the article's length, resumable, judged")
+    gan_run.add_argument("name", metavar="NAME", choices=("gan", "cgan", "cvae_gan"), help="gan, cgan or cvae_gan")
+    gan_run.add_argument("--seed", type=int, default=0, help="Keras's seed, the batches' and the codes'")
+    gan_run.add_argument("--state", type=Path, default=None, help="its state folder (default: runs/keras/NAME-seedS)")
+    gan_run.add_argument("--iterations", type=int, default=None, help="outer iterations (default: the article's)")
+    gan_run.add_argument("--save-every", type=int, default=100, help="outer iterations between saves")
+    gan_run.add_argument("--samples", type=int, default=10_000, help="digits the judge reads at the end")
     judge = sub.add_parser("judge", help="the judge's verdict on each generative model's digits")
     judge.add_argument("models", nargs="*", metavar="MODEL", help=f"any of {', '.join(GENERATIVE)} (default: all)")
     judge.add_argument("--samples", type=int, default=10_000, help="digits generated per model")
@@ -90,6 +99,20 @@ def main(argv: list[str] | None = None) -> None:
     )
     judge.add_argument("--out", type=Path, default=None, help="also write the verdicts as JSON here")
     args = parser.parse_args(argv)
+
+    if args.command == "gan-run":
+        from parity.gan_runs import run_keras_gan
+
+        for option in ("iterations", "save_every", "samples"):
+            value = getattr(args, option)
+            if value is not None and value <= 0:
+                parser.error(f"--{option.replace('_', '-')} must be a positive integer, got {value}")
+        state = args.state or Path("runs") / "keras" / f"{args.name}-seed{args.seed}"
+        record = run_keras_gan(args.name, state, args.seed, args.iterations, args.save_every, args.samples)
+        verdict = record["verdict"]
+        print(f"{args.name} (Keras, seed {args.seed}, {record['iterations']} outer iterations): {json.dumps(verdict)}")
+        print(f"wrote {state / 'record.json'}")
+        return
 
     if args.command == "judge":
         from parity.judging import format_judged, judge_all, write_judged
@@ -165,8 +188,6 @@ def main(argv: list[str] | None = None) -> None:
         print(f"wrote {out}" + (f" and {write_results()}" if full else ""), flush=True)
         return
     if args.command == "spread":
-        import json
-
         from parity.report import RESULTS_DIR, write_results
         from parity.spread import record_name, seed_spread, seeds_done, summarise
         from torchae.safety import write_text_atomically
@@ -191,8 +212,6 @@ def main(argv: list[str] | None = None) -> None:
         print(summarise(record), f"wrote {out} and {write_results()}", sep="\n", flush=True)
         return
     if args.command == "spread-merge":
-        import json
-
         from parity.report import RESULTS_DIR, write_results
         from parity.spread import merge_records, record_name, summarise
         from torchae.safety import write_text_atomically

@@ -31,6 +31,7 @@ keras = import_keras(backend=None)
 layers = keras.layers
 
 __all__ = [
+    "ArticleBatches",
     "GanModels",
     "GivenDropout",
     "KerasGanLoop",
@@ -39,7 +40,6 @@ __all__ = [
     "create_gan",
     "gan_step_keras",
     "keras_samples",
-    "train_keras_gan",
 ]
 
 LOG_EPSILON = 1e-10
@@ -148,15 +148,35 @@ def gan_step_keras(
     return float(losses["loss"])
 
 
+class ArticleBatches:
+    """The article's ``gen_batch`` as indices, with its place: full batches in order, then a new permutation of the
+    whole set for every pass (numpy's generator seeded with ``seed``); the last, smaller batch of a pass is left out.
+    Its :meth:`state` resumes it where it stopped."""
+
+    def __init__(self, count: int, batch_size: int, seed: int) -> None:
+        self.batch_size, self.rng = batch_size, np.random.default_rng(seed)
+        self.order, self.position = np.arange(count), 0
+
+    def next_indices(self) -> np.ndarray:
+        if self.position + self.batch_size > self.order.size:
+            self.order, self.position = self.order[self.rng.permutation(self.order.size)], 0
+        self.position += self.batch_size
+        return self.order[self.position - self.batch_size : self.position]
+
+    def state(self) -> dict[str, Any]:
+        return {"order": self.order.tolist(), "position": self.position, "rng": self.rng.bit_generator.state}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.order, self.position = np.asarray(state["order"]), int(state["position"])
+        self.rng.bit_generator.state = state["rng"]
+
+
 def article_batches(images: np.ndarray, one_hot: np.ndarray, batch_size: int, seed: int) -> Any:
-    """The article's ``gen_batch``: full batches in order, then a new permutation of the whole set for every pass
-    (numpy's generator seeded with ``seed``); the last, smaller batch of a pass is left out."""
-    rng = np.random.default_rng(seed)
+    """The article's batches of ``images`` and their ``one_hot`` labels, endlessly (:class:`ArticleBatches`)."""
+    batches = ArticleBatches(images.shape[0], batch_size, seed)
     while True:
-        for start in range(0, images.shape[0] - batch_size + 1, batch_size):
-            yield images[start : start + batch_size], one_hot[start : start + batch_size]
-        order = rng.permutation(images.shape[0])
-        images, one_hot = images[order], one_hot[order]
+        chosen = batches.next_indices()
+        yield images[chosen], one_hot[chosen]
 
 
 class KerasGanLoop:
@@ -213,19 +233,6 @@ class KerasGanLoop:
                 training=False,
             )["loss"]
         )
-
-
-def train_keras_gan(
-    name: str, images: np.ndarray, labels: np.ndarray, iterations: int, seed: int = 0, batch_size: int = 256
-) -> tuple[GanModels, list[float]]:
-    """Experiment ``name``'s Keras models trained as the article trains them (:class:`KerasGanLoop`), a new batch of
-    the article's ``gen_batch`` for every step, for ``iterations`` outer iterations on ``images`` (NHWC, in [0, 1])
-    and their ``labels``. Returns the models and every step's ``L_dis``."""
-    loop = KerasGanLoop(name, seed)
-    batches, losses = article_batches(images, loop.one_hot(labels), batch_size, seed), []
-    while loop.schedule.iterations < iterations:
-        losses += loop.train_on(*next(batches))
-    return loop.models, losses
 
 
 def keras_samples(models: GanModels, n: int, seed: int, conditional: bool) -> tuple[torch.Tensor, torch.Tensor | None]:

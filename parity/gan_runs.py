@@ -1,0 +1,140 @@
+"""``python -m parity gan-run NAME``: a GAN's Keras reference (``gan``, ``cgan`` or ``cvae_gan``) trained as the
+article trains it, at its length (5000 or 48000 outer iterations) or ``--iterations``, saved every ``--save-every``
+outer iterations into its state folder and resumed from there when the command is run again, then judged as
+torchae's runs are (``python -m parity judge``).
+
+The state holds the networks' weights, each RMSProp's accumulators, the loop's place, the article's batch order and
+the codes' generator, and every step's loss. Keras's dropout masks (and part 6's sample noise) restart from their
+seeds on a resume: a resumed run is a run of the same loop, not the uninterrupted run's numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from parity.cvae_gan_models import KerasCVAEGANLoop, keras_cvae_gan_samples
+from parity.gan_models import ArticleBatches, KerasGanLoop, keras_samples
+from torchae.data import load_mnist, to_image_tensor
+from torchae.judge import judge_features, judge_samples
+from torchae.registry import EXPERIMENTS
+
+__all__ = ["run_keras_gan"]
+
+STATE, WEIGHTS = "state.json", "weights.npz"
+
+
+def _slots(loop: Any) -> list[Any]:
+    """Every RMSProp accumulator of the loop's optimizers, in the networks' variable order."""
+    slots = []
+    for network, optimizer in loop.optimizers.items():
+        for variable in getattr(loop.models, network).trainable_variables:
+            slots += [optimizer.get_slot(variable.value, name) for name in ("rms", "momentum")]
+    return slots
+
+
+def _create_slots(loop: Any) -> None:
+    """Make each optimizer create its accumulators with a step of zero gradients (no weight moves)."""
+    import tensorflow as tf
+
+    for network, optimizer in loop.optimizers.items():
+        variables = [v.value for v in getattr(loop.models, network).trainable_variables]
+        optimizer.apply_gradients([(tf.zeros_like(v), v) for v in variables])
+
+
+def save_state(folder: Path, loop: Any, batches: ArticleBatches, losses: list[float]) -> None:
+    """Write the run's state, each file whole or not at all (written beside, then renamed)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    arrays = {
+        f"{network}/{i}": w
+        for network, model in loop.models._asdict().items()
+        for i, w in enumerate(model.get_weights())
+    }
+    arrays |= {f"slot/{i}": slot.numpy() for i, slot in enumerate(_slots(loop))}
+    with open(folder / f"{WEIGHTS}.partial", "wb") as file:
+        np.savez(file, **arrays)
+    os.replace(folder / f"{WEIGHTS}.partial", folder / WEIGHTS)
+    state = {
+        "schedule": loop.schedule.state_dict(),
+        "codes": loop.rng.bit_generator.state,
+        "batches": batches.state(),
+        "losses": losses,
+    }
+    (folder / f"{STATE}.partial").write_text(json.dumps(state))
+    os.replace(folder / f"{STATE}.partial", folder / STATE)
+
+
+def load_state(folder: Path, loop: Any, batches: ArticleBatches) -> list[float]:
+    """Restore the run saved in ``folder`` into ``loop`` and ``batches``; its losses so far."""
+    state = json.loads((folder / STATE).read_text())
+    _create_slots(loop)
+    with np.load(folder / WEIGHTS) as arrays:
+        for network, model in loop.models._asdict().items():
+            model.set_weights([arrays[f"{network}/{i}"] for i in range(len(model.get_weights()))])
+        for i, slot in enumerate(_slots(loop)):
+            slot.assign(arrays[f"slot/{i}"])
+    loop.schedule.load_state_dict(state["schedule"])
+    loop.rng.bit_generator.state = state["codes"]
+    batches.load_state(state["batches"])
+    return [float(loss) for loss in state["losses"]]
+
+
+def run_keras_gan(
+    name: str,
+    folder: Path,
+    seed: int = 0,
+    iterations: int | None = None,
+    save_every: int = 100,
+    samples: int = 10_000,
+) -> dict[str, Any]:
+    """Train (or resume) experiment ``name``'s Keras reference to ``iterations`` outer iterations (the article's by
+    default) on MNIST's training images, saving into ``folder``; then judge ``samples`` of its digits against the
+    test digits. Returns the record (also written to ``folder/record.json``)."""
+    experiment = EXPERIMENTS[name]
+    iterations = iterations or experiment.iterations
+    loop = KerasCVAEGANLoop(seed) if name == "cvae_gan" else KerasGanLoop(name, seed)
+    mnist = load_mnist()
+    images = (mnist.x_train[..., None] / np.float32(255)).astype(np.float32)
+    one_hot = loop.one_hot(mnist.y_train.astype(np.int64))
+    batches = ArticleBatches(images.shape[0], experiment.batch_size, seed)
+    losses = load_state(folder, loop, batches) if (folder / STATE).is_file() else []
+    if losses:
+        print(f"resuming the Keras {name} run in {folder} after outer iteration {loop.schedule.iterations}", flush=True)
+    while loop.schedule.iterations < iterations:
+        done = loop.schedule.iterations
+        chosen = batches.next_indices()
+        losses += loop.train_on(images[chosen], one_hot[chosen])
+        if loop.schedule.iterations > done and loop.schedule.iterations % save_every == 0:
+            save_state(folder, loop, batches, losses)
+            print(f"outer iteration {loop.schedule.iterations}/{iterations}: loss {losses[-1]:.4f}", flush=True)
+    save_state(folder, loop, batches, losses)
+    return judge_run(name, folder, loop, losses, iterations, seed, samples)
+
+
+def judge_run(
+    name: str, folder: Path, loop: Any, losses: list[float], iterations: int, seed: int, samples: int
+) -> dict[str, Any]:
+    """The judge's verdict on ``samples`` digits of the trained Keras generator (decoder), written with the run."""
+    import torchae
+
+    judge = torchae.pretrained("judge")
+    real = judge_features(judge, to_image_tensor(load_mnist().x_test))
+    if name == "cvae_gan":
+        generated, labels = keras_cvae_gan_samples(loop.models, samples, seed)
+    else:
+        generated, labels = keras_samples(loop.models, samples, seed, loop.conditional)
+    record = {
+        "model": name,
+        "framework": "keras",
+        "seed": seed,
+        "iterations": iterations,
+        "steps": len(losses),
+        "last_losses": losses[-5:],
+        "verdict": judge_samples(judge, generated, real, labels),
+    }
+    (folder / "record.json").write_text(json.dumps(record, indent=1) + "\n")
+    return record
