@@ -122,13 +122,16 @@ HEADER = (
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("models", nargs="*", choices=[[], *MODELS], metavar="MODEL", help="default: all three")
+    parser.add_argument("models", nargs="*", metavar="MODEL", help=f"any of {', '.join(MODELS)} (default: all)")
     parser.add_argument("--batches", type=int, default=12, help="training batches an epoch (default 12)")
     parser.add_argument("--epochs", type=int, default=3, help="epochs a measurement, the first a warm-up")
     parser.add_argument("--val-size", type=int, default=256, help="test images validated on each epoch")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds of both frameworks")
     parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    unknown = [name for name in args.models if name not in MODELS]
+    if unknown:
+        parser.error(f"unknown model {unknown[0]!r}: choose from {', '.join(MODELS)}")
     args.models = args.models or list(MODELS)
     if args.worker:
         (name,) = args.models

@@ -27,7 +27,6 @@ from parity._keras import import_keras
 from parity.gan_models import (
     GivenDropout,
     KerasGanLoop,
-    article_batches,
     given_masks,
     rmsprop,
     step_rows,
@@ -35,7 +34,7 @@ from parity.gan_models import (
 )
 from parity.keras_models import keras_reference
 from parity.rows import TOLERANCES, Check
-from parity.transfer import to_nchw, to_nhwc
+from parity.transfer import to_nhwc
 from torchae.registry import EXPERIMENTS
 
 keras = import_keras(backend=None)
@@ -47,7 +46,6 @@ __all__ = [
     "KerasCVAEGANLoop",
     "check_cvae_gan",
     "create_cvae_gan",
-    "train_keras_cvae_gan",
 ]
 
 LOG_EPSILON = 1e-10
@@ -182,6 +180,7 @@ class KerasCVAEGANLoop(KerasGanLoop):
     on the discriminator's last batch and codes, TensorFlow 1's RMSProp at the article's rates."""
 
     latent_dim = 8
+    conditional = True
 
     def __init__(self, seed: int = 0, gamma: float = 1.0) -> None:
         from torchae.part5.gan import AlternatingSchedule
@@ -208,6 +207,11 @@ class KerasCVAEGANLoop(KerasGanLoop):
         self.schedule.record(losses[-1])
         return losses
 
+    @property
+    def generator(self) -> Any:
+        """The decoder: digits from codes and labels."""
+        return self.models.decoder
+
     def validate(self, images: np.ndarray, one_hot: np.ndarray) -> float:
         """``L_GAN`` on ``images`` in inference (dropout off; the encoder's sample still drawn), as torchae's
         ``val_loss``."""
@@ -217,27 +221,6 @@ class KerasCVAEGANLoop(KerasGanLoop):
                 self.models, *map(keras.ops.convert_to_tensor, (images, one_hot, codes)), self.gamma, training=False
             )["loss"]
         )
-
-
-def train_keras_cvae_gan(
-    images: np.ndarray, labels: np.ndarray, iterations: int, seed: int = 0, batch_size: int = 64, gamma: float = 1.0
-) -> tuple[CVAEGANModels, list[float]]:
-    """The Keras CVAE-GAN trained as the article trains it (:class:`KerasCVAEGANLoop`) for ``iterations`` outer
-    iterations on ``images`` (NHWC, in [0, 1]) and their ``labels``. Returns the models and every step's ``L_GAN``."""
-    loop = KerasCVAEGANLoop(seed, gamma)
-    batches, losses = article_batches(images, loop.one_hot(labels), batch_size, seed), []
-    while loop.schedule.iterations < iterations:
-        losses += loop.train_on(*next(batches))
-    return loop.models, losses
-
-
-def keras_cvae_gan_samples(models: CVAEGANModels, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``n / 10`` digits of each label the Keras decoder makes from codes drawn with ``seed``: NCHW, and the labels."""
-    rng = np.random.default_rng(seed)
-    labels = np.repeat(np.arange(10), -(-n // 10))
-    codes = rng.standard_normal((labels.size, 8)).astype(np.float32)
-    generated = models.decoder.predict([codes, np.eye(10, dtype=np.float32)[labels]], verbose=0)
-    return to_nchw(generated), torch.from_numpy(labels)
 
 
 def check_cvae_gan(name: str, images: torch.Tensor, labels: torch.Tensor, seed: int = 0) -> list[Any]:

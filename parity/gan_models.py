@@ -39,7 +39,6 @@ __all__ = [
     "check_gan",
     "create_gan",
     "gan_step_keras",
-    "keras_samples",
 ]
 
 LOG_EPSILON = 1e-10
@@ -222,6 +221,23 @@ class KerasGanLoop:
         self.schedule.record(loss)
         return [loss]
 
+    @property
+    def generator(self) -> Any:
+        """The network that makes digits from codes (and labels)."""
+        return self.models.generator
+
+    def samples(self, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``n`` digits the generator makes from codes drawn with ``seed`` (``n / 10`` of each digit, rounded up,
+        when conditional), as torchae's ``prior_samples`` gives them: NCHW, and the labels (``None`` without)."""
+        rng = np.random.default_rng(seed)
+        if not self.conditional:
+            codes = rng.standard_normal((n, self.latent_dim)).astype(np.float32)
+            return to_nchw(self.generator.predict(codes, verbose=0)), None
+        labels = np.repeat(np.arange(10), -(-n // 10))
+        codes = rng.standard_normal((labels.size, self.latent_dim)).astype(np.float32)
+        generated = self.generator.predict([codes, self.one_hot(labels)], verbose=0)
+        return to_nchw(generated), torch.from_numpy(labels)
+
     def validate(self, images: np.ndarray, one_hot: np.ndarray) -> float:
         """``L_dis`` on ``images`` in inference (dropout off), as torchae's ``val_loss``."""
         codes = self.codes(images.shape[0])
@@ -233,20 +249,6 @@ class KerasGanLoop:
                 training=False,
             )["loss"]
         )
-
-
-def keras_samples(models: GanModels, n: int, seed: int, conditional: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``n`` digits the Keras generator makes from codes drawn with ``seed`` (``n / 10`` of each digit when
-    conditional), as torchae's ``prior_samples`` gives them: NCHW, and the labels."""
-    rng = np.random.default_rng(seed)
-    if not conditional:
-        codes = rng.standard_normal((n, 2)).astype(np.float32)
-        return to_nchw(models.generator.predict(codes, verbose=0)), None
-    per_digit = -(-n // 10)
-    labels = np.repeat(np.arange(10), per_digit)
-    codes = rng.standard_normal((labels.size, 2)).astype(np.float32)
-    generated = models.generator.predict([codes, np.eye(10, dtype=np.float32)[labels]], verbose=0)
-    return to_nchw(generated), torch.from_numpy(labels)
 
 
 def worst(keras_model: Any, torch_module: torch.nn.Module) -> float:

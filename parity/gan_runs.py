@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from parity.cvae_gan_models import KerasCVAEGANLoop, keras_cvae_gan_samples
-from parity.gan_models import ArticleBatches, KerasGanLoop, keras_samples
+from parity.cvae_gan_models import KerasCVAEGANLoop
+from parity.gan_models import ArticleBatches, KerasGanLoop
 from torchae.data import load_mnist, to_image_tensor
 from torchae.judge import judge_features, judge_samples
 from torchae.registry import EXPERIMENTS
@@ -112,29 +112,17 @@ def run_keras_gan(
             save_state(folder, loop, batches, losses)
             print(f"outer iteration {loop.schedule.iterations}/{iterations}: loss {losses[-1]:.4f}", flush=True)
     save_state(folder, loop, batches, losses)
-    return judge_run(name, folder, loop, losses, iterations, seed, samples)
+    record = {"model": name, "framework": "keras", "seed": seed, "iterations": iterations, "steps": len(losses)}
+    record |= {"last_losses": losses[-5:], "verdict": judge_generator(loop, samples, seed, mnist.x_test)}
+    (folder / "record.json").write_text(json.dumps(record, indent=1) + "\n")
+    return record
 
 
-def judge_run(
-    name: str, folder: Path, loop: Any, losses: list[float], iterations: int, seed: int, samples: int
-) -> dict[str, Any]:
-    """The judge's verdict on ``samples`` digits of the trained Keras generator (decoder), written with the run."""
+def judge_generator(loop: Any, samples: int, seed: int, test_images: np.ndarray) -> dict[str, Any]:
+    """The judge's verdict on ``samples`` digits of the loop's trained generator (part 6's decoder), drawn with
+    ``seed``, against MNIST's ``test_images`` (uint8, as :func:`~torchae.data.load_mnist` gives them)."""
     import torchae
 
     judge = torchae.pretrained("judge")
-    real = judge_features(judge, to_image_tensor(load_mnist().x_test))
-    if name == "cvae_gan":
-        generated, labels = keras_cvae_gan_samples(loop.models, samples, seed)
-    else:
-        generated, labels = keras_samples(loop.models, samples, seed, loop.conditional)
-    record = {
-        "model": name,
-        "framework": "keras",
-        "seed": seed,
-        "iterations": iterations,
-        "steps": len(losses),
-        "last_losses": losses[-5:],
-        "verdict": judge_samples(judge, generated, real, labels),
-    }
-    (folder / "record.json").write_text(json.dumps(record, indent=1) + "\n")
-    return record
+    generated, labels = loop.samples(samples, seed)
+    return judge_samples(judge, generated, judge_features(judge, to_image_tensor(test_images)), labels)

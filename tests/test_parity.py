@@ -556,13 +556,17 @@ def test_a_points_row_is_judged_against_its_seed_spread(tmp_path):
 def test_the_keras_cvae_gan_trains_with_part_6s_loop():
     """Part 6's Keras reference trained as the article trains it, for one outer iteration on random digits: every
     step reports L_GAN, and its decoder makes digits of each label."""
-    from parity import cvae_gan_models
+    from parity.cvae_gan_models import KerasCVAEGANLoop
+    from parity.gan_models import article_batches
 
     rng = np.random.default_rng(0)
     images, labels = rng.random((256, 28, 28, 1), dtype=np.float32), rng.integers(0, 10, 256)
-    models, losses = cvae_gan_models.train_keras_cvae_gan(images, labels, iterations=1)
+    loop = KerasCVAEGANLoop()
+    batches, losses = article_batches(images, loop.one_hot(labels), 64, seed=0), []
+    while loop.schedule.iterations < 1:
+        losses += loop.train_on(*next(batches))
     assert 2 <= len(losses) <= 6 and all(np.isfinite(losses))
-    samples, sample_labels = cvae_gan_models.keras_cvae_gan_samples(models, 20, seed=0)
+    samples, sample_labels = loop.samples(20, seed=0)
     assert samples.shape == (20, 1, 28, 28) and sample_labels.tolist() == [d for d in range(10) for _ in range(2)]
 
 

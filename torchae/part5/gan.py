@@ -117,14 +117,6 @@ class AlternatingSchedule:
         self.iterations, self.skip_next = int(state["iterations"]), bool(state["skip"])
 
 
-def check_loop_settings(rates: dict[str, float], iterations: int) -> None:
-    """Refuse a learning rate (by its setting's name) that is not positive, or outer iterations that are not a
-    positive number."""
-    for name, rate in rates.items():
-        require(rate > 0, f"model.{name}", rate, "a positive number", "1e-4")
-    require(iterations > 0, "model.iterations", iterations, "a positive integer", "5000")
-
-
 def adversarial_terms(real: torch.Tensor, fake: torch.Tensor) -> dict[str, torch.Tensor]:
     """The article's losses from the discriminator's probabilities of real images ``real`` and generated ones
     ``fake``: ``loss`` (``L_dis``) and ``generator_loss`` (``L_gen``)."""
@@ -144,9 +136,32 @@ class ArticleLoop:
     """
 
     frame_period: ClassVar[int] = 20
-    schedule: AlternatingSchedule
     hparams: Any
     trainer: Any
+
+    def start_loop(
+        self,
+        rates: dict[str, float],
+        iterations: int,
+        inner_steps: int,
+        discriminator_until: float,
+        generator_until: float,
+        hands_on_batch: bool = False,
+    ) -> None:
+        """Refuse a learning rate (by its setting's name), outer iterations or inner steps that are not positive, and
+        start the loop's :class:`AlternatingSchedule`; the model steps its networks itself."""
+        self.automatic_optimization = False  # the article's loop steps one network at a time
+        for name, rate in rates.items():
+            require(rate > 0, f"model.{name}", rate, "a positive number", "1e-4")
+        require(iterations > 0, "model.iterations", iterations, "a positive integer", "5000")
+        require(inner_steps > 0, "model.inner_steps", inner_steps, "a positive integer", "5")
+        self.schedule = AlternatingSchedule(inner_steps, discriminator_until, generator_until, hands_on_batch)
+        self._ended_iteration = False
+
+    def begin_step(self) -> str | None:
+        """The network the loop trains on this batch (``None``: a batch the article leaves unused)."""
+        self._ended_iteration = False
+        return self.schedule.next_network()
 
     def end_step(self, discriminator_loss: torch.Tensor) -> None:
         """Record a step in the schedule; after the article's last outer iteration, stop the fit."""
@@ -157,7 +172,7 @@ class ArticleLoop:
     def frame_after_batch(self) -> int | None:
         """After outer iteration ``i`` (from 0) where ``i`` is a multiple of :attr:`frame_period` and ``i / period``
         one of the article's ``save_periods``: ``i``; else ``None``."""
-        if not getattr(self, "_ended_iteration", False):
+        if not self._ended_iteration:
             return None
         done = self.schedule.iterations - 1
         period, rest = divmod(done, self.frame_period)
@@ -217,15 +232,12 @@ class GAN(ArticleLoop, SeriesModule):
         generator_until: float = 0.4,
     ) -> None:
         super().__init__()
-        self.automatic_optimization = False  # the article's loop steps one network at a time
-        check_loop_settings({"generator_rate": generator_rate, "discriminator_rate": discriminator_rate}, iterations)
-        require(inner_steps > 0, "model.inner_steps", inner_steps, "a positive integer", "5")
+        rates = {"generator_rate": generator_rate, "discriminator_rate": discriminator_rate}
+        self.start_loop(rates, iterations, inner_steps, discriminator_until, generator_until)
         self.save_hyperparameters()
         self.generator = Generator(latent_dim, dropout, self.classes)
         self.discriminator = Discriminator(dropout, self.classes)
         self.draws.bind(self)
-        self.schedule = AlternatingSchedule(inner_steps, discriminator_until, generator_until)
-        self._ended_iteration = False
         self.example_input_array = self.inputs_for(torch.zeros(2, latent_dim), torch.zeros(2, dtype=torch.long))
 
     # ----------------------------------------------------------------- what a user calls
@@ -291,7 +303,7 @@ class GAN(ArticleLoop, SeriesModule):
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor | None:
         """One step of the network the article's loop trains now, on this batch."""
-        network, self._ended_iteration = self.schedule.next_network(), False
+        network = self.begin_step()
         if network is None:
             return None
         generator_optimizer, discriminator_optimizer = self.optimizers()

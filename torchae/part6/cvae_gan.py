@@ -45,7 +45,7 @@ from torchae.networks import IMAGE_SHAPE, PIXELS
 from torchae.optim import TFRMSProp
 from torchae.part3.vae import LatentDistribution
 from torchae.part4.cvae import ConditionalInputs
-from torchae.part5.gan import LOG_EPSILON, AlternatingSchedule, ArticleLoop, check_loop_settings
+from torchae.part5.gan import LOG_EPSILON, ArticleLoop
 from torchae.part6.networks import LOG_VARIANCE_CLIP, CVAEGANDecoder, CVAEGANDiscriminator, CVAEGANEncoder
 from torchae.registry import register_experiment
 from torchae.series import SeriesModule, Stage
@@ -142,18 +142,14 @@ class CVAEGAN(ConditionalInputs, ArticleLoop, SeriesModule):
         generator_until: float = 0.4,
     ) -> None:
         super().__init__()
-        self.automatic_optimization = False  # the article's loop steps one side at a time
         rates = {"encoder_rate": encoder_rate, "decoder_rate": decoder_rate, "discriminator_rate": discriminator_rate}
-        check_loop_settings(rates, iterations)
+        self.start_loop(rates, iterations, inner_steps, discriminator_until, generator_until, hands_on_batch=True)
         require(math.isfinite(gamma), "model.gamma", gamma, "a finite number", "1.0")
-        require(inner_steps > 0, "model.inner_steps", inner_steps, "a positive integer", "3")
         self.save_hyperparameters()
         self.encoder = CVAEGANEncoder(latent_dim, dropout, self.classes)
         self.decoder = CVAEGANDecoder(latent_dim, dropout, self.classes)
         self.discriminator = CVAEGANDiscriminator(dropout, self.classes)
         self.draws.bind(self)
-        self.schedule = AlternatingSchedule(inner_steps, discriminator_until, generator_until, hands_on_batch=True)
-        self._ended_iteration = False
         self.example_input_array = LabelledBatch(torch.zeros(2, *IMAGE_SHAPE), torch.zeros(2, dtype=torch.long))
 
     # ----------------------------------------------------------------- what a user calls
@@ -265,7 +261,7 @@ class CVAEGAN(ConditionalInputs, ArticleLoop, SeriesModule):
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor | None:
         """The steps the article's loop makes on this batch: a discriminator step, an encoder-and-decoder step, or,
         where the discriminator's turn ends, both on the same batch and codes."""
-        network, self._ended_iteration = self.schedule.next_network(), False
+        network = self.begin_step()
         if network is None:
             return None
         real = self.inputs_of(batch)
