@@ -19,8 +19,9 @@ import numpy as np
 
 from parity.cvae_gan_models import KerasCVAEGANLoop
 from parity.gan_models import ArticleBatches, KerasGanLoop
-from torchae.data import load_mnist, to_image_tensor
-from torchae.judge import judge_features, judge_samples
+from parity.judging import shipped_judge
+from torchae.data import load_mnist
+from torchae.judge import judge_samples
 from torchae.registry import EXPERIMENTS
 
 __all__ = ["run_keras_gan"]
@@ -113,16 +114,14 @@ def run_keras_gan(
             print(f"outer iteration {loop.schedule.iterations}/{iterations}: loss {losses[-1]:.4f}", flush=True)
     save_state(folder, loop, batches, losses)
     record = {"model": name, "framework": "keras", "seed": seed, "iterations": iterations, "steps": len(losses)}
-    record |= {"last_losses": losses[-5:], "verdict": judge_generator(loop, samples, seed, mnist.x_test)}
+    record |= {"last_losses": losses[-5:], "verdict": judge_generator(loop, samples, seed)}
     (folder / "record.json").write_text(json.dumps(record, indent=1) + "\n")
     return record
 
 
-def judge_generator(loop: Any, samples: int, seed: int, test_images: np.ndarray) -> dict[str, Any]:
-    """The judge's verdict on ``samples`` digits of the loop's trained generator (part 6's decoder), drawn with
-    ``seed``, against MNIST's ``test_images`` (uint8, as :func:`~torchae.data.load_mnist` gives them)."""
-    import torchae
-
-    judge = torchae.pretrained("judge")
+def judge_generator(loop: Any, samples: int, seed: int) -> dict[str, Any]:
+    """The shipped judge's verdict on ``samples`` digits of the loop's trained generator (part 6's decoder), drawn
+    with ``seed``, against MNIST's test digits."""
+    judge, test_features = shipped_judge()
     generated, labels = loop.samples(samples, seed)
-    return judge_samples(judge, generated, judge_features(judge, to_image_tensor(test_images)), labels)
+    return judge_samples(judge, generated, test_features, labels)

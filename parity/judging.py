@@ -3,6 +3,7 @@ model's samples, as a table (and a JSON record beside the other results)."""
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from torchae.judge import judge_features, judge_model, judge_samples
 from torchae.networks import IMAGE_SHAPE
 from torchae.registry import EXPERIMENTS
 
-__all__ = ["GENERATIVE", "format_judged", "judge_all"]
+__all__ = ["GENERATIVE", "format_judged", "judge_all", "shipped_judge"]
 
 GENERATIVE = tuple(
     name
@@ -24,6 +25,14 @@ GENERATIVE = tuple(
 )
 """The series' models that generate digits from their prior (a ``sample`` method, MNIST's images): the ones the
 judge measures, in the series' order."""
+
+
+@functools.cache
+def shipped_judge() -> tuple[Any, torch.Tensor]:
+    """The shipped judge and its features of MNIST's test digits, computed once per process: both are fixed (the
+    weights' checksum is verified on loading, the test digits are the package's own)."""
+    judge = torchae.pretrained("judge")
+    return judge, judge_features(judge, to_image_tensor(load_mnist().x_test))
 
 
 def _load(name: str, checkpoints: dict[str, Path]) -> Any:
@@ -36,9 +45,12 @@ def judge_all(
     """Each model's verdict (its shipped weights, or the checkpoint ``checkpoints`` gives for it, ``judge`` too),
     after the verdict on as many real digits of the training set: what a perfect generator would score."""
     checkpoints = checkpoints or {}
-    judge = _load("judge", checkpoints)
+    if "judge" in checkpoints:
+        judge = torchae.load_checkpoint(checkpoints["judge"])
+        real = judge_features(judge, to_image_tensor(load_mnist().x_test))  # once, for every verdict
+    else:
+        judge, real = shipped_judge()
     mnist = load_mnist()
-    real = judge_features(judge, to_image_tensor(mnist.x_test))  # once, for every verdict
     # The reference row: as many real digits of the training set, judged as the samples are (the distance's floor).
     training = to_image_tensor(mnist.x_train[:samples])
     judged = {

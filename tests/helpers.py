@@ -29,10 +29,10 @@ CONFIGS = ROOT / "configs"
 QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
 """A CLI run without the progress bar and the model summary."""
 EAGER = ["--engine.compiled_steps=false"]
-AUTOENCODERS = [name for name, e in torchae.EXPERIMENTS.items() if issubclass(e.model, torchae.AutoencoderModule)]
-"""The experiments on the autoencoder base (parts 1-4): an encoder, a decoder and the base's step."""
 """For runs whose subject is not the engine: compiling a config's whole step costs seconds in every process, and
 ``tests/test_engine.py`` proves that compiled steps give the plain steps."""
+AUTOENCODERS = [name for name, e in torchae.EXPERIMENTS.items() if issubclass(e.model, torchae.AutoencoderModule)]
+"""The experiments on the autoencoder base (parts 1-4): an encoder, a decoder and the base's step."""
 
 
 def run_main(args: list[str], capsys) -> tuple[int, str]:

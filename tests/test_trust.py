@@ -69,7 +69,7 @@ def idx_folder(tmp_path: Path) -> Path:
 def test_a_small_file_that_expands_to_a_gib_is_refused_within_2_gb_of_memory(tmp_path):
     folder = idx_folder(tmp_path)
     # MNIST's header, then 1 GiB of zeros: 1 MB on disk.
-    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31, 9, zlib.Z_RLE)  # runs of zeros: as small, twice as fast
     with (folder / "train-images-idx3-ubyte.gz").open("wb") as file:
         file.write(packer.compress(struct.pack(">IIII", 2051, 60_000, 28, 28)))
         zeros = bytes(1 << 20)
