@@ -366,6 +366,66 @@ def test_cpu_micro_batches_give_the_loss_and_gradients_of_one_pass(name, test_im
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-8)
 
 
+# ---------------------------------------------------------------- channels-last convolutions
+def test_channels_last_convolutions_train_as_contiguous_ones_and_the_model_is_put_back(tmp_path):
+    """cpu_channels_last stores the convolution weights channels-last while fitting (through KerasAdam's flat
+    buffers, every step), ends at the plain run's val_loss, and leaves the model contiguous after the fit."""
+    seen = []
+
+    class Layout(pl.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            convolutions = [m for m in pl_module.modules() if isinstance(m, torch.nn.Conv2d) and m.in_channels > 1]
+            weight = convolutions[0].weight  # one input channel: both layouts are the same strides
+            seen.append(weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous())
+
+    engine = Engine(cpu_channels_last=True, cpu_micro_batch_size=8)
+    model, fit = train("conv", tmp_path, engine, epochs=1, sizes=(32, 32), callbacks=[Layout()])
+    plain_model, plain = train("conv", tmp_path / "plain", None, epochs=1, sizes=(32, 32))
+    assert engine.channels_last and seen and all(seen)
+    assert all(p.is_contiguous() for p in model.parameters())
+    torch.testing.assert_close(fit.callback_metrics["val_loss"], plain.callback_metrics["val_loss"], rtol=1e-5, atol=0)
+    for a, b in zip(model.parameters(), plain_model.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_channels_last_auto_times_both_layouts_and_says_which_it_keeps(tmp_path, said, monkeypatch):
+    """``auto`` keeps the layout whose timed pass was faster, in one line with both times; it leaves a model
+    without convolutions as it is, with one line for an explicit request."""
+    import torchae.engine as engine_module
+
+    for faster in (True, False):
+        timed = {faster: 0.010, not faster: 0.020}
+        monkeypatch.setattr(engine_module, "time_layouts", lambda module, batch, timed=timed: timed)
+        engine = Engine(cpu_channels_last="auto")
+        train("conv", tmp_path / str(faster), engine, epochs=1, sizes=(16, 16))
+        assert engine.channels_last is faster
+        layout = "channels-last" if faster else "contiguous"
+        assert said[-1].endswith(f"so the convolutions run {layout}") and "10 ms" in said[-1] and "20 ms" in said[-1]
+    dense = Engine(cpu_channels_last=True)
+    train("dense", tmp_path / "dense", dense, epochs=1, sizes=(16, 16))
+    assert not dense.channels_last
+    assert "DenseAE has no 2-D convolutions to lay out" in dense.turned_off["cpu_channels_last"]
+    with pytest.raises(ConfigError, match="engine.cpu_channels_last must be true, false or auto"):
+        Engine(cpu_channels_last="yes")
+
+
+def test_timing_the_layouts_changes_nothing_the_run_computes():
+    """The start-up probe passes the model both ways, yet its weights, gradients, buffers, layout and draws' streams
+    are as before (a model that draws: the VAE)."""
+    from torchae.engine.layouts import time_layouts
+
+    torch.manual_seed(0)
+    model = EXPERIMENTS["vae"].model()
+    model.draws.start("train", 0)
+    before = {name: value.clone() for name, value in model.state_dict().items()}
+    stream = model.draws.stream("train", torch.device("cpu")).get_state()
+    seconds = time_layouts(model, 8, rounds=1)
+    assert set(seconds) == {False, True} and all(value > 0 for value in seconds.values())
+    assert all(torch.equal(before[name], value) for name, value in model.state_dict().items())
+    assert all(p.grad is None and p.is_contiguous() for p in model.parameters())
+    assert torch.equal(model.draws.stream("train", torch.device("cpu")).get_state(), stream)
+
+
 # ---------------------------------------------------------------- CUDA graphs (their logic, on the CPU)
 @pytest.fixture
 def stand_in_capture(monkeypatch):

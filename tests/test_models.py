@@ -228,6 +228,24 @@ def test_keras_adam_follows_keras_update_rule():
     assert abs(float(plain) - (1e-4 - 1e-2 * 1e-6 / (1e-6 + 1e-3 / math.sqrt(1e-3)))) > 1e-9
 
 
+def test_keras_adam_keeps_a_channels_last_weight_channels_last_and_updates_it_as_a_contiguous_one():
+    """The flat buffers hold each parameter with its own layout: a convolution weight stored channels-last stays so
+    (the engine's cpu_channels_last), and its update is the contiguous weight's, element for element."""
+    torch.manual_seed(0)
+    start, gradient = torch.randn(8, 3, 5, 5), torch.randn(8, 3, 5, 5)
+    weights = []
+    for layout in (torch.contiguous_format, torch.channels_last):
+        w = torch.nn.Parameter(start.clone().contiguous(memory_format=layout))
+        optimizer = torchae.KerasAdam([w, torch.nn.Parameter(torch.ones(7))], lr=1e-2)
+        for _ in range(2):
+            w.grad = gradient.clone()
+            optimizer.step()
+        assert w.is_contiguous(memory_format=layout) and w.grad.is_contiguous(memory_format=layout)
+        weights.append(w.detach().clone())
+    assert not weights[1].is_contiguous()  # the channels-last one really is laid out otherwise
+    assert torch.equal(weights[0], weights[1]) and not torch.equal(weights[0], start)
+
+
 def test_keras_adam_step_count_survives_state_dict_round_trip():
     w = torch.nn.Parameter(torch.ones(3))
     optimizer = torchae.KerasAdam([w])

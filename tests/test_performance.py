@@ -188,7 +188,8 @@ def test_benchmark_times_keras_and_torchae_side_by_side_and_writes_its_table(tmp
     keras, loop, fit = (float(cells[i]) for i in (3, 4, 5))
     assert keras > 0 and loop > 0 and fit > 0
     ratio, verdict = re.fullmatch(r"\*\*([0-9.]+)\*\* \((met|MISSED) 0.5\)", cells[6]).groups()
-    assert verdict == ("met" if float(ratio) <= 0.5 else "MISSED")
+    if abs(float(ratio) - 0.5) > 0.005:  # the verdict is the unrounded ratio's: "0.50" can be either
+        assert verdict == ("met" if float(ratio) <= 0.5 else "MISSED")
     floor, floor_ratio = float(cells[9]), float(re.fullmatch(r"\*\*([0-9.]+)\*\*", cells[10]).group(1))  # no target
     assert (
         floor > 0 and (fit - 0.005) / (floor + 0.005) - 0.005 <= floor_ratio <= (fit + 0.005) / (floor - 0.005) + 0.005

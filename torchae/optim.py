@@ -60,7 +60,8 @@ def _loss_of(closure: Callable[[], float] | None) -> float | None:
 
 
 class _FlatGroup:
-    """One parameter group's weights, gradients and moments, each in one contiguous buffer.
+    """One parameter group's weights, gradients and moments, each in one contiguous buffer; each parameter is a view
+    of its slice with the parameter's own layout (its strides, where they are dense).
 
     Each parameter's slice is padded to :data:`ALIGN_BYTES`; the padding holds zeros in every buffer, and a zero
     gradient leaves a zero weight unchanged, so it never affects an update.
@@ -81,8 +82,10 @@ class _FlatGroup:
         self.moments = torch.zeros_like(self.weights)
         self.squares = torch.zeros_like(self.weights)
         self.grad_views = []
-        for p, start, size in zip(params, offsets, sizes):
-            weight, grad, m, v = (buffer[start : start + size].view_as(p) for buffer in self.buffers())
+        for p, start in zip(params, offsets):
+            # Each slice keeps its parameter's memory layout (a channels-last convolution weight stays one).
+            strides = torch.empty_like(p).stride()
+            weight, grad, m, v = (buffer.as_strided(p.shape, strides, start) for buffer in self.buffers())
             weight.copy_(p.detach())
             if p.grad is not None:
                 grad.copy_(p.grad)

@@ -5,6 +5,7 @@ The engine changes how a step runs, never what it computes, random draws include
 
 - **direct steps**: ``backward`` and the optimizer called directly when no hook listens (bitwise Lightning's steps);
 - **CPU micro-batches**: a batch run in parts whose gradients add up (the same loss and gradients, up to rounding);
+- **channels-last convolutions on a CPU** (:mod:`~torchae.engine.layouts`), where they measure faster;
 - **compiled whole steps**: network, loss, gradients and Keras's Adam as one ``torch.compile``\\ d function;
 - **CUDA graphs**: each step captured once and replayed;
 - **CPU threads that follow the load** (:mod:`~torchae.engine.threads`): as many as other processes leave cores.
@@ -52,6 +53,7 @@ from torch import nn
 from torchae.autoencoder import AutoencoderModule
 from torchae.engine.compiled import CompiledSteps
 from torchae.engine.graphs import StepGraphs
+from torchae.engine.layouts import has_convolutions, in_layout, time_layouts
 from torchae.engine.probes import draws_from_streams, draws_random_numbers
 from torchae.engine.steps import StepRunner, plain_single_device, step_hooks_in_use
 from torchae.engine.threads import CpuThreads
@@ -116,6 +118,9 @@ class Engine(pl.Callback):
             per-step hook, on one device at 32-bit precision (Lightning's wrappers otherwise).
         cpu_micro_batch_size: on one CPU process, run each batch in parts of this size (same loss and gradients,
             activations that stay in cache); ``None`` runs batches whole.
+        cpu_channels_last: on one CPU process, store a model's convolution weights channels-last while fitting
+            (the same convolutions, up to rounding); ``"auto"`` times a pass of the model both ways at start-up and
+            keeps the faster, saying so in one line (it helps on some CPUs and not on others).
         compiled_steps: run each training step as one compiled function: the network, the loss, the gradients and
             Keras's Adam update (:mod:`~torchae.engine.compiled`), with ``compile_mode`` and ``compile_backend``.
             One device, 32-bit precision. Compiling takes seconds to a minute per batch shape, so it pays on long
@@ -140,6 +145,7 @@ class Engine(pl.Callback):
         self,
         direct_steps: bool = True,
         cpu_micro_batch_size: int | None = None,
+        cpu_channels_last: bool | Literal["auto"] = False,
         compiled_steps: bool = False,
         compiled_steps_per_call: int = 1,
         compile_mode: CompileMode = "default",
@@ -159,6 +165,11 @@ class Engine(pl.Callback):
                     f"engine.cpu_threads is {cpu_threads}, more than 4 per core of this machine's "
                     f"{os.cpu_count()} cores: set --engine.cpu_threads {os.cpu_count()} (one per core), or auto"
                 )
+        if cpu_channels_last not in (True, False, "auto"):
+            raise ConfigError(
+                f"engine.cpu_channels_last must be true, false or auto, got {cpu_channels_last!r}: "
+                "set --engine.cpu_channels_last auto"
+            )
         modes = CompileMode.__args__  # type: ignore[attr-defined]
         if compile_mode not in modes:
             raise ConfigError(
@@ -179,6 +190,9 @@ class Engine(pl.Callback):
             )
         self.direct_steps = direct_steps
         self.cpu_micro_batch_size = cpu_micro_batch_size
+        self.cpu_channels_last = cpu_channels_last
+        self.channels_last = False
+        """Whether the latest fit stored the model's convolution weights channels-last."""
         self.compiled_steps = compiled_steps
         self.compiled_steps_per_call = compiled_steps_per_call
         self.compile_mode = compile_mode
@@ -219,6 +233,7 @@ class Engine(pl.Callback):
             rank_zero_info(f"torchae: engine.{option} is off for this run: {reason}")
         graphs = StepGraphs(self.graph_warmup_steps) if plan["cuda_graphs"] else None
         micro = self.cpu_micro_batch_size if plan["cpu_micro_batch_size"] else None
+        self.channels_last = plan["cpu_channels_last"] and self._choose_channels_last(trainer, pl_module, micro)
         self.runner = StepRunner(pl_module, micro, graphs)
         self.runner.direct = (
             self.direct_steps and not step_hooks_in_use(trainer, pl_module) and plain_single_device(trainer)
@@ -237,10 +252,29 @@ class Engine(pl.Callback):
         asked = {
             "direct_steps": self.direct_steps,
             "cpu_micro_batch_size": self.cpu_micro_batch_size is not None,
+            "cpu_channels_last": self.cpu_channels_last is not False,
             "compiled_steps": self.compiled_steps,
             "cuda_graphs": self.cuda_graphs,
         }
         return [name for name, on in asked.items() if on]
+
+    def _choose_channels_last(self, trainer: pl.Trainer, module: AutoencoderModule, micro: int | None) -> bool:
+        """Store ``module``'s convolutions channels-last for this fit when asked, or with ``"auto"`` when a pass of
+        the run's batch (or micro-batch) measures faster so; put them back after it."""
+        chosen = self.cpu_channels_last is True
+        if self.cpu_channels_last == "auto":
+            batch = micro or getattr(trainer.datamodule, "batch_size", None) or module.example_input_array.shape[0]
+            seconds = time_layouts(module, batch)
+            chosen = seconds[True] < seconds[False]
+            rank_zero_info(
+                f"torchae: engine.cpu_channels_last auto: a pass of {batch} images took {seconds[True] * 1e3:.0f} ms "
+                f"channels-last and {seconds[False] * 1e3:.0f} ms contiguous on this CPU, so the convolutions run "
+                f"{'channels-last' if chosen else 'contiguous'}"
+            )
+        if chosen:
+            in_layout(module, True)
+            self._undo.append(lambda: in_layout(module, False))
+        return chosen
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.threads is not None and self.cpu_threads == "auto":
@@ -283,6 +317,7 @@ class Engine(pl.Callback):
             "compiled_steps": self.compiled_steps,
             "cuda_graphs": self.cuda_graphs,
             "cpu_micro_batch_size": self.cpu_micro_batch_size is not None and one_cpu,  # a CPU option, as documented
+            "cpu_channels_last": self.cpu_channels_last is not False and one_cpu,
         }
         if not any(asked.values()):
             return asked
@@ -293,6 +328,7 @@ class Engine(pl.Callback):
             "cuda_graphs": self._whole_step_reason(trainer, module, random, "a CUDA graph")
             or self._graphs_device_reason(trainer),
             "cpu_micro_batch_size": self._micro_batch_reason(module, name, random),
+            "cpu_channels_last": None if has_convolutions(module) else f"{name} has no 2-D convolutions to lay out",
         }
         for option, wanted in asked.items():
             if wanted and reasons[option]:
