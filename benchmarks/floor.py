@@ -5,8 +5,9 @@ their shapes, through torch on the threads it has, and nothing else (no elementw
 
 A step's products are found by running one training step (forward and backward) and one validation step of the
 model under ``torch.profiler`` with the shapes recorded: every ``aten::mm``, ``addmm``, ``bmm``, ``convolution`` and
-``convolution_backward``, with its arguments. Each is then run again on random tensors of its shapes, and an epoch's
-floor is the sum over its batches (the last, smaller batch at its own shape). ``benchmarks/bench.py`` prints
+``convolution_backward``, with its arguments. Each is then run again on random tensors of its shapes (convolutions
+in the faster of the contiguous and the channels-last layout), and an epoch's floor is the sum over its batches (the
+last, smaller batch at its own shape). ``benchmarks/bench.py`` prints
 ``torchae fit``'s ratio to it beside the ratio to Keras: how far an epoch is from what its arithmetic costs here; it
 runs the products on the threads ``torchae fit`` would take (as many as other processes leave cores free).
 """
@@ -48,10 +49,13 @@ def recorded_products(name: str, batch: int, training: bool) -> list[Product]:
     return [(e.name, e.input_shapes, list(e.concrete_inputs)) for e in recorded.events() if e.name in PRODUCTS]
 
 
-def replay(product: Product) -> Callable[[], Any]:
-    """A call of ``product`` on random tensors of its shapes, with its other arguments."""
+def replay(product: Product, channels_last: bool = False) -> Callable[[], Any]:
+    """A call of ``product`` on random tensors of its shapes, with its other arguments; its 4-D tensors stored
+    channels-last if asked (the layout ``engine.cpu_channels_last`` may give a model's convolutions)."""
     op, shapes, concrete = product
+    layout = torch.channels_last if channels_last else torch.contiguous_format
     tensors = [torch.randn(shape) if shape else None for shape in shapes]
+    tensors = [t.contiguous(memory_format=layout) if t is not None and t.dim() == 4 else t for t in tensors]
     if op == "aten::mm":
         return lambda: torch.mm(tensors[0], tensors[1])
     if op == "aten::bmm":
@@ -68,9 +72,9 @@ def replay(product: Product) -> Callable[[], Any]:
     return lambda: torch.ops.aten.convolution_backward(*arguments, groups, mask)
 
 
-def step_seconds(products: list[Product], repeats: int = 7) -> float:
+def step_seconds(products: list[Product], repeats: int = 7, channels_last: bool = False) -> float:
     """The median time of running every product once, after one warm-up run."""
-    calls = [replay(product) for product in products]
+    calls = [replay(product, channels_last) for product in products]
     times = []
     for index in range(repeats + 1):
         started = time.perf_counter()
@@ -96,6 +100,13 @@ def micro_batch_size(name: str) -> int | None:
     return (config.get("engine") or {}).get("cpu_micro_batch_size")
 
 
+def least_step_seconds(products: list[Product]) -> float:
+    """:func:`step_seconds` of ``products``, with any convolutions in the faster of the two layouts (the least the
+    arithmetic costs here, whichever layout the engine would choose)."""
+    convolutions = any(op.startswith("aten::convolution") for op, _, _ in products)
+    return min(step_seconds(products, channels_last=layout) for layout in ((False, True) if convolutions else (False,)))
+
+
 def floor_of_epoch(name: str, train_size: int, val_size: int) -> dict[str, Any]:
     """Seconds of an epoch's matrix products: training steps on ``train_size`` images (in the config's micro-batches,
     if it sets them), validation on ``val_size``, at the experiment's batch size; with a full training step's."""
@@ -104,7 +115,7 @@ def floor_of_epoch(name: str, train_size: int, val_size: int) -> dict[str, Any]:
     for training, images in ((True, train_size), (False, val_size)):
         for size, count in batch_sizes(images, batch).items():
             parts = batch_sizes(size, micro) if training and micro else {size: 1}
-            per_step = sum(step_seconds(recorded_products(name, part, training)) * n for part, n in parts.items())
+            per_step = sum(least_step_seconds(recorded_products(name, part, training)) * n for part, n in parts.items())
             seconds += per_step * count
             if training and size == batch:
                 train_step = per_step

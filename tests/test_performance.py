@@ -288,6 +288,28 @@ def test_the_article_script_retrains_dense_after_it_and_reports_failures(tmp_pat
     )
 
 
+def test_the_floor_times_convolutions_in_the_faster_layout(monkeypatch):
+    """A step's convolutions replay channels-last or contiguous, and the floor takes the faster (the engine may run
+    either); a step of matrix products alone is timed once, as it is."""
+    floor = load_benchmark("floor")
+    products = floor.recorded_products("conv", 2, training=True)
+    assert {"aten::convolution", "aten::convolution_backward"} <= {op for op, _, _ in products}
+    convolution = next(product for product in products if product[0] == "aten::convolution" and product[1][1][1] > 1)
+    for channels_last in (False, True):
+        output = floor.replay(convolution, channels_last)()
+        assert output.is_contiguous(memory_format=torch.channels_last) == channels_last
+    timed = []
+
+    def step_seconds(products, repeats=7, channels_last=False):
+        timed.append(channels_last)
+        return 1.0 if channels_last else 2.0
+
+    monkeypatch.setattr(floor, "step_seconds", step_seconds)
+    assert floor.least_step_seconds(products) == 1.0 and timed == [False, True]
+    timed.clear()
+    assert floor.least_step_seconds(floor.recorded_products("dense", 2, training=True)) == 2.0 and timed == [False]
+
+
 def test_the_benchmark_runs_beside_busy_processes_and_stops_them():
     """``bench.py --busy N``: N processes keep a core busy each while the measurements run, and end with them."""
     import time
