@@ -161,8 +161,9 @@ def test_settings_the_engine_cannot_honour_are_refused():
         Engine(compiled_steps=True, compiled_steps_per_call=0)
     with pytest.raises(ConfigError, match="graph_warmup_steps must be a positive integer"):
         Engine(graph_warmup_steps=0)
-    with pytest.raises(ConfigError, match="runs without engine.cuda_graphs and engine.cpu_micro_batch_size"):
-        Engine(compiled_steps=True, cpu_micro_batch_size=8)
+    for other in ({"cpu_micro_batch_size": 8}, {"cuda_graphs": True}, {"cpu_channels_last": "auto"}):
+        with pytest.raises(ConfigError, match="engine.cpu_micro_batch_size and engine.cpu_channels_last: turn those"):
+            Engine(compiled_steps=True, **other)  # a compiled step reads the weights as contiguous slices
     with pytest.raises(ConfigError, match="data.steps_per_execution must be a positive integer"):
         MNISTDataModule(steps_per_execution=0)
 

@@ -183,10 +183,11 @@ class Engine(pl.Callback):
                 f"engine.compile_backend must be one of {', '.join(backends)}, got {compile_backend!r}: "
                 "set --engine.compile_backend inductor"
             )
-        if compiled_steps and (cuda_graphs or cpu_micro_batch_size is not None):
+        if compiled_steps and (cuda_graphs or cpu_micro_batch_size is not None or cpu_channels_last is not False):
             raise ConfigError(
-                "engine.compiled_steps compiles the whole step, so it runs without engine.cuda_graphs and "
-                "engine.cpu_micro_batch_size: turn those off, or set --engine.compiled_steps false"
+                "engine.compiled_steps compiles the whole step, so it runs without engine.cuda_graphs, "
+                "engine.cpu_micro_batch_size and engine.cpu_channels_last: turn those off, or set "
+                "--engine.compiled_steps false"
             )
         self.direct_steps = direct_steps
         self.cpu_micro_batch_size = cpu_micro_batch_size
