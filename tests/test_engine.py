@@ -406,6 +406,15 @@ def test_channels_last_auto_times_both_layouts_and_says_which_it_keeps(tmp_path,
     train("dense", tmp_path / "dense", dense, epochs=1, sizes=(16, 16))
     assert not dense.channels_last
     assert "DenseAE has no 2-D convolutions to lay out" in dense.turned_off["cpu_channels_last"]
+    unexampled = Engine(cpu_channels_last="auto")
+
+    class NoExample(torchae.ConvAE):
+        def __init__(self) -> None:
+            super().__init__()
+            self.example_input_array = None
+
+    train(NoExample, tmp_path / "none", unexampled, epochs=1, sizes=(16, 16))
+    assert not unexampled.channels_last and "no example_input_array" in unexampled.turned_off["cpu_channels_last"]
     with pytest.raises(ConfigError, match="engine.cpu_channels_last must be true, false or auto"):
         Engine(cpu_channels_last="yes")
 

@@ -53,7 +53,7 @@ from torch import nn
 from torchae.autoencoder import AutoencoderModule
 from torchae.engine.compiled import CompiledSteps
 from torchae.engine.graphs import StepGraphs
-from torchae.engine.layouts import has_convolutions, in_layout, time_layouts
+from torchae.engine.layouts import channels_last_reason, in_layout, time_layouts
 from torchae.engine.probes import draws_from_streams, draws_random_numbers
 from torchae.engine.steps import StepRunner, plain_single_device, step_hooks_in_use
 from torchae.engine.threads import CpuThreads
@@ -329,7 +329,7 @@ class Engine(pl.Callback):
             "cuda_graphs": self._whole_step_reason(trainer, module, random, "a CUDA graph")
             or self._graphs_device_reason(trainer),
             "cpu_micro_batch_size": self._micro_batch_reason(module, name, random),
-            "cpu_channels_last": None if has_convolutions(module) else f"{name} has no 2-D convolutions to lay out",
+            "cpu_channels_last": channels_last_reason(module, timed=self.cpu_channels_last == "auto"),
         }
         for option, wanted in asked.items():
             if wanted and reasons[option]:

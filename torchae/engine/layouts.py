@@ -19,7 +19,7 @@ from torch import nn
 from torchae.autoencoder import AutoencoderModule
 from torchae.engine.probes import buffers_kept
 
-__all__ = ["has_convolutions", "in_layout", "time_layouts"]
+__all__ = ["channels_last_reason", "has_convolutions", "in_layout", "time_layouts"]
 
 CONVOLUTIONS = (nn.Conv2d, nn.ConvTranspose2d)
 
@@ -27,6 +27,16 @@ CONVOLUTIONS = (nn.Conv2d, nn.ConvTranspose2d)
 def has_convolutions(module: nn.Module) -> bool:
     """Whether ``module`` holds a 2-D convolution (the layers a memory layout changes)."""
     return any(isinstance(layer, CONVOLUTIONS) for layer in module.modules())
+
+
+def channels_last_reason(module: AutoencoderModule, timed: bool) -> str | None:
+    """Why ``module``'s convolutions cannot be laid out channels-last (``timed``: by :func:`time_layouts`), if not."""
+    name = type(module).__name__
+    if not has_convolutions(module):
+        return f"{name} has no 2-D convolutions to lay out"
+    if timed and not isinstance(getattr(module, "example_input_array", None), torch.Tensor):
+        return f"{name} has no example_input_array of images to time a pass with: set it, or true or false"
+    return None
 
 
 def in_layout(module: nn.Module, channels_last: bool) -> None:
