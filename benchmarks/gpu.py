@@ -39,16 +39,18 @@ ENGINE_EXPERIMENTS = tuple(name for name, e in EXPERIMENTS.items() if issubclass
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench import worker_cli  # noqa: E402
 
+CPU_ONLY_OFF = {"cpu_micro_batch_size": None, "cpu_channels_last": False}
 VARIANTS = {
     "eager": {"compiled_steps": False},
     "graphs": {"cuda_graphs": True, "compiled_steps": False},
-    "compiled-steps": {"compiled_steps": True, "cpu_micro_batch_size": None},
+    "compiled-steps": {"compiled_steps": True, **CPU_ONLY_OFF},
     # The compiled whole step (with the experiment's steps per call: 8 for denoising) under inductor's CUDA graphs:
     # several optimizer steps per replayed graph, if inductor captures a step that updates its inputs in place.
-    "compiled-steps-graphs": {"compiled_steps": True, "compile_mode": "reduce-overhead", "cpu_micro_batch_size": None},
+    "compiled-steps-graphs": {"compiled_steps": True, "compile_mode": "reduce-overhead", **CPU_ONLY_OFF},
 }
 """Engine settings of each variant, on top of the config's (whose ``compiled_steps``, on for the CPU in some
-configs, each variant sets: the engine runs one whole-step technique at a time). Micro-batches run on a CPU only."""
+configs, each variant sets: the engine runs one whole-step technique at a time). Micro-batches and channels-last
+weights run on a CPU only, and a compiled step excludes them."""
 
 
 def check_step_on_device(name: str, device: torch.device, perturb: float = 0.0) -> tuple[float, float, float]:

@@ -9,6 +9,7 @@ python -m parity spread NAME --seeds S ...  several seeds in each framework, eac
 python -m parity spread-merge RECORD ... add the seeds other processes trained to this checkout's spread record
 python -m parity report                  re-render parity/RESULTS.md from parity/results/
 python -m parity gan-run NAME            a GAN's Keras reference at the article's length, resumable, then judged
+python -m parity gan-record NAME         a torchae GAN run's verdict from its checkpoint, into parity/results/gans/
 python -m parity judge [MODEL ...]       the judge's verdict on each generative model's digits (GENERATIVE's)
 """
 
@@ -86,6 +87,12 @@ def main(argv: list[str] | None = None) -> None:
     gan_run.add_argument("--iterations", type=int, default=None, help="outer iterations (default: the article's)")
     gan_run.add_argument("--save-every", type=int, default=100, help="outer iterations between saves")
     gan_run.add_argument("--samples", type=int, default=10_000, help="digits the judge reads at the end")
+    gan_record = sub.add_parser("gan-record", help="a torchae GAN run's verdict, into parity/results/gans/")
+    gan_record.add_argument("name", metavar="NAME", choices=("gan", "cgan", "cvae_gan"), help="gan, cgan or cvae_gan")
+    gan_record.add_argument("--checkpoint", type=Path, required=True, help="the run's checkpoint (its last.ckpt)")
+    gan_record.add_argument("--seed", type=int, required=True, help="the run's seed (seed_everything)")
+    gan_record.add_argument("--samples", type=int, default=10_000, help="digits the judge reads")
+    gan_record.add_argument("--results", type=Path, default=None, help="records folder (default: parity/results/gans)")
     judge = sub.add_parser("judge", help="the judge's verdict on each generative model's digits")
     judge.add_argument("models", nargs="*", metavar="MODEL", help=f"any of {', '.join(GENERATIVE)} (default: all)")
     judge.add_argument("--samples", type=int, default=10_000, help="digits generated per model")
@@ -112,6 +119,29 @@ def main(argv: list[str] | None = None) -> None:
         verdict = record["verdict"]
         print(f"{args.name} (Keras, seed {args.seed}, {record['iterations']} outer iterations): {json.dumps(verdict)}")
         print(f"wrote {state / 'record.json'}")
+        if record["iterations"] >= EXPERIMENTS[args.name].iterations:  # the article's length: a row of the report
+            from parity.gan_records import write_gan_record
+            from parity.report import write_results
+
+            print(f"wrote {write_gan_record(record)} and {write_results()}")
+        return
+
+    if args.command == "gan-record":
+        from parity.gan_records import GAN_RESULTS, torchae_gan_record, write_gan_record
+        from parity.report import write_results
+
+        if not args.checkpoint.is_file():
+            parser.error(f"--checkpoint {str(args.checkpoint)!r} is not a file: give a run's last.ckpt")
+        try:
+            record = torchae_gan_record(args.name, args.checkpoint, args.seed, args.samples)
+        except ValueError as error:
+            parser.error(str(error))
+        print(
+            f"{args.name} (torchae, seed {args.seed}, {record['iterations']} outer iterations): "
+            f"{json.dumps(record['verdict'])}"
+        )
+        written = write_gan_record(record, args.results or GAN_RESULTS)
+        print(f"wrote {written}" + ("" if args.results else f" and {write_results()}"))
         return
 
     if args.command == "judge":

@@ -16,7 +16,7 @@ from torchae.judge import judge_features, judge_model, judge_samples
 from torchae.networks import IMAGE_SHAPE
 from torchae.registry import EXPERIMENTS
 
-__all__ = ["GENERATIVE", "format_judged", "judge_all", "shipped_judge"]
+__all__ = ["GENERATIVE", "format_judged", "judge_all", "shipped_judge", "verdict_cells"]
 
 GENERATIVE = tuple(
     name
@@ -67,17 +67,17 @@ def format_judged(judged: dict[str, dict[str, Any]]) -> str:
         "| most / least frequent digit |",
         "|---|---|---|---|---|---|",
     ]
-    for name, said in judged.items():
-        shares = torch.tensor(said["shares"])
-        accuracy = f"{said['label_accuracy']:.2%}" if "label_accuracy" in said else "—"
-        spread = (
-            f"{int(shares.argmax())}: {float(shares.max()):.1%} / {int(shares.argmin())}: {float(shares.min()):.1%}"
-        )
-        lines.append(
-            f"| {name} | {said['samples']:,} | {accuracy} | {said['confidence']:.3f} "
-            f"| {said['frechet_distance']:.2f} | {spread} |"
-        )
+    lines += [f"| {name} | {' | '.join(verdict_cells(said))} |" for name, said in judged.items()]
     return "\n".join(lines)
+
+
+def verdict_cells(said: dict[str, Any]) -> list[str]:
+    """A verdict's table cells: samples, label accuracy (conditional models), confidence, Fréchet distance, and the
+    share of the most and the least frequent digit."""
+    shares = torch.tensor(said["shares"])
+    spread = f"{int(shares.argmax())}: {float(shares.max()):.1%} / {int(shares.argmin())}: {float(shares.min()):.1%}"
+    accuracy = f"{said['label_accuracy']:.2%}" if "label_accuracy" in said else "—"
+    return [f"{said['samples']:,}", accuracy, f"{said['confidence']:.3f}", f"{said['frechet_distance']:.2f}", spread]
 
 
 def write_judged(judged: dict[str, dict[str, Any]], path: Path) -> Path:

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from parity.gan_records import gan_section
 from parity.spread import seeds_done, val_loss_spread
 from parity.train import TrainRecord, full_sizes, load_record
 from torchae.data import MNISTDataModule
@@ -187,6 +188,7 @@ def write_results(results_dir: Path = RESULTS_DIR, out: Path = RESULTS_MD) -> Pa
         table,
         "",
         *_spread_section(spreads),
+        *gan_section(results_dir / "gans"),
         f"Machine: {'; '.join(machines) or '—'}.",
         f"Versions: {'; '.join(version_sets) or '—'}.",
         "",

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -69,7 +71,28 @@ def test_the_judge_command_prints_every_generative_model_it_is_given(tmp_path, c
     parity_main(["judge", "cvae_gan", "--samples", "100", "--checkpoint", f"cvae_gan={checkpoint}", "--out", str(out)])
     printed = capsys.readouterr().out
     assert "| mnist (real) | 100 |" in printed and "| cvae_gan | 100 |" in printed and out.is_file()
-    refused = {"'dense' generates no digits": ["judge", "dense"], "NAME=PATH": ["judge", "--checkpoint", "gan"]}
+    # The same checkpoint as a torchae run's record for parity/RESULTS.md, beside a Keras run's at the article's length
+    from parity.gan_records import gan_section, write_gan_record
+
+    results = tmp_path / "gans"
+    record_args = ["--checkpoint", str(checkpoint), "--seed", "3", "--samples", "100", "--results", str(results)]
+    parity_main(["gan-record", "cvae_gan", *record_args])
+    record = json.loads((results / "cvae_gan-torchae-seed3.json").read_text())
+    iterations = torchae.load_checkpoint(checkpoint).schedule.iterations
+    assert (record["framework"], record["seed"], record["iterations"]) == ("torchae", 3, iterations)
+    assert record["verdict"]["samples"] == 100 and 0 <= record["verdict"]["label_accuracy"] <= 1
+    write_gan_record({**record, "framework": "keras", "seed": 0, "iterations": 48_000, "commit": None}, results)
+    keras_row, torchae_row = (line for line in gan_section(results) if line.startswith("| cvae_gan |"))
+    assert keras_row.startswith("| cvae_gan | keras | 0 | 48,000 (full) | 100 |") and keras_row.endswith("| — |")
+    assert torchae_row.startswith(f"| cvae_gan | torchae | 3 | {iterations:,} of 48,000 | 100 |")
+    assert f"| {record['verdict']['frechet_distance']:.2f} |" in torchae_row
+    assert gan_section(tmp_path / "none") == []  # no records: no section
+    refused = {
+        "'dense' generates no digits": ["judge", "dense"],
+        "NAME=PATH": ["judge", "--checkpoint", "gan"],
+        "holds a CVAEGAN, not experiment 'gan'": ["gan-record", "gan", *record_args],
+        "is not a file": ["gan-record", "gan", "--checkpoint", str(tmp_path / "none.ckpt"), "--seed", "0"],
+    }
     for said, bad in refused.items():
         with pytest.raises(SystemExit):
             parity_main(bad)
