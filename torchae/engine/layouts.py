@@ -50,7 +50,7 @@ def _untouched(module: AutoencoderModule) -> Iterator[None]:
     """Within: passes of a probe; after: the module's mode, buffers, layout and every generator as they were, and
     no stream of its draws moved (the draws give zeros while recording)."""
     was_training = module.training
-    with buffers_kept(module), torch.random.fork_rng(), module.draws.recording():
+    with buffers_kept(module), torch.random.fork_rng(devices=[]), module.draws.recording():  # a CPU option
         try:
             yield
         finally:
