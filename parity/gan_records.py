@@ -70,7 +70,7 @@ def gan_section(results: Path = GAN_RESULTS) -> list[str]:
         article = EXPERIMENTS[record["model"]].iterations
         length = f"{record['iterations']:,}" + (" (full)" if record["iterations"] >= article else f" of {article:,}")
         samples, *cells = verdict_cells(record["verdict"])
-        commit = record.get("commit") or "—"
+        commit = (record.get("commit") or "")[:7] or "—"
         lines.append(
             f"| {record['model']} | {record['framework']} | {record['seed']} | {length} | {samples} | "
             + " | ".join(cells)

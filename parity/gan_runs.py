@@ -23,6 +23,7 @@ from parity.judging import shipped_judge
 from torchae.data import load_mnist
 from torchae.judge import judge_samples
 from torchae.registry import EXPERIMENTS
+from torchae.runs import source_commit
 
 __all__ = ["run_keras_gan"]
 
@@ -114,6 +115,7 @@ def run_keras_gan(
             print(f"outer iteration {loop.schedule.iterations}/{iterations}: loss {losses[-1]:.4f}", flush=True)
     save_state(folder, loop, batches, losses)
     record = {"model": name, "framework": "keras", "seed": seed, "iterations": iterations, "steps": len(losses)}
+    record["commit"] = source_commit()
     record |= {"last_losses": losses[-5:], "verdict": judge_generator(loop, samples, seed)}
     (folder / "record.json").write_text(json.dumps(record, indent=1) + "\n")
     return record

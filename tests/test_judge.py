@@ -85,6 +85,7 @@ def test_the_judge_command_prints_every_generative_model_it_is_given(tmp_path, c
     keras_row, torchae_row = (line for line in gan_section(results) if line.startswith("| cvae_gan |"))
     assert keras_row.startswith("| cvae_gan | keras | 0 | 48,000 (full) | 100 |") and keras_row.endswith("| — |")
     assert torchae_row.startswith(f"| cvae_gan | torchae | 3 | {iterations:,} of 48,000 | 100 |")
+    assert torchae_row.endswith(f"| {record['commit'][:7]} |")
     assert f"| {record['verdict']['frechet_distance']:.2f} |" in torchae_row
     assert gan_section(tmp_path / "none") == []  # no records: no section
     refused = {

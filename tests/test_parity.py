@@ -588,6 +588,7 @@ def test_a_keras_gan_run_saves_resumes_and_is_judged(tmp_path, capsys):
     assert resumed["losses"][: first["steps"]] == saved["losses"] and len(resumed["losses"]) > first["steps"]
     verdict = json.loads((state / "record.json").read_text())["verdict"]
     assert verdict["samples"] == 20 and 0 <= verdict["label_accuracy"] <= 1 and verdict["frechet_distance"] > 0
+    assert json.loads((state / "record.json").read_text())["commit"]  # the code that ran it, for the report's row
     batches = article_batches(np.arange(10)[:, None], np.arange(10)[:, None], 4, seed=0)
     first_pass = [next(batches)[0].ravel().tolist() for _ in range(2)]
     assert first_pass == [[0, 1, 2, 3], [4, 5, 6, 7]]  # in order, the last two left out
