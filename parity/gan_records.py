@@ -17,6 +17,7 @@ from parity.judging import shipped_judge, verdict_cells
 from torchae.judge import judge_model
 from torchae.registry import EXPERIMENTS, load_checkpoint
 from torchae.runs import source_commit
+from torchae.safety import write_text_atomically
 
 __all__ = ["GAN_RESULTS", "gan_section", "torchae_gan_record", "write_gan_record"]
 
@@ -31,7 +32,11 @@ def torchae_gan_record(name: str, checkpoint: Path, seed: int, samples: int = 10
         raise ValueError(f"{checkpoint} holds a {type(model).__name__}, not experiment {name!r}'s model")
     judge, test_features = shipped_judge()
     verdict = judge_model(model, judge, test_features, samples, seed)
-    return {"model": name, "framework": "torchae", "seed": seed, "iterations": model.schedule.iterations} | {
+    return {
+        "model": name,
+        "framework": "torchae",
+        "seed": seed,
+        "iterations": model.schedule.iterations,
         "checkpoint": str(checkpoint),
         "verdict": verdict,
         "commit": source_commit(),
@@ -40,11 +45,8 @@ def torchae_gan_record(name: str, checkpoint: Path, seed: int, samples: int = 10
 
 def write_gan_record(record: dict[str, Any], results: Path = GAN_RESULTS) -> Path:
     """Write ``record`` as ``results/NAME-FRAMEWORK-seedS.json`` (whole, or not at all) and return its path."""
-    results.mkdir(parents=True, exist_ok=True)
     path = results / f"{record['model']}-{record['framework']}-seed{record['seed']}.json"
-    partial = path.with_suffix(".json.partial")
-    partial.write_text(json.dumps(record, indent=1) + "\n")
-    partial.replace(path)
+    write_text_atomically(path, json.dumps(record, indent=1) + "\n")
     return path
 
 

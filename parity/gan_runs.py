@@ -11,7 +11,6 @@ seeds on a resume: a resumed run is a run of the same loop, not the uninterrupte
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from torchae.data import load_mnist
 from torchae.judge import judge_samples
 from torchae.registry import EXPERIMENTS
 from torchae.runs import source_commit
+from torchae.safety import atomic_write, write_text_atomically
 
 __all__ = ["run_keras_gan"]
 
@@ -50,24 +50,21 @@ def _create_slots(loop: Any) -> None:
 
 def save_state(folder: Path, loop: Any, batches: ArticleBatches, losses: list[float]) -> None:
     """Write the run's state, each file whole or not at all (written beside, then renamed)."""
-    folder.mkdir(parents=True, exist_ok=True)
     arrays = {
         f"{network}/{i}": w
         for network, model in loop.models._asdict().items()
         for i, w in enumerate(model.get_weights())
     }
     arrays |= {f"slot/{i}": slot.numpy() for i, slot in enumerate(_slots(loop))}
-    with open(folder / f"{WEIGHTS}.partial", "wb") as file:
-        np.savez(file, **arrays)
-    os.replace(folder / f"{WEIGHTS}.partial", folder / WEIGHTS)
+    with atomic_write(folder / WEIGHTS) as partial:
+        np.savez(partial, **arrays)
     state = {
         "schedule": loop.schedule.state_dict(),
         "codes": loop.rng.bit_generator.state,
         "batches": batches.state(),
         "losses": losses,
     }
-    (folder / f"{STATE}.partial").write_text(json.dumps(state))
-    os.replace(folder / f"{STATE}.partial", folder / STATE)
+    write_text_atomically(folder / STATE, json.dumps(state))
 
 
 def load_state(folder: Path, loop: Any, batches: ArticleBatches) -> list[float]:
@@ -117,7 +114,7 @@ def run_keras_gan(
     record = {"model": name, "framework": "keras", "seed": seed, "iterations": iterations, "steps": len(losses)}
     record["commit"] = source_commit()
     record |= {"last_losses": losses[-5:], "verdict": judge_generator(loop, samples, seed)}
-    (folder / "record.json").write_text(json.dumps(record, indent=1) + "\n")
+    write_text_atomically(folder / "record.json", json.dumps(record, indent=1) + "\n")
     return record
 
 

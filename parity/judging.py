@@ -45,12 +45,12 @@ def judge_all(
     """Each model's verdict (its shipped weights, or the checkpoint ``checkpoints`` gives for it, ``judge`` too),
     after the verdict on as many real digits of the training set: what a perfect generator would score."""
     checkpoints = checkpoints or {}
-    if "judge" in checkpoints:
-        judge = torchae.load_checkpoint(checkpoints["judge"])
-        real = judge_features(judge, to_image_tensor(load_mnist().x_test))  # once, for every verdict
-    else:
-        judge, real = shipped_judge()
     mnist = load_mnist()
+    if "judge" in checkpoints:
+        judge = _load("judge", checkpoints)
+        real = judge_features(judge, to_image_tensor(mnist.x_test))  # once, for every verdict
+    else:
+        judge, real = shipped_judge()  # the shipped judge's, once per process
     # The reference row: as many real digits of the training set, judged as the samples are (the distance's floor).
     training = to_image_tensor(mnist.x_train[:samples])
     judged = {
